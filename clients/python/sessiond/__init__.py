@@ -1,0 +1,65 @@
+"""Python client for sessiond, the gRPC session-state service for chat bots.
+
+    import sessiond
+
+    client = sessiond.Client("127.0.0.1:50051")
+    with client.locked("user-42", lease=10, wait=0) as s:   # LockHeld when busy
+        turns = int(s.fields.get("turns", b"0"))
+        s.set("turns", str(turns + 1).encode())             # written at exit
+
+`sessiond.AsyncClient` is the asyncio twin. Errors are `sessiond.SessiondError`
+subclasses, one per reason (see `sessiond.errors`). The raw generated stubs
+are in `sessiond.v1`.
+"""
+
+from ._common import (
+    CacheStats,
+    Consistency,
+    LatencySummary,
+    Lock,
+    LockStats,
+    RetryPolicy,
+    RpcStats,
+    Session,
+    SessionState,
+    Stats,
+    StoreStats,
+    UpdateResult,
+)
+from .aio import AsyncClient, AsyncLocked
+from .client import Client, Locked, LockedSession
+from .errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    InvalidField,
+    InvalidLease,
+    InvalidLockToken,
+    InvalidSessionId,
+    InvalidWait,
+    LimitExceeded,
+    LockError,
+    LockHeld,
+    LockLost,
+    LockWaitTimeout,
+    Overloaded,
+    PermissionDenied,
+    SessiondError,
+    SessionNotFound,
+    ShuttingDown,
+    StoreUnavailable,
+    Unauthenticated,
+    Unavailable,
+    VersionMismatch,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient", "AsyncLocked", "CacheStats", "Client", "Consistency", "DeadlineExceeded",
+    "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
+    "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockLost",
+    "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
+    "RetryPolicy", "RpcStats", "Session", "SessionNotFound", "SessionState", "SessiondError",
+    "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable", "Unauthenticated", "Unavailable",
+    "UpdateResult", "VersionMismatch",
+]

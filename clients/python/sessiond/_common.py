@@ -1,0 +1,342 @@
+"""What the blocking and the asyncio clients share: result types, request
+building, response conversion, the staged session handed to handlers and the
+retry policy. Nothing here does I/O."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from .v1 import admin_pb2, session_pb2
+
+Seconds = Union[float, int, _dt.timedelta]
+
+
+class Consistency(enum.Enum):
+    """How fresh a GetSession read must be (see session.proto)."""
+
+    CACHED = session_pb2.CONSISTENCY_CACHED
+    STRONG = session_pb2.CONSISTENCY_STRONG
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session as stored. `fields` maps field names to bytes."""
+
+    session_id: str
+    fields: Dict[str, bytes]
+    version: int
+    created_at: Optional[_dt.datetime] = None
+    updated_at: Optional[_dt.datetime] = None
+    expires_at: Optional[_dt.datetime] = None
+    # True when the answering instance served this read from its cache.
+    from_cache: bool = False
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A held lock, as LockSession returned it."""
+
+    session_id: str
+    token: str
+    fencing_token: int
+    lease_expires_at: Optional[_dt.datetime]
+    # The session when the lock was granted (a STRONG read); None if it does
+    # not exist yet.
+    session: Optional[Session]
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    version: int
+    expires_at: Optional[_dt.datetime] = None
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    count: int = 0
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int = 0
+    weighted_bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+    hit_rate: float = 0.0
+    evictions: int = 0
+    invalidations_received: int = 0
+    bypasses: int = 0
+
+
+@dataclass(frozen=True)
+class LockStats:
+    acquisitions: int = 0
+    contended: int = 0
+    waits_granted: int = 0
+    waits_abandoned: int = 0
+    waiting_now: int = 0
+    lease_expiries: int = 0
+    stale_token_rejections: int = 0
+    held_rejections: int = 0
+    wait_ms: LatencySummary = field(default_factory=LatencySummary)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    healthy: bool = False
+    errors: int = 0
+    pool_size: int = 0
+    pool_idle: int = 0
+
+
+@dataclass(frozen=True)
+class RpcStats:
+    method: str
+    calls: int = 0
+    errors: int = 0
+    latency_us: LatencySummary = field(default_factory=LatencySummary)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """AdminService.GetStats of one instance; `rpcs` is keyed by method name."""
+
+    instance_id: str
+    version: str
+    uptime: _dt.timedelta
+    store_backend: str
+    cache: CacheStats
+    locks: LockStats
+    store: StoreStats
+    rpcs: Dict[str, RpcStats]
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def seconds(value: Optional[Seconds]) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def millis(value: Optional[Seconds], what: str) -> int:
+    """A duration as the uint32 milliseconds of the API; None means 0 (server default)."""
+    s = seconds(value)
+    if s is None:
+        return 0
+    if s < 0:
+        raise ValueError(f"{what} must not be negative, got {s}s")
+    ms = int(round(s * 1000))
+    if s > 0 and ms == 0:
+        ms = 1  # a positive duration never silently becomes "default"/"try once"
+    return min(ms, 2**32 - 1)
+
+
+def _ts(msg, present: bool) -> Optional[_dt.datetime]:
+    return msg.ToDatetime(tzinfo=_dt.timezone.utc) if present else None
+
+
+def session_from_pb(pb: session_pb2.Session, from_cache: bool = False) -> Session:
+    return Session(
+        session_id=pb.session_id,
+        fields=dict(pb.fields),
+        version=pb.version,
+        created_at=_ts(pb.created_at, pb.HasField("created_at")),
+        updated_at=_ts(pb.updated_at, pb.HasField("updated_at")),
+        expires_at=_ts(pb.expires_at, pb.HasField("expires_at")),
+        from_cache=from_cache,
+    )
+
+
+def lock_from_pb(session_id: str, pb: session_pb2.LockSessionResponse) -> Lock:
+    return Lock(
+        session_id=session_id,
+        token=pb.lock_token,
+        fencing_token=pb.fencing_token,
+        lease_expires_at=_ts(pb.lease_expires_at, pb.HasField("lease_expires_at")),
+        session=session_from_pb(pb.session) if pb.HasField("session") else None,
+    )
+
+
+def update_from_pb(pb: session_pb2.UpdateSessionResponse) -> UpdateResult:
+    return UpdateResult(version=pb.version, expires_at=_ts(pb.expires_at, pb.HasField("expires_at")))
+
+
+def _latency(pb: admin_pb2.LatencySummary) -> LatencySummary:
+    return LatencySummary(count=pb.count, p50=pb.p50, p90=pb.p90, p99=pb.p99, max=pb.max)
+
+
+def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
+    c, lk, st = pb.cache, pb.locks, pb.store
+    return Stats(
+        instance_id=pb.instance_id,
+        version=pb.version,
+        uptime=pb.uptime.ToTimedelta(),
+        store_backend=pb.store_backend,
+        cache=CacheStats(
+            entries=c.entries,
+            weighted_bytes=c.weighted_bytes,
+            hits=c.hits,
+            misses=c.misses,
+            hit_rate=c.hit_rate,
+            evictions=c.evictions,
+            invalidations_received=c.invalidations_received,
+            bypasses=c.bypasses,
+        ),
+        locks=LockStats(
+            acquisitions=lk.acquisitions,
+            contended=lk.contended,
+            waits_granted=lk.waits_granted,
+            waits_abandoned=lk.waits_abandoned,
+            waiting_now=lk.waiting_now,
+            lease_expiries=lk.lease_expiries,
+            stale_token_rejections=lk.stale_token_rejections,
+            held_rejections=lk.held_rejections,
+            wait_ms=_latency(lk.wait_ms),
+        ),
+        store=StoreStats(
+            healthy=st.healthy, errors=st.errors, pool_size=st.pool_size, pool_idle=st.pool_idle
+        ),
+        rpcs={
+            r.method: RpcStats(
+                method=r.method, calls=r.calls, errors=r.errors, latency_us=_latency(r.latency_us)
+            )
+            for r in pb.rpcs
+        },
+    )
+
+
+# ---------------------------------------------------------------- requests
+
+
+def get_request(
+    session_id: str, consistency: Union[Consistency, str], min_version: int
+) -> session_pb2.GetSessionRequest:
+    if isinstance(consistency, str):
+        consistency = Consistency[consistency.upper()]
+    return session_pb2.GetSessionRequest(
+        session_id=session_id, consistency=consistency.value, min_version=min_version
+    )
+
+
+def update_request(
+    session_id: str,
+    set_fields: Optional[Mapping[str, bytes]],
+    delete_fields: Iterable[str],
+    replace: bool,
+    lock_token: Optional[str],
+    expected_version: Optional[int],
+    release_lock: bool,
+) -> session_pb2.UpdateSessionRequest:
+    for name, value in (set_fields or {}).items():
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"field {name!r}: values are bytes, got {type(value).__name__}")
+    req = session_pb2.UpdateSessionRequest(
+        session_id=session_id,
+        set_fields={k: bytes(v) for k, v in (set_fields or {}).items()},
+        delete_fields=list(delete_fields),
+        replace=replace,
+        lock_token=lock_token or "",
+        release_lock=release_lock,
+    )
+    if expected_version is not None:
+        req.expected_version = expected_version
+    return req
+
+
+def delete_request(
+    session_id: str,
+    lock_token: Optional[str],
+    expected_version: Optional[int],
+    release_lock: bool,
+) -> session_pb2.DeleteSessionRequest:
+    req = session_pb2.DeleteSessionRequest(
+        session_id=session_id, lock_token=lock_token or "", release_lock=release_lock
+    )
+    if expected_version is not None:
+        req.expected_version = expected_version
+    return req
+
+
+# ---------------------------------------------------------------- staged state
+
+
+class SessionState:
+    """The session as a handler sees it: a snapshot plus staged changes.
+
+    `fields` is a private, mutable copy of the session's fields. Change it
+    through `set`/`delete` or directly (`s.fields["k"] = b"v"`,
+    `del s.fields["k"]`); what differs from the snapshot when the handler is
+    done is written in one UpdateSession.
+    """
+
+    def __init__(self, session_id: str, session: Optional[Session]) -> None:
+        self.session_id = session_id
+        self.exists = session is not None
+        # 0 when the session does not exist (which is also what
+        # expected_version means by "create only").
+        self.version = session.version if session is not None else 0
+        self.session = session
+        self._original: Dict[str, bytes] = dict(session.fields) if session is not None else {}
+        self.fields: Dict[str, bytes] = dict(self._original)
+
+    def set(self, name: str, value: bytes) -> None:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"field {name!r}: values are bytes, got {type(value).__name__}")
+        self.fields[name] = bytes(value)
+
+    def delete(self, name: str) -> None:
+        self.fields.pop(name, None)
+
+    def changes(self) -> Tuple[Dict[str, bytes], List[str]]:
+        """(fields to set, fields to delete) relative to the snapshot."""
+        for name, value in self.fields.items():
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"field {name!r}: values are bytes, got {type(value).__name__}")
+        to_set = {k: bytes(v) for k, v in self.fields.items() if self._original.get(k) != v}
+        to_delete = sorted(k for k in self._original if k not in self.fields)
+        return to_set, to_delete
+
+    @property
+    def changed(self) -> bool:
+        to_set, to_delete = self.changes()
+        return bool(to_set or to_delete)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(session_id={self.session_id!r}, version={self.version}, "
+            f"exists={self.exists}, fields={sorted(self.fields)})"
+        )
+
+
+# ---------------------------------------------------------------- retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of UNAVAILABLE with exponential backoff and full jitter.
+
+    Attempt n (0-based) that fails with UNAVAILABLE is followed, if `retries`
+    allows, by a sleep drawn uniformly from [0, min(max_backoff, base * 2**n)].
+    """
+
+    retries: int = 3
+    base_backoff: float = 0.05
+    max_backoff: float = 2.0
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.max_backoff, self.base_backoff * (2**attempt)))

@@ -1,0 +1,114 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("instance_id", "version", "uptime", "store_backend", "cache", "locks", "store", "rpcs")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_FIELD_NUMBER: _ClassVar[int]
+    STORE_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RPCS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    version: str
+    uptime: _duration_pb2.Duration
+    store_backend: str
+    cache: CacheStats
+    locks: LockStats
+    store: StoreStats
+    rpcs: _containers.RepeatedCompositeFieldContainer[RpcStats]
+    def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ...) -> None: ...
+
+class CacheStats(_message.Message):
+    __slots__ = ("entries", "weighted_bytes", "hits", "misses", "hit_rate", "evictions", "invalidations_received", "bypasses")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    HIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    INVALIDATIONS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    BYPASSES_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    weighted_bytes: int
+    hits: int
+    misses: int
+    hit_rate: float
+    evictions: int
+    invalidations_received: int
+    bypasses: int
+    def __init__(self, entries: _Optional[int] = ..., weighted_bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., evictions: _Optional[int] = ..., invalidations_received: _Optional[int] = ..., bypasses: _Optional[int] = ...) -> None: ...
+
+class LockStats(_message.Message):
+    __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms")
+    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTENDED_FIELD_NUMBER: _ClassVar[int]
+    WAITS_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    WAITS_ABANDONED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_NOW_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRIES_FIELD_NUMBER: _ClassVar[int]
+    STALE_TOKEN_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    HELD_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    acquisitions: int
+    contended: int
+    waits_granted: int
+    waits_abandoned: int
+    waiting_now: int
+    lease_expiries: int
+    stale_token_rejections: int
+    held_rejections: int
+    wait_ms: LatencySummary
+    def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
+
+class StoreStats(_message.Message):
+    __slots__ = ("healthy", "errors", "pool_size", "pool_idle")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POOL_IDLE_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    errors: int
+    pool_size: int
+    pool_idle: int
+    def __init__(self, healthy: _Optional[bool] = ..., errors: _Optional[int] = ..., pool_size: _Optional[int] = ..., pool_idle: _Optional[int] = ...) -> None: ...
+
+class RpcStats(_message.Message):
+    __slots__ = ("method", "calls", "errors", "latency_us")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    calls: int
+    errors: int
+    latency_us: LatencySummary
+    def __init__(self, method: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., latency_us: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
+
+class LatencySummary(_message.Message):
+    __slots__ = ("count", "p50", "p90", "p99", "max")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    P50_FIELD_NUMBER: _ClassVar[int]
+    P90_FIELD_NUMBER: _ClassVar[int]
+    P99_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    def __init__(self, count: _Optional[int] = ..., p50: _Optional[float] = ..., p90: _Optional[float] = ..., p99: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,162 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSISTENCY_UNSPECIFIED: _ClassVar[Consistency]
+    CONSISTENCY_CACHED: _ClassVar[Consistency]
+    CONSISTENCY_STRONG: _ClassVar[Consistency]
+CONSISTENCY_UNSPECIFIED: Consistency
+CONSISTENCY_CACHED: Consistency
+CONSISTENCY_STRONG: Consistency
+
+class Session(_message.Message):
+    __slots__ = ("session_id", "fields", "version", "created_at", "updated_at", "expires_at")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    fields: _containers.ScalarMap[str, bytes]
+    version: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., fields: _Optional[_Mapping[str, bytes]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetSessionRequest(_message.Message):
+    __slots__ = ("session_id", "consistency", "min_version")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    consistency: Consistency
+    min_version: int
+    def __init__(self, session_id: _Optional[str] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., min_version: _Optional[int] = ...) -> None: ...
+
+class GetSessionResponse(_message.Message):
+    __slots__ = ("session", "from_cache")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    from_cache: bool
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., from_cache: _Optional[bool] = ...) -> None: ...
+
+class LockSessionRequest(_message.Message):
+    __slots__ = ("session_id", "lease_ms", "wait_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    lease_ms: int
+    wait_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class LockSessionResponse(_message.Message):
+    __slots__ = ("lock_token", "fencing_token", "lease_expires_at", "session")
+    LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    lock_token: str
+    fencing_token: int
+    lease_expires_at: _timestamp_pb2.Timestamp
+    session: Session
+    def __init__(self, lock_token: _Optional[str] = ..., fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class UpdateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "set_fields", "delete_fields", "replace", "lock_token", "expected_version", "release_lock")
+    class SetFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_LOCK_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    set_fields: _containers.ScalarMap[str, bytes]
+    delete_fields: _containers.RepeatedScalarFieldContainer[str]
+    replace: bool
+    lock_token: str
+    expected_version: int
+    release_lock: bool
+    def __init__(self, session_id: _Optional[str] = ..., set_fields: _Optional[_Mapping[str, bytes]] = ..., delete_fields: _Optional[_Iterable[str]] = ..., replace: _Optional[bool] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ...) -> None: ...
+
+class UpdateSessionResponse(_message.Message):
+    __slots__ = ("version", "expires_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UnlockSessionRequest(_message.Message):
+    __slots__ = ("session_id", "lock_token")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    lock_token: str
+    def __init__(self, session_id: _Optional[str] = ..., lock_token: _Optional[str] = ...) -> None: ...
+
+class UnlockSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RefreshLockRequest(_message.Message):
+    __slots__ = ("session_id", "lock_token", "lease_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    lock_token: str
+    lease_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., lock_token: _Optional[str] = ..., lease_ms: _Optional[int] = ...) -> None: ...
+
+class RefreshLockResponse(_message.Message):
+    __slots__ = ("lease_expires_at",)
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeleteSessionRequest(_message.Message):
+    __slots__ = ("session_id", "lock_token", "expected_version", "release_lock")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_LOCK_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    lock_token: str
+    expected_version: int
+    release_lock: bool
+    def __init__(self, session_id: _Optional[str] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ...) -> None: ...
+
+class DeleteSessionResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
