@@ -1,4 +1,76 @@
-pub mod pb {
-    tonic::include_proto!("sessiond.v1");
+//! The `sessiond` binary: parse the configuration, set up logging, bind, and
+//! hand over to `sessiond::run` until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sessiond::Config;
+
+/// Exit code for a bad configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = match Config::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help or --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return config_error(&first_line(&e.render().to_string())),
+    };
+    if let Err(e) = config.validate() {
+        return config_error(&e);
+    }
+    if let Err(e) = sessiond::telemetry::init(&config) {
+        return config_error(&e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessiond: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
-fn main(){}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    sessiond::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn config_error(msg: &str) -> ExitCode {
+    eprintln!("sessiond: bad configuration: {msg}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned()
+}

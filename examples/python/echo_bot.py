@@ -18,7 +18,7 @@ BUSY = "Still answering your previous message: please send this one again in a m
 
 
 # [snippet:handle]
-def handle(client: sessiond.Client, user_id: str, text: str, mode: str, work: float = 0.5) -> str:
+def handle(client: sessiond.Client, user_id: str, text: str, mode: str, work: float = 1.0) -> str:
     """Answers one message. mode "drop": say busy while another message of this
     user is being handled; "inorder": wait for it, first come first served."""
     wait = 0 if mode == "drop" else 30  # seconds to wait in sessiond's FIFO queue

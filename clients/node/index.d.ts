@@ -1,0 +1,237 @@
+// Type declarations of @sessiond/client (hand-written; the code is plain CommonJS).
+/// <reference types="node" />
+
+import type { ChannelCredentials, ChannelOptions, status as GrpcStatus } from '@grpc/grpc-js';
+
+/** Field name -> value. Values are opaque bytes. */
+export type Fields = Record<string, Buffer>;
+/** What may be written to a field: bytes, or a string stored as UTF-8. */
+export type FieldValue = Buffer | Uint8Array | string;
+/** A uint64 argument: a bigint, a safe integer or a decimal string. */
+export type Uint64 = bigint | number | string;
+
+export interface ClientOptions {
+  /** Deadline of each call in ms (LockSession: plus its waitMs). Default 5000. */
+  timeoutMs?: number;
+  /** Extra attempts after UNAVAILABLE, for calls safe to retry. Default 3. */
+  retries?: number;
+  /** Default: insecure (plaintext). */
+  credentials?: ChannelCredentials;
+  /** Metadata sent with every call, e.g. { authorization: 'Bearer ...' }. */
+  metadata?: Record<string, string>;
+  /** grpc-js channel options. */
+  channelOptions?: ChannelOptions;
+}
+
+export interface CallOptions {
+  /** Overrides the client's timeoutMs for this call. */
+  timeoutMs?: number;
+  /** Overrides the client's retries for this call. */
+  retries?: number;
+}
+
+export interface Session {
+  sessionId: string;
+  fields: Fields;
+  /** 1 at creation, +1 per write, never reused. Exact 64-bit value. */
+  version: bigint;
+  createdAt: Date | null;
+  updatedAt: Date | null;
+  expiresAt: Date | null;
+}
+
+export interface GetOptions extends CallOptions {
+  /** 'cached' (default) may be served from the instance's cache; 'strong' reads the store. */
+  consistency?: 'cached' | 'strong';
+  /** Never return a version older than this (read-your-writes). */
+  minVersion?: Uint64;
+}
+
+export interface GetResult extends Session {
+  fromCache: boolean;
+}
+
+export interface LockOptions extends CallOptions {
+  /** Lease in ms; 0 or omitted = the server's default. */
+  leaseMs?: number;
+  /** 0 (default) = try once, LockHeld when held; > 0 = wait in the FIFO queue. */
+  waitMs?: number;
+}
+
+export interface LockResult {
+  lockToken: string;
+  fencingToken: bigint;
+  leaseExpiresAt: Date | null;
+  /** The session when the lock was taken (a STRONG read); null when it does not exist. */
+  session: Session | null;
+}
+
+export interface UpdateOptions extends CallOptions {
+  set?: Record<string, FieldValue>;
+  delete?: string[];
+  /** Remove every field not in `set`. */
+  replace?: boolean;
+  lockToken?: string;
+  /** Compare-and-set; 0 = create only. Omit for no check. */
+  expectedVersion?: Uint64;
+  /** Release the lock in the same atomic step (needs lockToken). */
+  releaseLock?: boolean;
+}
+
+export interface UpdateResult {
+  version: bigint;
+  expiresAt: Date | null;
+}
+
+export interface DeleteOptions extends CallOptions {
+  lockToken?: string;
+  expectedVersion?: Uint64;
+  releaseLock?: boolean;
+}
+
+export interface RefreshOptions extends CallOptions {
+  /** New lease from now in ms; 0 = the server's default. */
+  leaseMs?: number;
+}
+
+export interface WithLockOptions {
+  leaseMs?: number;
+  waitMs?: number;
+  timeoutMs?: number;
+}
+
+export interface UpdateWithRetryOptions {
+  /** Tries in all (default 10). */
+  attempts?: number;
+  timeoutMs?: number;
+}
+
+/** The session as a withLock / updateWithRetry handler sees it. */
+export declare class SessionDraft {
+  readonly sessionId: string;
+  /** Whether the session existed when it was read. */
+  readonly exists: boolean;
+  /** The fields as read; set()/delete() do not change it. */
+  readonly fields: Readonly<Fields>;
+  /** The version read; 0n when the session did not exist. */
+  readonly version: bigint;
+  readonly snapshot: Session | null;
+  /** withLock only (null in updateWithRetry). */
+  readonly lockToken: string | null;
+  readonly fencingToken: bigint | null;
+  /** withLock only: aborts (reason: a LockLost) when a lease refresh finds the lock lost. */
+  readonly signal: AbortSignal | null;
+  /** A field's value with the pending changes applied. */
+  get(name: string): Buffer | undefined;
+  set(name: string, value: FieldValue): this;
+  delete(name: string): this;
+  readonly changed: boolean;
+  changes(): { set: Record<string, Buffer>; delete: string[] };
+}
+
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface Stats {
+  instanceId: string;
+  version: string;
+  uptimeMs: number;
+  storeBackend: string;
+  cache: {
+    entries: number;
+    weightedBytes: number;
+    hits: number;
+    misses: number;
+    hitRate: number;
+    evictions: number;
+    invalidationsReceived: number;
+    bypasses: number;
+  } | null;
+  locks: {
+    acquisitions: number;
+    contended: number;
+    waitsGranted: number;
+    waitsAbandoned: number;
+    waitingNow: number;
+    leaseExpiries: number;
+    staleTokenRejections: number;
+    heldRejections: number;
+    waitMs: LatencySummary | null;
+  } | null;
+  store: { healthy: boolean; errors: number; poolSize: number; poolIdle: number } | null;
+  rpcs: Array<{ method: string; calls: number; errors: number; latencyUs: LatencySummary | null }>;
+}
+
+export declare class Client {
+  constructor(target: string, options?: ClientOptions);
+  readonly target: string;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  ready(timeoutMs?: number): Promise<void>;
+  close(): void;
+  get(sessionId: string, opts?: GetOptions): Promise<GetResult>;
+  lock(sessionId: string, opts?: LockOptions): Promise<LockResult>;
+  update(sessionId: string, opts?: UpdateOptions): Promise<UpdateResult>;
+  delete(sessionId: string, opts?: DeleteOptions): Promise<{ deleted: boolean }>;
+  unlock(sessionId: string, lockToken: string, opts?: CallOptions): Promise<void>;
+  refresh(sessionId: string, lockToken: string, opts?: RefreshOptions): Promise<{ leaseExpiresAt: Date | null }>;
+  stats(opts?: CallOptions): Promise<Stats>;
+  withLock<T>(sessionId: string, fn: (session: SessionDraft) => T | Promise<T>, opts?: WithLockOptions): Promise<T>;
+  updateWithRetry<T>(
+    sessionId: string,
+    fn: (session: SessionDraft) => T | Promise<T>,
+    opts?: UpdateWithRetryOptions,
+  ): Promise<T>;
+}
+
+export type Reason =
+  | 'INVALID_SESSION_ID'
+  | 'INVALID_FIELD'
+  | 'INVALID_LEASE'
+  | 'INVALID_WAIT'
+  | 'INVALID_LOCK_TOKEN'
+  | 'LIMIT_EXCEEDED'
+  | 'SESSION_NOT_FOUND'
+  | 'VERSION_MISMATCH'
+  | 'LOCK_HELD'
+  | 'LOCK_LOST'
+  | 'LOCK_WAIT_TIMEOUT'
+  | 'OVERLOADED'
+  | 'STORE_UNAVAILABLE'
+  | 'SHUTTING_DOWN';
+
+export declare class SessiondError extends Error {
+  /** Numeric gRPC status code. */
+  readonly code: GrpcStatus;
+  /** e.g. "FAILED_PRECONDITION". */
+  readonly codeName: string;
+  /** google.rpc.ErrorInfo reason (domain "sessiond"); null when the status had none. */
+  readonly reason: Reason | (string & {}) | null;
+  /** ErrorInfo.metadata. */
+  readonly metadata: Record<string, string>;
+  /** The server's status message. */
+  readonly details: string;
+}
+export declare class InvalidArgument extends SessiondError {}
+export declare class SessionNotFound extends SessiondError {}
+export declare class VersionMismatch extends SessiondError {
+  /** From ErrorInfo.metadata.current_version, when present. */
+  readonly currentVersion: bigint | null;
+}
+export declare class LockHeld extends SessiondError {}
+export declare class LockLost extends SessiondError {}
+export declare class LockWaitTimeout extends SessiondError {}
+/** The call's own deadline passed (no sessiond reason). */
+export declare class DeadlineExceeded extends SessiondError {}
+export declare class Overloaded extends SessiondError {}
+/** Any UNAVAILABLE, including transport failures. */
+export declare class Unavailable extends SessiondError {}
+export declare class StoreUnavailable extends Unavailable {}
+export declare class ShuttingDown extends Unavailable {}
+
+export declare const status: typeof GrpcStatus;

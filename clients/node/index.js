@@ -1,0 +1,26 @@
+'use strict';
+// @sessiond/client: Node.js client for sessiond. See README.md.
+
+const { Client } = require('./lib/client');
+const errors = require('./lib/errors');
+const { SessionDraft } = require('./lib/draft');
+const { status } = require('@grpc/grpc-js');
+
+module.exports = {
+  Client,
+  SessionDraft,
+  /** gRPC status codes, as in @grpc/grpc-js. */
+  status,
+  SessiondError: errors.SessiondError,
+  InvalidArgument: errors.InvalidArgument,
+  SessionNotFound: errors.SessionNotFound,
+  VersionMismatch: errors.VersionMismatch,
+  LockHeld: errors.LockHeld,
+  LockLost: errors.LockLost,
+  LockWaitTimeout: errors.LockWaitTimeout,
+  DeadlineExceeded: errors.DeadlineExceeded,
+  Overloaded: errors.Overloaded,
+  Unavailable: errors.Unavailable,
+  StoreUnavailable: errors.StoreUnavailable,
+  ShuttingDown: errors.ShuttingDown,
+};

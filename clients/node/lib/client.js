@@ -1,0 +1,325 @@
+'use strict';
+// Client: one gRPC channel to sessiond, promise methods for every RPC, and the
+// two read-modify-write helpers (withLock, updateWithRetry).
+
+const grpc = require('@grpc/grpc-js');
+const { sessionService, adminService } = require('./proto');
+const { SessionDraft, toBuffer } = require('./draft');
+const {
+  fromGrpcError,
+  SessionNotFound,
+  VersionMismatch,
+  LockHeld,
+  LockLost,
+  Unavailable,
+} = require('./errors');
+
+const SessionServiceClient = grpc.makeClientConstructor(sessionService, 'SessionService');
+const AdminServiceClient = grpc.makeClientConstructor(adminService, 'AdminService');
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_RETRIES = 3;
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+
+// Which calls are retried on UNAVAILABLE (see README, "Deadlines and retries"):
+// - ALWAYS: repeating them cannot change the outcome, so any UNAVAILABLE is
+//   retried, even a transport failure after which the first attempt may have
+//   reached the server.
+// - Every other call is retried only when sessiond itself answered
+//   UNAVAILABLE with reason STORE_UNAVAILABLE or SHUTTING_DOWN, which the API
+//   documents as safe to retry (nothing was done). A bare transport failure is
+//   not retried for them: the write may have been applied, and applying it
+//   again (or retrying a lock that was granted) is not harmless.
+const ALWAYS = new Set(['GetSession', 'GetStats', 'RefreshLock']);
+const SERVER_SAYS_RETRY = new Set(['STORE_UNAVAILABLE', 'SHUTTING_DOWN']);
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Exponential backoff with "equal jitter": half fixed, half random. */
+function backoffMs(attempt, base = BACKOFF_BASE_MS, max = BACKOFF_MAX_MS) {
+  const ceiling = Math.min(max, base * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+function toUint64String(value, what) {
+  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isSafeInteger(value))) {
+    if (value < 0) throw new RangeError(`${what} must not be negative`);
+    return value.toString();
+  }
+  if (typeof value === 'string' && /^\d+$/.test(value)) return value;
+  throw new TypeError(`${what} must be a bigint, a safe integer or a decimal string`);
+}
+
+function toDate(ts) {
+  if (!ts) return null;
+  return new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6));
+}
+
+function toSession(s) {
+  if (!s) return null;
+  return {
+    sessionId: s.sessionId,
+    fields: { ...s.fields },
+    version: BigInt(s.version),
+    createdAt: toDate(s.createdAt),
+    updatedAt: toDate(s.updatedAt),
+    expiresAt: toDate(s.expiresAt),
+  };
+}
+
+const CONSISTENCY = {
+  cached: 'CONSISTENCY_CACHED',
+  strong: 'CONSISTENCY_STRONG',
+};
+
+class Client {
+  /**
+   * @param {string} target host:port of sessiond, e.g. "127.0.0.1:50051"
+   * @param {object} [options]
+   * @param {number} [options.timeoutMs=5000] deadline of each call (LockSession: plus its waitMs)
+   * @param {number} [options.retries=3] extra attempts after UNAVAILABLE, for calls safe to retry
+   * @param {grpc.ChannelCredentials} [options.credentials] default: insecure (plaintext)
+   * @param {Record<string,string>} [options.metadata] sent with every call (e.g. authorization)
+   * @param {object} [options.channelOptions] grpc-js channel options
+   */
+  constructor(target, options = {}) {
+    const {
+      timeoutMs = DEFAULT_TIMEOUT_MS,
+      retries = DEFAULT_RETRIES,
+      credentials = grpc.credentials.createInsecure(),
+      metadata = {},
+      channelOptions = {},
+    } = options;
+    if (!(timeoutMs > 0)) throw new RangeError('timeoutMs must be > 0');
+    if (!(Number.isInteger(retries) && retries >= 0)) throw new RangeError('retries must be an integer >= 0');
+    this.target = target;
+    this.timeoutMs = timeoutMs;
+    this.retries = retries;
+    this._metadata = metadata;
+    this._channel = new grpc.Channel(target, credentials, channelOptions);
+    this._session = new SessionServiceClient(target, credentials, { channelOverride: this._channel });
+    this._admin = new AdminServiceClient(target, credentials, { channelOverride: this._channel });
+  }
+
+  /** Waits until the channel is connected (or rejects after timeoutMs). */
+  ready(timeoutMs = this.timeoutMs) {
+    return new Promise((resolve, reject) => {
+      this._session.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Closes the channel; calls in flight fail. */
+  close() {
+    this._session.close();
+    this._admin.close();
+    this._channel.close();
+  }
+
+  // One unary call with a deadline, typed errors and the retry policy above.
+  async _call(stub, method, request, opts = {}, { extraMs = 0, alwaysRetry = ALWAYS.has(method) } = {}) {
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const retries = opts.retries ?? this.retries;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await new Promise((resolve, reject) => {
+          const md = new grpc.Metadata();
+          for (const [k, v] of Object.entries(this._metadata)) md.set(k, v);
+          stub[method](request, md, { deadline: Date.now() + timeoutMs + extraMs }, (err, res) =>
+            err ? reject(fromGrpcError(err, method)) : resolve(res),
+          );
+        });
+      } catch (err) {
+        const retryable = err instanceof Unavailable && (alwaysRetry || SERVER_SAYS_RETRY.has(err.reason));
+        if (!retryable || attempt >= retries) throw err;
+        await sleep(backoffMs(attempt));
+      }
+    }
+  }
+
+  /**
+   * GetSession. Rejects with SessionNotFound when the session does not exist.
+   * @param {{consistency?: 'cached'|'strong', minVersion?: bigint|number}} [opts]
+   */
+  async get(sessionId, opts = {}) {
+    const { consistency = 'cached', minVersion = 0n } = opts;
+    if (!(consistency in CONSISTENCY)) throw new TypeError('consistency must be "cached" or "strong"');
+    const res = await this._call(this._session, 'GetSession', {
+      sessionId,
+      consistency: CONSISTENCY[consistency],
+      minVersion: toUint64String(minVersion, 'minVersion'),
+    }, opts);
+    return { ...toSession(res.session), fromCache: res.fromCache };
+  }
+
+  /**
+   * LockSession. waitMs 0 = try once (LockHeld when held); > 0 = FIFO wait
+   * (LockWaitTimeout when it runs out). The call's deadline is timeoutMs + waitMs.
+   */
+  async lock(sessionId, opts = {}) {
+    const { leaseMs = 0, waitMs = 0 } = opts;
+    const res = await this._call(this._session, 'LockSession', { sessionId, leaseMs, waitMs }, opts, {
+      extraMs: waitMs,
+    });
+    return {
+      lockToken: res.lockToken,
+      fencingToken: BigInt(res.fencingToken),
+      leaseExpiresAt: toDate(res.leaseExpiresAt),
+      session: toSession(res.session),
+    };
+  }
+
+  /**
+   * UpdateSession. `set` values are Buffers, Uint8Arrays or UTF-8 strings.
+   * expectedVersion: compare-and-set (0 = create only); omit for no check.
+   */
+  async update(sessionId, opts = {}) {
+    const { set = {}, replace = false, lockToken = '', expectedVersion, releaseLock = false } = opts;
+    const del = opts.delete ?? [];
+    const setFields = {};
+    for (const [name, value] of Object.entries(set)) setFields[name] = toBuffer(value, name);
+    const req = { sessionId, setFields, deleteFields: [...del], replace, lockToken, releaseLock };
+    if (expectedVersion !== undefined && expectedVersion !== null) {
+      req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
+    }
+    const res = await this._call(this._session, 'UpdateSession', req, opts);
+    return { version: BigInt(res.version), expiresAt: toDate(res.expiresAt) };
+  }
+
+  /**
+   * DeleteSession; resolves { deleted: false } when there was nothing to delete.
+   * Unguarded deletes are retried on any UNAVAILABLE (a retried delete is harmless).
+   */
+  async delete(sessionId, opts = {}) {
+    const { lockToken = '', expectedVersion, releaseLock = false } = opts;
+    const req = { sessionId, lockToken, releaseLock };
+    if (expectedVersion !== undefined && expectedVersion !== null) {
+      req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
+    }
+    const guarded = req.expectedVersion !== undefined || lockToken !== '';
+    const res = await this._call(this._session, 'DeleteSession', req, opts, { alwaysRetry: !guarded });
+    return { deleted: res.deleted };
+  }
+
+  /** UnlockSession. Rejects with LockLost when the token no longer holds the lock. */
+  async unlock(sessionId, lockToken, opts = {}) {
+    await this._call(this._session, 'UnlockSession', { sessionId, lockToken }, opts);
+  }
+
+  /** RefreshLock: extends the lease by leaseMs from now (0 = server default). */
+  async refresh(sessionId, lockToken, opts = {}) {
+    const { leaseMs = 0 } = opts;
+    const res = await this._call(this._session, 'RefreshLock', { sessionId, lockToken, leaseMs }, opts);
+    return { leaseExpiresAt: toDate(res.leaseExpiresAt) };
+  }
+
+  /** AdminService.GetStats, with uptime as uptimeMs and counters as numbers. */
+  async stats(opts = {}) {
+    const res = await this._call(this._admin, 'GetStats', {}, opts);
+    const { uptime, ...rest } = res;
+    const uptimeMs = uptime ? Number(uptime.seconds) * 1000 + Math.floor(uptime.nanos / 1e6) : 0;
+    return { ...rest, uptimeMs };
+  }
+
+  /**
+   * Locks the session, runs `fn(session)` and writes what it set/deleted with
+   * the lock token, releasing the lock in the same step (only unlocks when
+   * nothing changed, unlocks and rethrows when fn throws). The lease is
+   * refreshed every lease/3 while fn runs; once a refresh reports the lock
+   * lost, `session.signal` aborts and withLock rejects with LockLost without
+   * writing. Resolves with fn's return value.
+   */
+  async withLock(sessionId, fn, opts = {}) {
+    const { leaseMs = 0, waitMs = 0, timeoutMs } = opts;
+    const held = await this.lock(sessionId, { leaseMs, waitMs, timeoutMs });
+    const { lockToken } = held;
+    // The lease actually granted: what we asked for, or the server's default
+    // as its expiry tells (clamped, in case the clocks disagree).
+    const lease = leaseMs > 0
+      ? leaseMs
+      : Math.min(300_000, Math.max(100, held.leaseExpiresAt - Date.now()));
+    const period = Math.max(10, Math.floor(lease / 3));
+
+    const controller = new AbortController();
+    let lost = null;
+    let inflight = null;
+    const timer = setInterval(() => {
+      if (inflight || lost) return;
+      inflight = this.refresh(sessionId, lockToken, { leaseMs, timeoutMs: Math.max(period, 50), retries: 0 })
+        .catch((err) => {
+          // Anything but LockLost (a blip of the network, an overloaded
+          // server) is retried at the next tick; the final write is guarded by
+          // the token anyway.
+          if (err instanceof LockLost && !lost) {
+            lost = err;
+            clearInterval(timer);
+            controller.abort(err);
+          }
+        })
+        .finally(() => {
+          inflight = null;
+        });
+    }, period);
+
+    const session = new SessionDraft(sessionId, held.session, { ...held, signal: controller.signal });
+    let result;
+    try {
+      result = await fn(session);
+    } catch (err) {
+      clearInterval(timer);
+      await inflight;
+      if (!lost) await this.unlock(sessionId, lockToken).catch(() => {});
+      throw err;
+    }
+    clearInterval(timer);
+    await inflight;
+    if (lost) {
+      throw new LockLost(`withLock(${JSON.stringify(sessionId)}): the lock was lost while the handler ran; nothing was written`, {
+        code: lost.code,
+        reason: lost.reason,
+        metadata: lost.metadata,
+        details: lost.details,
+        cause: lost,
+      });
+    }
+    if (session.changed) {
+      await this.update(sessionId, { ...session.changes(), lockToken, releaseLock: true, timeoutMs });
+    } else {
+      await this.unlock(sessionId, lockToken, { timeoutMs });
+    }
+    return result;
+  }
+
+  /**
+   * Optimistic read-modify-write: reads the session (STRONG), runs
+   * `fn(session)`, writes its changes with expectedVersion = the version read
+   * (0 = create only when it did not exist) and starts over on
+   * VersionMismatch, or LockHeld while someone holds the lock, up to
+   * `attempts` times. Resolves with fn's return value of the attempt that won.
+   */
+  async updateWithRetry(sessionId, fn, opts = {}) {
+    const { attempts = 10, timeoutMs } = opts;
+    if (!(Number.isInteger(attempts) && attempts >= 1)) throw new RangeError('attempts must be an integer >= 1');
+    for (let attempt = 1; ; attempt++) {
+      let snapshot = null;
+      try {
+        snapshot = await this.get(sessionId, { consistency: 'strong', timeoutMs });
+      } catch (err) {
+        if (!(err instanceof SessionNotFound)) throw err;
+      }
+      const session = new SessionDraft(sessionId, snapshot, null);
+      const result = await fn(session);
+      if (!session.changed) return result;
+      try {
+        await this.update(sessionId, { ...session.changes(), expectedVersion: session.version, timeoutMs });
+        return result;
+      } catch (err) {
+        const conflict = err instanceof VersionMismatch || err instanceof LockHeld;
+        if (!conflict || attempt >= attempts) throw err;
+      }
+      await sleep(backoffMs(attempt, 5, 200));
+    }
+  }
+}
+
+module.exports = { Client, backoffMs };

@@ -1,0 +1,141 @@
+'use strict';
+// Typed errors. Every error status of sessiond carries `grpc-status-details-bin`
+// trailing metadata: a serialized google.rpc.Status whose details hold a
+// google.rpc.ErrorInfo (domain "sessiond") with a machine-readable `reason`.
+// The class is chosen by that reason; an error without it (a transport failure,
+// a deadline hit on the client, a proxy in the way) is classed by its gRPC code.
+
+const protobuf = require('protobufjs');
+const { status: Code } = require('@grpc/grpc-js');
+
+// The three messages needed to read the details, from googleapis'
+// google/rpc/status.proto and error_details.proto and protobuf's any.proto.
+const root = protobuf.parse(`
+  syntax = "proto3";
+  package google.rpc;
+  message Any { string type_url = 1; bytes value = 2; }
+  message Status { int32 code = 1; string message = 2; repeated Any details = 3; }
+  message ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+`, { keepCase: true }).root;
+const StatusMsg = root.lookupType('google.rpc.Status');
+const ErrorInfoMsg = root.lookupType('google.rpc.ErrorInfo');
+const ERROR_INFO_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
+const DOMAIN = 'sessiond';
+
+const CODE_NAMES = Object.fromEntries(Object.entries(Code).map(([name, n]) => [n, name]));
+
+class SessiondError extends Error {
+  constructor(message, { code, reason = null, metadata = {}, details = '', cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = new.target.name;
+    /** Numeric gRPC status code (see `status` of @grpc/grpc-js). */
+    this.code = code;
+    /** Its name, e.g. "FAILED_PRECONDITION". */
+    this.codeName = CODE_NAMES[code] ?? String(code);
+    /** ErrorInfo.reason, e.g. "LOCK_HELD"; null when the status carried none. */
+    this.reason = reason;
+    /** ErrorInfo.metadata, e.g. { limit: ... } or { current_version: ... }. */
+    this.metadata = metadata;
+    /** The server's status message. */
+    this.details = details;
+  }
+}
+
+class InvalidArgument extends SessiondError {}
+class SessionNotFound extends SessiondError {}
+class VersionMismatch extends SessiondError {
+  /** The session's version when the write was refused, when the server said. */
+  get currentVersion() {
+    const v = this.metadata.current_version;
+    return v === undefined ? null : BigInt(v);
+  }
+}
+class LockHeld extends SessiondError {}
+class LockLost extends SessiondError {}
+class LockWaitTimeout extends SessiondError {}
+class DeadlineExceeded extends SessiondError {}
+class Overloaded extends SessiondError {}
+class Unavailable extends SessiondError {}
+class StoreUnavailable extends Unavailable {}
+class ShuttingDown extends Unavailable {}
+
+const BY_REASON = {
+  INVALID_SESSION_ID: InvalidArgument,
+  INVALID_FIELD: InvalidArgument,
+  INVALID_LEASE: InvalidArgument,
+  INVALID_WAIT: InvalidArgument,
+  INVALID_LOCK_TOKEN: InvalidArgument,
+  LIMIT_EXCEEDED: InvalidArgument,
+  SESSION_NOT_FOUND: SessionNotFound,
+  VERSION_MISMATCH: VersionMismatch,
+  LOCK_HELD: LockHeld,
+  LOCK_LOST: LockLost,
+  LOCK_WAIT_TIMEOUT: LockWaitTimeout,
+  OVERLOADED: Overloaded,
+  STORE_UNAVAILABLE: StoreUnavailable,
+  SHUTTING_DOWN: ShuttingDown,
+};
+
+const BY_CODE = {
+  [Code.INVALID_ARGUMENT]: InvalidArgument,
+  [Code.NOT_FOUND]: SessionNotFound,
+  [Code.ABORTED]: VersionMismatch,
+  [Code.DEADLINE_EXCEEDED]: DeadlineExceeded,
+  [Code.RESOURCE_EXHAUSTED]: Overloaded,
+  [Code.UNAVAILABLE]: Unavailable,
+};
+
+/** Reads the sessiond ErrorInfo out of a grpc-js error; null when there is none. */
+function decodeErrorInfo(err) {
+  const raw = err && err.metadata && typeof err.metadata.get === 'function'
+    ? err.metadata.get('grpc-status-details-bin')
+    : [];
+  for (const bin of raw) {
+    let status;
+    try {
+      status = StatusMsg.decode(Buffer.isBuffer(bin) ? bin : Buffer.from(String(bin), 'base64'));
+    } catch {
+      continue;
+    }
+    for (const any of status.details) {
+      if (any.type_url !== ERROR_INFO_URL) continue;
+      const info = ErrorInfoMsg.toObject(ErrorInfoMsg.decode(any.value), { defaults: true });
+      if (info.domain === DOMAIN) return { reason: info.reason, metadata: { ...info.metadata } };
+    }
+  }
+  return null;
+}
+
+/** Turns a grpc-js ServiceError into the matching SessiondError subclass. */
+function fromGrpcError(err, method) {
+  if (err instanceof SessiondError) return err;
+  const code = typeof err.code === 'number' ? err.code : Code.UNKNOWN;
+  const info = decodeErrorInfo(err);
+  const Cls = (info && BY_REASON[info.reason]) || BY_CODE[code] || SessiondError;
+  const details = typeof err.details === 'string' ? err.details : err.message;
+  const tag = info ? `${CODE_NAMES[code]}/${info.reason}` : CODE_NAMES[code] ?? String(code);
+  return new Cls(`${method}: ${tag}: ${details}`, {
+    code,
+    reason: info ? info.reason : null,
+    metadata: info ? info.metadata : {},
+    details,
+    cause: err,
+  });
+}
+
+module.exports = {
+  SessiondError,
+  InvalidArgument,
+  SessionNotFound,
+  VersionMismatch,
+  LockHeld,
+  LockLost,
+  LockWaitTimeout,
+  DeadlineExceeded,
+  Overloaded,
+  Unavailable,
+  StoreUnavailable,
+  ShuttingDown,
+  fromGrpcError,
+  decodeErrorInfo,
+};

@@ -1,0 +1,191 @@
+{{/*
+Chart name, truncated to the 63 characters a DNS label allows.
+*/}}
+{{- define "sessiond.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: the release name, plus the chart name unless the
+release name already contains it.
+*/}}
+{{- define "sessiond.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, as used by the helm.sh/chart label.
+*/}}
+{{- define "sessiond.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every resource.
+*/}}
+{{- define "sessiond.labels" -}}
+helm.sh/chart: {{ include "sessiond.chart" . }}
+{{ include "sessiond.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sessiond
+{{- end }}
+
+{{/*
+Selector labels: stable across upgrades, so never add a version here.
+*/}}
+{{- define "sessiond.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sessiond.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{/*
+Name of the ServiceAccount the pods run as.
+*/}}
+{{- define "sessiond.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sessiond.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Label that lets a client pod through the NetworkPolicy when `grpcFrom` is set.
+*/}}
+{{- define "sessiond.clientLabel" -}}
+{{- printf "%s-client" (include "sessiond.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name of the claim holding the embedded store.
+*/}}
+{{- define "sessiond.claimName" -}}
+{{- .Values.persistence.existingClaim | default (printf "%s-data" (include "sessiond.fullname" .)) }}
+{{- end }}
+
+{{/*
+Termination grace period: the preStop sleep, then the drain, then a margin of
+5 seconds for the process to exit after the drain deadline.
+*/}}
+{{- define "sessiond.terminationGracePeriodSeconds" -}}
+{{- $needed := add (int .Values.lifecycle.preStopSleepSeconds) (int .Values.config.shutdownGraceSeconds) }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $needed 5 }}
+{{- else if le (int .Values.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.shutdownGraceSeconds (%d), or the pod is killed before it has drained: raise it or leave it null to derive it" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
+{{- else }}
+{{- int .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses combinations of values that would deploy a broken or unsafe release.
+values.schema.json refuses the embedded multi-replica cases too; these
+messages are the readable version, and hold when the schema is skipped.
+*/}}
+{{- define "sessiond.validate" -}}
+{{- if eq .Values.store "embedded" }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail (printf "store: embedded keeps sessions in a file that one pod owns, so replicaCount must be 1 (got %d): set store: redis (with redis.url or redis.existingSecret) to run several replicas" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- fail "store: embedded keeps sessions in a file that one pod owns, so autoscaling.enabled must be false: set store: redis (with redis.url or redis.existingSecret) to autoscale" }}
+{{- end }}
+{{- if .Values.strategy }}
+{{- fail "strategy cannot be set with store: embedded, which always uses Recreate (its volume and file lock have one owner at a time): remove strategy or set store: redis" }}
+{{- end }}
+{{- else if eq .Values.store "redis" }}
+{{- if and .Values.redis.url .Values.redis.urlKey }}
+{{- fail "redis.url and redis.urlKey are both set: give the Redis URL either in plain text (redis.url) or from the Secret (redis.existingSecret + redis.urlKey), not both" }}
+{{- end }}
+{{- if and (not .Values.redis.existingSecret) (or .Values.redis.urlKey .Values.redis.passwordKey) }}
+{{- fail "redis.urlKey and redis.passwordKey name keys of redis.existingSecret, which is empty: set redis.existingSecret to the Secret's name" }}
+{{- end }}
+{{- if not (or .Values.redis.url (and .Values.redis.existingSecret .Values.redis.urlKey)) }}
+{{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "serviceMonitor.enabled needs metrics.enabled: there is no /metrics endpoint to scrape" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of the sessiond container: listeners, store, Redis, then every
+`config` key that is set, then `extraEnv`.
+*/}}
+{{- define "sessiond.env" -}}
+- name: SESSIOND_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.grpc) | quote }}
+- name: SESSIOND_METRICS_LISTEN
+  value: {{ ternary (printf "0.0.0.0:%d" (int .Values.containerPorts.metrics)) "" .Values.metrics.enabled | quote }}
+- name: SESSIOND_STORE
+  value: {{ .Values.store | quote }}
+{{- if eq .Values.store "embedded" }}
+- name: SESSIOND_DB_PATH
+  value: "/data/sessiond.redb"
+{{- else }}
+{{- if .Values.redis.urlKey }}
+- name: SESSIOND_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret | quote }}
+      key: {{ .Values.redis.urlKey | quote }}
+{{- else }}
+- name: SESSIOND_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- if .Values.redis.passwordKey }}
+- name: SESSIOND_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret | quote }}
+      key: {{ .Values.redis.passwordKey | quote }}
+{{- end }}
+{{- end }}
+{{- $vars := dict
+  "logLevel" "SESSIOND_LOG_LEVEL"
+  "logFormat" "SESSIOND_LOG_FORMAT"
+  "redisPoolSize" "SESSIOND_REDIS_POOL_SIZE"
+  "redisKeyPrefix" "SESSIOND_REDIS_KEY_PREFIX"
+  "redisTimeout" "SESSIOND_REDIS_TIMEOUT"
+  "cacheMaxBytes" "SESSIOND_CACHE_MAX_BYTES"
+  "cacheMaxAge" "SESSIOND_CACHE_MAX_AGE"
+  "leaseDefault" "SESSIOND_LEASE_DEFAULT"
+  "leaseMin" "SESSIOND_LEASE_MIN"
+  "leaseMax" "SESSIOND_LEASE_MAX"
+  "waitMax" "SESSIOND_WAIT_MAX"
+  "idleTtl" "SESSIOND_IDLE_TTL"
+  "maxFields" "SESSIOND_MAX_FIELDS"
+  "maxFieldBytes" "SESSIOND_MAX_FIELD_BYTES"
+  "maxSessionBytes" "SESSIOND_MAX_SESSION_BYTES"
+  "maxConcurrentCalls" "SESSIOND_MAX_CONCURRENT_CALLS"
+}}
+{{- range $key, $name := $vars }}
+{{- $value := index $.Values.config $key }}
+{{- if not (kindIs "invalid" $value) }}
+{{- /* Numbers may arrive as float64: print them as integers, never as 1e+06. */}}
+{{- if or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value) }}
+{{- $value = int64 $value }}
+{{- end }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+- name: SESSIOND_SHUTDOWN_GRACE
+  value: {{ printf "%ds" (int .Values.config.shutdownGraceSeconds) | quote }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,86 @@
+//! `sessiond.v1.AdminService`: the instance's counters, for operators.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tonic::{Request, Response, Status};
+
+use crate::pb;
+use crate::state::State;
+use crate::stats::{Method, Summary};
+
+pub struct AdminApi {
+    state: Arc<State>,
+}
+
+impl AdminApi {
+    pub fn new(state: Arc<State>) -> AdminApi {
+        AdminApi { state }
+    }
+}
+
+fn summary(s: Summary) -> Option<pb::LatencySummary> {
+    Some(pb::LatencySummary { count: s.count, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max })
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    async fn get_stats(&self, _: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
+        Ok(Response::new(stats_of(&self.state)))
+    }
+}
+
+/// A snapshot of the counters, as GetStats returns them.
+pub fn stats_of(state: &State) -> pb::GetStatsResponse {
+    let s = &state.stats;
+    let (entries, weighted_bytes) = state.cache.size();
+    let hits = s.cache_hits.load(Relaxed);
+    let misses = s.cache_misses.load(Relaxed);
+    let (pool_size, pool_idle) = state.store.pool_status();
+    let uptime = state.started.elapsed();
+    pb::GetStatsResponse {
+        instance_id: state.instance_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime: Some(prost_types::Duration { seconds: uptime.as_secs() as i64, nanos: uptime.subsec_nanos() as i32 }),
+        store_backend: state.store.backend().to_owned(),
+        cache: Some(pb::CacheStats {
+            entries,
+            weighted_bytes,
+            hits,
+            misses,
+            hit_rate: if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+            evictions: s.cache_evictions.load(Relaxed),
+            invalidations_received: s.cache_invalidations.load(Relaxed),
+            bypasses: s.cache_bypasses.load(Relaxed),
+        }),
+        locks: Some(pb::LockStats {
+            acquisitions: s.lock_acquisitions.load(Relaxed),
+            contended: s.lock_contended.load(Relaxed),
+            waits_granted: s.lock_waits_granted.load(Relaxed),
+            waits_abandoned: s.lock_waits_abandoned.load(Relaxed),
+            waiting_now: s.lock_waiting_now.load(Relaxed),
+            lease_expiries: s.lock_lease_expiries.load(Relaxed),
+            stale_token_rejections: s.lock_stale_token.load(Relaxed),
+            held_rejections: s.lock_held_rejections.load(Relaxed),
+            wait_ms: summary(s.lock_wait_ms.summary()),
+        }),
+        store: Some(pb::StoreStats {
+            healthy: s.store_healthy.load(Relaxed),
+            errors: s.store_errors.load(Relaxed),
+            pool_size,
+            pool_idle,
+        }),
+        rpcs: Method::ALL
+            .iter()
+            .map(|m| {
+                let r = s.rpc(*m);
+                pb::RpcStats {
+                    method: m.name().to_owned(),
+                    calls: r.calls.load(Relaxed),
+                    errors: r.errors.load(Relaxed),
+                    latency_us: summary(r.latency_us.summary()),
+                }
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,33 @@
+//! sessiond: per-user session state for chat bots over gRPC, shared by any
+//! number of bot instances: isolated, consistent, durable and fast.
+//!
+//! Map of the crate (ARCHITECTURE.md has the longer tour):
+//! - [`config`]: the one `Config` (clap; every flag also `SESSIOND_*`).
+//! - [`server`]: `run(config, listener, shutdown)`, middleware, health,
+//!   reflection, drain. `main.rs` and the tests call the same `run`.
+//! - [`service`] / [`admin`]: the gRPC services, thin translations.
+//! - [`session`]: sessions, mutations, limits and validation; no I/O.
+//! - [`cache`]: the moka read-through cache and its version floors.
+//! - [`store`]: the storage abstraction and its backends, `embedded` (redb)
+//!   and `redis` (Lua scripts).
+//! - [`error`]: the error enum and its one mapping to gRPC statuses.
+//! - [`stats`]: lock-free counters and histograms behind GetStats.
+//! - [`telemetry`]: tracing set-up.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod pb;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod state;
+pub mod stats;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,242 @@
+//! The gRPC server: services, middleware, health, reflection and drain.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Status;
+use tonic::codegen::http;
+use tonic::transport::Server;
+use tracing::Instrument;
+
+use crate::admin::AdminApi;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::error::Error;
+use crate::pb::admin_service_server::AdminServiceServer;
+use crate::pb::session_service_server::SessionServiceServer;
+use crate::service::SessionApi;
+use crate::session::Limits;
+use crate::state::State;
+use crate::stats::{Method, Stats};
+use crate::store::Store;
+
+/// How often readiness follows the store's health.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// Serves on an already bound `listener` until `shutdown` completes, then
+/// drains: health turns NOT_SERVING, new calls are refused with UNAVAILABLE,
+/// and in-flight calls get `shutdown_grace` to finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let stats = Arc::new(Stats::default());
+    let store = Store::open(&config, stats.clone()).await?;
+    let cache = Cache::new(config.cache_max_bytes, config.cache_max_age, stats.clone());
+    let state = Arc::new(State::new(store, cache, Limits::from_config(&config), stats));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SessionServiceServer<SessionApi>>().await;
+    let health_task = tokio::spawn(follow_store_health(state.clone(), health.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+
+    let local = listener.local_addr().ok();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(ObserveLayer {
+            state: state.clone(),
+            permits: Arc::new(Semaphore::new(config.max_concurrent_calls)),
+        })
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SessionServiceServer::new(SessionApi::new(state.clone())))
+        .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = stopped.await;
+    }));
+    tracing::info!(addr = ?local, store = state.store.backend(), "sessiond serving");
+
+    tokio::select! {
+        result = &mut server => {
+            health_task.abort();
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Internal(format!("server failed: {e}"))),
+                Err(e) => Err(Error::Internal(format!("server task failed: {e}"))),
+            };
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight calls");
+    health_task.abort();
+    state.start_draining();
+    health.set_not_serving::<SessionServiceServer<SessionApi>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    let _ = stop.send(());
+    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+        Ok(_) => tracing::info!("drained; bye"),
+        Err(_) => {
+            server.abort();
+            tracing::warn!("grace period over; closing the remaining calls");
+        }
+    }
+    Ok(())
+}
+
+/// Readiness follows the store: NOT_SERVING while it cannot be reached.
+async fn follow_store_health(state: Arc<State>, health: tonic_health::server::HealthReporter) {
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(HEALTH_EVERY).await;
+        let ok = state.store.ping().await.is_ok();
+        if ok != serving {
+            serving = ok;
+            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            tracing::warn!(store_reachable = ok, "store health changed");
+            health.set_service_status("", status).await;
+            health.set_service_status(crate::pb::session_service_server::SERVICE_NAME, status).await;
+        }
+    }
+}
+
+/// The middleware every call passes through, in order: a request id (the
+/// caller's `x-request-id` if it sent a sane one, else a fresh uuid) on a
+/// tracing span and on the response; refusal while draining; load shedding
+/// beyond `max_concurrent_calls`; per-RPC counts and latency.
+#[derive(Clone)]
+struct ObserveLayer {
+    state: Arc<State>,
+    permits: Arc<Semaphore>,
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner, state: self.state.clone(), permits: self.permits.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct Observe<S> {
+    inner: S,
+    state: Arc<State>,
+    permits: Arc<Semaphore>,
+}
+
+type Resp = http::Response<tonic::body::Body>;
+
+impl<S, B> tower::Service<http::Request<B>> for Observe<S>
+where
+    S: tower::Service<http::Request<B>, Response = Resp> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Resp;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Resp, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        let path = req.uri().path();
+        let method = method_of(path);
+        let request_id = request_id(&req);
+        let name: std::borrow::Cow<'static, str> = match method {
+            Some(m) => m.name().into(),
+            None => path.to_owned().into(),
+        };
+        let span = tracing::info_span!("rpc", method = %name, request_id = %request_id);
+        // Only sessiond's own RPCs are refused or shed; health and reflection
+        // keep answering, so probes see NOT_SERVING during a drain.
+        let refusal = match method {
+            Some(m) if m != Method::GetStats && state.is_draining() => Some(Error::ShuttingDown),
+            _ => None,
+        };
+        let permit = self.permits.clone().try_acquire_owned();
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let mut resp = match (refusal, permit) {
+                    (Some(e), _) => Status::from(e).into_http(),
+                    (None, Err(_)) => Status::from(Error::Overloaded).into_http(),
+                    (None, Ok(_permit)) => inner.call(req).await?,
+                };
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+                    .unwrap_or(0);
+                if let Some(m) = method {
+                    let rpc = state.stats.rpc(m);
+                    rpc.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    rpc.latency_us.record_duration_us(started.elapsed());
+                    if code != 0 {
+                        rpc.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                log_call(code, started.elapsed());
+                if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                    resp.headers_mut().insert("x-request-id", v);
+                }
+                Ok(resp)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn log_call(code: i32, took: Duration) {
+    let code = tonic::Code::from_i32(code);
+    match code {
+        tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+            tracing::error!(?code, ?took, "call failed")
+        }
+        tonic::Code::Unavailable => tracing::warn!(?code, ?took, "call failed"),
+        _ => tracing::debug!(?code, ?took, "call done"),
+    }
+}
+
+fn method_of(path: &str) -> Option<Method> {
+    let name = path
+        .strip_prefix("/sessiond.v1.SessionService/")
+        .or_else(|| path.strip_prefix("/sessiond.v1.AdminService/"))?;
+    Method::ALL.into_iter().find(|m| m.name() == name)
+}
+
+fn request_id<B>(req: &http::Request<B>) -> String {
+    let given = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+    match given {
+        Some(id) if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}

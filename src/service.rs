@@ -1,0 +1,179 @@
+//! `sessiond.v1.SessionService`: a thin translation between gRPC messages and
+//! the semantics in `session`, `cache` and `store`. Validation of requests and
+//! the mapping of errors to statuses happen here, at the edge, and nowhere
+//! deeper.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, InvalidReason, Result};
+use crate::pb;
+use crate::session::{self, DEFAULT_NAMESPACE, Guards, Mutation, Session, SessionKey};
+use crate::state::State;
+
+pub struct SessionApi {
+    state: Arc<State>,
+}
+
+impl SessionApi {
+    pub fn new(state: Arc<State>) -> SessionApi {
+        SessionApi { state }
+    }
+}
+
+/// The namespace of a call. Authentication is not implemented yet, so every
+/// caller shares the default namespace; the store keys already carry it.
+fn key_of<T>(_req: &Request<T>, session_id: &str) -> Result<SessionKey> {
+    SessionKey::new(DEFAULT_NAMESPACE, session_id)
+}
+
+fn token_of(token: &str) -> Result<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    session::check_token(token)?;
+    Ok(Some(token.to_owned()))
+}
+
+fn require_token(token: &str) -> Result<String> {
+    token_of(token)?.ok_or_else(|| {
+        Error::invalid(InvalidReason::LockToken, "lock_token is required: pass the token LockSession returned")
+    })
+}
+
+fn guards(lock_token: &str, expected_version: Option<u64>, release_lock: bool) -> Result<Guards> {
+    let lock_token = token_of(lock_token)?;
+    if release_lock && lock_token.is_none() {
+        return Err(Error::invalid(
+            InvalidReason::LockToken,
+            "release_lock needs lock_token: only the holder can release the lock",
+        ));
+    }
+    Ok(Guards { lock_token, expected_version, release_lock })
+}
+
+pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+}
+
+fn to_pb(id: &str, s: &Session) -> pb::Session {
+    pb::Session {
+        session_id: id.to_owned(),
+        fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        version: s.version,
+        created_at: timestamp(s.created_ms),
+        updated_at: timestamp(s.updated_ms),
+        expires_at: timestamp(s.expires_ms),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::session_service_server::SessionService for SessionApi {
+    async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let r = req.get_ref();
+        let strong = r.consistency() == pb::Consistency::Strong;
+        let st = &self.state;
+        if !strong && st.cache_trusted() {
+            if let Some(s) = st.cache.get(&key, r.min_version).await {
+                return Ok(Response::new(pb::GetSessionResponse { session: Some(to_pb(&key.id, &s)), from_cache: true }));
+            }
+        } else if !strong {
+            st.note_cache_bypass();
+        }
+        let session = st.store.get(&key).await?.ok_or(Error::NotFound)?;
+        let session = Arc::new(session);
+        st.cache.fill(&key, session.clone()).await;
+        Ok(Response::new(pb::GetSessionResponse { session: Some(to_pb(&key.id, &session)), from_cache: false }))
+    }
+
+    async fn lock_session(&self, req: Request<pb::LockSessionRequest>) -> Result<Response<pb::LockSessionResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let r = req.get_ref();
+        let st = &self.state;
+        let lease = st.limits.lease(r.lease_ms)?;
+        let wait = st.limits.wait(r.wait_ms)?;
+        // Never wait past the caller's own deadline: a grant it cannot
+        // receive would hold the lock for nobody.
+        let wait = match grpc_timeout(&req) {
+            Some(deadline) if !wait.is_zero() => wait.min(deadline.saturating_sub(DEADLINE_MARGIN)),
+            _ => wait,
+        };
+        let grant = tokio::select! {
+            grant = st.store.lock(&key, lease, wait) => grant?,
+            () = st.draining() => return Err(Error::ShuttingDown.into()),
+        };
+        if let Some(s) = &grant.session {
+            st.cache.fill(&key, Arc::new(s.clone())).await;
+        }
+        Ok(Response::new(pb::LockSessionResponse {
+            lock_token: grant.token,
+            fencing_token: grant.fence,
+            lease_expires_at: timestamp(grant.lease_expires_ms),
+            session: grant.session.as_ref().map(|s| to_pb(&key.id, s)),
+        }))
+    }
+
+    async fn update_session(&self, req: Request<pb::UpdateSessionRequest>) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let r = req.into_inner();
+        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let mut delete = r.delete_fields;
+        delete.sort_unstable();
+        delete.dedup();
+        let m = Mutation { set: r.set_fields.into_iter().collect(), delete, replace: r.replace };
+        self.state.limits.check_mutation(&m)?;
+        let written = self.state.store.update(&key, m, g).await?;
+        self.state.cache.invalidate(&key, written.version).await;
+        Ok(Response::new(pb::UpdateSessionResponse { version: written.version, expires_at: timestamp(written.expires_ms) }))
+    }
+
+    async fn unlock_session(&self, req: Request<pb::UnlockSessionRequest>) -> Result<Response<pb::UnlockSessionResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let token = require_token(&req.get_ref().lock_token)?;
+        self.state.store.unlock(&key, &token).await?;
+        Ok(Response::new(pb::UnlockSessionResponse {}))
+    }
+
+    async fn refresh_lock(&self, req: Request<pb::RefreshLockRequest>) -> Result<Response<pb::RefreshLockResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let r = req.get_ref();
+        let token = require_token(&r.lock_token)?;
+        let lease = self.state.limits.lease(r.lease_ms)?;
+        let expires = self.state.store.refresh(&key, &token, lease).await?;
+        Ok(Response::new(pb::RefreshLockResponse { lease_expires_at: timestamp(expires) }))
+    }
+
+    async fn delete_session(&self, req: Request<pb::DeleteSessionRequest>) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let key = key_of(&req, &req.get_ref().session_id)?;
+        let r = req.get_ref();
+        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let deleted = self.state.store.delete(&key, g).await?;
+        if let Some(version) = deleted {
+            // A re-created session starts above the deleted one's version.
+            self.state.cache.invalidate(&key, version + 1).await;
+        }
+        Ok(Response::new(pb::DeleteSessionResponse { deleted: deleted.is_some() }))
+    }
+}
+
+/// Time kept between the end of a lock wait and the caller's deadline, for
+/// the answer to reach it.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The caller's deadline (`grpc-timeout`), if it sent one.
+fn grpc_timeout<T>(req: &Request<T>) -> Option<std::time::Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    })
+}

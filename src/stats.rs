@@ -1,0 +1,220 @@
+//! Counters and latency histograms of one instance, lock-free: every hot path
+//! adds to them with relaxed atomics; GetStats (and /metrics) read them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Everything GetStats reports that is not read from the cache or the pool.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_evictions: AtomicU64,
+    pub cache_invalidations: AtomicU64,
+    pub cache_bypasses: AtomicU64,
+
+    pub lock_acquisitions: AtomicU64,
+    pub lock_contended: AtomicU64,
+    pub lock_waits_granted: AtomicU64,
+    pub lock_waits_abandoned: AtomicU64,
+    pub lock_waiting_now: AtomicU64,
+    pub lock_lease_expiries: AtomicU64,
+    pub lock_stale_token: AtomicU64,
+    pub lock_held_rejections: AtomicU64,
+    pub lock_wait_ms: Histogram,
+
+    pub store_errors: AtomicU64,
+    pub store_healthy: AtomicBool,
+
+    pub rpcs: [RpcStats; Method::ALL.len()],
+}
+
+/// The RPCs counted, one slot each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    GetSession,
+    LockSession,
+    UpdateSession,
+    UnlockSession,
+    RefreshLock,
+    DeleteSession,
+    GetStats,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::GetSession,
+        Method::LockSession,
+        Method::UpdateSession,
+        Method::UnlockSession,
+        Method::RefreshLock,
+        Method::DeleteSession,
+        Method::GetStats,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::GetSession => "GetSession",
+            Method::LockSession => "LockSession",
+            Method::UpdateSession => "UpdateSession",
+            Method::UnlockSession => "UnlockSession",
+            Method::RefreshLock => "RefreshLock",
+            Method::DeleteSession => "DeleteSession",
+            Method::GetStats => "GetStats",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RpcStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub latency_us: Histogram,
+}
+
+impl Stats {
+    pub fn rpc(&self, m: Method) -> &RpcStats {
+        &self.rpcs[m as usize]
+    }
+
+    /// Records the store's answer: healthy or not.
+    pub fn store_ok(&self) {
+        self.store_healthy.store(true, Relaxed);
+    }
+
+    pub fn store_failed(&self) {
+        self.store_errors.fetch_add(1, Relaxed);
+        self.store_healthy.store(false, Relaxed);
+    }
+}
+
+/// Buckets grow by 2^(1/8) (about 9%), so a percentile is within ~5% of the
+/// true value; 8 buckets per power of two cover 1 .. 2^40.
+const SUB: u32 = 8;
+const BUCKETS: usize = 41 * SUB as usize;
+
+/// A log-bucketed histogram of non-negative integers (µs or ms).
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Percentiles read from a [`Histogram`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Histogram {
+    pub fn record(&self, v: u64) {
+        self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.max.fetch_max(v, Relaxed);
+    }
+
+    pub fn record_duration_us(&self, d: Duration) {
+        self.record(d.as_micros().min(u64::MAX as u128) as u64);
+    }
+
+    pub fn summary(&self) -> Summary {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Summary::default();
+        }
+        let max = self.max.load(Relaxed) as f64;
+        let at = |q: f64| {
+            let rank = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return upper_bound(i).min(max);
+                }
+            }
+            max
+        };
+        Summary { count: total, p50: at(0.50), p90: at(0.90), p99: at(0.99), max }
+    }
+
+    /// Cumulative counts at the given upper bounds, for Prometheus buckets.
+    pub fn cumulative(&self, bounds: &[u64]) -> (Vec<u64>, u64) {
+        let mut out = vec![0; bounds.len()];
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Relaxed);
+            let ub = upper_bound(i);
+            for (j, bound) in bounds.iter().enumerate() {
+                if ub <= *bound as f64 {
+                    out[j] += n;
+                }
+            }
+        }
+        (out, self.count.load(Relaxed))
+    }
+}
+
+fn bucket_of(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let exp = 63 - v.leading_zeros(); // >= 3
+    let mantissa = ((v >> (exp - 3)) & (SUB as u64 - 1)) as u32;
+    (((exp - 2) * SUB + mantissa) as usize).min(BUCKETS - 1)
+}
+
+/// The largest value that lands in bucket `i`.
+fn upper_bound(i: usize) -> f64 {
+    let i = i as u32;
+    if i < SUB {
+        return i as f64;
+    }
+    let exp = i / SUB + 2;
+    let mantissa = (i % SUB) as u64;
+    (((SUB as u64 + mantissa + 1) << (exp - 3)) - 1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for v in [0u64, 1, 7, 8, 9, 15, 16, 100, 1000, 12345, 1 << 30] {
+            let b = bucket_of(v);
+            assert!(b >= last, "bucket of {v} went back");
+            last = b;
+            let ub = upper_bound(b);
+            assert!(ub >= v as f64 && ub <= v as f64 * 1.13 + 1.0, "{v} -> {ub}");
+        }
+    }
+
+    #[test]
+    fn percentiles_of_a_uniform_run() {
+        let h = Histogram::default();
+        for v in 1..=1000 {
+            h.record(v);
+        }
+        let s = h.summary();
+        assert_eq!(s.count, 1000);
+        assert!((500.0..=550.0).contains(&s.p50), "{s:?}");
+        assert!((990.0..=1000.0).contains(&s.p99), "{s:?}");
+        assert_eq!(s.max, 1000.0);
+    }
+}

@@ -1,0 +1,578 @@
+//! The Redis store: any number of sessiond instances on one Redis.
+//!
+//! Each operation is one Lua script (`redis/*.lua`, each prefixed with
+//! `redis/prelude.lua`): one atomic step and one round trip. Reads are a plain
+//! `HGETALL`. All keys of a session share the hash tag `{<ns>/<id>}`, with
+//! namespace and id percent-encoded so that the tag holds only
+//! `[A-Za-z0-9._~%/-]`: no id, however crafted, can close the tag early or
+//! reach another id's keys, and a session's keys stay in one Cluster slot.
+//!
+//! Leases use the Redis server's clock alone (`TIME`, `PEXPIRE`), so clock
+//! skew between sessiond hosts cannot make two holders.
+//!
+//! FIFO waiting across instances: a waiter queues its token in the session's
+//! queue list and waits for a wake-up published on its instance's channel by
+//! whichever script releases the lock; woken, it runs the lock script again
+//! and takes the lock. Every `HEARTBEAT` it also retries, which renews its
+//! place (a waiter not renewed for `WAITER_ALIVE` is dropped from the queue,
+//! so a dead instance stalls a queue by at most about `WAITER_ALIVE +
+//! HEARTBEAT`) and covers wake-ups lost while the subscription was down.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{Script, Value};
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::new_token;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::stats::Stats;
+
+/// How often a queued waiter retries and renews its place in the queue.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long a queued waiter stays in the queue without renewing it.
+pub const WAITER_ALIVE: Duration = Duration::from_millis(2000);
+
+const PRELUDE: &str = include_str!("redis/prelude.lua");
+
+struct Scripts {
+    update: Script,
+    delete: Script,
+    lock: Script,
+    abandon: Script,
+    unlock: Script,
+    refresh: Script,
+}
+
+impl Scripts {
+    fn load() -> Scripts {
+        let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            update: s(include_str!("redis/update.lua")),
+            delete: s(include_str!("redis/delete.lua")),
+            lock: s(include_str!("redis/lock.lua")),
+            abandon: s(include_str!("redis/abandon.lua")),
+            unlock: s(include_str!("redis/unlock.lua")),
+            refresh: s(include_str!("redis/refresh.lua")),
+        }
+    }
+}
+
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    scripts: Scripts,
+    prefix: String,
+    limits: Limits,
+    stats: Arc<Stats>,
+    timeout: Duration,
+    /// This instance's wake-up channel, named in its waiters' queue entries.
+    wake_channel: String,
+    /// Where write scripts announce new versions (for other instances' caches).
+    invalidation_channel: String,
+    /// Waiters queued through this instance, by token.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// The five keys of one session, in the order the scripts expect, and the
+/// invalidation subject (the encoded `ns/id`).
+struct Keys {
+    keys: [String; 5],
+    subject: String,
+}
+
+impl RedisStore {
+    pub async fn open(config: &Config, limits: Limits, stats: Arc<Stats>) -> Result<RedisStore> {
+        let url = config.redis_url.as_deref().unwrap_or_default();
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
+        if let Some(password) = &config.redis_password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let mut pool_config = PoolConfig::new(config.redis_pool_size);
+        pool_config.timeouts = Timeouts {
+            wait: Some(config.redis_timeout),
+            create: Some(config.redis_timeout),
+            recycle: Some(config.redis_timeout),
+        };
+        let cfg = deadpool_redis::Config {
+            url: None,
+            connection: Some(info.clone().into()),
+            pool: Some(pool_config),
+        };
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))?;
+        let prefix = config.redis_key_prefix.clone();
+        let instance = new_token();
+        let inner = Arc::new(Inner {
+            pool,
+            scripts: Scripts::load(),
+            wake_channel: format!("{prefix}:wake:{instance}"),
+            invalidation_channel: format!("{prefix}:invalidate"),
+            prefix,
+            limits,
+            stats,
+            timeout: config.redis_timeout,
+            waiters: Mutex::new(HashMap::new()),
+        });
+        let client = redis::Client::open(info)
+            .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
+        tokio::spawn(subscribe(client, Arc::downgrade(&inner)));
+        let store = RedisStore { inner };
+        if let Err(e) = store.ping().await {
+            tracing::warn!(error = %e, "Redis is not reachable yet; calls fail with UNAVAILABLE until it is");
+        }
+        Ok(store)
+    }
+
+    pub async fn get(&self, key: &SessionKey) -> Result<Option<Session>> {
+        let keys = self.inner.keys(key);
+        let items: Vec<Value> = self
+            .inner
+            .query(redis::cmd("HGETALL").arg(&keys.keys[0]))
+            .await?;
+        parse_session(&items)
+    }
+
+    pub async fn lock(&self, key: &SessionKey, lease: Duration, wait: Duration) -> Result<LockGrant> {
+        let inner = &self.inner;
+        let keys = inner.keys(key);
+        let token = new_token();
+        if wait.is_zero() {
+            return match inner.try_lock(&keys, &token, lease, false).await? {
+                Attempt::Granted(g) => Ok(g),
+                Attempt::Queued(_) | Attempt::Held => {
+                    inner.stats.lock_contended.fetch_add(1, Relaxed);
+                    Err(Error::LockHeld)
+                }
+            };
+        }
+        let deadline = Instant::now() + wait;
+        let notify = Arc::new(Notify::new());
+        inner.waiters.lock().expect("waiters").insert(token.clone(), notify.clone());
+        let mut guard = Abandon { inner: inner.clone(), keys: Some(keys), token: token.clone(), counted: false };
+        let keys = guard.keys.as_ref().expect("set above");
+        let started = Instant::now();
+        let mut queued = false;
+        loop {
+            match inner.try_lock(keys, &token, lease, true).await? {
+                Attempt::Granted(g) => {
+                    guard.disarm();
+                    if queued {
+                        inner.stats.lock_waits_granted.fetch_add(1, Relaxed);
+                        inner.stats.lock_wait_ms.record(started.elapsed().as_millis() as u64);
+                    }
+                    return Ok(g);
+                }
+                Attempt::Held => unreachable!("a waiting attempt queues instead of refusing"),
+                Attempt::Queued(free_in) => {
+                    if !queued {
+                        queued = true;
+                        inner.stats.lock_contended.fetch_add(1, Relaxed);
+                        inner.stats.lock_waiting_now.fetch_add(1, Relaxed);
+                        guard.counted = true;
+                    }
+                    // Retry when woken, when the holder's lease runs out, or
+                    // at the heartbeat, whichever comes first.
+                    let retry = free_in.map_or(HEARTBEAT, |d| d.min(HEARTBEAT));
+                    tokio::select! {
+                        _ = notify.notified() => {}
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = tokio::time::sleep_until(deadline) => {
+                            return Err(Error::LockWaitTimeout { waited_ms: wait.as_millis() as u64 });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
+        let inner = &self.inner;
+        let keys = inner.keys(key);
+        let l = &inner.limits;
+        let mut inv = inner.scripts.update.prepare_invoke();
+        keys.add_to(&mut inv);
+        inv.arg(g.lock_token.as_deref().unwrap_or(""))
+            .arg(g.expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(flag(g.release_lock))
+            .arg(flag(m.replace))
+            .arg(l.idle_ttl.as_millis() as u64)
+            .arg(l.max_fields)
+            .arg(l.max_session_bytes)
+            .arg(&inner.invalidation_channel)
+            .arg(&keys.subject)
+            .arg(m.set.len());
+        for (name, value) in &m.set {
+            inv.arg(name.as_bytes()).arg(value.as_ref());
+        }
+        for name in &m.delete {
+            inv.arg(name.as_bytes());
+        }
+        let reply = inner.invoke(&mut inv).await?;
+        match reply.status.as_str() {
+            "OK" => Ok(Written { version: reply.a as u64, expires_ms: reply.b }),
+            // {'LIMIT_EXCEEDED', limit name, value the write would reach, expired}
+            "LIMIT_EXCEEDED" => Err(match reply.raw_a.as_slice() {
+                b"max_fields" => l.too_many_fields(reply.b as usize),
+                _ => l.too_large(reply.b as u64),
+            }),
+            _ => Err(reply.refusal(&g)),
+        }
+    }
+
+    pub async fn delete(&self, key: &SessionKey, g: Guards) -> Result<Option<u64>> {
+        let inner = &self.inner;
+        let keys = inner.keys(key);
+        let mut inv = inner.scripts.delete.prepare_invoke();
+        keys.add_to(&mut inv);
+        inv.arg(g.lock_token.as_deref().unwrap_or(""))
+            .arg(g.expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(flag(g.release_lock))
+            .arg(&inner.invalidation_channel)
+            .arg(&keys.subject);
+        let reply = inner.invoke(&mut inv).await?;
+        match reply.status.as_str() {
+            "OK" => Ok((reply.a > 0).then_some(reply.a as u64)),
+            _ => Err(reply.refusal(&g)),
+        }
+    }
+
+    pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
+        let inner = &self.inner;
+        let mut inv = inner.scripts.unlock.prepare_invoke();
+        inner.keys(key).add_to(&mut inv);
+        inv.arg(token);
+        let reply = inner.invoke(&mut inv).await?;
+        match reply.status.as_str() {
+            "OK" => Ok(()),
+            _ => Err(reply.refusal(&Guards::default())),
+        }
+    }
+
+    pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
+        let inner = &self.inner;
+        let mut inv = inner.scripts.refresh.prepare_invoke();
+        inner.keys(key).add_to(&mut inv);
+        inv.arg(token).arg(lease.as_millis() as u64);
+        let reply = inner.invoke(&mut inv).await?;
+        match reply.status.as_str() {
+            "OK" => Ok(reply.a),
+            _ => Err(reply.refusal(&Guards::default())),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = self.inner.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    pub fn pool_status(&self) -> (u64, u64) {
+        let s = self.inner.pool.status();
+        (s.size as u64, s.available as u64)
+    }
+}
+
+enum Attempt {
+    Granted(LockGrant),
+    Held,
+    /// Queued; the holder's lease runs out in this long (`None`: unknown or
+    /// free already).
+    Queued(Option<Duration>),
+}
+
+impl Inner {
+    fn keys(&self, key: &SessionKey) -> Keys {
+        let mut subject = String::with_capacity(key.namespace.len() + key.id.len() + 8);
+        encode_into(&mut subject, &key.namespace);
+        subject.push('/');
+        encode_into(&mut subject, &key.id);
+        let k = |suffix: &str| format!("{}:{{{subject}}}:{suffix}", self.prefix);
+        Keys { keys: [k("d"), k("m"), k("l"), k("q"), k("w")], subject }
+    }
+
+    async fn try_lock(&self, keys: &Keys, token: &str, lease: Duration, queue: bool) -> Result<Attempt> {
+        let mut inv = self.scripts.lock.prepare_invoke();
+        keys.add_to(&mut inv);
+        inv.arg(token)
+            .arg(lease.as_millis() as u64)
+            .arg(if queue { "wait" } else { "try" })
+            .arg(WAITER_ALIVE.as_millis() as u64)
+            .arg(&self.wake_channel);
+        let reply = self.invoke(&mut inv).await?;
+        match reply.status.as_str() {
+            "GRANTED" => {
+                self.stats.lock_acquisitions.fetch_add(1, Relaxed);
+                Ok(Attempt::Granted(LockGrant {
+                    token: token.to_owned(),
+                    fence: reply.a as u64,
+                    lease_expires_ms: reply.b,
+                    session: parse_session(&reply.rest)?,
+                }))
+            }
+            "QUEUED" => Ok(Attempt::Queued(
+                (reply.a > 0).then(|| Duration::from_millis(reply.a as u64 + 1)),
+            )),
+            "LOCK_HELD" => Ok(Attempt::Held),
+            other => Err(Error::Internal(format!("lock script answered {other}"))),
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let result = tokio::time::timeout(self.timeout, async {
+            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            cmd.query_async::<T>(&mut conn).await.map_err(|e| e.to_string())
+        })
+        .await;
+        self.settle(result)
+    }
+
+    async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
+        let result = tokio::time::timeout(self.timeout, async {
+            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            inv.invoke_async::<Vec<Value>>(&mut conn).await.map_err(|e| e.to_string())
+        })
+        .await;
+        let reply = Reply::parse(self.settle(result)?)?;
+        if reply.expired {
+            self.stats.lock_lease_expiries.fetch_add(1, Relaxed);
+        }
+        Ok(reply)
+    }
+
+    /// Counts the outcome of a Redis call and turns failures into
+    /// STORE_UNAVAILABLE.
+    fn settle<T>(&self, result: std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>) -> Result<T> {
+        match result {
+            Ok(Ok(v)) => {
+                self.stats.store_ok();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.stats.store_failed();
+                Err(Error::StoreUnavailable(format!("redis: {e}")))
+            }
+            Err(_) => {
+                self.stats.store_failed();
+                Err(Error::StoreUnavailable(format!("redis did not answer within {:?}", self.timeout)))
+            }
+        }
+    }
+}
+
+impl Keys {
+    fn add_to(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for k in &self.keys {
+            inv.key(k);
+        }
+    }
+}
+
+/// Takes a waiter out of the queue when its wait ends without a grant: on
+/// timeout, error, or when the caller's future is dropped (deadline passed,
+/// client disconnected). Runs the abandon script in the background, which also
+/// releases the lock if it was granted to this token meanwhile.
+struct Abandon {
+    inner: Arc<Inner>,
+    keys: Option<Keys>,
+    token: String,
+    counted: bool,
+}
+
+impl Abandon {
+    fn disarm(&mut self) {
+        self.keys = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.inner.waiters.lock().expect("waiters").remove(&self.token);
+        if self.counted {
+            self.inner.stats.lock_waiting_now.fetch_sub(1, Relaxed);
+        }
+        let Some(keys) = self.keys.take() else { return };
+        if self.counted {
+            self.inner.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
+        }
+        let inner = self.inner.clone();
+        let token = std::mem::take(&mut self.token);
+        tokio::spawn(async move {
+            let mut inv = inner.scripts.abandon.prepare_invoke();
+            keys.add_to(&mut inv);
+            inv.arg(&token);
+            if let Err(e) = inner.invoke(&mut inv).await {
+                // The queue entry still expires after WAITER_ALIVE, and a
+                // granted lock after its lease.
+                tracing::warn!(error = %e, "could not leave the lock queue");
+            }
+        });
+    }
+}
+
+/// Listens on this instance's wake-up channel and wakes the local waiter named
+/// by each message; reconnects when the connection drops.
+async fn subscribe(client: redis::Client, inner: std::sync::Weak<Inner>) {
+    let Some(channel) = inner.upgrade().map(|i| i.wake_channel.clone()) else { return };
+    loop {
+        let result: redis::RedisResult<()> = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(inner) = inner.upgrade() else { return Ok(()) };
+                let token: String = msg.get_payload().unwrap_or_default();
+                if let Some(n) = inner.waiters.lock().expect("waiters").get(&token) {
+                    n.notify_one();
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if inner.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "wake-up subscription lost; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A script's answer: `{status, a, b, expired, rest...}`.
+struct Reply {
+    status: String,
+    a: i64,
+    raw_a: Vec<u8>,
+    b: i64,
+    expired: bool,
+    rest: Vec<Value>,
+}
+
+impl Reply {
+    fn parse(values: Vec<Value>) -> Result<Reply> {
+        let mut it = values.into_iter();
+        let mut next = || it.next().ok_or_else(|| Error::Internal("short script reply".into()));
+        let status = String::from_utf8_lossy(&bytes_of(next()?)).into_owned();
+        let (a, raw_a) = match next()? {
+            Value::Int(n) => (n, Vec::new()),
+            other => (0, bytes_of(other)),
+        };
+        let b = int(&next()?);
+        let expired = int(&next()?) == 1;
+        Ok(Reply { status, a, raw_a, b, expired, rest: it.collect() })
+    }
+
+    /// The guard refusals shared by every write script.
+    fn refusal(&self, g: &Guards) -> Error {
+        match self.status.as_str() {
+            "LOCK_LOST" => Error::LockLost,
+            "LOCK_HELD" => Error::LockHeld,
+            "VERSION_MISMATCH" => Error::VersionMismatch {
+                expected: g.expected_version.unwrap_or_default(),
+                current: self.a as u64,
+            },
+            other => Error::Internal(format!("script answered {other}")),
+        }
+    }
+}
+
+fn bytes_of(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        Value::Int(n) => n.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+/// Parses a data hash as HGETALL returns it; `None` when empty.
+fn parse_session(items: &[Value]) -> Result<Option<Session>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut s = Session::default();
+    for pair in items.chunks(2) {
+        let [Value::BulkString(name), Value::BulkString(value)] = pair else {
+            return Err(Error::Internal("malformed session hash".into()));
+        };
+        let num = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        match name.as_slice() {
+            [b'f', b':', field @ ..] => {
+                let field = String::from_utf8(field.to_vec())
+                    .map_err(|_| Error::Internal("field name is not UTF-8".into()))?;
+                s.fields.insert(field, Bytes::copy_from_slice(value));
+            }
+            b"v" => s.version = num() as u64,
+            b"c" => s.created_ms = num(),
+            b"u" => s.updated_ms = num(),
+            b"e" => s.expires_ms = num(),
+            _ => {}
+        }
+    }
+    Ok((s.version > 0).then_some(s))
+}
+
+/// Percent-encodes every byte outside `[A-Za-z0-9._~-]`: injective, and the
+/// output never holds `{`, `}`, `:` or `/`.
+fn encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &str) -> String {
+        let mut out = String::new();
+        encode_into(&mut out, s);
+        out
+    }
+
+    #[test]
+    fn encoding_keeps_tags_closed_and_ids_apart() {
+        assert_eq!(enc("user-42"), "user-42");
+        assert_eq!(enc("a}b{c:d/e%"), "a%7Db%7Bc%3Ad%2Fe%25");
+        assert_eq!(enc("é"), "%C3%A9");
+        // Injective on a set of look-alikes.
+        let ids = ["a/b", "a%2Fb", "a:b", "a}b", "a{b}", "a", "a%", "%61"];
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            let e = enc(id);
+            assert!(!e.contains(['{', '}', ':', '/']), "{e}");
+            assert!(seen.insert(e), "collision for {id}");
+        }
+    }
+}

@@ -1,0 +1,18 @@
+-- DeleteSession: guards, delete, optional release, invalidation message.
+-- KEYS: data, meta, lock, queue, waiters (see the prelude)
+-- ARGV: 1 lock token ('' = none)  2 expected version ('' = no check)
+--       3 release ('1'/'0')      4 invalidation channel  5 invalidation subject
+-- Returns {'OK', deleted version (0 if there was none), 0, expired}, or a guard's refusal as in
+-- update.lua. The invalidation carries the lowest version a re-created
+-- session can have, so caches drop every older copy.
+local now = now_ms()
+local t, expired = holder()
+local refused = check_guards(t, ARGV[1], ARGV[2], expired)
+if refused then return refused end
+local cur = tonumber(redis.call('HGET', D, 'v') or '0')
+if cur > 0 then
+  redis.call('DEL', D)
+  redis.call('PUBLISH', ARGV[4], (cur + 1) .. ' ' .. ARGV[5])
+end
+if ARGV[3] == '1' then release(now) end
+return {'OK', cur, 0, expired}

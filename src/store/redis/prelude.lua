@@ -1,0 +1,67 @@
+-- Shared by every script (prepended by redis.rs). Each script gets the five
+-- keys of one session, all with the same hash tag, so they live in one
+-- Cluster slot:
+--   KEYS[1] data    hash: 'f:<name>' -> value, plus v (version), c/u/e
+--                   (created/updated/expires ms), k (field count), n (bytes)
+--   KEYS[2] meta    hash: v (highest version ever given), f (highest fencing
+--                   token ever given), h (token of the holder, while held);
+--                   no TTL, so neither counter ever goes back
+--   KEYS[3] lock    hash: t (holder's token), f (its fencing token); PX lease
+--   KEYS[4] queue   list of waiting tokens, oldest first
+--   KEYS[5] waiters hash: token -> '<alive-until ms> <wake channel>'
+-- Every reply is an array whose 4th element is 1 when this call found that a
+-- lease had run out since the lock was last touched (for the expiry counter).
+local D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- Milliseconds on the Redis server's clock: the only clock leases use.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The holder's token (or false), and whether a lease ran out unseen.
+local function holder()
+  local t = redis.call('HGET', L, 't')
+  if t then return t, 0 end
+  if redis.call('HDEL', M, 'h') == 1 then return false, 1 end
+  return false, 0
+end
+
+-- The first waiter still alive, with its wake channel; drops dead ones.
+local function live_head(now)
+  while true do
+    local head = redis.call('LINDEX', Q, 0)
+    if not head then return nil, nil end
+    local rec = redis.call('HGET', W, head)
+    if rec then
+      local sp = string.find(rec, ' ', 1, true)
+      if tonumber(string.sub(rec, 1, sp - 1)) >= now then
+        return head, string.sub(rec, sp + 1)
+      end
+    end
+    redis.call('LPOP', Q)
+    redis.call('HDEL', W, head)
+  end
+end
+
+-- Releases the lock and wakes the first live waiter, who then takes it.
+local function release(now)
+  redis.call('DEL', L)
+  redis.call('HDEL', M, 'h')
+  local head, channel = live_head(now)
+  if head then redis.call('PUBLISH', channel, head) end
+end
+
+-- The lock and version guards of a write; nil when they pass.
+local function check_guards(t, token, expected, expired)
+  if token ~= '' then
+    if t ~= token then return {'LOCK_LOST', 0, 0, expired} end
+  elseif t then
+    return {'LOCK_HELD', 0, 0, expired}
+  end
+  if expected ~= '' then
+    local cur = tonumber(redis.call('HGET', D, 'v') or '0')
+    if cur ~= tonumber(expected) then return {'VERSION_MISMATCH', cur, 0, expired} end
+  end
+  return nil
+end

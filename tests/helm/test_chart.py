@@ -1,0 +1,573 @@
+"""Tests of the Helm chart in helm/sessiond, offline: no cluster, no helm binary.
+
+The chart is linted and rendered by the real Helm engine (Helm's Go SDK, shipped
+in the `helm-python-sdk` wheel as `libhelm_c` and driven through `helm_python`).
+Every rendered manifest is validated against the Kubernetes OpenAPI schemas
+that `kubernetes-validate` ships, in strict mode (unknown fields fail), for the
+oldest Kubernetes the chart supports and the newest the package knows.
+
+Custom resources: kubernetes-validate knows built-in kinds only. The one CRD
+kind the chart renders, ServiceMonitor (monitoring.coreos.com/v1), is validated
+against tests/helm/schemas/servicemonitor-monitoring-v1.json instead; any other
+kind without a schema fails the test rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import pytest
+import yaml
+from kubernetes_validate import utils as kubeval
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "sessiond"
+HERE = Path(__file__).resolve().parent
+VALUES_FILES = sorted((HERE / "values").glob("*.yaml"))
+RELEASE = "rel"
+NAMESPACE = "sessiond"
+FULLNAME = "rel-sessiond"
+HEALTH_SERVICE = "sessiond.v1.SessionService"
+
+# The chart's floor (Chart.yaml kubeVersion: the native preStop sleep is on by
+# default from 1.30) and the newest version kubernetes-validate ships schemas for.
+KUBE_VERSIONS = ["1.30.0", kubeval.latest_version()]
+
+# Schemas of custom resource kinds, keyed by (apiVersion, kind).
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): HERE / "schemas" / "servicemonitor-monitoring-v1.json",
+}
+
+CASES = ["default"] + [path.stem for path in VALUES_FILES]
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def load_values(case: str) -> dict:
+    """User values of a case, parsed by Helm's own values parser (as `-f` does)."""
+    if case == "default":
+        return {}
+    return helm.values_from_yaml((HERE / "values" / f"{case}.yaml").read_text())
+
+
+def render(chart: helm.Chart, values: dict) -> dict[str, str]:
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def manifests(rendered: dict[str, str]) -> list[dict]:
+    """Every Kubernetes object rendered, NOTES.txt left out."""
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict], kind: str, name: str = FULLNAME) -> dict:
+    found = [doc for doc in by_kind(docs, kind) if doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} named {name}, found {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict]) -> dict:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (main,) = [c for c in pod["containers"] if c["name"] == "sessiond"]
+    return main
+
+
+def env_of(docs: list[dict]) -> dict[str, dict]:
+    """The sessiond container's env, by name (a duplicate name fails)."""
+    env = container(docs)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), f"duplicate env vars: {names}"
+    return {e["name"]: e for e in env}
+
+
+def env_value(docs: list[dict], name: str) -> str:
+    entry = env_of(docs)[name]
+    assert "valueFrom" not in entry, f"{name} comes from a reference, not a value"
+    return entry["value"]
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, f"not a whole number of seconds: {duration!r}"
+    return int(match.group(1))
+
+
+# --- fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chart():
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def chart_without_schema(tmp_path_factory):
+    """The chart minus values.schema.json: shows what the templates alone refuse."""
+    copy = tmp_path_factory.mktemp("chart") / "sessiond"
+    shutil.copytree(CHART, copy)
+    (copy / "values.schema.json").unlink()
+    with helm.Chart.load(copy) as loaded:
+        assert loaded.schema is None
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def rendered(chart):
+    """Rendered objects of every case, rendered once."""
+    return {case: manifests(render(chart, load_values(case))) for case in CASES}
+
+
+# --- lint and schema-level validity ------------------------------------------
+
+
+def test_values_files_are_all_exercised():
+    assert len(VALUES_FILES) >= 4, "keep at least four values files in tests/helm/values"
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("case", CASES)
+def test_lint_is_clean(case, kube_version):
+    report = helm.lint(CHART, load_values(case), strict=True, kube_version=f"v{kube_version}")
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    # Severity 1 is informational ("icon is recommended"); warnings and errors fail.
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == []
+
+
+def test_chart_metadata(chart):
+    meta = chart.metadata
+    assert meta["apiVersion"] == "v2"
+    assert meta["name"] == "sessiond"
+    assert meta["appVersion"] == "0.1.0"
+    assert meta["kubeVersion"] == ">=1.30.0-0"
+    assert chart.schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+def test_every_value_is_typed_in_the_schema(chart):
+    """Each key of values.yaml appears in values.schema.json, which refuses unknown keys."""
+    def walk(values: dict, schema: dict, path: str) -> None:
+        assert schema.get("additionalProperties") is False or "properties" not in schema, path
+        props = schema.get("properties", {})
+        for key, value in values.items():
+            assert key in props, f"{path}{key} is not in values.schema.json"
+            sub = props[key]
+            assert "type" in sub or "oneOf" in sub, f"{path}{key} has no type"
+            if isinstance(value, dict) and "properties" in sub:
+                walk(value, sub, f"{path}{key}.")
+
+    walk(chart.values, chart.schema, "")
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("case", CASES)
+def test_manifests_validate_against_kubernetes(rendered, case, kube_version):
+    docs = rendered[case]
+    assert docs, "nothing rendered"
+    for doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        crd_schema = CRD_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+        if crd_schema is not None:
+            schema = json.loads(crd_schema.read_text())
+            jsonschema.Draft202012Validator(schema).validate(doc)
+            continue
+        try:
+            kubeval.validate(doc, kube_version, strict=True)
+        except kubeval.ValidationError as err:
+            pytest.fail(f"{where} is invalid for Kubernetes {kube_version}: {'.'.join(map(str, err.path))}: {err.message}")
+        except kubeval.SchemaNotFoundError as err:
+            pytest.fail(f"{where}: {err.message}; add a schema to CRD_SCHEMAS if it is a custom resource")
+
+
+def test_crd_schema_catches_mistakes(rendered):
+    """The hand-written ServiceMonitor schema is not a rubber stamp."""
+    schema = json.loads(CRD_SCHEMAS[("monitoring.coreos.com/v1", "ServiceMonitor")].read_text())
+    monitor = one(rendered["all-optional"], "ServiceMonitor")
+    jsonschema.Draft202012Validator(schema).validate(monitor)
+    broken = json.loads(json.dumps(monitor))
+    broken["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    with pytest.raises(jsonschema.ValidationError, match="does not match"):
+        jsonschema.Draft202012Validator(schema).validate(broken)
+
+
+# --- concrete properties -----------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pods_are_locked_down(rendered, case):
+    docs = rendered[case]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    sc = container(docs)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The read-only root filesystem needs a writable /tmp.
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert mounts["tmp"] == "/tmp"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["tmp"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_probes_are_native_grpc(rendered, case):
+    main = container(rendered[case])
+    grpc_port = {p["name"]: p["containerPort"] for p in main["ports"]}["grpc"]
+    assert grpc_port == 50051
+    # Readiness and startup ask about the session service; liveness about the
+    # server as a whole (the session service's status follows the store, and a
+    # restart cannot mend a store outage).
+    expected = {"startupProbe": HEALTH_SERVICE, "readinessProbe": HEALTH_SERVICE, "livenessProbe": ""}
+    for probe, service in expected.items():
+        assert not {"httpGet", "exec", "tcpSocket"} & set(main[probe]), probe
+        assert main[probe]["grpc"] == {"port": grpc_port, "service": service}, probe
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_termination_waits_for_prestop_and_drain(rendered, case):
+    docs = rendered[case]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    sleep = container(docs)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 1
+    drain = seconds(env_value(docs, "SESSIOND_SHUTDOWN_GRACE"))
+    assert pod["terminationGracePeriodSeconds"] > sleep + drain
+
+
+def test_default_termination_timing(rendered):
+    docs = rendered["default"]
+    assert container(docs)["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert env_value(docs, "SESSIOND_SHUTDOWN_GRACE") == "10s"
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 20
+
+
+def test_default_environment(rendered):
+    docs = rendered["default"]
+    assert env_value(docs, "SESSIOND_LISTEN") == "0.0.0.0:50051"
+    assert env_value(docs, "SESSIOND_METRICS_LISTEN") == "0.0.0.0:9090"
+    assert env_value(docs, "SESSIOND_STORE") == "embedded"
+    assert env_value(docs, "SESSIOND_DB_PATH") == "/data/sessiond.redb"
+    assert env_value(docs, "SESSIOND_LOG_FORMAT") == "json"
+    # Settings left null are not passed: the server's defaults apply.
+    assert "SESSIOND_IDLE_TTL" not in env_of(docs)
+    assert "SESSIOND_REDIS_URL" not in env_of(docs)
+
+
+def server_env_vars() -> set[str]:
+    """Every SESSIOND_* variable the server reads (src/config.rs), plus the metrics listener."""
+    source = (ROOT / "src" / "config.rs").read_text()
+    names = set(re.findall(r'env\s*=\s*"(SESSIOND_[A-Z0-9_]+)"', source))
+    assert len(names) >= 20, f"src/config.rs looks unlike the config: found {sorted(names)}"
+    return names | {"SESSIOND_METRICS_LISTEN"}
+
+
+def test_every_server_setting_is_reachable_from_values(rendered):
+    reachable = set(env_of(rendered["default"])) | set(env_of(rendered["production"]))
+    missing = server_env_vars() - reachable
+    assert not missing, f"settings with no chart value: {sorted(missing)} (map them in sessiond.env)"
+
+
+def test_config_block_becomes_env(rendered):
+    docs = rendered["production"]
+    expected = {
+        "SESSIOND_LOG_LEVEL": "sessiond=info,warn",
+        "SESSIOND_REDIS_POOL_SIZE": "64",
+        "SESSIOND_REDIS_KEY_PREFIX": "prod",
+        "SESSIOND_REDIS_TIMEOUT": "1s",
+        "SESSIOND_CACHE_MAX_BYTES": "1GiB",
+        "SESSIOND_CACHE_MAX_AGE": "15s",
+        "SESSIOND_LEASE_DEFAULT": "15s",
+        "SESSIOND_LEASE_MIN": "250ms",
+        "SESSIOND_LEASE_MAX": "2m",
+        "SESSIOND_WAIT_MAX": "30s",
+        "SESSIOND_IDLE_TTL": "72h",
+        "SESSIOND_MAX_FIELDS": "512",
+        "SESSIOND_MAX_FIELD_BYTES": "128KiB",
+        # A large integer stays an integer, never 4.194304e+06.
+        "SESSIOND_MAX_SESSION_BYTES": "4194304",
+        "SESSIOND_MAX_CONCURRENT_CALLS": "8192",
+        "SESSIOND_SHUTDOWN_GRACE": "25s",
+        "SESSIOND_STORE": "redis",
+    }
+    for name, value in expected.items():
+        assert env_value(docs, name) == value, name
+    # extraEnv comes after the chart's own variables.
+    names = [e["name"] for e in container(docs)["env"]]
+    assert names[-1] == "RUST_BACKTRACE"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60
+    assert container(docs)["lifecycle"]["preStop"]["sleep"]["seconds"] == 10
+
+
+def secret_ref(docs: list[dict], name: str) -> dict:
+    entry = env_of(docs)[name]
+    assert "value" not in entry, f"{name} is given in plain text"
+    return entry["valueFrom"]["secretKeyRef"]
+
+
+def test_redis_url_and_password_from_existing_secret(rendered):
+    docs = rendered["redis-existing-secret"]
+    assert env_value(docs, "SESSIOND_STORE") == "redis"
+    assert secret_ref(docs, "SESSIOND_REDIS_URL") == {"name": "sessiond-redis", "key": "redis-url"}
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "sessiond-redis", "key": "redis-password"}
+    assert "SESSIOND_DB_PATH" not in env_of(docs)
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_plain_redis_url_with_secret_password(rendered):
+    docs = rendered["all-optional"]
+    assert env_value(docs, "SESSIOND_REDIS_URL") == "redis://redis-master.data.svc:6379/0"
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "redis-auth", "key": "password"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_claim_only_for_embedded_store(rendered, case):
+    docs = rendered[case]
+    embedded = env_value(docs, "SESSIOND_STORE") == "embedded"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    if not embedded:
+        assert claims == []
+        assert "data" not in volumes and "data" not in mounts
+        return
+    assert mounts["data"] == "/data"
+    assert env_value(docs, "SESSIOND_DB_PATH") == "/data/sessiond.redb"
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    if case == "embedded-ephemeral":
+        assert claims == []
+        assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    else:
+        (claim,) = claims
+        assert claim["metadata"]["name"] == f"{FULLNAME}-data"
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert volumes["data"]["persistentVolumeClaim"] == {"claimName": f"{FULLNAME}-data"}
+
+
+def test_claim_settings(rendered):
+    (claim,) = by_kind(rendered["embedded-persistence"], "PersistentVolumeClaim")
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["backup.example.com/schedule"] == "daily"
+    (default_claim,) = by_kind(rendered["default"], "PersistentVolumeClaim")
+    assert "storageClassName" not in default_claim["spec"]
+
+
+def test_existing_claim_is_used_not_created(chart):
+    docs = manifests(render(chart, {"persistence": {"existingClaim": "sessions-pv"}}))
+    assert by_kind(docs, "PersistentVolumeClaim") == []
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "sessions-pv"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hpa_only_when_enabled(rendered, case):
+    docs = rendered[case]
+    enabled = bool(load_values(case).get("autoscaling", {}).get("enabled"))
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    deployment = one(docs, "Deployment")
+    if not enabled:
+        assert hpas == []
+        assert deployment["spec"]["replicas"] == load_values(case).get("replicaCount", 1)
+        return
+    (hpa,) = hpas
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    # The HPA owns the replica count: the Deployment must not fight it.
+    assert "replicas" not in deployment["spec"]
+    assert env_value(docs, "SESSIOND_STORE") == "redis"
+
+
+def test_production_hpa_and_spread(rendered):
+    docs = rendered["production"]
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    main = container(docs)
+    assert main["resources"]["requests"] == {"cpu": "1", "memory": "1536Mi"}
+    assert main["image"] == "registry.example.com/platform/sessiond:0.1.0"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert spread["labelSelector"] == {"matchLabels": selector}
+    assert pod["priorityClassName"] == "high-priority"
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_optional_resources_off_by_default(rendered):
+    kinds = {doc["kind"] for doc in rendered["default"]}
+    assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"}
+
+
+def test_all_optional_resources(rendered):
+    docs = rendered["all-optional"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"] == selector
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "15s")
+
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    grpc_rule, metrics_rule = policy["spec"]["ingress"]
+    assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    assert {"podSelector": {"matchLabels": {f"{FULLNAME}-client": "true"}}} in grpc_rule["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chatbots"}}} in grpc_rule["from"]
+    assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    egress_ports = [p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]]
+    assert sorted(egress_ports) == [53, 53, 6379]
+
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+
+    headless = one(docs, "Service", f"{FULLNAME}-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert one(docs, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_service_ports(rendered, case):
+    docs = rendered[case]
+    service = one(docs, "Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["grpc"]["port"] == 50051
+    assert ports["grpc"]["appProtocol"] == "grpc"
+    assert ports["grpc"]["targetPort"] == "grpc"
+    metrics_on = load_values(case).get("metrics", {}).get("enabled", True)
+    if metrics_on:
+        assert ports["metrics"]["port"] == 9090
+        assert env_value(docs, "SESSIOND_METRICS_LISTEN") == "0.0.0.0:9090"
+    else:
+        assert "metrics" not in ports
+        assert env_value(docs, "SESSIOND_METRICS_LISTEN") == ""
+    assert service["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_standard_labels(rendered, case):
+    for doc in rendered[case]:
+        labels = doc["metadata"]["labels"]
+        for key in ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):
+            assert key in labels, f"{doc['kind']} lacks {key}"
+    deployment = one(rendered[case], "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_helm_test_pod_checks_health_and_reflection(rendered):
+    docs = rendered["default"]
+    pod = one(docs, "Pod", f"{FULLNAME}-test-grpc")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (probe,) = pod["spec"]["containers"]
+    assert probe["image"].startswith("fullstorydev/grpcurl:")
+    script = " ".join(probe["command"])
+    assert "grpc.health.v1.Health/Check" in script
+    assert HEALTH_SERVICE in script
+    assert "sessiond.v1.AdminService/GetStats" in script
+    assert '"SERVING"' in script
+    assert {"name": "TARGET", "value": f"{FULLNAME}:50051"} in probe["env"]
+    assert probe["securityContext"]["readOnlyRootFilesystem"] is True
+    # Let through the NetworkPolicy, but never selected by the Service.
+    assert pod["metadata"]["labels"][f"{FULLNAME}-client"] == "true"
+    selector = one(docs, "Service")["spec"]["selector"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_notes_show_grpcurl_getstats(chart):
+    notes = render(chart, {})["sessiond/templates/NOTES.txt"]
+    assert f"kubectl --namespace {NAMESPACE} port-forward svc/{FULLNAME} 50051:50051" in notes
+    assert "grpcurl -plaintext localhost:50051 sessiond.v1.AdminService/GetStats" in notes
+    ephemeral = render(chart, load_values("embedded-ephemeral"))["sessiond/templates/NOTES.txt"]
+    assert "LOST" in ephemeral
+
+
+# --- refusals ----------------------------------------------------------------
+
+EMBEDDED_REPLICAS = "store: embedded keeps sessions in a file that one pod owns, so replicaCount must be 1 (got 3)"
+EMBEDDED_HPA = "store: embedded keeps sessions in a file that one pod owns, so autoscaling.enabled must be false"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": "two"}, "at '/replicaCount': got string, want integer"),
+        ({"store": "embedded", "replicaCount": 3}, "at '/replicaCount': maximum: got 3, want 1"),
+        ({"store": "embedded", "autoscaling": {"enabled": True}}, "at '/autoscaling/enabled': value must be false"),
+        ({"store": "memcached"}, "at '/store': value must be one of 'embedded', 'redis'"),
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"config": {"idleTtl": "a day"}}, "at '/config/idleTtl': 'a day' does not match pattern"),
+    ],
+    ids=["replicas-not-integer", "embedded-3-replicas", "embedded-autoscaling", "unknown-store", "unknown-key", "bad-duration"],
+)
+def test_schema_refuses(chart, values, message):
+    with pytest.raises(helm.HelmValuesError) as refused:
+        render(chart, values)
+    assert message in str(refused.value)
+    # `helm lint` reports the same.
+    assert any(message in error for error in helm.lint(CHART, values)["errors"])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"store": "embedded", "replicaCount": 3}, EMBEDDED_REPLICAS),
+        ({"store": "embedded", "autoscaling": {"enabled": True}}, EMBEDDED_HPA),
+    ],
+    ids=["embedded-3-replicas", "embedded-autoscaling"],
+)
+def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_without_schema, values, message):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart_without_schema, values)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"store": "redis"}, "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey"),
+        (
+            {"store": "redis", "redis": {"url": "redis://r:6379", "existingSecret": "s", "urlKey": "url"}},
+            "redis.url and redis.urlKey are both set",
+        ),
+        ({"store": "redis", "redis": {"url": "redis://r:6379", "passwordKey": "pw"}}, "redis.existingSecret, which is empty"),
+        (
+            {"terminationGracePeriodSeconds": 12},
+            "terminationGracePeriodSeconds (12) must exceed lifecycle.preStopSleepSeconds + config.shutdownGraceSeconds (15)",
+        ),
+        ({"metrics": {"enabled": False}, "serviceMonitor": {"enabled": True}}, "serviceMonitor.enabled needs metrics.enabled"),
+        ({"strategy": {"type": "RollingUpdate"}}, "strategy cannot be set with store: embedded"),
+    ],
+    ids=["redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling"],
+)
+def test_templates_refuse(chart, values, message):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, values)
+    assert message in str(refused.value)
