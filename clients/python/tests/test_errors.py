@@ -13,6 +13,8 @@ import grpc
 import pytest
 
 import sessiond
+from sessiond import errors
+from sessiond.v1 import session_pb2
 from _support import Server, free_port, wait_for
 
 
@@ -82,9 +84,12 @@ def test_invalid_wait(client, sid):
 
 
 def test_invalid_lock_token(client, sid):
-    with pytest.raises(sessiond.InvalidLockToken) as ei:
-        client.unlock(sid, "not-a-token")
-    check(ei, sessiond.InvalidLockToken, INVALID, "INVALID_LOCK_TOKEN")
+    for malformed in ("not a token!", "t" * 65, "tok\x00en"):  # tokens are short and plain
+        with pytest.raises(sessiond.InvalidLockToken) as ei:
+            client.unlock(sid, malformed)
+        check(ei, sessiond.InvalidLockToken, INVALID, "INVALID_LOCK_TOKEN")
+    with pytest.raises(sessiond.LockLost):
+        client.unlock(sid, "well-formed-but-never-issued")
     with pytest.raises(sessiond.InvalidLockToken) as ei:
         client.unlock(sid, "")
     check(ei, sessiond.InvalidLockToken, INVALID, "INVALID_LOCK_TOKEN")
@@ -171,10 +176,21 @@ def test_lock_wait_timeout(client, other, sid):
     client.unlock(sid, lock.token)
 
 
-def test_client_deadline_is_not_a_lock_wait_timeout(client, sid):
-    with pytest.raises(sessiond.DeadlineExceeded) as ei:
-        client.get(sid, timeout=0.000001)
-    assert ei.value.reason is None and ei.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+def test_a_waiter_whose_deadline_passes_leaves_the_queue(client, other, sid):
+    holder = client.lock(sid, lease=10)
+    base = client.stats().locks
+    # The raw stub, to give the call a deadline shorter than the wait it asks for.
+    req = session_pb2.LockSessionRequest(session_id=sid, lease_ms=5000, wait_ms=5000)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ei:
+        other._sessions.LockSession(req, timeout=0.5)
+    assert time.monotonic() - started < 3, "the wait is capped by the call's deadline"
+    exc = errors.from_rpc_error(ei.value)
+    assert type(exc) in (sessiond.LockWaitTimeout, sessiond.DeadlineExceeded), repr(exc)
+    wait_for(lambda: client.stats().locks.waiting_now == base.waiting_now, what="the queue to empty")
+    client.unlock(sid, holder.token)
+    lock = client.lock(sid, wait=0)  # nobody was granted the lock behind our back
+    client.unlock(sid, lock.token)
 
 
 def test_unreachable_server_is_unavailable_after_retries():
