@@ -104,7 +104,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Readiness follows the store: NOT_SERVING while it cannot be reached.
+/// Readiness follows the store: `sessiond.v1.SessionService` is NOT_SERVING
+/// while the store cannot be reached.
 async fn follow_store_health(state: Arc<State>, health: tonic_health::server::HealthReporter) {
     let mut serving = true;
     loop {
@@ -114,7 +115,9 @@ async fn follow_store_health(state: Arc<State>, health: tonic_health::server::He
             serving = ok;
             let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
             tracing::warn!(store_reachable = ok, "store health changed");
-            health.set_service_status("", status).await;
+            // Only the service's readiness follows the store; the overall ""
+            // status stays SERVING (liveness), so an outage of Redis does not
+            // get every instance restarted.
             health.set_service_status(crate::pb::session_service_server::SERVICE_NAME, status).await;
         }
     }
@@ -174,20 +177,31 @@ where
             None => path.to_owned().into(),
         };
         let span = tracing::info_span!("rpc", method = %name, request_id = %request_id);
-        // Only sessiond's own RPCs are refused or shed; health and reflection
-        // keep answering, so probes see NOT_SERVING during a drain.
-        let refusal = match method {
-            Some(m) if m != Method::GetStats && state.is_draining() => Some(Error::ShuttingDown),
-            _ => None,
+        // Only SessionService calls are refused or shed: health, reflection
+        // and GetStats keep answering, so probes see NOT_SERVING during a
+        // drain and operators can look at an overloaded instance.
+        let session_call = method.is_some_and(|m| m != Method::GetStats);
+        // The permit is held for the whole call.
+        let (refusal, permit) = if !session_call {
+            (None, None)
+        } else if state.is_draining() {
+            (Some(Error::ShuttingDown), None)
+        } else {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => (None, Some(p)),
+                Err(_) => (Some(Error::Overloaded), None),
+            }
         };
-        let permit = self.permits.clone().try_acquire_owned();
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut resp = match (refusal, permit) {
-                    (Some(e), _) => Status::from(e).into_http(),
-                    (None, Err(_)) => Status::from(Error::Overloaded).into_http(),
-                    (None, Ok(_permit)) => inner.call(req).await?,
+                let mut resp = match refusal {
+                    Some(e) => Status::from(e).into_http(),
+                    None => {
+                        let resp = inner.call(req).await?;
+                        drop(permit);
+                        resp
+                    }
                 };
                 let code = resp
                     .headers()

@@ -1,0 +1,10 @@
+//! sessiond's integration tests: one binary (links are slow on two cores),
+//! one module per concern. Every test talks to a real server over gRPC, and
+//! the Redis ones to a redis-server of their own.
+
+mod concurrency;
+mod conformance;
+mod durability;
+mod lifecycle;
+mod reflection;
+pub mod support;
