@@ -146,7 +146,7 @@ def millis(value: Optional[Seconds], what: str) -> int:
     return min(ms, 2**32 - 1)
 
 
-def _ts(msg, present: bool) -> Optional[_dt.datetime]:
+def timestamp(msg, present: bool) -> Optional[_dt.datetime]:
     return msg.ToDatetime(tzinfo=_dt.timezone.utc) if present else None
 
 
@@ -155,9 +155,9 @@ def session_from_pb(pb: session_pb2.Session, from_cache: bool = False) -> Sessio
         session_id=pb.session_id,
         fields=dict(pb.fields),
         version=pb.version,
-        created_at=_ts(pb.created_at, pb.HasField("created_at")),
-        updated_at=_ts(pb.updated_at, pb.HasField("updated_at")),
-        expires_at=_ts(pb.expires_at, pb.HasField("expires_at")),
+        created_at=timestamp(pb.created_at, pb.HasField("created_at")),
+        updated_at=timestamp(pb.updated_at, pb.HasField("updated_at")),
+        expires_at=timestamp(pb.expires_at, pb.HasField("expires_at")),
         from_cache=from_cache,
     )
 
@@ -167,13 +167,13 @@ def lock_from_pb(session_id: str, pb: session_pb2.LockSessionResponse) -> Lock:
         session_id=session_id,
         token=pb.lock_token,
         fencing_token=pb.fencing_token,
-        lease_expires_at=_ts(pb.lease_expires_at, pb.HasField("lease_expires_at")),
+        lease_expires_at=timestamp(pb.lease_expires_at, pb.HasField("lease_expires_at")),
         session=session_from_pb(pb.session) if pb.HasField("session") else None,
     )
 
 
 def update_from_pb(pb: session_pb2.UpdateSessionResponse) -> UpdateResult:
-    return UpdateResult(version=pb.version, expires_at=_ts(pb.expires_at, pb.HasField("expires_at")))
+    return UpdateResult(version=pb.version, expires_at=timestamp(pb.expires_at, pb.HasField("expires_at")))
 
 
 def _latency(pb: admin_pb2.LatencySummary) -> LatencySummary:

@@ -7,6 +7,7 @@ client inside the running event loop (grpc.aio binds the channel to it).
 
 from __future__ import annotations
 
+import datetime
 import asyncio
 import random
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -156,12 +157,12 @@ class AsyncClient:
         *,
         lease: Optional[Seconds] = None,
         timeout: Optional[float] = None,
-    ):
+    ) -> Optional[datetime.datetime]:
         req = session_pb2.RefreshLockRequest(
             session_id=session_id, lock_token=token, lease_ms=c.millis(lease, "lease")
         )
         resp = await self._call(self._sessions.RefreshLock, req, timeout=timeout, retry=True)
-        return c._ts(resp.lease_expires_at, resp.HasField("lease_expires_at"))
+        return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
 
     async def stats(self, *, timeout: Optional[float] = None) -> Stats:
         resp = await self._call(self._admin.GetStats, admin_pb2.GetStatsRequest(), timeout=timeout, retry=True)

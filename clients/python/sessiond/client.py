@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 import time
@@ -181,14 +182,14 @@ class Client:
         *,
         lease: Optional[Seconds] = None,
         timeout: Optional[float] = None,
-    ):
+    ) -> Optional[datetime.datetime]:
         """RefreshLock: extend the lease from now. Returns the new expiry
         (a datetime). LockLost when the lock is gone: stop working at once."""
         req = session_pb2.RefreshLockRequest(
             session_id=session_id, lock_token=token, lease_ms=c.millis(lease, "lease")
         )
         resp = self._call(self._sessions.RefreshLock, req, timeout=timeout, retry=True)
-        return c._ts(resp.lease_expires_at, resp.HasField("lease_expires_at"))
+        return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """AdminService.GetStats of the instance this channel reaches."""
