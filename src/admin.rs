@@ -20,12 +20,21 @@ impl AdminApi {
 }
 
 fn summary(s: Summary) -> Option<pb::LatencySummary> {
-    Some(pb::LatencySummary { count: s.count, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max })
+    Some(pb::LatencySummary {
+        count: s.count,
+        p50: s.p50,
+        p90: s.p90,
+        p99: s.p99,
+        max: s.max,
+    })
 }
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
-    async fn get_stats(&self, _: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
+    async fn get_stats(
+        &self,
+        _: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
         Ok(Response::new(stats_of(&self.state)))
     }
 }
@@ -41,14 +50,21 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
     pb::GetStatsResponse {
         instance_id: state.instance_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime: Some(prost_types::Duration { seconds: uptime.as_secs() as i64, nanos: uptime.subsec_nanos() as i32 }),
+        uptime: Some(prost_types::Duration {
+            seconds: uptime.as_secs() as i64,
+            nanos: uptime.subsec_nanos() as i32,
+        }),
         store_backend: state.store.backend().to_owned(),
         cache: Some(pb::CacheStats {
             entries,
             weighted_bytes,
             hits,
             misses,
-            hit_rate: if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+            hit_rate: if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            },
             evictions: s.cache_evictions.load(Relaxed),
             invalidations_received: s.cache_invalidations.load(Relaxed),
             bypasses: s.cache_bypasses.load(Relaxed),

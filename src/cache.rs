@@ -58,7 +58,8 @@ impl Cache {
                     Entry::Present(s) => s.data_bytes(),
                     Entry::Floor(_) => 0,
                 };
-                (data + (k.id.len() + k.namespace.len()) as u64 + ENTRY_OVERHEAD).min(u32::MAX as u64) as u32
+                (data + (k.id.len() + k.namespace.len()) as u64 + ENTRY_OVERHEAD)
+                    .min(u32::MAX as u64) as u32
             })
             .time_to_live(max_age)
             .eviction_listener(move |_k, _v, cause| {
@@ -67,7 +68,10 @@ impl Cache {
                 }
             })
             .build();
-        Cache { moka: Some(moka), stats }
+        Cache {
+            moka: Some(moka),
+            stats,
+        }
     }
 
     /// A cached copy at least as new as `min_version` that has not idly
@@ -75,12 +79,18 @@ impl Cache {
     pub async fn get(&self, key: &SessionKey, min_version: u64) -> Option<Arc<Session>> {
         let found = match &self.moka {
             Some(m) => match m.get(key).await {
-                Some(Entry::Present(s)) if s.version >= min_version && s.expires_ms > now_ms() => Some(s),
+                Some(Entry::Present(s)) if s.version >= min_version && s.expires_ms > now_ms() => {
+                    Some(s)
+                }
                 _ => None,
             },
             None => None,
         };
-        let counter = if found.is_some() { &self.stats.cache_hits } else { &self.stats.cache_misses };
+        let counter = if found.is_some() {
+            &self.stats.cache_hits
+        } else {
+            &self.stats.cache_misses
+        };
         counter.fetch_add(1, Relaxed);
         found
     }
@@ -92,7 +102,11 @@ impl Cache {
         m.entry_by_ref(key)
             .and_compute_with(|existing| {
                 let newer = existing.is_some_and(|e| e.value().version() > session.version);
-                let op = if newer { Op::Nop } else { Op::Put(Entry::Present(session)) };
+                let op = if newer {
+                    Op::Nop
+                } else {
+                    Op::Put(Entry::Present(session))
+                };
                 std::future::ready(op)
             })
             .await;
@@ -127,6 +141,8 @@ impl Cache {
 
     /// (entries, weighted bytes), approximate.
     pub fn size(&self) -> (u64, u64) {
-        self.moka.as_ref().map_or((0, 0), |m| (m.entry_count(), m.weighted_size()))
+        self.moka
+            .as_ref()
+            .map_or((0, 0), |m| (m.entry_count(), m.weighted_size()))
     }
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sessiond", version, about = "Per-user session state for chat bots over gRPC")]
+#[command(
+    name = "sessiond",
+    version,
+    about = "Per-user session state for chat bots over gRPC"
+)]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:50051")]
@@ -148,14 +152,18 @@ impl Config {
                 self.lease_default, self.lease_min, self.lease_max
             ));
         }
-        if self.lease_max.as_millis() > u32::MAX as u128 || self.wait_max.as_millis() > u32::MAX as u128 {
+        if self.lease_max.as_millis() > u32::MAX as u128
+            || self.wait_max.as_millis() > u32::MAX as u128
+        {
             return Err("--lease-max and --wait-max must be below 49 days".into());
         }
         if self.idle_ttl < Duration::from_secs(1) {
             return Err("--idle-ttl must be at least 1s".into());
         }
         if self.max_fields == 0 || self.max_field_bytes == 0 || self.max_session_bytes == 0 {
-            return Err("--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into());
+            return Err(
+                "--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into(),
+            );
         }
         if self.max_concurrent_calls == 0 {
             return Err("--max-concurrent-calls must be at least 1".into());
@@ -182,7 +190,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n = u64::from_str(digits).map_err(|_| format!("`{s}` is not a size: write it like 65536, 64KiB or 256MiB"))?;
+    let n = u64::from_str(digits)
+        .map_err(|_| format!("`{s}` is not a size: write it like 65536, 64KiB or 256MiB"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -191,9 +200,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kB" | "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 #[cfg(test)]

@@ -16,22 +16,32 @@ pub const DOMAIN: &str = "sessiond";
 pub enum Error {
     /// A request argument is malformed or out of bounds.
     #[error("{message}")]
-    InvalidArgument { reason: InvalidReason, message: String },
+    InvalidArgument {
+        reason: InvalidReason,
+        message: String,
+    },
 
     /// A configured limit would be exceeded; nothing was written.
     #[error("{message}")]
-    LimitExceeded { limit: &'static str, message: String },
+    LimitExceeded {
+        limit: &'static str,
+        message: String,
+    },
 
     #[error("session not found")]
     NotFound,
 
-    #[error("expected version {expected} but the session is at version {current} (0 = it does not exist)")]
+    #[error(
+        "expected version {expected} but the session is at version {current} (0 = it does not exist)"
+    )]
     VersionMismatch { expected: u64, current: u64 },
 
     #[error("the session is locked by another holder; lock it first or pass its lock token")]
     LockHeld,
 
-    #[error("the lock token does not hold the lock (the lease expired or was released); lock again")]
+    #[error(
+        "the lock token does not hold the lock (the lease expired or was released); lock again"
+    )]
     LockLost,
 
     #[error("waited {waited_ms} ms for the lock without getting it")]
@@ -75,7 +85,10 @@ impl InvalidReason {
 
 impl Error {
     pub fn invalid(reason: InvalidReason, message: impl Into<String>) -> Error {
-        Error::InvalidArgument { reason, message: message.into() }
+        Error::InvalidArgument {
+            reason,
+            message: message.into(),
+        }
     }
 
     /// The gRPC code and ErrorInfo reason, as the contract's table has them.
@@ -127,7 +140,10 @@ mod tests {
 
     #[test]
     fn status_carries_code_reason_and_metadata() {
-        let status = Status::from(Error::VersionMismatch { expected: 3, current: 5 });
+        let status = Status::from(Error::VersionMismatch {
+            expected: 3,
+            current: 5,
+        });
         assert_eq!(status.code(), Code::Aborted);
         let info = status.get_details_error_info().expect("ErrorInfo attached");
         assert_eq!(info.reason, "VERSION_MISMATCH");

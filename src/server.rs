@@ -40,10 +40,17 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let store = Store::open(&config, stats.clone()).await?;
     let cache = Cache::new(config.cache_max_bytes, config.cache_max_age, stats.clone());
-    let state = Arc::new(State::new(store, cache, Limits::from_config(&config), stats));
+    let state = Arc::new(State::new(
+        store,
+        cache,
+        Limits::from_config(&config),
+        stats,
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SessionServiceServer<SessionApi>>().await;
+    health
+        .set_serving::<SessionServiceServer<SessionApi>>()
+        .await;
     let health_task = tokio::spawn(follow_store_health(state.clone(), health.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -71,9 +78,12 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(SessionServiceServer::new(SessionApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-        let _ = stopped.await;
-    }));
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     tracing::info!(addr = ?local, store = state.store.backend(), "sessiond serving");
 
     tokio::select! {
@@ -91,8 +101,12 @@ pub async fn run(
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight calls");
     health_task.abort();
     state.start_draining();
-    health.set_not_serving::<SessionServiceServer<SessionApi>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    health
+        .set_not_serving::<SessionServiceServer<SessionApi>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let _ = stop.send(());
     match tokio::time::timeout(config.shutdown_grace, &mut server).await {
         Ok(_) => tracing::info!("drained; bye"),
@@ -113,12 +127,18 @@ async fn follow_store_health(state: Arc<State>, health: tonic_health::server::He
         let ok = state.store.ping().await.is_ok();
         if ok != serving {
             serving = ok;
-            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            let status = if ok {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
             tracing::warn!(store_reachable = ok, "store health changed");
             // Only the service's readiness follows the store; the overall ""
             // status stays SERVING (liveness), so an outage of Redis does not
             // get every instance restarted.
-            health.set_service_status(crate::pb::session_service_server::SERVICE_NAME, status).await;
+            health
+                .set_service_status(crate::pb::session_service_server::SERVICE_NAME, status)
+                .await;
         }
     }
 }
@@ -137,7 +157,11 @@ impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner, state: self.state.clone(), permits: self.permits.clone() }
+        Observe {
+            inner,
+            state: self.state.clone(),
+            permits: self.permits.clone(),
+        }
     }
 }
 
@@ -213,7 +237,8 @@ where
                     rpc.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     rpc.latency_us.record_duration_us(started.elapsed());
                     if code != 0 {
-                        rpc.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        rpc.errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 log_call(code, started.elapsed());
@@ -246,9 +271,18 @@ fn method_of(path: &str) -> Option<Method> {
 }
 
 fn request_id<B>(req: &http::Request<B>) -> String {
-    let given = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
     match given {
-        Some(id) if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
             id.to_owned()
         }
         _ => uuid::Uuid::new_v4().to_string(),

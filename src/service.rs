@@ -38,7 +38,10 @@ fn token_of(token: &str) -> Result<Option<String>> {
 
 fn require_token(token: &str) -> Result<String> {
     token_of(token)?.ok_or_else(|| {
-        Error::invalid(InvalidReason::LockToken, "lock_token is required: pass the token LockSession returned")
+        Error::invalid(
+            InvalidReason::LockToken,
+            "lock_token is required: pass the token LockSession returned",
+        )
     })
 }
 
@@ -50,17 +53,28 @@ fn guards(lock_token: &str, expected_version: Option<u64>, release_lock: bool) -
             "release_lock needs lock_token: only the holder can release the lock",
         ));
     }
-    Ok(Guards { lock_token, expected_version, release_lock })
+    Ok(Guards {
+        lock_token,
+        expected_version,
+        release_lock,
+    })
 }
 
 pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+    Some(prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
 }
 
 fn to_pb(id: &str, s: &Session) -> pb::Session {
     pb::Session {
         session_id: id.to_owned(),
-        fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        fields: s
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         version: s.version,
         created_at: timestamp(s.created_ms),
         updated_at: timestamp(s.updated_ms),
@@ -70,14 +84,20 @@ fn to_pb(id: &str, s: &Session) -> pb::Session {
 
 #[tonic::async_trait]
 impl pb::session_service_server::SessionService for SessionApi {
-    async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
+    async fn get_session(
+        &self,
+        req: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let strong = r.consistency() == pb::Consistency::Strong;
         let st = &self.state;
         if !strong && st.cache_trusted() {
             if let Some(s) = st.cache.get(&key, r.min_version).await {
-                return Ok(Response::new(pb::GetSessionResponse { session: Some(to_pb(&key.id, &s)), from_cache: true }));
+                return Ok(Response::new(pb::GetSessionResponse {
+                    session: Some(to_pb(&key.id, &s)),
+                    from_cache: true,
+                }));
             }
         } else if !strong {
             st.note_cache_bypass();
@@ -85,10 +105,16 @@ impl pb::session_service_server::SessionService for SessionApi {
         let session = st.store.get(&key).await?.ok_or(Error::NotFound)?;
         let session = Arc::new(session);
         st.cache.fill(&key, session.clone()).await;
-        Ok(Response::new(pb::GetSessionResponse { session: Some(to_pb(&key.id, &session)), from_cache: false }))
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(to_pb(&key.id, &session)),
+            from_cache: false,
+        }))
     }
 
-    async fn lock_session(&self, req: Request<pb::LockSessionRequest>) -> Result<Response<pb::LockSessionResponse>, Status> {
+    async fn lock_session(
+        &self,
+        req: Request<pb::LockSessionRequest>,
+    ) -> Result<Response<pb::LockSessionResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let st = &self.state;
@@ -115,37 +141,58 @@ impl pb::session_service_server::SessionService for SessionApi {
         }))
     }
 
-    async fn update_session(&self, req: Request<pb::UpdateSessionRequest>) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+    async fn update_session(
+        &self,
+        req: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.into_inner();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let mut delete = r.delete_fields;
         delete.sort_unstable();
         delete.dedup();
-        let m = Mutation { set: r.set_fields.into_iter().collect(), delete, replace: r.replace };
+        let m = Mutation {
+            set: r.set_fields.into_iter().collect(),
+            delete,
+            replace: r.replace,
+        };
         self.state.limits.check_mutation(&m)?;
         let written = self.state.store.update(&key, m, g).await?;
         self.state.cache.invalidate(&key, written.version).await;
-        Ok(Response::new(pb::UpdateSessionResponse { version: written.version, expires_at: timestamp(written.expires_ms) }))
+        Ok(Response::new(pb::UpdateSessionResponse {
+            version: written.version,
+            expires_at: timestamp(written.expires_ms),
+        }))
     }
 
-    async fn unlock_session(&self, req: Request<pb::UnlockSessionRequest>) -> Result<Response<pb::UnlockSessionResponse>, Status> {
+    async fn unlock_session(
+        &self,
+        req: Request<pb::UnlockSessionRequest>,
+    ) -> Result<Response<pb::UnlockSessionResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let token = require_token(&req.get_ref().lock_token)?;
         self.state.store.unlock(&key, &token).await?;
         Ok(Response::new(pb::UnlockSessionResponse {}))
     }
 
-    async fn refresh_lock(&self, req: Request<pb::RefreshLockRequest>) -> Result<Response<pb::RefreshLockResponse>, Status> {
+    async fn refresh_lock(
+        &self,
+        req: Request<pb::RefreshLockRequest>,
+    ) -> Result<Response<pb::RefreshLockResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let token = require_token(&r.lock_token)?;
         let lease = self.state.limits.lease(r.lease_ms)?;
         let expires = self.state.store.refresh(&key, &token, lease).await?;
-        Ok(Response::new(pb::RefreshLockResponse { lease_expires_at: timestamp(expires) }))
+        Ok(Response::new(pb::RefreshLockResponse {
+            lease_expires_at: timestamp(expires),
+        }))
     }
 
-    async fn delete_session(&self, req: Request<pb::DeleteSessionRequest>) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+    async fn delete_session(
+        &self,
+        req: Request<pb::DeleteSessionRequest>,
+    ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
@@ -154,7 +201,9 @@ impl pb::session_service_server::SessionService for SessionApi {
             // A re-created session starts above the deleted one's version.
             self.state.cache.invalidate(&key, version + 1).await;
         }
-        Ok(Response::new(pb::DeleteSessionResponse { deleted: deleted.is_some() }))
+        Ok(Response::new(pb::DeleteSessionResponse {
+            deleted: deleted.is_some(),
+        }))
     }
 }
 

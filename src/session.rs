@@ -24,10 +24,12 @@ pub struct SessionKey {
 impl SessionKey {
     /// Validates `id` (1..=256 bytes of UTF-8, no control characters).
     pub fn new(namespace: &str, id: &str) -> Result<SessionKey> {
-        check_name(id).map_err(|why| {
-            Error::invalid(InvalidReason::SessionId, format!("session_id {why}"))
-        })?;
-        Ok(SessionKey { namespace: namespace.to_owned(), id: id.to_owned() })
+        check_name(id)
+            .map_err(|why| Error::invalid(InvalidReason::SessionId, format!("session_id {why}")))?;
+        Ok(SessionKey {
+            namespace: namespace.to_owned(),
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -40,7 +42,10 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
         return Err(format!("is {} bytes; the limit is {MAX_ID_BYTES}", s.len()));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(format!("must not contain control characters (found U+{:04X})", c as u32));
+        return Err(format!(
+            "must not contain control characters (found U+{:04X})",
+            c as u32
+        ));
     }
     Ok(())
 }
@@ -59,7 +64,10 @@ pub struct Session {
 impl Session {
     /// Bytes counted against `max_session_bytes`: names plus values.
     pub fn data_bytes(&self) -> u64 {
-        self.fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+        self.fields
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
     }
 }
 
@@ -154,7 +162,10 @@ impl Limits {
         if wait > self.wait_max {
             return Err(Error::invalid(
                 InvalidReason::Wait,
-                format!("wait_ms {wait_ms} is above the limit of {} ms", self.wait_max.as_millis()),
+                format!(
+                    "wait_ms {wait_ms} is above the limit of {} ms",
+                    self.wait_max.as_millis()
+                ),
             ));
         }
         Ok(wait)
@@ -182,7 +193,10 @@ impl Limits {
             if m.set.iter().any(|(n, _)| n == name) {
                 return Err(Error::invalid(
                     InvalidReason::Field,
-                    format!("field `{}` is both set and deleted; pick one", printable(name)),
+                    format!(
+                        "field `{}` is both set and deleted; pick one",
+                        printable(name)
+                    ),
                 ));
             }
         }
@@ -211,7 +225,10 @@ impl Limits {
     pub fn too_many_fields(&self, n: usize) -> Error {
         Error::LimitExceeded {
             limit: "max_fields",
-            message: format!("the session would have {n} fields; max_fields is {}", self.max_fields),
+            message: format!(
+                "the session would have {n} fields; max_fields is {}",
+                self.max_fields
+            ),
         }
     }
 
@@ -228,7 +245,10 @@ impl Limits {
 
 fn check_field_name(name: &str) -> Result<()> {
     check_name(name).map_err(|why| {
-        Error::invalid(InvalidReason::Field, format!("field name `{}` {why}", printable(name)))
+        Error::invalid(
+            InvalidReason::Field,
+            format!("field name `{}` {why}", printable(name)),
+        )
     })
 }
 
@@ -254,7 +274,11 @@ pub fn apply(fields: &mut BTreeMap<String, Bytes>, m: &Mutation) {
 
 /// Checks a lock token's shape before it reaches a store.
 pub fn check_token(token: &str) -> Result<()> {
-    if token.len() > 64 || token.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-')) {
+    if token.len() > 64
+        || token
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    {
         return Err(Error::invalid(
             InvalidReason::LockToken,
             "lock_token is malformed: pass the token LockSession returned, unchanged",
@@ -314,10 +338,27 @@ mod tests {
 
     #[test]
     fn apply_replaces_and_deletes() {
-        let mut f = BTreeMap::from([("a".to_owned(), Bytes::from("1")), ("b".into(), Bytes::from("2"))]);
-        apply(&mut f, &Mutation { set: vec![("c".into(), Bytes::from("3"))], delete: vec!["a".into()], replace: false });
+        let mut f = BTreeMap::from([
+            ("a".to_owned(), Bytes::from("1")),
+            ("b".into(), Bytes::from("2")),
+        ]);
+        apply(
+            &mut f,
+            &Mutation {
+                set: vec![("c".into(), Bytes::from("3"))],
+                delete: vec!["a".into()],
+                replace: false,
+            },
+        );
         assert_eq!(f.keys().collect::<Vec<_>>(), ["b", "c"]);
-        apply(&mut f, &Mutation { set: vec![("d".into(), Bytes::new())], delete: vec![], replace: true });
+        apply(
+            &mut f,
+            &Mutation {
+                set: vec![("d".into(), Bytes::new())],
+                delete: vec![],
+                replace: true,
+            },
+        );
         assert_eq!(f.keys().collect::<Vec<_>>(), ["d"]);
     }
 }

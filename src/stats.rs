@@ -150,7 +150,13 @@ impl Histogram {
             }
             max
         };
-        Summary { count: total, p50: at(0.50), p90: at(0.90), p99: at(0.99), max }
+        Summary {
+            count: total,
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max,
+        }
     }
 
     /// Cumulative counts at the given upper bounds, for Prometheus buckets.

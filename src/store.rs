@@ -40,7 +40,11 @@ impl Store {
         let limits = Limits::from_config(config);
         Ok(match config.store_kind() {
             StoreKind::Redis => Store::Redis(redis::RedisStore::open(config, limits, stats).await?),
-            _ => Store::Embedded(embedded::EmbeddedStore::open(&config.db_path, limits, stats)?),
+            _ => Store::Embedded(embedded::EmbeddedStore::open(
+                &config.db_path,
+                limits,
+                stats,
+            )?),
         })
     }
 
@@ -57,7 +61,12 @@ impl Store {
     }
 
     /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
-    pub async fn lock(&self, key: &SessionKey, lease: Duration, wait: Duration) -> Result<LockGrant> {
+    pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
         dispatch!(self.lock(key, lease, wait))
     }
 

@@ -48,9 +48,8 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     pub fn open(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore> {
-        let db = Database::create(path).map_err(|e| {
-            Error::StoreUnavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let db = Database::create(path)
+            .map_err(|e| Error::StoreUnavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         // Create the tables so that readers never meet a missing one.
         let txn = db.begin_write().map_err(store_err)?;
@@ -61,12 +60,21 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(store_err)?;
         let (tx, rx) = mpsc::channel();
-        let actor = Actor { db: db.clone(), limits, stats: stats.clone(), locks: HashMap::new() };
+        let actor = Actor {
+            db: db.clone(),
+            limits,
+            stats: stats.clone(),
+            locks: HashMap::new(),
+        };
         std::thread::Builder::new()
             .name("sessiond-embedded".into())
             .spawn(move || actor.run(rx))
             .map_err(|e| Error::Internal(format!("cannot start the store thread: {e}")))?;
-        Ok(EmbeddedStore { db, actor: tx, stats })
+        Ok(EmbeddedStore {
+            db,
+            actor: tx,
+            stats,
+        })
     }
 
     pub async fn get(&self, key: &SessionKey) -> Result<Option<Session>> {
@@ -75,18 +83,33 @@ impl EmbeddedStore {
         read_session(&table, &encode_key(key), now_ms())
     }
 
-    pub async fn lock(&self, key: &SessionKey, lease: Duration, wait: Duration) -> Result<LockGrant> {
+    pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
         let token = new_token();
         let (reply, rx) = oneshot::channel();
         let queue = !wait.is_zero();
-        self.send(Command::Lock { key: encode_key(key), token: token.clone(), lease, queue, reply })?;
+        self.send(Command::Lock {
+            key: encode_key(key),
+            token: token.clone(),
+            lease,
+            queue,
+            reply,
+        })?;
         if !queue {
             return rx.await.map_err(actor_gone)?;
         }
         // Queued: if this future is dropped (deadline, disconnect) or the wait
         // runs out, the guard tells the actor to forget the waiter and to
         // release the lock should it have been granted meanwhile.
-        let guard = AbandonOnDrop { key: Some(encode_key(key)), token, actor: self.actor.clone() };
+        let guard = AbandonOnDrop {
+            key: Some(encode_key(key)),
+            token,
+            actor: self.actor.clone(),
+        };
         self.stats.lock_waiting_now.fetch_add(1, Relaxed);
         let _waiting = WaitingGauge(&self.stats);
         match tokio::time::timeout(wait, rx).await {
@@ -95,21 +118,38 @@ impl EmbeddedStore {
                 result
             }
             Ok(Err(e)) => Err(actor_gone(e)),
-            Err(_) => Err(Error::LockWaitTimeout { waited_ms: wait.as_millis() as u64 }),
+            Err(_) => Err(Error::LockWaitTimeout {
+                waited_ms: wait.as_millis() as u64,
+            }),
         }
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
-        self.call(|reply| Command::Update { key: encode_key(key), m, g, reply }).await
+        self.call(|reply| Command::Update {
+            key: encode_key(key),
+            m,
+            g,
+            reply,
+        })
+        .await
     }
 
     pub async fn delete(&self, key: &SessionKey, g: Guards) -> Result<Option<u64>> {
-        self.call(|reply| Command::Delete { key: encode_key(key), g, reply }).await
+        self.call(|reply| Command::Delete {
+            key: encode_key(key),
+            g,
+            reply,
+        })
+        .await
     }
 
     pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
-        self.call(|reply| Command::Unlock { key: encode_key(key), token: token.to_owned(), reply })
-            .await
+        self.call(|reply| Command::Unlock {
+            key: encode_key(key),
+            token: token.to_owned(),
+            reply,
+        })
+        .await
     }
 
     pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
@@ -134,7 +174,9 @@ impl EmbeddedStore {
     }
 
     fn send(&self, cmd: Command) -> Result<()> {
-        self.actor.send(cmd).map_err(|_| Error::StoreUnavailable("the store thread stopped".into()))
+        self.actor
+            .send(cmd)
+            .map_err(|_| Error::StoreUnavailable("the store thread stopped".into()))
     }
 }
 
@@ -161,7 +203,10 @@ impl AbandonOnDrop {
 impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let _ = self.actor.send(Command::Abandon { key, token: std::mem::take(&mut self.token) });
+            let _ = self.actor.send(Command::Abandon {
+                key,
+                token: std::mem::take(&mut self.token),
+            });
         }
     }
 }
@@ -169,12 +214,39 @@ impl Drop for AbandonOnDrop {
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 enum Command {
-    Lock { key: Vec<u8>, token: String, lease: Duration, queue: bool, reply: Reply<LockGrant> },
-    Abandon { key: Vec<u8>, token: String },
-    Update { key: Vec<u8>, m: Mutation, g: Guards, reply: Reply<Written> },
-    Delete { key: Vec<u8>, g: Guards, reply: Reply<Option<u64>> },
-    Unlock { key: Vec<u8>, token: String, reply: Reply<()> },
-    Refresh { key: Vec<u8>, token: String, lease: Duration, reply: Reply<i64> },
+    Lock {
+        key: Vec<u8>,
+        token: String,
+        lease: Duration,
+        queue: bool,
+        reply: Reply<LockGrant>,
+    },
+    Abandon {
+        key: Vec<u8>,
+        token: String,
+    },
+    Update {
+        key: Vec<u8>,
+        m: Mutation,
+        g: Guards,
+        reply: Reply<Written>,
+    },
+    Delete {
+        key: Vec<u8>,
+        g: Guards,
+        reply: Reply<Option<u64>>,
+    },
+    Unlock {
+        key: Vec<u8>,
+        token: String,
+        reply: Reply<()>,
+    },
+    Refresh {
+        key: Vec<u8>,
+        token: String,
+        lease: Duration,
+        reply: Reply<i64>,
+    },
 }
 
 #[derive(Default)]
@@ -243,7 +315,9 @@ impl Actor {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             let now = Instant::now();
-            let wake = self.next_lease_deadline().map_or(next_sweep, |d| d.min(next_sweep));
+            let wake = self
+                .next_lease_deadline()
+                .map_or(next_sweep, |d| d.min(next_sweep));
             let first = match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(cmd) => Some(cmd),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -310,17 +384,29 @@ impl Actor {
     ) -> std::result::Result<(), String> {
         let now = Instant::now();
         match cmd {
-            Command::Lock { key, token, lease, queue, reply } => {
+            Command::Lock {
+                key,
+                token,
+                lease,
+                queue,
+                reply,
+            } => {
                 let state = self.locks.entry(key.clone()).or_default();
                 expire_holder(state, now, &self.stats);
                 if state.holder.is_none() && state.queue.is_empty() {
-                    let grant = grant(txn, &key, state, token, lease, now).map_err(|e| e.to_string())?;
+                    let grant =
+                        grant(txn, &key, state, token, lease, now).map_err(|e| e.to_string())?;
                     self.stats.lock_acquisitions.fetch_add(1, Relaxed);
                     out.push(Answer::Grant(reply, Ok(grant)));
                 } else {
                     self.stats.lock_contended.fetch_add(1, Relaxed);
                     if queue {
-                        state.queue.push_back(Waiter { token, lease, since: now, reply });
+                        state.queue.push_back(Waiter {
+                            token,
+                            lease,
+                            since: now,
+                            reply,
+                        });
                     } else {
                         out.push(Answer::Grant(reply, Err(Error::LockHeld)));
                         self.forget_if_idle(&key);
@@ -367,7 +453,10 @@ impl Actor {
                 }
             }
             Command::Unlock { key, token, reply } => {
-                let g = Guards { lock_token: Some(token), ..Default::default() };
+                let g = Guards {
+                    lock_token: Some(token),
+                    ..Default::default()
+                };
                 let answer = self.check_lock(&key, &g, now);
                 let ok = answer.is_ok();
                 out.push(Answer::Unit(reply, answer));
@@ -375,8 +464,16 @@ impl Actor {
                     self.release(txn, &key, now, out)?;
                 }
             }
-            Command::Refresh { key, token, lease, reply } => {
-                let g = Guards { lock_token: Some(token), ..Default::default() };
+            Command::Refresh {
+                key,
+                token,
+                lease,
+                reply,
+            } => {
+                let g = Guards {
+                    lock_token: Some(token),
+                    ..Default::default()
+                };
                 let answer = self.check_lock(&key, &g, now).map(|()| {
                     let holder = self.locks.get_mut(&key).and_then(|s| s.holder.as_mut());
                     let holder = holder.expect("check_lock found the holder");
@@ -435,16 +532,21 @@ impl Actor {
         now: Instant,
         out: &mut Vec<Answer>,
     ) -> std::result::Result<(), String> {
-        let Some(state) = self.locks.get_mut(key) else { return Ok(()) };
+        let Some(state) = self.locks.get_mut(key) else {
+            return Ok(());
+        };
         if state.holder.is_none() {
             while let Some(w) = state.queue.pop_front() {
                 if w.reply.is_closed() {
                     continue; // gave up; its Abandon is on the way
                 }
-                let grant = grant(txn, key, state, w.token, w.lease, now).map_err(|e| e.to_string())?;
+                let grant =
+                    grant(txn, key, state, w.token, w.lease, now).map_err(|e| e.to_string())?;
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
                 self.stats.lock_waits_granted.fetch_add(1, Relaxed);
-                self.stats.lock_wait_ms.record(now.duration_since(w.since).as_millis() as u64);
+                self.stats
+                    .lock_wait_ms
+                    .record(now.duration_since(w.since).as_millis() as u64);
                 out.push(Answer::Grant(w.reply, Ok(grant)));
                 break;
             }
@@ -454,7 +556,11 @@ impl Actor {
     }
 
     fn forget_if_idle(&mut self, key: &[u8]) {
-        if self.locks.get(key).is_some_and(|s| s.holder.is_none() && s.queue.is_empty()) {
+        if self
+            .locks
+            .get(key)
+            .is_some_and(|s| s.holder.is_none() && s.queue.is_empty())
+        {
             self.locks.remove(key);
         }
     }
@@ -469,7 +575,9 @@ impl Actor {
         let due: Vec<Vec<u8>> = self
             .locks
             .iter()
-            .filter(|(_, s)| !s.queue.is_empty() && s.holder.as_ref().is_none_or(|h| h.deadline <= now))
+            .filter(|(_, s)| {
+                !s.queue.is_empty() && s.holder.as_ref().is_none_or(|h| h.deadline <= now)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -504,9 +612,18 @@ fn grant(
     let fence = fence + 1;
     meta.insert(key, (version_hwm, fence))?;
     let sessions = txn.open_table(SESSIONS)?;
-    let session = read_session(&sessions, key, now_ms()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-    state.holder = Some(Holder { token: token.clone(), deadline: now + lease });
-    Ok(LockGrant { token, fence, lease_expires_ms: now_ms() + lease.as_millis() as i64, session })
+    let session = read_session(&sessions, key, now_ms())
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    state.holder = Some(Holder {
+        token: token.clone(),
+        deadline: now + lease,
+    });
+    Ok(LockGrant {
+        token,
+        fence,
+        lease_expires_ms: now_ms() + lease.as_millis() as i64,
+        session,
+    })
 }
 
 /// UpdateSession's atomic step, after the lock guard passed.
@@ -519,11 +636,15 @@ fn write(
 ) -> std::result::Result<Result<Written>, redb::Error> {
     let now = now_ms();
     let mut sessions = txn.open_table(SESSIONS)?;
-    let current = read_session(&sessions, key, now).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    let current =
+        read_session(&sessions, key, now).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
     if let Err(e) = check_version(g, current.as_ref()) {
         return Ok(Err(e));
     }
-    let mut fields = current.as_ref().map(|s| s.fields.clone()).unwrap_or_default();
+    let mut fields = current
+        .as_ref()
+        .map(|s| s.fields.clone())
+        .unwrap_or_default();
     session::apply(&mut fields, m);
     let bytes = fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     if let Err(e) = limits.check_result(fields.len(), bytes) {
@@ -547,26 +668,41 @@ fn write(
         expiry.remove((old.expires_ms, key))?;
     }
     expiry.insert((expires_ms, key), ())?;
-    Ok(Ok(Written { version, expires_ms }))
+    Ok(Ok(Written {
+        version,
+        expires_ms,
+    }))
 }
 
-fn delete(txn: &WriteTransaction, key: &[u8], g: &Guards) -> std::result::Result<Result<Option<u64>>, redb::Error> {
+fn delete(
+    txn: &WriteTransaction,
+    key: &[u8],
+    g: &Guards,
+) -> std::result::Result<Result<Option<u64>>, redb::Error> {
     let mut sessions = txn.open_table(SESSIONS)?;
-    let current = read_session(&sessions, key, now_ms()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    let current = read_session(&sessions, key, now_ms())
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
     if let Err(e) = check_version(g, current.as_ref()) {
         return Ok(Err(e));
     }
-    let Some(current) = current else { return Ok(Ok(None)) };
+    let Some(current) = current else {
+        return Ok(Ok(None));
+    };
     sessions.remove(key)?;
     txn.open_table(EXPIRY)?.remove((current.expires_ms, key))?;
     Ok(Ok(Some(current.version)))
 }
 
 fn check_version(g: &Guards, current: Option<&Session>) -> Result<()> {
-    let Some(expected) = g.expected_version else { return Ok(()) };
+    let Some(expected) = g.expected_version else {
+        return Ok(());
+    };
     let actual = current.map_or(0, |s| s.version);
     if actual != expected {
-        return Err(Error::VersionMismatch { expected, current: actual });
+        return Err(Error::VersionMismatch {
+            expected,
+            current: actual,
+        });
     }
     Ok(())
 }
@@ -593,7 +729,9 @@ fn read_session(
     key: &[u8],
     now: i64,
 ) -> Result<Option<Session>> {
-    let Some(raw) = table.get(key).map_err(store_err)? else { return Ok(None) };
+    let Some(raw) = table.get(key).map_err(store_err)? else {
+        return Ok(None);
+    };
     let session = decode_record(raw.value())?;
     Ok((session.expires_ms > now).then_some(session))
 }
@@ -608,10 +746,19 @@ fn encode_key(key: &SessionKey) -> Vec<u8> {
 }
 
 fn encode_record(s: &Session) -> Vec<u8> {
-    let ts = |ms: i64| Some(prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 });
+    let ts = |ms: i64| {
+        Some(prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        })
+    };
     pb::Session {
         session_id: String::new(),
-        fields: s.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        fields: s
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         version: s.version,
         created_at: ts(s.created_ms),
         updated_at: ts(s.updated_ms),
@@ -621,8 +768,11 @@ fn encode_record(s: &Session) -> Vec<u8> {
 }
 
 fn decode_record(raw: &[u8]) -> Result<Session> {
-    let r = pb::Session::decode(raw).map_err(|e| Error::Internal(format!("corrupt session record: {e}")))?;
-    let ms = |t: Option<prost_types::Timestamp>| t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+    let r = pb::Session::decode(raw)
+        .map_err(|e| Error::Internal(format!("corrupt session record: {e}")))?;
+    let ms = |t: Option<prost_types::Timestamp>| {
+        t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    };
     Ok(Session {
         fields: r.fields.into_iter().collect(),
         version: r.version,

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::{Script, Value};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
+use redis::{Script, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -148,7 +148,12 @@ impl RedisStore {
         parse_session(&items)
     }
 
-    pub async fn lock(&self, key: &SessionKey, lease: Duration, wait: Duration) -> Result<LockGrant> {
+    pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let token = new_token();
@@ -163,8 +168,17 @@ impl RedisStore {
         }
         let deadline = Instant::now() + wait;
         let notify = Arc::new(Notify::new());
-        inner.waiters.lock().expect("waiters").insert(token.clone(), notify.clone());
-        let mut guard = Abandon { inner: inner.clone(), keys: Some(keys), token: token.clone(), counted: false };
+        inner
+            .waiters
+            .lock()
+            .expect("waiters")
+            .insert(token.clone(), notify.clone());
+        let mut guard = Abandon {
+            inner: inner.clone(),
+            keys: Some(keys),
+            token: token.clone(),
+            counted: false,
+        };
         let keys = guard.keys.as_ref().expect("set above");
         let started = Instant::now();
         let mut queued = false;
@@ -174,7 +188,10 @@ impl RedisStore {
                     guard.disarm();
                     if queued {
                         inner.stats.lock_waits_granted.fetch_add(1, Relaxed);
-                        inner.stats.lock_wait_ms.record(started.elapsed().as_millis() as u64);
+                        inner
+                            .stats
+                            .lock_wait_ms
+                            .record(started.elapsed().as_millis() as u64);
                     }
                     return Ok(g);
                 }
@@ -208,7 +225,11 @@ impl RedisStore {
         let mut inv = inner.scripts.update.prepare_invoke();
         keys.add_to(&mut inv);
         inv.arg(g.lock_token.as_deref().unwrap_or(""))
-            .arg(g.expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(
+                g.expected_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(flag(g.release_lock))
             .arg(flag(m.replace))
             .arg(l.idle_ttl.as_millis() as u64)
@@ -225,7 +246,10 @@ impl RedisStore {
         }
         let reply = inner.invoke(&mut inv).await?;
         match reply.status.as_str() {
-            "OK" => Ok(Written { version: reply.a as u64, expires_ms: reply.b }),
+            "OK" => Ok(Written {
+                version: reply.a as u64,
+                expires_ms: reply.b,
+            }),
             // {'LIMIT_EXCEEDED', limit name, value the write would reach, expired}
             "LIMIT_EXCEEDED" => Err(match reply.raw_a.as_slice() {
                 b"max_fields" => l.too_many_fields(reply.b as usize),
@@ -241,7 +265,11 @@ impl RedisStore {
         let mut inv = inner.scripts.delete.prepare_invoke();
         keys.add_to(&mut inv);
         inv.arg(g.lock_token.as_deref().unwrap_or(""))
-            .arg(g.expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(
+                g.expected_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(flag(g.release_lock))
             .arg(&inner.invalidation_channel)
             .arg(&keys.subject);
@@ -302,10 +330,19 @@ impl Inner {
         subject.push('/');
         encode_into(&mut subject, &key.id);
         let k = |suffix: &str| format!("{}:{{{subject}}}:{suffix}", self.prefix);
-        Keys { keys: [k("d"), k("m"), k("l"), k("q"), k("w")], subject }
+        Keys {
+            keys: [k("d"), k("m"), k("l"), k("q"), k("w")],
+            subject,
+        }
     }
 
-    async fn try_lock(&self, keys: &Keys, token: &str, lease: Duration, queue: bool) -> Result<Attempt> {
+    async fn try_lock(
+        &self,
+        keys: &Keys,
+        token: &str,
+        lease: Duration,
+        queue: bool,
+    ) -> Result<Attempt> {
         let mut inv = self.scripts.lock.prepare_invoke();
         keys.add_to(&mut inv);
         inv.arg(token)
@@ -335,7 +372,9 @@ impl Inner {
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         let result = tokio::time::timeout(self.timeout, async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            cmd.query_async::<T>(&mut conn).await.map_err(|e| e.to_string())
+            cmd.query_async::<T>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
         })
         .await;
         self.settle(result)
@@ -344,7 +383,9 @@ impl Inner {
     async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
         let result = tokio::time::timeout(self.timeout, async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            inv.invoke_async::<Vec<Value>>(&mut conn).await.map_err(|e| e.to_string())
+            inv.invoke_async::<Vec<Value>>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
         })
         .await;
         let reply = Reply::parse(self.settle(result)?)?;
@@ -356,7 +397,10 @@ impl Inner {
 
     /// Counts the outcome of a Redis call and turns failures into
     /// STORE_UNAVAILABLE.
-    fn settle<T>(&self, result: std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>) -> Result<T> {
+    fn settle<T>(
+        &self,
+        result: std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
         match result {
             Ok(Ok(v)) => {
                 self.stats.store_ok();
@@ -368,7 +412,10 @@ impl Inner {
             }
             Err(_) => {
                 self.stats.store_failed();
-                Err(Error::StoreUnavailable(format!("redis did not answer within {:?}", self.timeout)))
+                Err(Error::StoreUnavailable(format!(
+                    "redis did not answer within {:?}",
+                    self.timeout
+                )))
             }
         }
     }
@@ -401,7 +448,11 @@ impl Abandon {
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        self.inner.waiters.lock().expect("waiters").remove(&self.token);
+        self.inner
+            .waiters
+            .lock()
+            .expect("waiters")
+            .remove(&self.token);
         if self.counted {
             self.inner.stats.lock_waiting_now.fetch_sub(1, Relaxed);
         }
@@ -427,14 +478,18 @@ impl Drop for Abandon {
 /// Listens on this instance's wake-up channel and wakes the local waiter named
 /// by each message; reconnects when the connection drops.
 async fn subscribe(client: redis::Client, inner: std::sync::Weak<Inner>) {
-    let Some(channel) = inner.upgrade().map(|i| i.wake_channel.clone()) else { return };
+    let Some(channel) = inner.upgrade().map(|i| i.wake_channel.clone()) else {
+        return;
+    };
     loop {
         let result: redis::RedisResult<()> = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
-                let Some(inner) = inner.upgrade() else { return Ok(()) };
+                let Some(inner) = inner.upgrade() else {
+                    return Ok(());
+                };
                 let token: String = msg.get_payload().unwrap_or_default();
                 if let Some(n) = inner.waiters.lock().expect("waiters").get(&token) {
                     n.notify_one();
@@ -466,7 +521,10 @@ struct Reply {
 impl Reply {
     fn parse(values: Vec<Value>) -> Result<Reply> {
         let mut it = values.into_iter();
-        let mut next = || it.next().ok_or_else(|| Error::Internal("short script reply".into()));
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| Error::Internal("short script reply".into()))
+        };
         let status = String::from_utf8_lossy(&bytes_of(next()?)).into_owned();
         let (a, raw_a) = match next()? {
             Value::Int(n) => (n, Vec::new()),
@@ -474,7 +532,14 @@ impl Reply {
         };
         let b = int(&next()?);
         let expired = int(&next()?) == 1;
-        Ok(Reply { status, a, raw_a, b, expired, rest: it.collect() })
+        Ok(Reply {
+            status,
+            a,
+            raw_a,
+            b,
+            expired,
+            rest: it.collect(),
+        })
     }
 
     /// The guard refusals shared by every write script.
@@ -503,7 +568,10 @@ fn bytes_of(v: Value) -> Vec<u8> {
 fn int(v: &Value) -> i64 {
     match v {
         Value::Int(n) => *n,
-        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -522,7 +590,12 @@ fn parse_session(items: &[Value]) -> Result<Option<Session>> {
         let [Value::BulkString(name), Value::BulkString(value)] = pair else {
             return Err(Error::Internal("malformed session hash".into()));
         };
-        let num = || std::str::from_utf8(value).ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let num = || {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
         match name.as_slice() {
             [b'f', b':', field @ ..] => {
                 let field = String::from_utf8(field.to_vec())

@@ -17,7 +17,9 @@ const SESSIONS: usize = 4;
 const INCREMENTS: u64 = 200;
 
 fn counter_of(s: &Option<Session>) -> u64 {
-    s.as_ref().and_then(|s| s.fields.get("n")).map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap())
+    s.as_ref()
+        .and_then(|s| s.fields.get("n"))
+        .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap())
 }
 
 /// 32 clients lock, read, write +1 and release on 4 sessions, 200 times each.
@@ -48,8 +50,15 @@ async fn locked_increments_lose_nothing(b: Backend) {
     let mut c = s.client().await;
     let mut total = 0;
     for i in 0..SESSIONS {
-        let got = get(&mut c, &format!("counter-{i}"), Consistency::Strong).await.unwrap().session;
-        assert_eq!(got.as_ref().unwrap().version, counter_of(&got), "one version per increment");
+        let got = get(&mut c, &format!("counter-{i}"), Consistency::Strong)
+            .await
+            .unwrap()
+            .session;
+        assert_eq!(
+            got.as_ref().unwrap().version,
+            counter_of(&got),
+            "one version per increment"
+        );
         total += counter_of(&got);
     }
     assert_eq!(total, acked.load(Ordering::Relaxed));
@@ -94,11 +103,19 @@ async fn cas_increments_lose_nothing(b: Backend) {
     let mut c = s.client().await;
     let mut total = 0;
     for i in 0..SESSIONS {
-        total += counter_of(&get(&mut c, &format!("cas-{i}"), Consistency::Strong).await.unwrap().session);
+        total += counter_of(
+            &get(&mut c, &format!("cas-{i}"), Consistency::Strong)
+                .await
+                .unwrap()
+                .session,
+        );
     }
     assert_eq!(total, acked.load(Ordering::Relaxed));
     assert_eq!(total, CLIENTS as u64 * INCREMENTS);
-    assert!(conflicts.load(Ordering::Relaxed) > 0, "the test did contend");
+    assert!(
+        conflicts.load(Ordering::Relaxed) > 0,
+        "the test did contend"
+    );
 }
 
 /// Ten waiters queued in a known order get the lock in that order; one that
@@ -113,36 +130,57 @@ async fn fifo_order_and_cancelled_waiters(b: Backend) {
         let mut c = s.client().await;
         let order = order.clone();
         tasks.push(tokio::spawn(async move {
-            let mut req = tonic::Request::new(LockSessionRequest { session_id: "fifo".into(), lease_ms: 10_000, wait_ms: 20_000 });
+            let mut req = tonic::Request::new(LockSessionRequest {
+                session_id: "fifo".into(),
+                lease_ms: 10_000,
+                wait_ms: 20_000,
+            });
             if i == 4 {
                 // This caller's own deadline runs out while it is queued.
-                req.set_timeout(Duration::from_millis(300));
+                req.set_timeout(Duration::from_millis(1500));
             }
             match c.lock_session(req).await {
                 Ok(l) => {
                     let l = l.into_inner();
                     order.lock().await.push(i);
-                    let unlock = UnlockSessionRequest { session_id: "fifo".into(), lock_token: l.lock_token };
+                    let unlock = UnlockSessionRequest {
+                        session_id: "fifo".into(),
+                        lock_token: l.lock_token,
+                    };
                     c.unlock_session(unlock).await.expect("holder unlocks");
                 }
                 Err(e) => {
                     assert_eq!(i, 4, "only the cancelled waiter fails: {e}");
-                    assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e}");
+                    assert!(
+                        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+                        "{e}"
+                    );
                 }
             }
         }));
         // Queue them one at a time so the arrival order is known.
         crate::conformance::wait_until_queued(&s, u64::from(i) + 1).await;
     }
-    // Let the cancelled waiter's deadline pass while it is queued.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    c.unlock_session(UnlockSessionRequest { session_id: "fifo".into(), lock_token: first.lock_token }).await.unwrap();
+    // The cancelled waiter's deadline passes while it is queued.
+    crate::conformance::wait_until_waiting(&s, |n| n == 9).await;
+    c.unlock_session(UnlockSessionRequest {
+        session_id: "fifo".into(),
+        lock_token: first.lock_token,
+    })
+    .await
+    .unwrap();
     for t in tasks {
         t.await.unwrap();
     }
     assert_eq!(*order.lock().await, vec![0, 1, 2, 3, 5, 6, 7, 8, 9]);
     // Nobody holds the lock now: the cancelled waiter did not end up with it.
-    lock(&mut c, "fifo", 1000, 0).await.expect("free at the end");
+    lock(&mut c, "fifo", 1000, 0)
+        .await
+        .expect("free at the end");
 }
 
-on_both_backends!(locked_increments_lose_nothing, cas_increments_lose_nothing, fifo_order_and_cancelled_waiters);
+on_both_backends!(
+    locked_increments_lose_nothing,
+    cas_increments_lose_nothing,
+    fifo_order_and_cancelled_waiters
+);

@@ -10,7 +10,12 @@ use crate::support::{connect, free_port};
 
 fn spawn(port: u16, db: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-level", "warn"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "warn",
+        ])
         .arg("--db-path")
         .arg(db)
         .stdout(Stdio::null())
@@ -27,10 +32,17 @@ async fn sigkill_loses_no_acknowledged_write() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = SessionServiceClient::new(connect(addr).await);
     for i in 1..=20 {
-        c.update_session(set("durable", &[("n", &i.to_string())])).await.unwrap();
+        c.update_session(set("durable", &[("n", &i.to_string())]))
+            .await
+            .unwrap();
     }
     c.update_session(set("gone", &[("x", "1")])).await.unwrap();
-    c.delete_session(DeleteSessionRequest { session_id: "gone".into(), ..Default::default() }).await.unwrap();
+    c.delete_session(DeleteSessionRequest {
+        session_id: "gone".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let l = lock(&mut c, "durable", 60_000, 0).await.unwrap();
     let mut w = set("durable", &[("n", "21")]);
     w.lock_token = l.lock_token.clone();
@@ -40,20 +52,46 @@ async fn sigkill_loses_no_acknowledged_write() {
     child.wait().unwrap();
     let mut child = spawn(port, &db);
     let mut c = SessionServiceClient::new(connect(addr).await);
-    let got = get(&mut c, "durable", Consistency::Strong).await.unwrap().session.unwrap();
+    let got = get(&mut c, "durable", Consistency::Strong)
+        .await
+        .unwrap()
+        .session
+        .unwrap();
     assert_eq!((got.version, got.fields), (21, fields(&[("n", "21")])));
-    assert_eq!(crate::support::reason(get(&mut c, "gone", Consistency::Strong).await).1, "SESSION_NOT_FOUND");
+    assert_eq!(
+        crate::support::reason(get(&mut c, "gone", Consistency::Strong).await).1,
+        "SESSION_NOT_FOUND"
+    );
     // Leases live in the process: the old token is gone, the fencing sequence is not.
     let mut w = set("durable", &[("n", "stale")]);
     w.lock_token = l.lock_token;
-    assert_eq!(crate::support::reason(c.update_session(w).await).1, "LOCK_LOST");
+    assert_eq!(
+        crate::support::reason(c.update_session(w).await).1,
+        "LOCK_LOST"
+    );
     let l2 = lock(&mut c, "durable", 5000, 0).await.unwrap();
-    assert!(l2.fencing_token > l.fencing_token, "{} > {}", l2.fencing_token, l.fencing_token);
+    assert!(
+        l2.fencing_token > l.fencing_token,
+        "{} > {}",
+        l2.fencing_token,
+        l.fencing_token
+    );
     let mut w = set("durable", &[("n", "22")]);
     w.lock_token = l2.lock_token;
-    assert_eq!(c.update_session(w).await.unwrap().into_inner().version, 22, "versions continue");
-    let recreated = c.update_session(set("gone", &[("x", "2")])).await.unwrap().into_inner();
-    assert_eq!(recreated.version, 2, "a deleted session's version is not reused after a restart");
+    assert_eq!(
+        c.update_session(w).await.unwrap().into_inner().version,
+        22,
+        "versions continue"
+    );
+    let recreated = c
+        .update_session(set("gone", &[("x", "2")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        recreated.version, 2,
+        "a deleted session's version is not reused after a restart"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

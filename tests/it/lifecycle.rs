@@ -24,11 +24,18 @@ fn bad_config_is_one_line_and_exit_64() {
         &["--cache-max-bytes", "12 parsecs"],
         &["--store", "redis"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sessiond")).args(args).stdin(Stdio::null()).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("sessiond: bad configuration: "), "{stderr}");
+        assert!(
+            stderr.starts_with("sessiond: bad configuration: "),
+            "{stderr}"
+        );
     }
 }
 
@@ -40,7 +47,9 @@ async fn overload_is_shed_with_resource_exhausted() {
     let mut waiters = Vec::new();
     for _ in 0..2 {
         let mut c = c.clone();
-        waiters.push(tokio::spawn(async move { lock(&mut c, "busy", 10_000, 2_000).await }));
+        waiters.push(tokio::spawn(async move {
+            lock(&mut c, "busy", 10_000, 2_000).await
+        }));
     }
     wait_until_queued(&s, 2).await;
     let r = c.update_session(set("other", &[("a", "1")])).await;
@@ -54,7 +63,13 @@ async fn overload_is_shed_with_resource_exhausted() {
 
 async fn health(s: &Server) -> ServingStatus {
     let mut h = HealthClient::new(s.channel().await);
-    let r = h.check(HealthCheckRequest { service: SERVICE.into() }).await.unwrap().into_inner();
+    let r = h
+        .check(HealthCheckRequest {
+            service: SERVICE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     ServingStatus::try_from(r.status).unwrap()
 }
 
@@ -76,13 +91,35 @@ async fn redis_outage_fails_fast_and_recovers() {
     assert_eq!(health(&s).await, ServingStatus::Serving);
     s.redis.as_mut().unwrap().stop();
     // Writes and locks fail with UNAVAILABLE: no silent local fallback.
-    assert_eq!(reason(c.update_session(set("o", &[("a", "2")])).await), (Code::Unavailable, "STORE_UNAVAILABLE".into()));
-    assert_eq!(reason(lock(&mut c, "o", 1000, 0).await).1, "STORE_UNAVAILABLE");
-    assert_eq!(reason(lock(&mut c, "o", 1000, 1000).await).1, "STORE_UNAVAILABLE");
-    let strong = GetSessionRequest { session_id: "o".into(), consistency: Consistency::Strong as i32, min_version: 0 };
-    assert_eq!(reason(c.get_session(strong.clone()).await).1, "STORE_UNAVAILABLE");
+    assert_eq!(
+        reason(c.update_session(set("o", &[("a", "2")])).await),
+        (Code::Unavailable, "STORE_UNAVAILABLE".into())
+    );
+    assert_eq!(
+        reason(lock(&mut c, "o", 1000, 0).await).1,
+        "STORE_UNAVAILABLE"
+    );
+    assert_eq!(
+        reason(lock(&mut c, "o", 1000, 1000).await).1,
+        "STORE_UNAVAILABLE"
+    );
+    let strong = GetSessionRequest {
+        session_id: "o".into(),
+        consistency: Consistency::Strong as i32,
+        min_version: 0,
+    };
+    assert_eq!(
+        reason(c.get_session(strong.clone()).await).1,
+        "STORE_UNAVAILABLE"
+    );
     wait_for_health(&s, ServingStatus::NotServing).await;
-    let stats = s.admin().await.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    let stats = s
+        .admin()
+        .await
+        .get_stats(GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(stats.store.unwrap().errors >= 4);
     s.redis.as_mut().unwrap().restart();
     wait_for_health(&s, ServingStatus::Serving).await;
@@ -101,7 +138,13 @@ async fn shutdown_drains() {
     let waiter = tokio::spawn(async move { lock(&mut c2, "drain", 10_000, 10_000).await });
     wait_until_queued(&s, 1).await;
     let mut h = HealthClient::new(s.channel().await);
-    let mut watch = h.watch(HealthCheckRequest { service: SERVICE.into() }).await.unwrap().into_inner();
+    let mut watch = h
+        .watch(HealthCheckRequest {
+            service: SERVICE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let first: HealthCheckResponse = watch.next().await.unwrap().unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
     let started = std::time::Instant::now();
@@ -109,7 +152,15 @@ async fn shutdown_drains() {
     // Health turns NOT_SERVING, and a queued waiter is told to go elsewhere.
     let next = watch.next().await.unwrap().unwrap();
     assert_eq!(next.status, ServingStatus::NotServing as i32);
-    assert_eq!(reason(waiter.await.unwrap()), (Code::Unavailable, "SHUTTING_DOWN".into()));
+    // A watch is a call in flight too: end it, or the drain waits for it.
+    drop(watch);
+    assert_eq!(
+        reason(waiter.await.unwrap()),
+        (Code::Unavailable, "SHUTTING_DOWN".into())
+    );
     stopping.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "drained before the grace ran out");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained before the grace ran out"
+    );
 }

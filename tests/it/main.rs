@@ -4,6 +4,7 @@
 
 mod concurrency;
 mod conformance;
+mod docs;
 mod durability;
 mod lifecycle;
 mod reflection;

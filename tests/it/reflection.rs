@@ -5,18 +5,31 @@
 use prost::Message;
 use prost_types::FileDescriptorProto;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 use crate::support::{Backend, Server};
 
 async fn ask(s: &Server, req: MessageRequest) -> MessageResponse {
     let mut client = ServerReflectionClient::new(s.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(req) };
-    let mut stream = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    stream.message().await.unwrap().unwrap().message_response.unwrap()
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(req),
+    };
+    let mut stream = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    stream
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
 }
 
 /// Raw bytes in, raw bytes out: a call made knowing only the method path.
@@ -57,31 +70,65 @@ impl Decoder for RawCodec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_lists_services_and_describes_get_stats() {
     let s = Server::start(Backend::Embedded, &[]).await;
-    let MessageResponse::ListServicesResponse(list) = ask(&s, MessageRequest::ListServices(String::new())).await else {
+    let MessageResponse::ListServicesResponse(list) =
+        ask(&s, MessageRequest::ListServices(String::new())).await
+    else {
         panic!("not a service list");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for want in ["sessiond.v1.SessionService", "sessiond.v1.AdminService", "grpc.health.v1.Health"] {
+    for want in [
+        "sessiond.v1.SessionService",
+        "sessiond.v1.AdminService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    let MessageResponse::FileDescriptorResponse(files) =
-        ask(&s, MessageRequest::FileContainingSymbol("sessiond.v1.AdminService".into())).await
+    let MessageResponse::FileDescriptorResponse(files) = ask(
+        &s,
+        MessageRequest::FileContainingSymbol("sessiond.v1.AdminService".into()),
+    )
+    .await
     else {
         panic!("not a file descriptor");
     };
-    let files: Vec<FileDescriptorProto> =
-        files.file_descriptor_proto.iter().map(|b| FileDescriptorProto::decode(b.as_slice()).unwrap()).collect();
-    let admin = files.iter().flat_map(|f| &f.service).find(|s| s.name() == "AdminService").unwrap();
-    let method = admin.method.iter().find(|m| m.name() == "GetStats").unwrap();
+    let files: Vec<FileDescriptorProto> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|b| FileDescriptorProto::decode(b.as_slice()).unwrap())
+        .collect();
+    let admin = files
+        .iter()
+        .flat_map(|f| &f.service)
+        .find(|s| s.name() == "AdminService")
+        .unwrap();
+    let method = admin
+        .method
+        .iter()
+        .find(|m| m.name() == "GetStats")
+        .unwrap();
     assert_eq!(method.input_type(), ".sessiond.v1.GetStatsRequest");
-    let response = files.iter().flat_map(|f| &f.message_type).find(|m| m.name() == "GetStatsResponse").unwrap();
-    let instance_field = response.field.iter().find(|f| f.name() == "instance_id").unwrap().number() as u64;
+    let response = files
+        .iter()
+        .flat_map(|f| &f.message_type)
+        .find(|m| m.name() == "GetStatsResponse")
+        .unwrap();
+    let instance_field = response
+        .field
+        .iter()
+        .find(|f| f.name() == "instance_id")
+        .unwrap()
+        .number() as u64;
 
     // Call it knowing only what reflection said: an empty request message.
     let mut grpc = tonic::client::Grpc::new(s.channel().await);
     grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/sessiond.v1.AdminService/GetStats");
-    let raw = grpc.unary(tonic::Request::new(Vec::new()), path, RawCodec).await.unwrap().into_inner();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/sessiond.v1.AdminService/GetStats");
+    let raw = grpc
+        .unary(tonic::Request::new(Vec::new()), path, RawCodec)
+        .await
+        .unwrap()
+        .into_inner();
     // The first field on the wire is instance_id: tag (number << 3 | 2), a length, then the id.
     assert_eq!(u64::from(raw[0]), instance_field << 3 | 2);
     let id = std::str::from_utf8(&raw[2..2 + raw[1] as usize]).unwrap();
@@ -93,17 +140,34 @@ async fn grpcurl_v1alpha_lists_and_calls_get_stats() {
     let s = Server::start(Backend::Embedded, &[]).await;
     let addr = s.addr.to_string();
     let run = |args: Vec<String>| async move {
-        let out = tokio::task::spawn_blocking(move || std::process::Command::new("grpcurl").args(args).output())
-            .await
-            .unwrap()
-            .expect("grpcurl must be on PATH (.ci/install puts it in target/tools/bin)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("grpcurl").args(args).output()
+        })
+        .await
+        .unwrap()
+        .expect("grpcurl must be on PATH (.ci/install puts it in target/tools/bin)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let list = run(vec!["-plaintext".into(), addr.clone(), "list".into()]).await;
-    assert!(list.contains("sessiond.v1.SessionService") && list.contains("sessiond.v1.AdminService"), "{list}");
-    let stats = run(vec!["-plaintext".into(), addr.clone(), "sessiond.v1.AdminService/GetStats".into()]).await;
+    assert!(
+        list.contains("sessiond.v1.SessionService") && list.contains("sessiond.v1.AdminService"),
+        "{list}"
+    );
+    let stats = run(vec![
+        "-plaintext".into(),
+        addr.clone(),
+        "sessiond.v1.AdminService/GetStats".into(),
+    ])
+    .await;
     let json: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(json["storeBackend"], "embedded");
-    assert!(json["instanceId"].as_str().is_some_and(|s| !s.is_empty()), "{stats}");
+    assert!(
+        json["instanceId"].as_str().is_some_and(|s| !s.is_empty()),
+        "{stats}"
+    );
 }

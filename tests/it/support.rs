@@ -22,7 +22,11 @@ pub enum Backend {
 
 /// A free TCP port on 127.0.0.1 (bound once, then released).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A redis-server of this test's own, killed on drop.
@@ -35,7 +39,11 @@ pub struct Redis {
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = Redis { port: free_port(), child: None, dir };
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir,
+        };
         r.restart();
         r
     }
@@ -47,7 +55,16 @@ impl Redis {
     /// Starts (again) on the same port.
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -115,7 +132,13 @@ impl Server {
         let task = tokio::spawn(sessiond::run(config, listener, async {
             let _ = stopped.await;
         }));
-        Server { addr, redis, _dir: dir, stop: Some(stop), task: Some(task) }
+        Server {
+            addr,
+            redis,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn client(&self) -> SessionServiceClient<Channel> {
@@ -161,15 +184,25 @@ pub async fn connect(addr: SocketAddr) -> Channel {
 /// The status code and ErrorInfo reason of a failed call.
 pub fn reason<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (tonic::Code, String) {
     let status = r.expect_err("the call should have failed");
-    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.domain, "sessiond");
     (status.code(), info.reason)
 }
 
 /// Code, reason and ErrorInfo metadata of a failed call.
-pub fn details<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (tonic::Code, String, std::collections::HashMap<String, String>) {
+pub fn details<T: std::fmt::Debug>(
+    r: Result<T, tonic::Status>,
+) -> (
+    tonic::Code,
+    String,
+    std::collections::HashMap<String, String>,
+) {
     let status = r.expect_err("the call should have failed");
-    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     (status.code(), info.reason, info.metadata)
 }
 

@@ -3,7 +3,6 @@ exception, status code, reason and domain the client turns it into."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import threading
@@ -250,7 +249,6 @@ def test_overloaded(tmp_path):
         srv.stop()
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to stop under sessiond")
 def test_store_unavailable(tmp_path):
     port = free_port()
     redis = subprocess.Popen(
