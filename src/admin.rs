@@ -68,6 +68,8 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             evictions: s.cache_evictions.load(Relaxed),
             invalidations_received: s.cache_invalidations.load(Relaxed),
             bypasses: s.cache_bypasses.load(Relaxed),
+            feed_healthy: state.feed_healthy(),
+            feed_losses: s.cache_feed_losses.load(Relaxed),
         }),
         locks: Some(pb::LockStats {
             acquisitions: s.lock_acquisitions.load(Relaxed),

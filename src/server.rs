@@ -38,14 +38,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let stats = Arc::new(Stats::default());
-    let store = Store::open(&config, stats.clone()).await?;
+    let (store, feed) = Store::open(&config, stats.clone()).await?;
     let cache = Cache::new(config.cache_max_bytes, config.cache_max_age, stats.clone());
-    let state = Arc::new(State::new(
-        store,
-        cache,
-        Limits::from_config(&config),
-        stats,
-    ));
+    let limits = Limits::from_config(&config);
+    let state = Arc::new(State::new(store, cache, limits, stats, feed.is_some()));
+    let feed_task = feed.map(|mut feed| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(event) = feed.recv().await {
+                state.on_feed(event).await;
+            }
+        })
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -89,6 +93,8 @@ pub async fn run(
     tokio::select! {
         result = &mut server => {
             health_task.abort();
+            feed_task.iter().for_each(|t| t.abort());
+            feed_task.iter().for_each(|t| t.abort());
             return match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(Error::Internal(format!("server failed: {e}"))),
@@ -100,6 +106,7 @@ pub async fn run(
 
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight calls");
     health_task.abort();
+    feed_task.iter().for_each(|t| t.abort());
     state.start_draining();
     health
         .set_not_serving::<SessionServiceServer<SessionApi>>()

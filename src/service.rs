@@ -92,6 +92,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         let r = req.get_ref();
         let strong = r.consistency() == pb::Consistency::Strong;
         let st = &self.state;
+        let epoch = st.feed_epoch();
         if !strong && st.cache_trusted() {
             if let Some(s) = st.cache.get(&key, r.min_version).await {
                 return Ok(Response::new(pb::GetSessionResponse {
@@ -104,7 +105,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         }
         let session = st.store.get(&key).await?.ok_or(Error::NotFound)?;
         let session = Arc::new(session);
-        st.cache.fill(&key, session.clone()).await;
+        st.fill_cache(&key, session.clone(), epoch).await;
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(to_pb(&key.id, &session)),
             from_cache: false,
@@ -126,12 +127,13 @@ impl pb::session_service_server::SessionService for SessionApi {
             Some(deadline) if !wait.is_zero() => wait.min(deadline.saturating_sub(DEADLINE_MARGIN)),
             _ => wait,
         };
+        let epoch = st.feed_epoch();
         let grant = tokio::select! {
             grant = st.store.lock(&key, lease, wait) => grant?,
             () = st.draining() => return Err(Error::ShuttingDown.into()),
         };
         if let Some(s) = &grant.session {
-            st.cache.fill(&key, Arc::new(s.clone())).await;
+            st.fill_cache(&key, Arc::new(s.clone()), epoch).await;
         }
         Ok(Response::new(pb::LockSessionResponse {
             lock_token: grant.token,

@@ -12,6 +12,7 @@ pub struct Stats {
     pub cache_evictions: AtomicU64,
     pub cache_invalidations: AtomicU64,
     pub cache_bypasses: AtomicU64,
+    pub cache_feed_losses: AtomicU64,
 
     pub lock_acquisitions: AtomicU64,
     pub lock_contended: AtomicU64,

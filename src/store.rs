@@ -35,16 +35,36 @@ macro_rules! dispatch {
     };
 }
 
+/// What a shared store tells an instance about other instances' writes.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// The session now has a version of at least this (after a delete: any
+    /// re-created one will).
+    Invalidate(SessionKey, u64),
+    /// The feed broke: invalidations may be lost from now on.
+    Down,
+    /// The feed is (back) up.
+    Up,
+}
+
+/// The invalidation feed of a shared store.
+pub type Feed = tokio::sync::mpsc::UnboundedReceiver<FeedEvent>;
+
 impl Store {
-    pub async fn open(config: &Config, stats: Arc<Stats>) -> Result<Store> {
+    /// Opens the configured store. A shared store (Redis) also returns its
+    /// invalidation feed.
+    pub async fn open(config: &Config, stats: Arc<Stats>) -> Result<(Store, Option<Feed>)> {
         let limits = Limits::from_config(config);
         Ok(match config.store_kind() {
-            StoreKind::Redis => Store::Redis(redis::RedisStore::open(config, limits, stats).await?),
-            _ => Store::Embedded(embedded::EmbeddedStore::open(
-                &config.db_path,
-                limits,
-                stats,
-            )?),
+            StoreKind::Redis => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let store = redis::RedisStore::open(config, limits, stats, tx).await?;
+                (Store::Redis(store), Some(rx))
+            }
+            _ => {
+                let store = embedded::EmbeddedStore::open(&config.db_path, limits, stats)?;
+                (Store::Embedded(store), None)
+            }
         })
     }
 

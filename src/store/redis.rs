@@ -29,9 +29,10 @@ use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
 use redis::{Script, Value};
 use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::new_token;
+use super::{FeedEvent, new_token};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
@@ -94,7 +95,12 @@ struct Keys {
 }
 
 impl RedisStore {
-    pub async fn open(config: &Config, limits: Limits, stats: Arc<Stats>) -> Result<RedisStore> {
+    pub async fn open(
+        config: &Config,
+        limits: Limits,
+        stats: Arc<Stats>,
+        feed: UnboundedSender<FeedEvent>,
+    ) -> Result<RedisStore> {
         let url = config.redis_url.as_deref().unwrap_or_default();
         let mut info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
@@ -131,7 +137,7 @@ impl RedisStore {
         });
         let client = redis::Client::open(info)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
-        tokio::spawn(subscribe(client, Arc::downgrade(&inner)));
+        tokio::spawn(subscribe(client, Arc::downgrade(&inner), feed));
         let store = RedisStore { inner };
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "Redis is not reachable yet; calls fail with UNAVAILABLE until it is");
@@ -475,24 +481,41 @@ impl Drop for Abandon {
     }
 }
 
-/// Listens on this instance's wake-up channel and wakes the local waiter named
-/// by each message; reconnects when the connection drops.
-async fn subscribe(client: redis::Client, inner: std::sync::Weak<Inner>) {
-    let Some(channel) = inner.upgrade().map(|i| i.wake_channel.clone()) else {
+/// One connection, two channels: this instance's wake-up channel (wakes the
+/// local waiter a message names) and the invalidation channel (forwarded to
+/// the cache as `FeedEvent`s). Reports `Down` when the connection drops and
+/// `Up` once subscribed again; reconnects every 200 ms until it is.
+async fn subscribe(
+    client: redis::Client,
+    inner: std::sync::Weak<Inner>,
+    feed: UnboundedSender<FeedEvent>,
+) {
+    let Some((wake, invalidate)) = inner
+        .upgrade()
+        .map(|i| (i.wake_channel.clone(), i.invalidation_channel.clone()))
+    else {
         return;
     };
+    let mut up = false;
     loop {
         let result: redis::RedisResult<()> = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&[&wake, &invalidate]).await?;
+            up = true;
+            let _ = feed.send(FeedEvent::Up);
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let Some(inner) = inner.upgrade() else {
                     return Ok(());
                 };
-                let token: String = msg.get_payload().unwrap_or_default();
-                if let Some(n) = inner.waiters.lock().expect("waiters").get(&token) {
-                    n.notify_one();
+                let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
+                if msg.get_channel_name() == wake {
+                    let token = String::from_utf8_lossy(&payload);
+                    if let Some(n) = inner.waiters.lock().expect("waiters").get(token.as_ref()) {
+                        n.notify_one();
+                    }
+                } else if let Some((key, floor)) = parse_invalidation(&payload) {
+                    let _ = feed.send(FeedEvent::Invalidate(key, floor));
                 }
             }
             Ok(())
@@ -501,11 +524,42 @@ async fn subscribe(client: redis::Client, inner: std::sync::Weak<Inner>) {
         if inner.strong_count() == 0 {
             return;
         }
+        if up {
+            up = false;
+            let _ = feed.send(FeedEvent::Down);
+        }
         if let Err(e) = result {
-            tracing::debug!(error = %e, "wake-up subscription lost; reconnecting");
+            tracing::debug!(error = %e, "subscription lost; reconnecting");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `"<version floor> <ns>/<id>"`, percent-encoded as the key's hash tag.
+fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (floor, subject) = text.split_once(' ')?;
+    let (ns, id) = subject.split_once('/')?;
+    let key = SessionKey {
+        namespace: decode(ns)?,
+        id: decode(id)?,
+    };
+    Some((key, floor.parse().ok()?))
+}
+
+/// Inverse of [`encode_into`].
+fn decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A script's answer: `{status, a, b, expired, rest...}`.
@@ -639,6 +693,14 @@ mod tests {
         assert_eq!(enc("user-42"), "user-42");
         assert_eq!(enc("a}b{c:d/e%"), "a%7Db%7Bc%3Ad%2Fe%25");
         assert_eq!(enc("é"), "%C3%A9");
+        assert_eq!(decode(&enc("a}b{c:d/e%é")).as_deref(), Some("a}b{c:d/e%é"));
+        let (key, floor) =
+            parse_invalidation(format!("7 {}/{}", enc("default"), enc("a/b c")).as_bytes())
+                .unwrap();
+        assert_eq!(
+            (key.namespace.as_str(), key.id.as_str(), floor),
+            ("default", "a/b c", 7)
+        );
         // Injective on a set of look-alikes.
         let ids = ["a/b", "a%2Fb", "a:b", "a}b", "a{b}", "a", "a%", "%61"];
         let mut seen = std::collections::HashSet::new();

@@ -381,6 +381,36 @@ async fn waiter_gets_the_lock_on_release(b: Backend) {
     );
 }
 
+async fn a_waiter_that_disconnects_leaves_the_queue(b: Backend) {
+    let s = Server::start(b, &[]).await;
+    let mut c = s.client().await;
+    let held = lock(&mut c, "gone", 5000, 0).await.unwrap();
+    // Its own connection, dropped with the task: the call is cancelled.
+    let mut c2 = s.client().await;
+    let waiter = tokio::spawn(async move { lock(&mut c2, "gone", 5000, 10_000).await });
+    wait_until_queued(&s, 1).await;
+    waiter.abort();
+    wait_until_waiting(&s, |n| n == 0).await;
+    c.unlock_session(UnlockSessionRequest {
+        session_id: "gone".into(),
+        lock_token: held.lock_token,
+    })
+    .await
+    .unwrap();
+    // The lock went to nobody: it is free at once.
+    lock(&mut c, "gone", 5000, 0)
+        .await
+        .expect("free after the waiter left");
+    let st = s
+        .admin()
+        .await
+        .get_stats(GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.locks.unwrap().waits_abandoned >= 1);
+}
+
 /// Waits until the server reports at least `n` callers queued.
 pub async fn wait_until_queued(s: &Server, n: u64) {
     wait_until_waiting(s, |w| w >= n).await
@@ -730,6 +760,7 @@ on_both_backends!(
     expired_lease_loses_to_the_next_holder,
     wait_times_out,
     waiter_gets_the_lock_on_release,
+    a_waiter_that_disconnects_leaves_the_queue,
     delete_and_recreate_never_reuses_versions_or_fences,
     idle_sessions_and_leases_expire,
     limits_refuse_and_write_nothing,

@@ -1,0 +1,373 @@
+//! Many instances, one truth: three sessiond processes on one redis-server.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sessiond::pb::admin_service_client::AdminServiceClient;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::pb::*;
+use tonic::transport::Channel;
+
+use crate::conformance::{lock, set};
+use crate::support::{Redis, connect, free_port};
+
+/// A sessiond process, killed (SIGKILL) on drop.
+struct Instance {
+    addr: std::net::SocketAddr,
+    child: Child,
+}
+
+impl Instance {
+    fn start(redis: &Redis, extra: &[&str]) -> Instance {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--redis-url",
+                &redis.url(),
+            ])
+            .args(["--lease-min", "20ms", "--log-level", "warn"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Instance {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            child,
+        }
+    }
+
+    async fn client(&self) -> SessionServiceClient<Channel> {
+        SessionServiceClient::new(connect(self.addr).await)
+    }
+
+    async fn stats(&self) -> GetStatsResponse {
+        AdminServiceClient::new(connect(self.addr).await)
+            .get_stats(GetStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn three(redis: &Redis) -> [Instance; 3] {
+    let all = [
+        Instance::start(redis, &[]),
+        Instance::start(redis, &[]),
+        Instance::start(redis, &[]),
+    ];
+    for i in &all {
+        wait_feed_up(i, 0).await;
+    }
+    all
+}
+
+/// Waits until the instance's invalidation feed is up, after at least
+/// `losses` losses.
+async fn wait_feed_up(i: &Instance, losses: u64) {
+    for _ in 0..1000 {
+        let c = i.stats().await.cache.unwrap();
+        if c.feed_healthy && c.feed_losses >= losses {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the invalidation feed never came up");
+}
+
+async fn cached(c: &mut SessionServiceClient<Channel>, id: &str, min_version: u64) -> (u64, bool) {
+    let r = c
+        .get_session(GetSessionRequest {
+            session_id: id.into(),
+            consistency: 0,
+            min_version,
+        })
+        .await
+        .unwrap();
+    let r = r.into_inner();
+    (r.session.unwrap().version, r.from_cache)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_invalidate_other_instances_caches() {
+    let redis = Redis::start();
+    let [a, b, c] = three(&redis).await;
+    let (mut ca, mut cb, mut cc) = (a.client().await, b.client().await, c.client().await);
+    let ids: Vec<String> = (0..100).map(|i| format!("coherent-{i}")).collect();
+    for id in &ids {
+        ca.update_session(set(id, &[("n", "0")])).await.unwrap();
+        cached(&mut cb, id, 0).await;
+        cached(&mut cc, id, 0).await;
+    }
+    let mut worst = Duration::ZERO;
+    let mut stale_with_min_version = 0;
+    for round in 1..=10 {
+        for id in &ids {
+            let v = ca
+                .update_session(set(id, &[("n", &round.to_string())]))
+                .await
+                .unwrap()
+                .into_inner()
+                .version;
+            // Read-your-writes on B: min_version never returns an older copy.
+            if cached(&mut cb, id, v).await.0 < v {
+                stale_with_min_version += 1;
+            }
+            // Plain CACHED reads on C: how long until the new version shows.
+            let started = Instant::now();
+            loop {
+                if cached(&mut cc, id, 0).await.0 >= v {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "C never saw version {v} of {id}"
+                );
+            }
+            worst = worst.max(started.elapsed());
+        }
+    }
+    println!(
+        "coherence: 1000 writes on A; slowest CACHED read on C to see the new version: {worst:?}"
+    );
+    assert_eq!(stale_with_min_version, 0);
+    // C's cache was in use, and invalidated, not bypassed.
+    let st = c.stats().await.cache.unwrap();
+    assert!(st.hits > 0 && st.invalidations_received >= 1000, "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_feed_drops_the_cache() {
+    let redis = Redis::start();
+    let [a, b, _c] = three(&redis).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    for i in 0..20 {
+        let id = format!("feed-{i}");
+        ca.update_session(set(&id, &[("n", "1")])).await.unwrap();
+        cached(&mut cb, &id, 0).await;
+        assert!(cached(&mut cb, &id, 0).await.1, "warm");
+    }
+    // Cut every subscription; write while B cannot hear about it.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(killed >= 3, "every instance had a subscription");
+    let mut last = Vec::new();
+    for i in 0..20 {
+        let id = format!("feed-{i}");
+        last.push(
+            ca.update_session(set(&id, &[("n", "2")]))
+                .await
+                .unwrap()
+                .into_inner()
+                .version,
+        );
+    }
+    wait_feed_up(&b, 1).await;
+    for (i, v) in last.iter().enumerate() {
+        let (got, _) = cached(&mut cb, &format!("feed-{i}"), 0).await;
+        assert!(
+            got >= *v,
+            "feed-{i}: read version {got} after version {v} was acknowledged"
+        );
+    }
+}
+
+/// 48 clients over 3 instances, locked increments on 8 sessions; with
+/// `kill_one`, instance C is SIGKILLed mid-run.
+async fn increments_across_instances(kill_one: bool) {
+    let redis = Redis::start();
+    let [a, b, mut c] = three(&redis).await;
+    let addrs = [a.addr, b.addr, c.addr];
+    let acked = Arc::new(AtomicU64::new(0));
+    let in_doubt = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let mut client = SessionServiceClient::new(connect(addrs[i % 3]).await);
+        let (acked, in_doubt) = (acked.clone(), in_doubt.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("total-{}", i % 8);
+            for _ in 0..105 {
+                let Ok(l) = lock(&mut client, &id, 1000, 30_000).await else {
+                    return;
+                };
+                let n: u64 = l.session.map_or(0, |s| {
+                    std::str::from_utf8(&s.fields["n"])
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                });
+                let mut w = set(&id, &[("n", &(n + 1).to_string())]);
+                w.lock_token = l.lock_token;
+                w.release_lock = true;
+                match client.update_session(w).await {
+                    Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.code() == tonic::Code::FailedPrecondition => {
+                        panic!("lost a lock mid-run: {e}")
+                    }
+                    // The instance died under this call: it may or may not have landed.
+                    Err(_) => {
+                        in_doubt.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+            }
+        }));
+    }
+    if kill_one {
+        while acked.load(Ordering::Relaxed) < 1500 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        c.kill();
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut reader = a.client().await;
+    let mut total = 0;
+    for s in 0..8 {
+        let r = reader
+            .get_session(GetSessionRequest {
+                session_id: format!("total-{s}"),
+                consistency: Consistency::Strong as i32,
+                min_version: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += std::str::from_utf8(&r.session.unwrap().fields["n"])
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    let (acked, in_doubt) = (
+        acked.load(Ordering::Relaxed),
+        in_doubt.load(Ordering::Relaxed),
+    );
+    println!("increments: acknowledged {acked}, in doubt {in_doubt}, counted {total}");
+    assert!(
+        total >= acked && total <= acked + in_doubt,
+        "acknowledged {acked}, in doubt {in_doubt}, counted {total}"
+    );
+    if kill_one {
+        assert!(acked >= 32 * 105, "the clients of A and B all finished");
+    } else {
+        assert_eq!((total, acked), (48 * 105, 48 * 105));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lost_updates_across_instances() {
+    increments_across_instances(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lost_updates_when_an_instance_dies() {
+    increments_across_instances(true).await
+}
+
+async fn queued_total(all: &[&Instance]) -> u64 {
+    let mut n = 0;
+    for i in all {
+        n += i.stats().await.locks.unwrap().waiting_now;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_across_instances_and_dead_waiters() {
+    let redis = Redis::start();
+    let [a, b, mut c] = three(&redis).await;
+    let mut ca = a.client().await;
+    let held = lock(&mut ca, "fifo-x", 30_000, 0).await.unwrap();
+    let order = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..9u64 {
+        let inst = [&a, &b, &c][i as usize % 3];
+        let mut client = inst.client().await;
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let l = lock(&mut client, "fifo-x", 30_000, 30_000).await.unwrap();
+            order.lock().await.push(i);
+            client
+                .unlock_session(UnlockSessionRequest {
+                    session_id: "fifo-x".into(),
+                    lock_token: l.lock_token,
+                })
+                .await
+                .unwrap();
+        }));
+        while queued_total(&[&a, &b, &c]).await < i + 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    ca.unlock_session(UnlockSessionRequest {
+        session_id: "fifo-x".into(),
+        lock_token: held.lock_token,
+    })
+    .await
+    .unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        *order.lock().await,
+        (0..9).collect::<Vec<_>>(),
+        "arrival order across A, B, C"
+    );
+
+    // A waiter whose instance dies stalls the queue only for a bounded time.
+    let held = lock(&mut ca, "fifo-y", 30_000, 0).await.unwrap();
+    let mut cc = c.client().await;
+    let doomed = tokio::spawn(async move { lock(&mut cc, "fifo-y", 30_000, 30_000).await });
+    while queued_total(&[&c]).await < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut cb = b.client().await;
+    let next = tokio::spawn(async move { lock(&mut cb, "fifo-y", 30_000, 30_000).await });
+    while queued_total(&[&b]).await < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.kill();
+    let _ = doomed.await;
+    let released = Instant::now();
+    ca.unlock_session(UnlockSessionRequest {
+        session_id: "fifo-y".into(),
+        lock_token: held.lock_token,
+    })
+    .await
+    .unwrap();
+    let granted = next
+        .await
+        .unwrap()
+        .expect("the waiter behind the dead one gets the lock");
+    println!(
+        "dead waiter: the next waiter got the lock {:?} after the release",
+        released.elapsed()
+    );
+    assert!(granted.fencing_token > held.fencing_token);
+    assert!(
+        released.elapsed() < Duration::from_secs(10),
+        "bounded stall"
+    );
+}
