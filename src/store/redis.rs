@@ -43,6 +43,11 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a queued waiter stays in the queue without renewing it.
 pub const WAITER_ALIVE: Duration = Duration::from_millis(2000);
 
+/// How often an instance checks its own subscription, and how long a
+/// silence makes it declare the invalidation feed lost.
+const FEED_HEARTBEAT: Duration = Duration::from_secs(1);
+const FEED_SILENCE: Duration = Duration::from_secs(3);
+
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 
 struct Scripts {
@@ -138,6 +143,7 @@ impl RedisStore {
         let client = redis::Client::open(info)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
         tokio::spawn(subscribe(client, Arc::downgrade(&inner), feed));
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         let store = RedisStore { inner };
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "Redis is not reachable yet; calls fail with UNAVAILABLE until it is");
@@ -504,7 +510,9 @@ async fn subscribe(
             up = true;
             let _ = feed.send(FeedEvent::Up);
             let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
+            // `heartbeat` publishes here every FEED_HEARTBEAT: silence means
+            // a connection that died without telling us.
+            while let Ok(Some(msg)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
                 let Some(inner) = inner.upgrade() else {
                     return Ok(());
                 };
@@ -560,6 +568,16 @@ fn decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Publishes an empty message on this instance's wake-up channel every
+/// `FEED_HEARTBEAT`, so the subscriber notices a silently dead connection.
+async fn heartbeat(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(FEED_HEARTBEAT).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let _: Result<i64> = inner.query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg("")).await;
+    }
 }
 
 /// A script's answer: `{status, a, b, expired, rest...}`.
