@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub redis_timeout: Duration,
 
+    /// Address of the Prometheus `/metrics` HTTP endpoint, e.g. `0.0.0.0:9090`;
+    /// unset or empty: no endpoint.
+    #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Bytes of session data the cache may hold.
     #[arg(long, env = "SESSIOND_CACHE_MAX_BYTES", value_parser = parse_size, default_value = "256MiB")]
     pub cache_max_bytes: u64,
@@ -132,8 +137,19 @@ impl Config {
         }
     }
 
+    /// The metrics address, if the endpoint is on.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(a) => a.parse().map(Some).map_err(|_| {
+                format!("--metrics-listen `{a}` is not an address: write it like 0.0.0.0:9090")
+            }),
+        }
+    }
+
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
+        self.metrics_addr()?;
         if self.store_kind() == StoreKind::Redis && self.redis_url.is_none() {
             return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
         }

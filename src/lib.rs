@@ -12,6 +12,7 @@
 //!   and `redis` (Lua scripts).
 //! - [`error`]: the error enum and its one mapping to gRPC statuses.
 //! - [`stats`]: lock-free counters and histograms behind GetStats.
+//! - [`metrics`]: the same figures for Prometheus, on `/metrics`.
 //! - [`telemetry`]: tracing set-up.
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod service;

@@ -68,6 +68,10 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
+    let metrics = match config.metrics_addr().map_err(Error::Internal)? {
+        Some(addr) => Some(crate::metrics::serve(addr, state.clone()).await?),
+        None => None,
+    };
     let local = listener.local_addr().ok();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = Server::builder()
@@ -92,6 +96,7 @@ pub async fn run(
 
     tokio::select! {
         result = &mut server => {
+            metrics.iter().for_each(|t| t.abort());
             health_task.abort();
             feed_task.iter().for_each(|t| t.abort());
             feed_task.iter().for_each(|t| t.abort());
@@ -115,7 +120,9 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let _ = stop.send(());
-    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+    let drained = tokio::time::timeout(config.shutdown_grace, &mut server).await;
+    metrics.iter().for_each(|t| t.abort());
+    match drained {
         Ok(_) => tracing::info!("drained; bye"),
         Err(_) => {
             server.abort();
@@ -223,6 +230,13 @@ where
                 Err(_) => (Some(Error::Overloaded), None),
             }
         };
+        if let Some(m) = method {
+            state
+                .stats
+                .rpc(m)
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Box::pin(
             async move {
                 let started = Instant::now();
@@ -240,13 +254,7 @@ where
                     .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
                     .unwrap_or(0);
                 if let Some(m) = method {
-                    let rpc = state.stats.rpc(m);
-                    rpc.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    rpc.latency_us.record_duration_us(started.elapsed());
-                    if code != 0 {
-                        rpc.errors
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    state.stats.rpc(m).finished(code, started.elapsed());
                 }
                 log_call(code, started.elapsed());
                 if let Ok(v) = http::HeaderValue::from_str(&request_id) {

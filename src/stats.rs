@@ -68,9 +68,26 @@ impl Method {
 
 #[derive(Debug, Default)]
 pub struct RpcStats {
+    pub started: AtomicU64,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
+    /// Finished calls by gRPC status code (0..=16).
+    pub codes: [AtomicU64; 17],
     pub latency_us: Histogram,
+}
+
+impl RpcStats {
+    /// Records a finished call.
+    pub fn finished(&self, code: i32, took: Duration) {
+        self.calls.fetch_add(1, Relaxed);
+        if code != 0 {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        if let Some(c) = usize::try_from(code).ok().and_then(|c| self.codes.get(c)) {
+            c.fetch_add(1, Relaxed);
+        }
+        self.latency_us.record_duration_us(took);
+    }
 }
 
 impl Stats {
@@ -99,6 +116,7 @@ const BUCKETS: usize = 41 * SUB as usize;
 pub struct Histogram {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
+    sum: AtomicU64,
     max: AtomicU64,
 }
 
@@ -107,6 +125,7 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
             max: AtomicU64::new(0),
         }
     }
@@ -126,6 +145,7 @@ impl Histogram {
     pub fn record(&self, v: u64) {
         self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
         self.max.fetch_max(v, Relaxed);
     }
 
@@ -160,7 +180,14 @@ impl Histogram {
         }
     }
 
-    /// Cumulative counts at the given upper bounds, for Prometheus buckets.
+    /// Sum of the recorded values.
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Relaxed)
+    }
+
+    /// Cumulative counts at the given upper bounds, for Prometheus buckets
+    /// (a bucket counts when its whole range lies below the bound), and the
+    /// total count.
     pub fn cumulative(&self, bounds: &[u64]) -> (Vec<u64>, u64) {
         let mut out = vec![0; bounds.len()];
         for (i, b) in self.buckets.iter().enumerate() {

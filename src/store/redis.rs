@@ -576,7 +576,9 @@ async fn heartbeat(inner: std::sync::Weak<Inner>) {
     loop {
         tokio::time::sleep(FEED_HEARTBEAT).await;
         let Some(inner) = inner.upgrade() else { return };
-        let _: Result<i64> = inner.query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg("")).await;
+        let _: Result<i64> = inner
+            .query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg(""))
+            .await;
     }
 }
 

@@ -164,3 +164,122 @@ async fn shutdown_drains() {
         "drained before the grace ran out"
     );
 }
+
+/// GETs `/metrics` with a bare HTTP/1.1 request.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tries = 0;
+    let mut s = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(e) if tries > 200 => panic!("metrics endpoint never came up: {e}"),
+            Err(_) => tries += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_calls() {
+    let port = crate::support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let s = Server::start(Backend::Embedded, &["--metrics-listen", &listen]).await;
+    let mut c = s.client().await;
+    const GET: &str = "grpc_service=\"sessiond.v1.SessionService\",grpc_method=\"GetSession\",grpc_type=\"unary\"";
+    let before = scrape(port).await;
+    assert_eq!(
+        metric(&before, &format!("grpc_server_started_total{{{GET}}}")),
+        0.0
+    );
+    c.update_session(set("m", &[("a", "1")])).await.unwrap();
+    for _ in 0..3 {
+        c.get_session(GetSessionRequest {
+            session_id: "m".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let _ = c
+        .get_session(GetSessionRequest {
+            session_id: "none".into(),
+            ..Default::default()
+        })
+        .await;
+    let _held = lock(&mut c, "m", 5000, 0).await.unwrap();
+    let after = scrape(port).await;
+    assert_eq!(
+        metric(&after, &format!("grpc_server_started_total{{{GET}}}")),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            &format!("grpc_server_handled_total{{{GET},grpc_code=\"OK\"}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            &format!("grpc_server_handled_total{{{GET},grpc_code=\"NotFound\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            &format!("grpc_server_handling_seconds_count{{{GET}}}")
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            &format!("grpc_server_handling_seconds_bucket{{{GET},le=\"+Inf\"}}")
+        ),
+        4.0
+    );
+    assert!(
+        metric(
+            &after,
+            &format!("grpc_server_handling_seconds_sum{{{GET}}}")
+        ) > 0.0
+    );
+    assert_eq!(metric(&after, "sessiond_lock_acquisitions_total"), 1.0);
+    assert_eq!(metric(&after, "sessiond_store_up"), 1.0);
+    // The same figures as GetStats.
+    let st = s
+        .admin()
+        .await
+        .get_stats(GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .cache
+        .unwrap();
+    assert_eq!(metric(&after, "sessiond_cache_hits_total"), st.hits as f64);
+    assert_eq!(
+        metric(&after, "sessiond_cache_misses_total"),
+        st.misses as f64
+    );
+    assert!(st.hits >= 2);
+}
