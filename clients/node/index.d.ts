@@ -28,6 +28,8 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Overrides the client's retries for this call. */
   retries?: number;
+  /** Cancels the call (rejecting with the signal's reason); a queued LockSession leaves the queue. */
+  signal?: AbortSignal;
 }
 
 export interface Session {
@@ -98,6 +100,8 @@ export interface WithLockOptions {
   leaseMs?: number;
   waitMs?: number;
   timeoutMs?: number;
+  /** Cancels the wait for the lock (not the handler: use session.signal there). */
+  signal?: AbortSignal;
 }
 
 export interface UpdateWithRetryOptions {

@@ -39,4 +39,4 @@ echo "== npm install $HERE into a scratch project"
 export SESSIOND_CLIENT_NODE_MODULES="$SCRATCH/node_modules"
 
 echo "== node --test (sessiond: $SESSIOND_BIN)"
-node --test test/*.test.js
+node --test --test-timeout=180000 test/*.test.js

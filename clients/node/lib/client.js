@@ -117,17 +117,26 @@ class Client {
   }
 
   // One unary call with a deadline, typed errors and the retry policy above.
+  // opts.signal (an AbortSignal) cancels the call: it then rejects with the
+  // signal's reason, and a caller queued for a lock leaves the queue.
   async _call(stub, method, request, opts = {}, { extraMs = 0, alwaysRetry = ALWAYS.has(method) } = {}) {
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const retries = opts.retries ?? this.retries;
+    const { signal } = opts;
     for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
       try {
         return await new Promise((resolve, reject) => {
           const md = new grpc.Metadata();
           for (const [k, v] of Object.entries(this._metadata)) md.set(k, v);
-          stub[method](request, md, { deadline: Date.now() + timeoutMs + extraMs }, (err, res) =>
-            err ? reject(fromGrpcError(err, method)) : resolve(res),
-          );
+          const onAbort = () => call.cancel();
+          const call = stub[method](request, md, { deadline: Date.now() + timeoutMs + extraMs }, (err, res) => {
+            signal?.removeEventListener('abort', onAbort);
+            if (!err) resolve(res);
+            else if (signal?.aborted) reject(signal.reason);
+            else reject(fromGrpcError(err, method));
+          });
+          signal?.addEventListener('abort', onAbort, { once: true });
         });
       } catch (err) {
         const retryable = err instanceof Unavailable && (alwaysRetry || SERVER_SAYS_RETRY.has(err.reason));
@@ -230,8 +239,8 @@ class Client {
    * writing. Resolves with fn's return value.
    */
   async withLock(sessionId, fn, opts = {}) {
-    const { leaseMs = 0, waitMs = 0, timeoutMs } = opts;
-    const held = await this.lock(sessionId, { leaseMs, waitMs, timeoutMs });
+    const { leaseMs = 0, waitMs = 0, timeoutMs, signal } = opts;
+    const held = await this.lock(sessionId, { leaseMs, waitMs, timeoutMs, signal });
     const { lockToken } = held;
     // The lease actually granted: what we asked for, or the server's default
     // as its expiry tells (clamped, in case the clocks disagree).

@@ -6,6 +6,15 @@ const assert = require('node:assert/strict');
 const { startServer, uniqueId } = require('./helpers/server');
 const sd = require('..');
 
+/** Polls `cond` every 10 ms; fails after 5 s. */
+async function until(cond, what) {
+  const deadline = Date.now() + 5000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 let server;
 let client;
 before(async () => {
@@ -74,6 +83,30 @@ test('locked update: lock, write with the token and release in one step', async 
   assert.ok(r.leaseExpiresAt instanceof Date);
   await client.unlock(id, l2.lockToken);
   await assert.rejects(client.unlock(id, l2.lockToken), sd.LockLost, 'the token no longer holds the lock');
+});
+
+test('a queued waiter that gives up (AbortSignal) leaves the queue and is never granted the lock', async () => {
+  const id = uniqueId('abandon');
+  const held = await client.lock(id, { leaseMs: 5000 });
+  const before = (await client.stats()).locks.waitsAbandoned;
+  const ac = new AbortController();
+  const waiter = client.lock(id, { waitMs: 10_000, signal: ac.signal }).then(() => 'granted', (e) => e);
+  // Wait until the server has it queued.
+  await until(async () => (await client.stats()).locks.waitingNow >= 1, 'the waiter is queued');
+  ac.abort();
+  const err = await waiter;
+  assert.equal(err && err.name, 'AbortError');
+  // Once the server has seen the caller go, a release must hand the lock to
+  // nobody. (A release within a few ms of the cancel, before the server has
+  // seen it, can still grant the lock to the departed caller; the server
+  // passes it on as soon as it notices, so a try-once lock in between may
+  // find it held. That window is not what this test is about.)
+  await until(async () => (await client.stats()).locks.waitingNow === 0, 'the server saw the waiter leave');
+  await client.unlock(id, held.lockToken);
+  const next = await client.lock(id, { waitMs: 0 });
+  await client.unlock(id, next.lockToken);
+  await until(async () => (await client.stats()).locks.waitsAbandoned >= before + 1, 'the waiter counted as abandoned');
+  await assert.rejects(client.get(id, { signal: AbortSignal.abort() }), { name: 'AbortError' });
 });
 
 test('withLock: snapshot, set/delete, write-and-release; no write when nothing changed; unlock on throw', async () => {

@@ -32,6 +32,7 @@ async function usage(): Promise<void> {
 
   const lock = await client.lock('user-1', { leaseMs: 1000, waitMs: 0 });
   const fence: bigint = lock.fencingToken;
+  await client.lock('user-2', { waitMs: 10_000, signal: AbortSignal.timeout(50) });
   const snapshot: Session | null = lock.session;
   await client.refresh('user-1', lock.lockToken, { leaseMs: 2000 });
   await client.update('user-1', { set: { a: 'x' }, lockToken: lock.lockToken, releaseLock: true });
