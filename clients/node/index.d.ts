@@ -155,6 +155,8 @@ export interface Stats {
     evictions: number;
     invalidationsReceived: number;
     bypasses: number;
+    feedHealthy: boolean;
+    feedLosses: number;
   } | null;
   locks: {
     acquisitions: number;

@@ -234,4 +234,7 @@ test('stats reflect the calls made', async () => {
   assert.equal(typeof byName.UpdateSession.calls, 'number');
   assert.ok(st.locks.acquisitions > 0);
   assert.ok(st.locks.contended > 0, 'the concurrent tests contended');
+  assert.equal(st.cache.feedHealthy, true, 'the embedded store always trusts its cache');
+  assert.equal(st.cache.feedLosses, 0);
+  assert.equal(st.store.healthy, true);
 });
