@@ -291,10 +291,17 @@ class Client {
         cause: lost,
       });
     }
-    if (session.changed) {
-      await this.update(sessionId, { ...session.changes(), lockToken, releaseLock: true, timeoutMs });
-    } else {
+    if (!session.changed) {
       await this.unlock(sessionId, lockToken, { timeoutMs });
+      return result;
+    }
+    try {
+      await this.update(sessionId, { ...session.changes(), lockToken, releaseLock: true, timeoutMs });
+    } catch (err) {
+      // Refused (a limit, a bad field name) or unknown (transport): the lock
+      // may still be ours, so release it rather than leave it to the lease.
+      if (!(err instanceof LockLost)) await this.unlock(sessionId, lockToken).catch(() => {});
+      throw err;
     }
     return result;
   }

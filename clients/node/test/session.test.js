@@ -152,6 +152,15 @@ test('withLock: snapshot, set/delete, write-and-release; no write when nothing c
   assert.deepEqual(s.fields, { greeting: Buffer.from('hi') });
   const l = await client.lock(id, { waitMs: 0 });
   await client.unlock(id, l.lockToken);
+
+  // The final write is refused (a limit): the error comes out and the lock is released.
+  const tooBig = await client.withLock(id, (session) => {
+    session.set('huge', Buffer.alloc(64 * 1024 + 1));
+  }, { leaseMs: 30_000 }).catch((e) => e);
+  assert.ok(tooBig instanceof sd.InvalidArgument && tooBig.reason === 'LIMIT_EXCEEDED', String(tooBig));
+  const l2 = await client.lock(id, { waitMs: 0 });
+  await client.unlock(id, l2.lockToken);
+  assert.equal((await client.get(id, { consistency: 'strong' })).version, 2n);
 });
 
 test('withLock serialises concurrent writers: no lost update', async () => {
