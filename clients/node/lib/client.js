@@ -252,9 +252,19 @@ class Client {
     const controller = new AbortController();
     let lost = null;
     let inflight = null;
+    // When the lease surely runs out unless a refresh lands: counted from the
+    // moment the last successful refresh (or the lock) was sent.
+    let leaseEnd = Date.now() + lease;
     const timer = setInterval(() => {
       if (inflight || lost) return;
-      inflight = this.refresh(sessionId, lockToken, { leaseMs, timeoutMs: Math.max(period, 50), retries: 0 })
+      const sentAt = Date.now();
+      // A slow refresh still counts if it lands before the lease ends, so its
+      // deadline is what is left of the lease, not the tick.
+      const timeoutMs = Math.max(50, leaseEnd - sentAt);
+      inflight = this.refresh(sessionId, lockToken, { leaseMs, timeoutMs, retries: 0 })
+        .then(() => {
+          leaseEnd = sentAt + lease;
+        })
         .catch((err) => {
           // Anything but LockLost (a blip of the network, an overloaded
           // server) is retried at the next tick; the final write is guarded by
