@@ -42,13 +42,16 @@ function backoffMs(attempt, base = BACKOFF_BASE_MS, max = BACKOFF_MAX_MS) {
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
+const UINT64_MAX = 2n ** 64n - 1n;
+
 function toUint64String(value, what) {
-  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isSafeInteger(value))) {
-    if (value < 0) throw new RangeError(`${what} must not be negative`);
-    return value.toString();
-  }
-  if (typeof value === 'string' && /^\d+$/.test(value)) return value;
-  throw new TypeError(`${what} must be a bigint, a safe integer or a decimal string`);
+  const ok = typeof value === 'bigint'
+    || (typeof value === 'number' && Number.isSafeInteger(value))
+    || (typeof value === 'string' && /^\d+$/.test(value));
+  if (!ok) throw new TypeError(`${what} must be a bigint, a safe integer or a decimal string`);
+  const n = BigInt(value);
+  if (n < 0n || n > UINT64_MAX) throw new RangeError(`${what} must be within 0..2^64-1`);
+  return n.toString();
 }
 
 function toDate(ts) {

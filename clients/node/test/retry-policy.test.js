@@ -183,6 +183,9 @@ test('uint64 values round-trip exactly', async () => {
   assert.equal(requests.UpdateSession.expectedVersion, '0', 'expectedVersion 0 (create only) is sent');
   await client.update('a', { set: { x: 'y' } });
   assert.equal(requests.UpdateSession.expectedVersion, undefined, 'no expectedVersion: field absent');
+  await assert.rejects(client.update('a', { expectedVersion: 2n ** 64n }), RangeError);
+  await assert.rejects(client.update('a', { expectedVersion: -1 }), RangeError);
+  await assert.rejects(client.update('a', { expectedVersion: 1.5 }), TypeError);
   reset();
   script.LockSession = [{ response: { lockToken: 't', fencingToken: '9007199254740993' } }];
   const l = await client.lock('a');
