@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tonic::codegen::http;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 use crate::admin::AdminApi;
@@ -75,7 +75,6 @@ pub async fn run(
     let local = listener.local_addr().ok();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(ObserveLayer {
             state: state.clone(),
@@ -87,7 +86,10 @@ pub async fn run(
         .add_service(SessionServiceServer::new(SessionApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        // Settings on the builder apply only to listeners tonic binds itself.
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60))),
         async {
             let _ = stopped.await;
         },

@@ -155,29 +155,20 @@ impl Histogram {
 
     pub fn summary(&self) -> Summary {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return Summary::default();
-        }
-        let max = self.max.load(Relaxed) as f64;
-        let at = |q: f64| {
-            let rank = ((q * total as f64).ceil() as u64).max(1);
-            let mut seen = 0;
-            for (i, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= rank {
-                    return upper_bound(i).min(max);
-                }
-            }
-            max
-        };
         Summary {
-            count: total,
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            max,
+            count: counts.iter().sum(),
+            p50: quantile_of(&counts, 0.50, self.max.load(Relaxed)),
+            p90: quantile_of(&counts, 0.90, self.max.load(Relaxed)),
+            p99: quantile_of(&counts, 0.99, self.max.load(Relaxed)),
+            max: self.max.load(Relaxed) as f64,
         }
+    }
+
+    /// The value below which a fraction `q` of the recorded values lie
+    /// (bucket upper bound; 0 when empty).
+    pub fn quantile(&self, q: f64) -> f64 {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        quantile_of(&counts, q, self.max.load(Relaxed))
     }
 
     /// Sum of the recorded values.
@@ -201,6 +192,22 @@ impl Histogram {
         }
         (out, self.count.load(Relaxed))
     }
+}
+
+fn quantile_of(counts: &[u64], q: f64, max: u64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return upper_bound(i).min(max as f64);
+        }
+    }
+    max as f64
 }
 
 fn bucket_of(v: u64) -> usize {
