@@ -34,7 +34,7 @@ class GetStatsResponse(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ...) -> None: ...
 
 class CacheStats(_message.Message):
-    __slots__ = ("entries", "weighted_bytes", "hits", "misses", "hit_rate", "evictions", "invalidations_received", "bypasses")
+    __slots__ = ("entries", "weighted_bytes", "hits", "misses", "hit_rate", "evictions", "invalidations_received", "bypasses", "feed_healthy", "feed_losses")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_BYTES_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class CacheStats(_message.Message):
     EVICTIONS_FIELD_NUMBER: _ClassVar[int]
     INVALIDATIONS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     BYPASSES_FIELD_NUMBER: _ClassVar[int]
+    FEED_HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    FEED_LOSSES_FIELD_NUMBER: _ClassVar[int]
     entries: int
     weighted_bytes: int
     hits: int
@@ -51,7 +53,9 @@ class CacheStats(_message.Message):
     evictions: int
     invalidations_received: int
     bypasses: int
-    def __init__(self, entries: _Optional[int] = ..., weighted_bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., evictions: _Optional[int] = ..., invalidations_received: _Optional[int] = ..., bypasses: _Optional[int] = ...) -> None: ...
+    feed_healthy: bool
+    feed_losses: int
+    def __init__(self, entries: _Optional[int] = ..., weighted_bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., evictions: _Optional[int] = ..., invalidations_received: _Optional[int] = ..., bypasses: _Optional[int] = ..., feed_healthy: _Optional[bool] = ..., feed_losses: _Optional[int] = ...) -> None: ...
 
 class LockStats(_message.Message):
     __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms")
