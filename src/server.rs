@@ -52,10 +52,19 @@ pub async fn run(
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<SessionServiceServer<SessionApi>>()
-        .await;
-    let health_task = tokio::spawn(follow_store_health(state.clone(), health.clone()));
+    // Ready only once the store answers (this also sets the store's health
+    // in GetStats from the start).
+    let ready = state.store.ping().await.is_ok();
+    if ready {
+        health
+            .set_serving::<SessionServiceServer<SessionApi>>()
+            .await;
+    } else {
+        health
+            .set_not_serving::<SessionServiceServer<SessionApi>>()
+            .await;
+    }
+    let health_task = tokio::spawn(follow_store_health(state.clone(), health.clone(), ready));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -85,15 +94,17 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(SessionServiceServer::new(SessionApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-        // Settings on the builder apply only to listeners tonic binds itself.
-        TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60))),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let mut server = tokio::spawn(
+        router.serve_with_incoming_shutdown(
+            // Settings on the builder apply only to listeners tonic binds itself.
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(60))),
+            async {
+                let _ = stopped.await;
+            },
+        ),
+    );
     tracing::info!(addr = ?local, store = state.store.backend(), "sessiond serving");
 
     tokio::select! {
@@ -136,8 +147,11 @@ pub async fn run(
 
 /// Readiness follows the store: `sessiond.v1.SessionService` is NOT_SERVING
 /// while the store cannot be reached.
-async fn follow_store_health(state: Arc<State>, health: tonic_health::server::HealthReporter) {
-    let mut serving = true;
+async fn follow_store_health(
+    state: Arc<State>,
+    health: tonic_health::server::HealthReporter,
+    mut serving: bool,
+) {
     loop {
         tokio::time::sleep(HEALTH_EVERY).await;
         let ok = state.store.ping().await.is_ok();
@@ -245,8 +259,14 @@ where
                 let mut resp = match refusal {
                     Some(e) => Status::from(e).into_http(),
                     None => {
-                        let resp = inner.call(req).await?;
+                        let mut resp = inner.call(req).await?;
                         drop(permit);
+                        if let Some(lock) = resp.extensions_mut().remove::<GrantedLock>() {
+                            let guard = Some((state.clone(), lock));
+                            resp = resp.map(|inner| {
+                                tonic::body::Body::new(ReleaseUnlessSent { inner, guard })
+                            });
+                        }
                         resp
                     }
                 };
@@ -303,5 +323,65 @@ fn request_id<B>(req: &http::Request<B>) -> String {
             id.to_owned()
         }
         _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// A lock LockSession just granted, attached to its response so that the
+/// lock is released if the response is never sent.
+#[derive(Clone)]
+pub struct GrantedLock {
+    pub key: crate::session::SessionKey,
+    pub token: String,
+}
+
+/// The body of a LockSession answer. hyper drops it without polling it to
+/// the end when the caller reset the call (cancelled, deadline, gone) after
+/// the lock was granted but before the answer went out; the lock would then
+/// be held, for a whole lease, by nobody. So unless the body reached its
+/// trailers (the answer was handed to the connection), dropping it releases
+/// the lock.
+struct ReleaseUnlessSent {
+    inner: tonic::body::Body,
+    guard: Option<(Arc<State>, GrantedLock)>,
+}
+
+impl http_body::Body for ReleaseUnlessSent {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.guard = None,
+            Poll::Ready(None) => self.guard = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ReleaseUnlessSent {
+    fn drop(&mut self) {
+        if let Some((state, lock)) = self.guard.take() {
+            state
+                .stats
+                .lock_waits_abandoned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                // LOCK_LOST here only means it already expired or was released.
+                let _ = state.store.unlock(&lock.key, &lock.token).await;
+            });
+        }
     }
 }

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{Error, InvalidReason, Result};
 use crate::pb;
+use crate::server::GrantedLock;
 use crate::session::{self, DEFAULT_NAMESPACE, Guards, Mutation, Session, SessionKey};
 use crate::state::State;
 
@@ -135,12 +136,19 @@ impl pb::session_service_server::SessionService for SessionApi {
         if let Some(s) = &grant.session {
             st.fill_cache(&key, Arc::new(s.clone()), epoch).await;
         }
-        Ok(Response::new(pb::LockSessionResponse {
-            lock_token: grant.token,
+        let mut response = Response::new(pb::LockSessionResponse {
+            lock_token: grant.token.clone(),
             fencing_token: grant.fence,
             lease_expires_at: timestamp(grant.lease_expires_ms),
             session: grant.session.as_ref().map(|s| to_pb(&key.id, s)),
-        }))
+        });
+        // If this answer never reaches the caller (it cancelled or went away
+        // just as the lock was granted), the middleware releases the lock.
+        response.extensions_mut().insert(GrantedLock {
+            key,
+            token: grant.token,
+        });
+        Ok(response)
     }
 
     async fn update_session(

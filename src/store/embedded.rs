@@ -164,6 +164,7 @@ impl EmbeddedStore {
 
     pub async fn ping(&self) -> Result<()> {
         self.db.begin_read().map_err(store_err)?;
+        self.stats.store_ok();
         Ok(())
     }
 

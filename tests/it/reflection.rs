@@ -141,7 +141,7 @@ async fn grpcurl_v1alpha_lists_and_calls_get_stats() {
     let addr = s.addr.to_string();
     let run = |args: Vec<String>| async move {
         let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("grpcurl").args(args).output()
+            std::process::Command::new(grpcurl()).args(args).output()
         })
         .await
         .unwrap()
@@ -170,4 +170,15 @@ async fn grpcurl_v1alpha_lists_and_calls_get_stats() {
         json["instanceId"].as_str().is_some_and(|s| !s.is_empty()),
         "{stats}"
     );
+}
+
+/// grpcurl from `.ci/install` (target/tools/bin), else from PATH.
+fn grpcurl() -> std::path::PathBuf {
+    let installed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/grpcurl");
+    if installed.exists() {
+        installed
+    } else {
+        "grpcurl".into()
+    }
 }
