@@ -26,15 +26,6 @@ enum Entry {
     Floor(u64),
 }
 
-impl Entry {
-    fn version(&self) -> u64 {
-        match self {
-            Entry::Present(s) => s.version,
-            Entry::Floor(v) => *v,
-        }
-    }
-}
-
 /// Bytes an entry costs beyond its fields: key, bookkeeping, moka's node.
 const ENTRY_OVERHEAD: u64 = 160;
 
@@ -99,13 +90,22 @@ impl Cache {
     /// knows of something newer.
     pub async fn fill(&self, key: &SessionKey, session: Arc<Session>) {
         let Some(m) = &self.moka else { return };
+        // The common case on a hot session: this version is cached already.
+        // A lock-free look saves the per-key compute below.
+        if let Some(Entry::Present(s)) = m.get(key).await {
+            if s.version >= session.version {
+                return;
+            }
+        }
         m.entry_by_ref(key)
             .and_compute_with(|existing| {
-                let newer = existing.is_some_and(|e| e.value().version() > session.version);
-                let op = if newer {
-                    Op::Nop
-                } else {
-                    Op::Put(Entry::Present(session))
+                // A version identifies its content, so an equal version
+                // cached already needs no replacing; a floor of that version
+                // does.
+                let op = match existing.map(|e| e.into_value()) {
+                    Some(Entry::Present(s)) if s.version >= session.version => Op::Nop,
+                    Some(Entry::Floor(v)) if v > session.version => Op::Nop,
+                    _ => Op::Put(Entry::Present(session)),
                 };
                 std::future::ready(op)
             })

@@ -381,9 +381,20 @@ impl Inner {
         }
     }
 
+    /// A handle on one of the pool's connections. Connections are
+    /// multiplexed: the handle is a clone sharing the connection, and the pool
+    /// object goes straight back, so concurrent calls pipeline their commands
+    /// on a few connections (fewer syscalls for sessiond and Redis) instead of
+    /// each holding a connection for a whole round trip. The pool still
+    /// creates, health-checks and replaces the connections.
+    async fn conn(&self) -> std::result::Result<redis::aio::MultiplexedConnection, String> {
+        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        Ok((*pooled).clone())
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         let result = tokio::time::timeout(self.timeout, async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.conn().await?;
             cmd.query_async::<T>(&mut conn)
                 .await
                 .map_err(|e| e.to_string())
@@ -394,7 +405,7 @@ impl Inner {
 
     async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
         let result = tokio::time::timeout(self.timeout, async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.conn().await?;
             inv.invoke_async::<Vec<Value>>(&mut conn)
                 .await
                 .map_err(|e| e.to_string())
