@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use sessiond::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a bad configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
