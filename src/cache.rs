@@ -92,10 +92,10 @@ impl Cache {
         let Some(m) = &self.moka else { return };
         // The common case on a hot session: this version is cached already.
         // A lock-free look saves the per-key compute below.
-        if let Some(Entry::Present(s)) = m.get(key).await {
-            if s.version >= session.version {
-                return;
-            }
+        if let Some(Entry::Present(s)) = m.get(key).await
+            && s.version >= session.version
+        {
+            return;
         }
         m.entry_by_ref(key)
             .and_compute_with(|existing| {

@@ -68,7 +68,8 @@ pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-fn to_pb(id: &str, s: &Session) -> pb::Session {
+/// A session as the API returns it.
+pub fn to_pb(id: &str, s: &Session) -> pb::Session {
     pb::Session {
         session_id: id.to_owned(),
         fields: s

@@ -1,6 +1,5 @@
 //! Sessions, mutations and their validation: plain Rust, no gRPC, no store.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,11 +49,73 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A session's fields, sorted by name, in an exactly sized vector. Sessions
+/// hold a handful of fields, and a cached session should cost little more
+/// than its bytes: a `BTreeMap` leaf alone takes about 600 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fields(Vec<(String, Bytes)>);
+
+impl Fields {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn insert(&mut self, name: String, value: Bytes) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Bytes)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Names and values together, as counted against `max_session_bytes`.
+    pub fn bytes(&self) -> u64 {
+        self.0.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+}
+
+impl FromIterator<(String, Bytes)> for Fields {
+    /// Sorts by name; of two equal names the later one wins.
+    fn from_iter<I: IntoIterator<Item = (String, Bytes)>>(iter: I) -> Fields {
+        let mut v: Vec<(String, Bytes)> = iter.into_iter().collect();
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the later one comes first
+        v.dedup_by(|later, earlier| later.0 == earlier.0);
+        v.shrink_to_fit();
+        Fields(v)
+    }
+}
+
 /// A session as stored. Times are milliseconds since the Unix epoch, on the
 /// store's clock (Redis `TIME`, or this host's clock for the embedded store).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Session {
-    pub fields: BTreeMap<String, Bytes>,
+    pub fields: Fields,
     pub version: u64,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -260,7 +321,7 @@ fn printable(s: &str) -> String {
 
 /// Applies a validated mutation to a copy of the fields (used by the embedded
 /// store; the Redis scripts do the same in Lua).
-pub fn apply(fields: &mut BTreeMap<String, Bytes>, m: &Mutation) {
+pub fn apply(fields: &mut Fields, m: &Mutation) {
     if m.replace {
         fields.clear();
     }
@@ -338,10 +399,12 @@ mod tests {
 
     #[test]
     fn apply_replaces_and_deletes() {
-        let mut f = BTreeMap::from([
+        let mut f: Fields = [
             ("a".to_owned(), Bytes::from("1")),
             ("b".into(), Bytes::from("2")),
-        ]);
+        ]
+        .into_iter()
+        .collect();
         apply(
             &mut f,
             &Mutation {
@@ -350,7 +413,10 @@ mod tests {
                 replace: false,
             },
         );
-        assert_eq!(f.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            f.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
         apply(
             &mut f,
             &Mutation {
@@ -359,6 +425,23 @@ mod tests {
                 replace: true,
             },
         );
-        assert_eq!(f.keys().collect::<Vec<_>>(), ["d"]);
+        assert_eq!(f.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn fields_stay_sorted_and_unique() {
+        let f: Fields = [("b", "1"), ("a", "2"), ("b", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Bytes::from(v)))
+            .collect();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f.get("b").unwrap(), "3", "the later value wins");
+        let mut f = f;
+        f.insert("c".into(), Bytes::from("4"));
+        f.insert("a".into(), Bytes::from("5"));
+        f.remove("b");
+        let all: Vec<_> = f.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        assert_eq!(all, [("a", Bytes::from("5")), ("c", Bytes::from("4"))]);
+        assert_eq!(f.bytes(), 4);
     }
 }

@@ -57,6 +57,9 @@ struct Args {
     /// Bytes of data per session.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
+    /// sessiond's process id: each report then adds its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Serve the empty baseline RPC on this address and do nothing else
     /// (used by the bench itself, in a process of its own).
     #[arg(long, hide = true)]
@@ -119,11 +122,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             &channels(baseline_addr, args.connections).await?,
         )
         .await?;
-        print_json(&empty, None);
+        print_json(&empty, None, None);
         let chans = channels(args.target, args.connections).await?;
         for w in args.workloads.iter().filter(|w| *w != "empty") {
             let r = run(&args, w, &chans).await?;
-            print_json(&r, Some(&empty));
+            print_json(&r, Some(&empty), args.server_pid);
         }
         anyhow::Ok(())
     }
@@ -237,19 +240,40 @@ async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<R
     })
 }
 
-/// Creates the sessions the workload reads and increments, at counter 0.
-async fn prepare(run: &Run, chan: &Channel) -> anyhow::Result<()> {
-    let mut c = SessionServiceClient::new(chan.clone());
-    for i in 0..run.sessions {
-        let mut set = std::collections::HashMap::new();
-        set.insert("n".to_owned(), Bytes::from_static(b"0"));
-        set.insert("data".to_owned(), run.value.clone());
-        c.update_session(UpdateSessionRequest {
-            session_id: run.id(i),
-            set_fields: set,
-            ..Default::default()
-        })
-        .await?;
+/// Creates the sessions the workload reads and increments, at counter 0, 64
+/// at a time, and reads each once so that it is cached.
+async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (run, next) = (run.clone(), next.clone());
+        let mut c = SessionServiceClient::new(chan.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Relaxed) as usize;
+                if i >= run.sessions {
+                    return anyhow::Ok(());
+                }
+                let mut set = std::collections::HashMap::new();
+                set.insert("n".to_owned(), Bytes::from_static(b"0"));
+                set.insert("data".to_owned(), run.value.clone());
+                let req = UpdateSessionRequest {
+                    session_id: run.id(i),
+                    set_fields: set,
+                    ..Default::default()
+                };
+                c.update_session(req).await?;
+                // Warm the cache, as a bot's first read would.
+                c.get_session(GetSessionRequest {
+                    session_id: run.id(i),
+                    ..Default::default()
+                })
+                .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
     }
     Ok(())
 }
@@ -425,7 +449,21 @@ async fn create(c: &mut SessionServiceClient<Channel>, run: &Run) -> Result<(), 
     c.update_session(req).await.map(drop)
 }
 
-fn print_json(r: &Report, baseline: Option<&Report>) {
+/// Resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+fn print_json(r: &Report, baseline: Option<&Report>, server_pid: Option<u32>) {
     let s = r.latency.summary();
     let p95 = r.latency.quantile(0.95);
     let throughput = r.ops as f64 / r.seconds;
@@ -460,6 +498,9 @@ fn print_json(r: &Report, baseline: Option<&Report>) {
     }
     if s.p50 > 0.0 {
         json.push_str(&format!(",\"p99_over_p50\":{:.2}", s.p99 / s.p50));
+    }
+    if let Some(rss) = server_pid.and_then(rss_mib) {
+        json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
     }
     if let Some(c) = &r.check {
         json.push_str(&format!(",\"check\":\"{c}\""));

@@ -647,7 +647,7 @@ fn write(
         .map(|s| s.fields.clone())
         .unwrap_or_default();
     session::apply(&mut fields, m);
-    let bytes = fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let bytes = fields.bytes();
     if let Err(e) = limits.check_result(fields.len(), bytes) {
         return Ok(Err(e));
     }

@@ -666,11 +666,12 @@ fn flag(b: bool) -> &'static str {
 }
 
 /// Parses a data hash as HGETALL returns it; `None` when empty.
-fn parse_session(items: &[Value]) -> Result<Option<Session>> {
+pub fn parse_session(items: &[Value]) -> Result<Option<Session>> {
     if items.is_empty() {
         return Ok(None);
     }
     let mut s = Session::default();
+    let mut fields = Vec::with_capacity(items.len() / 2);
     for pair in items.chunks(2) {
         let [Value::BulkString(name), Value::BulkString(value)] = pair else {
             return Err(Error::Internal("malformed session hash".into()));
@@ -685,7 +686,7 @@ fn parse_session(items: &[Value]) -> Result<Option<Session>> {
             [b'f', b':', field @ ..] => {
                 let field = String::from_utf8(field.to_vec())
                     .map_err(|_| Error::Internal("field name is not UTF-8".into()))?;
-                s.fields.insert(field, Bytes::copy_from_slice(value));
+                fields.push((field, Bytes::copy_from_slice(value)));
             }
             b"v" => s.version = num() as u64,
             b"c" => s.created_ms = num(),
@@ -694,12 +695,13 @@ fn parse_session(items: &[Value]) -> Result<Option<Session>> {
             _ => {}
         }
     }
+    s.fields = fields.into_iter().collect();
     Ok((s.version > 0).then_some(s))
 }
 
 /// Percent-encodes every byte outside `[A-Za-z0-9._~-]`: injective, and the
 /// output never holds `{`, `}`, `:` or `/`.
-fn encode_into(out: &mut String, s: &str) {
+pub fn encode_into(out: &mut String, s: &str) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
             out.push(b as char);
