@@ -105,11 +105,11 @@ fn serialisation(c: &mut Criterion) {
     let s = session();
     c.bench_function("session_to_proto_and_encode", |b| {
         b.iter(|| {
-            sessiond::service::to_pb(black_box("telegram-1234567890"), black_box(&s))
+            sessiond::pb::Session::from_session(black_box("telegram-1234567890"), black_box(&s))
                 .encode_to_vec()
         })
     });
-    let bytes = sessiond::service::to_pb("telegram-1234567890", &s).encode_to_vec();
+    let bytes = sessiond::pb::Session::from_session("telegram-1234567890", &s).encode_to_vec();
     c.bench_function("proto_decode", |b| {
         b.iter(|| sessiond::pb::Session::decode(black_box(bytes.as_slice())).unwrap())
     });

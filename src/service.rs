@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, InvalidReason, Result};
 use crate::pb;
 use crate::server::GrantedLock;
-use crate::session::{self, DEFAULT_NAMESPACE, Guards, Mutation, Session, SessionKey};
+use crate::session::{self, DEFAULT_NAMESPACE, Guards, Mutation, SessionKey};
 use crate::state::State;
 
 pub struct SessionApi {
@@ -61,29 +61,6 @@ fn guards(lock_token: &str, expected_version: Option<u64>, release_lock: bool) -
     })
 }
 
-pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
-
-/// A session as the API returns it.
-pub fn to_pb(id: &str, s: &Session) -> pb::Session {
-    pb::Session {
-        session_id: id.to_owned(),
-        fields: s
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        version: s.version,
-        created_at: timestamp(s.created_ms),
-        updated_at: timestamp(s.updated_ms),
-        expires_at: timestamp(s.expires_ms),
-    }
-}
-
 #[tonic::async_trait]
 impl pb::session_service_server::SessionService for SessionApi {
     async fn get_session(
@@ -98,7 +75,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         if !strong && st.cache_trusted() {
             if let Some(s) = st.cache.get(&key, r.min_version).await {
                 return Ok(Response::new(pb::GetSessionResponse {
-                    session: Some(to_pb(&key.id, &s)),
+                    session: Some(pb::Session::from_session(&key.id, &s)),
                     from_cache: true,
                 }));
             }
@@ -109,7 +86,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         let session = Arc::new(session);
         st.fill_cache(&key, session.clone(), epoch).await;
         Ok(Response::new(pb::GetSessionResponse {
-            session: Some(to_pb(&key.id, &session)),
+            session: Some(pb::Session::from_session(&key.id, &session)),
             from_cache: false,
         }))
     }
@@ -140,8 +117,11 @@ impl pb::session_service_server::SessionService for SessionApi {
         let mut response = Response::new(pb::LockSessionResponse {
             lock_token: grant.token.clone(),
             fencing_token: grant.fence,
-            lease_expires_at: timestamp(grant.lease_expires_ms),
-            session: grant.session.as_ref().map(|s| to_pb(&key.id, s)),
+            lease_expires_at: pb::timestamp(grant.lease_expires_ms),
+            session: grant
+                .session
+                .as_ref()
+                .map(|s| pb::Session::from_session(&key.id, s)),
         });
         // If this answer never reaches the caller (it cancelled or went away
         // just as the lock was granted), the middleware releases the lock.
@@ -172,7 +152,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         self.state.cache.invalidate(&key, written.version).await;
         Ok(Response::new(pb::UpdateSessionResponse {
             version: written.version,
-            expires_at: timestamp(written.expires_ms),
+            expires_at: pb::timestamp(written.expires_ms),
         }))
     }
 
@@ -196,7 +176,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         let lease = self.state.limits.lease(r.lease_ms)?;
         let expires = self.state.store.refresh(&key, &token, lease).await?;
         Ok(Response::new(pb::RefreshLockResponse {
-            lease_expires_at: timestamp(expires),
+            lease_expires_at: pb::timestamp(expires),
         }))
     }
 

@@ -283,17 +283,7 @@ async fn check(run: &Run, chan: &Channel) -> anyhow::Result<String> {
     let mut c = SessionServiceClient::new(chan.clone());
     let (mut counted, mut acked) = (0u64, 0u64);
     for i in 0..run.sessions {
-        let req = GetSessionRequest {
-            session_id: run.id(i),
-            consistency: Consistency::Strong as i32,
-            min_version: 0,
-        };
-        let s = c
-            .get_session(req)
-            .await?
-            .into_inner()
-            .session
-            .unwrap_or_default();
+        let s = strong_read(&mut c, run.id(i)).await?;
         counted += counter(&s);
         acked += run.acked[i].load(Relaxed);
     }
@@ -305,6 +295,23 @@ async fn check(run: &Run, chan: &Channel) -> anyhow::Result<String> {
     Ok(format!(
         "{verdict}: counted {counted}, acknowledged {acked}"
     ))
+}
+
+/// A STRONG read; an absent session reads as empty.
+async fn strong_read(
+    c: &mut SessionServiceClient<Channel>,
+    session_id: String,
+) -> Result<Session, tonic::Status> {
+    let req = GetSessionRequest {
+        session_id,
+        consistency: Consistency::Strong as i32,
+        min_version: 0,
+    };
+    Ok(c.get_session(req)
+        .await?
+        .into_inner()
+        .session
+        .unwrap_or_default())
 }
 
 fn counter(s: &Session) -> u64 {
@@ -407,17 +414,7 @@ async fn cas(
 ) -> Result<(), tonic::Status> {
     let id = run.id(k);
     loop {
-        let req = GetSessionRequest {
-            session_id: id.clone(),
-            consistency: Consistency::Strong as i32,
-            min_version: 0,
-        };
-        let s = c
-            .get_session(req)
-            .await?
-            .into_inner()
-            .session
-            .unwrap_or_default();
+        let s = strong_read(c, id.clone()).await?;
         let mut set = std::collections::HashMap::new();
         set.insert("n".to_owned(), Bytes::from((counter(&s) + 1).to_string()));
         let req = UpdateSessionRequest {

@@ -747,39 +747,18 @@ fn encode_key(key: &SessionKey) -> Vec<u8> {
 }
 
 fn encode_record(s: &Session) -> Vec<u8> {
-    let ts = |ms: i64| {
-        Some(prost_types::Timestamp {
-            seconds: ms.div_euclid(1000),
-            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-        })
-    };
-    pb::Session {
-        session_id: String::new(),
-        fields: s
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        version: s.version,
-        created_at: ts(s.created_ms),
-        updated_at: ts(s.updated_ms),
-        expires_at: ts(s.expires_ms),
-    }
-    .encode_to_vec()
+    pb::Session::from_session("", s).encode_to_vec()
 }
 
 fn decode_record(raw: &[u8]) -> Result<Session> {
     let r = pb::Session::decode(raw)
         .map_err(|e| Error::Internal(format!("corrupt session record: {e}")))?;
-    let ms = |t: Option<prost_types::Timestamp>| {
-        t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-    };
     Ok(Session {
         fields: r.fields.into_iter().collect(),
         version: r.version,
-        created_ms: ms(r.created_at),
-        updated_ms: ms(r.updated_at),
-        expires_ms: ms(r.expires_at),
+        created_ms: pb::millis(r.created_at),
+        updated_ms: pb::millis(r.updated_at),
+        expires_ms: pb::millis(r.expires_at),
     })
 }
 

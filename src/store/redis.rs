@@ -236,14 +236,8 @@ impl RedisStore {
         let l = &inner.limits;
         let mut inv = inner.scripts.update.prepare_invoke();
         keys.add_to(&mut inv);
-        inv.arg(g.lock_token.as_deref().unwrap_or(""))
-            .arg(
-                g.expected_version
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(flag(g.release_lock))
-            .arg(flag(m.replace))
+        add_guards(&mut inv, &g);
+        inv.arg(flag(m.replace))
             .arg(l.idle_ttl.as_millis() as u64)
             .arg(l.max_fields)
             .arg(l.max_session_bytes)
@@ -276,15 +270,8 @@ impl RedisStore {
         let keys = inner.keys(key);
         let mut inv = inner.scripts.delete.prepare_invoke();
         keys.add_to(&mut inv);
-        inv.arg(g.lock_token.as_deref().unwrap_or(""))
-            .arg(
-                g.expected_version
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(flag(g.release_lock))
-            .arg(&inner.invalidation_channel)
-            .arg(&keys.subject);
+        add_guards(&mut inv, &g);
+        inv.arg(&inner.invalidation_channel).arg(&keys.subject);
         let reply = inner.invoke(&mut inv).await?;
         match reply.status.as_str() {
             "OK" => Ok((reply.a > 0).then_some(reply.a as u64)),
@@ -659,6 +646,17 @@ fn int(v: &Value) -> i64 {
             .unwrap_or(0),
         _ => 0,
     }
+}
+
+/// ARGV 1-3 of the write scripts: lock token, expected version, release.
+fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
+    inv.arg(g.lock_token.as_deref().unwrap_or(""))
+        .arg(
+            g.expected_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(flag(g.release_lock));
 }
 
 fn flag(b: bool) -> &'static str {
