@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub redis_timeout: Duration,
 
+    /// Turns authentication on: a file of `<token> <namespace>[,...]` lines.
+    /// Calls must then send `authorization: Bearer <token>`.
+    #[arg(long, env = "SESSIOND_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
     /// Address of the Prometheus `/metrics` HTTP endpoint, e.g. `0.0.0.0:9090`;
     /// unset or empty: no endpoint.
     #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
@@ -137,6 +142,18 @@ impl Config {
         }
     }
 
+    /// Reads and checks the tokens file, if authentication is on.
+    pub fn auth(&self) -> Result<Option<crate::auth::Auth>, String> {
+        let Some(path) = &self.auth_tokens_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
+        crate::auth::Auth::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))
+    }
+
     /// The metrics address, if the endpoint is on.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
         match self.metrics_listen.as_deref().map(str::trim) {
@@ -150,6 +167,7 @@ impl Config {
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         self.metrics_addr()?;
+        self.auth()?;
         if self.store_kind() == StoreKind::Redis && self.redis_url.is_none() {
             return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
         }

@@ -47,6 +47,12 @@ pub enum Error {
     #[error("waited {waited_ms} ms for the lock without getting it")]
     LockWaitTimeout { waited_ms: u64 },
 
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    #[error("{0}")]
+    PermissionDenied(String),
+
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
@@ -101,6 +107,8 @@ impl Error {
             Error::LockHeld => (Code::FailedPrecondition, "LOCK_HELD"),
             Error::LockLost => (Code::FailedPrecondition, "LOCK_LOST"),
             Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
+            Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
+            Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
             Error::Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
             Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
             Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),

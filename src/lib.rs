@@ -6,6 +6,7 @@
 //! - [`server`]: `run(config, listener, shutdown)`, middleware, health,
 //!   reflection, drain. `main.rs` and the tests call the same `run`.
 //! - [`service`] / [`admin`]: the gRPC services, thin translations.
+//! - [`auth`]: bearer tokens and the namespaces they grant.
 //! - [`session`]: sessions, mutations, limits and validation; no I/O.
 //! - [`cache`]: the moka read-through cache and its version floors.
 //! - [`store`]: the storage abstraction and its backends, `embedded` (redb)
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;

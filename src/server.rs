@@ -41,7 +41,9 @@ pub async fn run(
     let (store, feed) = Store::open(&config, stats.clone()).await?;
     let cache = Cache::new(config.cache_max_bytes, config.cache_max_age, stats.clone());
     let limits = Limits::from_config(&config);
-    let state = Arc::new(State::new(store, cache, limits, stats, feed.is_some()));
+    let mut state = State::new(store, cache, limits, stats, feed.is_some());
+    state.auth = config.auth().map_err(Error::Internal)?;
+    let state = Arc::new(state);
     let feed_task = feed.map(|mut feed| {
         let state = state.clone();
         tokio::spawn(async move {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, InvalidReason, Result};
 use crate::pb;
 use crate::server::GrantedLock;
-use crate::session::{self, DEFAULT_NAMESPACE, Guards, Mutation, SessionKey};
+use crate::session::{self, Guards, Mutation, SessionKey};
 use crate::state::State;
 
 pub struct SessionApi {
@@ -23,10 +23,18 @@ impl SessionApi {
     }
 }
 
-/// The namespace of a call. Authentication is not implemented yet, so every
-/// caller shares the default namespace; the store keys already carry it.
-fn key_of<T>(_req: &Request<T>, session_id: &str) -> Result<SessionKey> {
-    SessionKey::new(DEFAULT_NAMESPACE, session_id)
+/// The key of a call's session: its namespace comes from the caller's
+/// credentials when authentication is on, else it is the default one.
+fn key_of<T>(state: &State, req: &Request<T>, session_id: &str) -> Result<SessionKey> {
+    let Some(auth) = &state.auth else {
+        return SessionKey::in_namespace(session::default_namespace(), session_id);
+    };
+    let header = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok());
+    let namespace = auth.namespace(
+        header("authorization"),
+        header(crate::auth::NAMESPACE_HEADER),
+    )?;
+    SessionKey::in_namespace(&namespace, session_id)
 }
 
 fn token_of(token: &str) -> Result<Option<String>> {
@@ -67,7 +75,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let strong = r.consistency() == pb::Consistency::Strong;
         let st = &self.state;
@@ -95,7 +103,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::LockSessionRequest>,
     ) -> Result<Response<pb::LockSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let st = &self.state;
         let lease = st.limits.lease(r.lease_ms)?;
@@ -136,7 +144,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.into_inner();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let mut delete = r.delete_fields;
@@ -160,7 +168,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UnlockSessionRequest>,
     ) -> Result<Response<pb::UnlockSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let token = require_token(&req.get_ref().lock_token)?;
         self.state.store.unlock(&key, &token).await?;
         Ok(Response::new(pb::UnlockSessionResponse {}))
@@ -170,7 +178,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::RefreshLockRequest>,
     ) -> Result<Response<pb::RefreshLockResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let token = require_token(&r.lock_token)?;
         let lease = self.state.limits.lease(r.lease_ms)?;
@@ -184,7 +192,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let deleted = self.state.store.delete(&key, g).await?;

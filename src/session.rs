@@ -1,5 +1,6 @@
 //! Sessions, mutations and their validation: plain Rust, no gRPC, no store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,20 +14,36 @@ pub const MAX_ID_BYTES: usize = 256;
 /// The namespace used while authentication is off.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// [`DEFAULT_NAMESPACE`], shared.
+pub fn default_namespace() -> &'static Arc<str> {
+    static NS: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NS.get_or_init(|| Arc::from(DEFAULT_NAMESPACE))
+}
+
 /// Where a session lives: a namespace and an id, both validated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
-    pub namespace: String,
+    /// Shared: all keys of a namespace point at one string.
+    pub namespace: Arc<str>,
     pub id: String,
 }
 
 impl SessionKey {
     /// Validates `id` (1..=256 bytes of UTF-8, no control characters).
     pub fn new(namespace: &str, id: &str) -> Result<SessionKey> {
+        let namespace = match namespace {
+            DEFAULT_NAMESPACE => default_namespace().clone(),
+            other => Arc::from(other),
+        };
+        SessionKey::in_namespace(&namespace, id)
+    }
+
+    /// As [`SessionKey::new`], sharing the namespace string.
+    pub fn in_namespace(namespace: &Arc<str>, id: &str) -> Result<SessionKey> {
         check_name(id)
             .map_err(|why| Error::invalid(InvalidReason::SessionId, format!("session_id {why}")))?;
         Ok(SessionKey {
-            namespace: namespace.to_owned(),
+            namespace: namespace.clone(),
             id: id.to_owned(),
         })
     }

@@ -13,6 +13,8 @@ use crate::store::{FeedEvent, Store};
 
 pub struct State {
     pub store: Store,
+    /// `None` while authentication is off.
+    pub auth: Option<crate::auth::Auth>,
     pub cache: Cache,
     pub limits: Limits,
     pub stats: Arc<Stats>,
@@ -41,6 +43,7 @@ impl State {
     ) -> State {
         State {
             store,
+            auth: None,
             cache,
             limits,
             stats,

@@ -546,10 +546,7 @@ fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
     let text = std::str::from_utf8(payload).ok()?;
     let (floor, subject) = text.split_once(' ')?;
     let (ns, id) = subject.split_once('/')?;
-    let key = SessionKey {
-        namespace: decode(ns)?,
-        id: decode(id)?,
-    };
+    let key = SessionKey::new(&decode(ns)?, &decode(id)?).ok()?;
     Some((key, floor.parse().ok()?))
 }
 
@@ -729,7 +726,7 @@ mod tests {
             parse_invalidation(format!("7 {}/{}", enc("default"), enc("a/b c")).as_bytes())
                 .unwrap();
         assert_eq!(
-            (key.namespace.as_str(), key.id.as_str(), floor),
+            (&*key.namespace, key.id.as_str(), floor),
             ("default", "a/b c", 7)
         );
         // Injective on a set of look-alikes.

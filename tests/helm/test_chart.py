@@ -280,7 +280,9 @@ def server_env_vars() -> set[str]:
 
 
 def test_every_server_setting_is_reachable_from_values(rendered):
-    reachable = set(env_of(rendered["default"])) | set(env_of(rendered["production"]))
+    reachable = set()
+    for docs in rendered.values():
+        reachable |= set(env_of(docs))
     missing = server_env_vars() - reachable
     assert not missing, f"settings with no chart value: {sorted(missing)} (map them in sessiond.env)"
 
@@ -419,6 +421,7 @@ def test_production_hpa_and_spread(rendered):
 
 
 def test_optional_resources_off_by_default(rendered):
+    assert "SESSIOND_AUTH_TOKENS_FILE" not in env_of(rendered["default"])
     kinds = {doc["kind"] for doc in rendered["default"]}
     assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"}
 
@@ -447,6 +450,14 @@ def test_all_optional_resources(rendered):
 
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+
+    # Authentication: the tokens file from the Secret, read-only, named in the env.
+    assert env_value(docs, "SESSIOND_AUTH_TOKENS_FILE") == "/etc/sessiond/auth/tokens"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (auth_volume,) = [v for v in pod["volumes"] if v["name"] == "auth"]
+    assert auth_volume["secret"] == {"secretName": "sessiond-tokens", "items": [{"key": "tokens", "path": "tokens"}]}
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "auth", "mountPath": "/etc/sessiond/auth", "readOnly": True} in mounts
 
     headless = one(docs, "Service", f"{FULLNAME}-headless")
     assert headless["spec"]["clusterIP"] == "None"

@@ -23,6 +23,7 @@ fn bad_config_is_one_line_and_exit_64() {
         &["--no-such-flag"],
         &["--cache-max-bytes", "12 parsecs"],
         &["--store", "redis"],
+        &["--auth-tokens-file", "/nonexistent/tokens"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
             .args(args)

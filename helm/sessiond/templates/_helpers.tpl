@@ -183,6 +183,10 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+{{- if .Values.auth.existingSecret }}
+- name: SESSIOND_AUTH_TOKENS_FILE
+  value: {{ printf "/etc/sessiond/auth/%s" .Values.auth.key | quote }}
+{{- end }}
 - name: SESSIOND_SHUTDOWN_GRACE
   value: {{ printf "%ds" (int .Values.config.shutdownGraceSeconds) | quote }}
 {{- with .Values.extraEnv }}

@@ -1,0 +1,155 @@
+//! Caller authentication: bearer tokens mapped to namespaces.
+//!
+//! Off unless `--auth-tokens-file` is set; then every SessionService call must
+//! carry `authorization: Bearer <token>`. A token grants one or more
+//! namespaces; a caller works in the first, or picks another with the
+//! `sessiond-namespace` metadata. The namespace is part of every key, so two
+//! namespaces never see each other's sessions, whatever the ids.
+//!
+//! The file holds one token a line, `<token> <namespace>[,<namespace>...]`;
+//! blank lines and lines starting with `#` are skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// Metadata key that selects one of the caller's namespaces.
+pub const NAMESPACE_HEADER: &str = "sessiond-namespace";
+
+/// Shortest token accepted: guessable tokens are refused at start-up.
+const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug)]
+pub struct Auth {
+    tokens: HashMap<String, Vec<Arc<str>>>,
+}
+
+impl Auth {
+    /// Parses the tokens file's text; `Err` names the line to fix.
+    pub fn parse(text: &str) -> Result<Auth, String> {
+        let mut tokens = HashMap::new();
+        for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (token, namespaces) = line.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("line {n}: write it as `<token> <namespace>[,<namespace>...]`")
+            })?;
+            if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "line {n}: tokens must be at least {MIN_TOKEN_LEN} printable characters"
+                ));
+            }
+            let namespaces: Vec<Arc<str>> = namespaces
+                .trim()
+                .split(',')
+                .map(|ns| Arc::from(ns.trim()))
+                .collect();
+            if let Some(bad) = namespaces.iter().find(|ns| !valid_namespace(ns)) {
+                return Err(format!(
+                    "line {n}: namespace `{bad}` must be 1..=64 of [A-Za-z0-9._-]"
+                ));
+            }
+            if tokens.insert(token.to_owned(), namespaces).is_some() {
+                return Err(format!("line {n}: the token appears twice"));
+            }
+        }
+        if tokens.is_empty() {
+            return Err("the tokens file grants no token".into());
+        }
+        Ok(Auth { tokens })
+    }
+
+    /// The namespace of a call with these `authorization` and
+    /// `sessiond-namespace` values.
+    pub fn namespace(
+        &self,
+        authorization: Option<&str>,
+        wanted: Option<&str>,
+    ) -> Result<Arc<str>, Error> {
+        let token = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Error::Unauthenticated("send `authorization: Bearer <token>`".into()))?;
+        let granted = self
+            .tokens
+            .get(token.trim())
+            .ok_or_else(|| Error::Unauthenticated("the bearer token is not known".into()))?;
+        match wanted {
+            None => Ok(granted[0].clone()),
+            Some(ns) => granted
+                .iter()
+                .find(|g| ***g == *ns)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::PermissionDenied(format!(
+                        "the token does not grant namespace `{}`",
+                        printable(ns)
+                    ))
+                }),
+        }
+    }
+}
+
+fn valid_namespace(ns: &str) -> bool {
+    (1..=64).contains(&ns.len())
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# bots\nAAAAAAAAAAAAAAAAAAAA  telegram\nBBBBBBBBBBBBBBBBBBBB slack,line\n";
+
+    #[test]
+    fn tokens_grant_namespaces() {
+        let a = Auth::parse(FILE).unwrap();
+        assert_eq!(
+            &*a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None)
+                .unwrap(),
+            "telegram"
+        );
+        assert_eq!(
+            &*a.namespace(Some("Bearer BBBBBBBBBBBBBBBBBBBB"), Some("line"))
+                .unwrap(),
+            "line"
+        );
+        assert!(matches!(
+            a.namespace(None, None),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.namespace(Some("Bearer nope"), None),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.namespace(Some("AAAAAAAAAAAAAAAAAAAA"), None),
+            Err(Error::Unauthenticated(_))
+        ));
+        let denied = a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), Some("slack"));
+        assert!(matches!(denied, Err(Error::PermissionDenied(_))));
+    }
+
+    #[test]
+    fn bad_files_name_the_line() {
+        assert!(Auth::parse("short ns").unwrap_err().contains("line 1"));
+        assert!(
+            Auth::parse("AAAAAAAAAAAAAAAAAAAA bad/ns")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(
+            Auth::parse("\nAAAAAAAAAAAAAAAAAAAA")
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(Auth::parse("# nothing\n").is_err());
+    }
+}
