@@ -83,7 +83,9 @@ pub async fn run(
         Some(addr) => Some(crate::metrics::serve(addr, state.clone()).await?),
         None => None,
     };
-    let local = listener.local_addr().ok();
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -107,7 +109,7 @@ pub async fn run(
             },
         ),
     );
-    tracing::info!(addr = ?local, store = state.store.backend(), "sessiond serving");
+    tracing::info!(addr = %local, store = state.store.backend(), "sessiond serving");
 
     tokio::select! {
         result = &mut server => {
