@@ -70,14 +70,14 @@ fn key_encoding(c: &mut Criterion) {
     c.bench_function("redis_key_plain_id", |b| {
         b.iter(|| {
             let mut out = String::with_capacity(64);
-            sessiond::store::redis::encode_into(&mut out, black_box("telegram-1234567890"));
+            sessiond::store::redis::wire::encode_into(&mut out, black_box("telegram-1234567890"));
             out
         })
     });
     c.bench_function("redis_key_crafted_id", |b| {
         b.iter(|| {
             let mut out = String::with_capacity(64);
-            sessiond::store::redis::encode_into(&mut out, black_box("a}b{c:d/ユーザー%"));
+            sessiond::store::redis::wire::encode_into(&mut out, black_box("a}b{c:d/ユーザー%"));
             out
         })
     });
@@ -131,7 +131,7 @@ fn serialisation(c: &mut Criterion) {
         hash.push(Value::BulkString(v.as_bytes().to_vec()));
     }
     c.bench_function("parse_redis_hash", |b| {
-        b.iter(|| sessiond::store::redis::parse_session(black_box(&hash)).unwrap())
+        b.iter(|| sessiond::store::redis::wire::parse_session(black_box(&hash)).unwrap())
     });
 }
 

@@ -19,34 +19,30 @@
 //! HEARTBEAT`) and covers wake-ups lost while the subscription was down.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use futures::StreamExt;
 use redis::{Script, Value};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
+
+mod feed;
+pub mod wire;
 
 use super::{FeedEvent, new_token};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
+use wire::{Reply, encode_into, parse_session};
 
 /// How often a queued waiter retries and renews its place in the queue.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a queued waiter stays in the queue without renewing it.
 pub const WAITER_ALIVE: Duration = Duration::from_millis(2000);
-
-/// How often an instance checks its own subscription, and how long a
-/// silence makes it declare the invalidation feed lost.
-const FEED_HEARTBEAT: Duration = Duration::from_secs(1);
-const FEED_SILENCE: Duration = Duration::from_secs(3);
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 
@@ -142,8 +138,8 @@ impl RedisStore {
         });
         let client = redis::Client::open(info)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
-        tokio::spawn(subscribe(client, Arc::downgrade(&inner), feed));
-        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        tokio::spawn(feed::subscribe(client, Arc::downgrade(&inner), feed));
+        tokio::spawn(feed::heartbeat(Arc::downgrade(&inner)));
         let store = RedisStore { inner };
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "Redis is not reachable yet; calls fail with UNAVAILABLE until it is");
@@ -485,166 +481,6 @@ impl Drop for Abandon {
     }
 }
 
-/// One connection, two channels: this instance's wake-up channel (wakes the
-/// local waiter a message names) and the invalidation channel (forwarded to
-/// the cache as `FeedEvent`s). Reports `Down` when the connection drops and
-/// `Up` once subscribed again; reconnects every 200 ms until it is.
-async fn subscribe(
-    client: redis::Client,
-    inner: std::sync::Weak<Inner>,
-    feed: UnboundedSender<FeedEvent>,
-) {
-    let Some((wake, invalidate)) = inner
-        .upgrade()
-        .map(|i| (i.wake_channel.clone(), i.invalidation_channel.clone()))
-    else {
-        return;
-    };
-    let mut up = false;
-    loop {
-        let result: redis::RedisResult<()> = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&[&wake, &invalidate]).await?;
-            up = true;
-            let _ = feed.send(FeedEvent::Up);
-            let mut messages = pubsub.on_message();
-            // `heartbeat` publishes here every FEED_HEARTBEAT: silence means
-            // a connection that died without telling us.
-            while let Ok(Some(msg)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
-                let Some(inner) = inner.upgrade() else {
-                    return Ok(());
-                };
-                let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
-                if msg.get_channel_name() == wake {
-                    let token = String::from_utf8_lossy(&payload);
-                    if let Some(n) = inner.waiters.lock().expect("waiters").get(token.as_ref()) {
-                        n.notify_one();
-                    }
-                } else if let Some((key, floor)) = parse_invalidation(&payload) {
-                    let _ = feed.send(FeedEvent::Invalidate(key, floor));
-                }
-            }
-            Ok(())
-        }
-        .await;
-        if inner.strong_count() == 0 {
-            return;
-        }
-        if up {
-            up = false;
-            let _ = feed.send(FeedEvent::Down);
-        }
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "subscription lost; reconnecting");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// `"<version floor> <ns>/<id>"`, percent-encoded as the key's hash tag.
-fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (floor, subject) = text.split_once(' ')?;
-    let (ns, id) = subject.split_once('/')?;
-    let key = SessionKey::new(&decode(ns)?, &decode(id)?).ok()?;
-    Some((key, floor.parse().ok()?))
-}
-
-/// Inverse of [`encode_into`].
-fn decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Publishes an empty message on this instance's wake-up channel every
-/// `FEED_HEARTBEAT`, so the subscriber notices a silently dead connection.
-async fn heartbeat(inner: std::sync::Weak<Inner>) {
-    loop {
-        tokio::time::sleep(FEED_HEARTBEAT).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let _: Result<i64> = inner
-            .query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg(""))
-            .await;
-    }
-}
-
-/// A script's answer: `{status, a, b, expired, rest...}`.
-struct Reply {
-    status: String,
-    a: i64,
-    raw_a: Vec<u8>,
-    b: i64,
-    expired: bool,
-    rest: Vec<Value>,
-}
-
-impl Reply {
-    fn parse(values: Vec<Value>) -> Result<Reply> {
-        let mut it = values.into_iter();
-        let mut next = || {
-            it.next()
-                .ok_or_else(|| Error::Internal("short script reply".into()))
-        };
-        let status = String::from_utf8_lossy(&bytes_of(next()?)).into_owned();
-        let (a, raw_a) = match next()? {
-            Value::Int(n) => (n, Vec::new()),
-            other => (0, bytes_of(other)),
-        };
-        let b = int(&next()?);
-        let expired = int(&next()?) == 1;
-        Ok(Reply {
-            status,
-            a,
-            raw_a,
-            b,
-            expired,
-            rest: it.collect(),
-        })
-    }
-
-    /// The guard refusals shared by every write script.
-    fn refusal(&self, g: &Guards) -> Error {
-        match self.status.as_str() {
-            "LOCK_LOST" => Error::LockLost,
-            "LOCK_HELD" => Error::LockHeld,
-            "VERSION_MISMATCH" => Error::VersionMismatch {
-                expected: g.expected_version.unwrap_or_default(),
-                current: self.a as u64,
-            },
-            other => Error::Internal(format!("script answered {other}")),
-        }
-    }
-}
-
-fn bytes_of(v: Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b,
-        Value::SimpleString(s) => s.into_bytes(),
-        Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// ARGV 1-3 of the write scripts: lock token, expected version, release.
 fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
     inv.arg(g.lock_token.as_deref().unwrap_or(""))
@@ -658,84 +494,4 @@ fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
 
 fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
-}
-
-/// Parses a data hash as HGETALL returns it; `None` when empty.
-pub fn parse_session(items: &[Value]) -> Result<Option<Session>> {
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let mut s = Session::default();
-    let mut fields = Vec::with_capacity(items.len() / 2);
-    for pair in items.chunks(2) {
-        let [Value::BulkString(name), Value::BulkString(value)] = pair else {
-            return Err(Error::Internal("malformed session hash".into()));
-        };
-        let num = || {
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-        };
-        match name.as_slice() {
-            [b'f', b':', field @ ..] => {
-                let field = String::from_utf8(field.to_vec())
-                    .map_err(|_| Error::Internal("field name is not UTF-8".into()))?;
-                fields.push((field, Bytes::copy_from_slice(value)));
-            }
-            b"v" => s.version = num() as u64,
-            b"c" => s.created_ms = num(),
-            b"u" => s.updated_ms = num(),
-            b"e" => s.expires_ms = num(),
-            _ => {}
-        }
-    }
-    s.fields = fields.into_iter().collect();
-    Ok((s.version > 0).then_some(s))
-}
-
-/// Percent-encodes every byte outside `[A-Za-z0-9._~-]`: injective, and the
-/// output never holds `{`, `}`, `:` or `/`.
-pub fn encode_into(out: &mut String, s: &str) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn enc(s: &str) -> String {
-        let mut out = String::new();
-        encode_into(&mut out, s);
-        out
-    }
-
-    #[test]
-    fn encoding_keeps_tags_closed_and_ids_apart() {
-        assert_eq!(enc("user-42"), "user-42");
-        assert_eq!(enc("a}b{c:d/e%"), "a%7Db%7Bc%3Ad%2Fe%25");
-        assert_eq!(enc("é"), "%C3%A9");
-        assert_eq!(decode(&enc("a}b{c:d/e%é")).as_deref(), Some("a}b{c:d/e%é"));
-        let (key, floor) =
-            parse_invalidation(format!("7 {}/{}", enc("default"), enc("a/b c")).as_bytes())
-                .unwrap();
-        assert_eq!(
-            (&*key.namespace, key.id.as_str(), floor),
-            ("default", "a/b c", 7)
-        );
-        // Injective on a set of look-alikes.
-        let ids = ["a/b", "a%2Fb", "a:b", "a}b", "a{b}", "a", "a%", "%61"];
-        let mut seen = std::collections::HashSet::new();
-        for id in ids {
-            let e = enc(id);
-            assert!(!e.contains(['{', '}', ':', '/']), "{e}");
-            assert!(seen.insert(e), "collision for {id}");
-        }
-    }
 }

@@ -1,0 +1,119 @@
+//! The invalidation feed and wake-ups: one pub/sub connection per instance,
+//! watched by a heartbeat of its own.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Inner;
+use super::wire::decode;
+use crate::error::Result;
+use crate::session::SessionKey;
+use crate::store::FeedEvent;
+
+/// How often an instance checks its own subscription, and how long a
+/// silence makes it declare the invalidation feed lost.
+const FEED_HEARTBEAT: Duration = Duration::from_secs(1);
+const FEED_SILENCE: Duration = Duration::from_secs(3);
+
+/// One connection, two channels: this instance's wake-up channel (wakes the
+/// local waiter a message names) and the invalidation channel (forwarded to
+/// the cache as `FeedEvent`s). Reports `Down` when the connection drops and
+/// `Up` once subscribed again; reconnects every 200 ms until it is.
+pub(super) async fn subscribe(
+    client: redis::Client,
+    inner: std::sync::Weak<Inner>,
+    feed: UnboundedSender<FeedEvent>,
+) {
+    let Some((wake, invalidate)) = inner
+        .upgrade()
+        .map(|i| (i.wake_channel.clone(), i.invalidation_channel.clone()))
+    else {
+        return;
+    };
+    let mut up = false;
+    loop {
+        let result: redis::RedisResult<()> = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&[&wake, &invalidate]).await?;
+            up = true;
+            let _ = feed.send(FeedEvent::Up);
+            let mut messages = pubsub.on_message();
+            // `heartbeat` publishes here every FEED_HEARTBEAT: silence means
+            // a connection that died without telling us.
+            while let Ok(Some(msg)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
+                let Some(inner) = inner.upgrade() else {
+                    return Ok(());
+                };
+                let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
+                if msg.get_channel_name() == wake {
+                    let token = String::from_utf8_lossy(&payload);
+                    if let Some(n) = inner.waiters.lock().expect("waiters").get(token.as_ref()) {
+                        n.notify_one();
+                    }
+                } else if let Some((key, floor)) = parse_invalidation(&payload) {
+                    let _ = feed.send(FeedEvent::Invalidate(key, floor));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if inner.strong_count() == 0 {
+            return;
+        }
+        if up {
+            up = false;
+            let _ = feed.send(FeedEvent::Down);
+        }
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "subscription lost; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `"<version floor> <ns>/<id>"`, percent-encoded as the key's hash tag.
+fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (floor, subject) = text.split_once(' ')?;
+    let (ns, id) = subject.split_once('/')?;
+    let key = SessionKey::new(&decode(ns)?, &decode(id)?).ok()?;
+    Some((key, floor.parse().ok()?))
+}
+
+/// Publishes an empty message on this instance's wake-up channel every
+/// `FEED_HEARTBEAT`, so the subscriber notices a silently dead connection.
+pub(super) async fn heartbeat(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(FEED_HEARTBEAT).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let _: Result<i64> = inner
+            .query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg(""))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::wire::encode_into;
+
+    #[test]
+    fn invalidations_name_the_key_and_the_floor() {
+        let enc = |s: &str| {
+            let mut out = String::new();
+            encode_into(&mut out, s);
+            out
+        };
+        let (key, floor) =
+            parse_invalidation(format!("7 {}/{}", enc("default"), enc("a/b c")).as_bytes())
+                .unwrap();
+        assert_eq!(
+            (&*key.namespace, key.id.as_str(), floor),
+            ("default", "a/b c", 7)
+        );
+        assert!(parse_invalidation(b"7 no-slash").is_none());
+        assert!(parse_invalidation(b"x default/a").is_none());
+    }
+}
