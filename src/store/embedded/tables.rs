@@ -1,0 +1,144 @@
+//! The redb tables of the embedded store and the steps that read and write
+//! them inside the actor's transaction. Checks come before writes: a refused
+//! step writes nothing.
+
+use prost::Message;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::store_err;
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::session::{self, Guards, Limits, Mutation, Session, Written};
+use crate::store::now_ms;
+
+pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
+pub(super) const META: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("meta");
+
+pub(super) const EXPIRY: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("expiry");
+
+/// UpdateSession's atomic step, after the lock guard passed.
+pub(super) fn write(
+    txn: &WriteTransaction,
+    key: &[u8],
+    m: &Mutation,
+    g: &Guards,
+    limits: &Limits,
+) -> std::result::Result<Result<Written>, redb::Error> {
+    let now = now_ms();
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let current =
+        read_session(&sessions, key, now).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    if let Err(e) = check_version(g, current.as_ref()) {
+        return Ok(Err(e));
+    }
+    let mut fields = current
+        .as_ref()
+        .map(|s| s.fields.clone())
+        .unwrap_or_default();
+    session::apply(&mut fields, m);
+    let bytes = fields.bytes();
+    if let Err(e) = limits.check_result(fields.len(), bytes) {
+        return Ok(Err(e));
+    }
+    let mut meta = txn.open_table(META)?;
+    let (hwm, fence) = meta.get(key)?.map(|g| g.value()).unwrap_or((0, 0));
+    let version = hwm + 1;
+    meta.insert(key, (version, fence))?;
+    let expires_ms = now + limits.idle_ttl.as_millis() as i64;
+    let record = Session {
+        fields,
+        version,
+        created_ms: current.as_ref().map_or(now, |s| s.created_ms),
+        updated_ms: now,
+        expires_ms,
+    };
+    sessions.insert(key, encode_record(&record).as_slice())?;
+    let mut expiry = txn.open_table(EXPIRY)?;
+    if let Some(old) = &current {
+        expiry.remove((old.expires_ms, key))?;
+    }
+    expiry.insert((expires_ms, key), ())?;
+    Ok(Ok(Written {
+        version,
+        expires_ms,
+    }))
+}
+
+pub(super) fn delete(
+    txn: &WriteTransaction,
+    key: &[u8],
+    g: &Guards,
+) -> std::result::Result<Result<Option<u64>>, redb::Error> {
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let current = read_session(&sessions, key, now_ms())
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    if let Err(e) = check_version(g, current.as_ref()) {
+        return Ok(Err(e));
+    }
+    let Some(current) = current else {
+        return Ok(Ok(None));
+    };
+    sessions.remove(key)?;
+    txn.open_table(EXPIRY)?.remove((current.expires_ms, key))?;
+    Ok(Ok(Some(current.version)))
+}
+
+pub(super) fn check_version(g: &Guards, current: Option<&Session>) -> Result<()> {
+    let Some(expected) = g.expected_version else {
+        return Ok(());
+    };
+    let actual = current.map_or(0, |s| s.version);
+    if actual != expected {
+        return Err(Error::VersionMismatch {
+            expected,
+            current: actual,
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the sessions whose idle TTL ran out (their meta rows stay).
+pub(super) fn sweep_expired(txn: &WriteTransaction) -> std::result::Result<(), redb::Error> {
+    let now = now_ms();
+    let mut expiry = txn.open_table(EXPIRY)?;
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut due = Vec::new();
+    for entry in expiry.range((i64::MIN, &[][..])..(now, &[][..]))? {
+        let (k, _) = entry?;
+        due.push(k.value().1.to_vec());
+    }
+    expiry.retain_in((i64::MIN, &[][..])..(now, &[][..]), |_, _| false)?;
+    for key in due {
+        sessions.remove(key.as_slice())?;
+    }
+    Ok(())
+}
+
+pub(super) fn read_session(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    now: i64,
+) -> Result<Option<Session>> {
+    let Some(raw) = table.get(key).map_err(store_err)? else {
+        return Ok(None);
+    };
+    let session = decode_record(raw.value())?;
+    Ok((session.expires_ms > now).then_some(session))
+}
+
+pub(super) fn encode_record(s: &Session) -> Vec<u8> {
+    pb::Session::from_session("", s).encode_to_vec()
+}
+
+pub(super) fn decode_record(raw: &[u8]) -> Result<Session> {
+    let r = pb::Session::decode(raw)
+        .map_err(|e| Error::Internal(format!("corrupt session record: {e}")))?;
+    Ok(Session {
+        fields: r.fields.into_iter().collect(),
+        version: r.version,
+        created_ms: pb::millis(r.created_at),
+        updated_ms: pb::millis(r.updated_at),
+        expires_ms: pb::millis(r.expires_at),
+    })
+}
