@@ -209,7 +209,9 @@ export type Reason =
   | 'LOCK_WAIT_TIMEOUT'
   | 'OVERLOADED'
   | 'STORE_UNAVAILABLE'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  | 'UNAUTHENTICATED'
+  | 'NAMESPACE_DENIED';
 
 export declare class SessiondError extends Error {
   /** Numeric gRPC status code. */
@@ -239,5 +241,9 @@ export declare class Overloaded extends SessiondError {}
 export declare class Unavailable extends SessiondError {}
 export declare class StoreUnavailable extends Unavailable {}
 export declare class ShuttingDown extends Unavailable {}
+/** No or unknown bearer token (authentication on). */
+export declare class Unauthenticated extends SessiondError {}
+/** The token does not grant the namespace asked for (reason NAMESPACE_DENIED). */
+export declare class PermissionDenied extends SessiondError {}
 
 export declare const status: typeof GrpcStatus;

@@ -23,4 +23,6 @@ module.exports = {
   Unavailable: errors.Unavailable,
   StoreUnavailable: errors.StoreUnavailable,
   ShuttingDown: errors.ShuttingDown,
+  Unauthenticated: errors.Unauthenticated,
+  PermissionDenied: errors.PermissionDenied,
 };

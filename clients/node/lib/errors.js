@@ -58,6 +58,8 @@ class Overloaded extends SessiondError {}
 class Unavailable extends SessiondError {}
 class StoreUnavailable extends Unavailable {}
 class ShuttingDown extends Unavailable {}
+class Unauthenticated extends SessiondError {}
+class PermissionDenied extends SessiondError {}
 
 const BY_REASON = {
   INVALID_SESSION_ID: InvalidArgument,
@@ -74,6 +76,8 @@ const BY_REASON = {
   OVERLOADED: Overloaded,
   STORE_UNAVAILABLE: StoreUnavailable,
   SHUTTING_DOWN: ShuttingDown,
+  UNAUTHENTICATED: Unauthenticated,
+  NAMESPACE_DENIED: PermissionDenied,
 };
 
 const BY_CODE = {
@@ -83,6 +87,8 @@ const BY_CODE = {
   [Code.DEADLINE_EXCEEDED]: DeadlineExceeded,
   [Code.RESOURCE_EXHAUSTED]: Overloaded,
   [Code.UNAVAILABLE]: Unavailable,
+  [Code.UNAUTHENTICATED]: Unauthenticated,
+  [Code.PERMISSION_DENIED]: PermissionDenied,
 };
 
 /** Reads the sessiond ErrorInfo out of a grpc-js error; null when there is none. */
@@ -136,6 +142,8 @@ module.exports = {
   Unavailable,
   StoreUnavailable,
   ShuttingDown,
+  Unauthenticated,
+  PermissionDenied,
   fromGrpcError,
   decodeErrorInfo,
 };

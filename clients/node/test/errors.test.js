@@ -164,6 +164,35 @@ test('OVERLOADED: beyond --max-concurrent-calls a call is refused at once', asyn
   }
 });
 
+test('UNAUTHENTICATED and NAMESPACE_DENIED: tokens grant namespaces', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const telegram = 'telegram-bot-token-0001';
+  const slack = 'slack-and-line-token-01';
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sessiond-auth-')), 'tokens');
+  fs.writeFileSync(file, `${telegram} telegram\n${slack} slack,line\n`);
+  const authed = await startServer({ args: ['--auth-tokens-file', file] });
+  const anonymous = new sd.Client(authed.target, { timeoutMs: 5000, retries: 0 });
+  const wrongNs = new sd.Client(authed.target, {
+    timeoutMs: 5000, retries: 0, metadata: { authorization: `Bearer ${slack}`, 'sessiond-namespace': 'telegram' },
+  });
+  const t = new sd.Client(authed.target, { timeoutMs: 5000, metadata: { authorization: `Bearer ${telegram}` } });
+  const s = new sd.Client(authed.target, { timeoutMs: 5000, metadata: { authorization: `Bearer ${slack}` } });
+  try {
+    await expectError(anonymous.get('u'), sd.Unauthenticated, status.UNAUTHENTICATED, 'UNAUTHENTICATED');
+    await expectError(wrongNs.get('u'), sd.PermissionDenied, status.PERMISSION_DENIED, 'NAMESPACE_DENIED');
+    // The same id under two tokens: two sessions.
+    await t.update('u', { set: { who: 'telegram' } });
+    await s.update('u', { set: { who: 'slack' } });
+    assert.equal((await t.get('u')).fields.who.toString(), 'telegram');
+    assert.equal((await s.get('u')).fields.who.toString(), 'slack');
+  } finally {
+    for (const c of [anonymous, wrongNs, t, s]) c.close();
+    await authed.stop();
+  }
+});
+
 test('SHUTTING_DOWN: a caller queued for a lock when the server drains', async () => {
   const doomed = await startServer();
   const c = new sd.Client(doomed.target, { timeoutMs: 5000, retries: 0 });

@@ -116,9 +116,14 @@ test('a status without sessiond ErrorInfo is classed by its code', async () => {
   reset();
   script.GetSession = [{ error: statusError(grpc.status.PERMISSION_DENIED, null, 'no') }];
   const err = await client.get('a').catch((e) => e);
-  assert.equal(err.constructor, sd.SessiondError);
+  assert.equal(err.constructor, sd.PermissionDenied);
   assert.equal(err.reason, null);
   assert.equal(err.codeName, 'PERMISSION_DENIED');
+  // A code with no class of its own stays a plain SessiondError.
+  script.GetSession = [{ error: statusError(grpc.status.INTERNAL, null, 'bug') }];
+  const internal = await client.get('a').catch((e) => e);
+  assert.equal(internal.constructor, sd.SessiondError);
+  assert.equal(internal.codeName, 'INTERNAL');
 });
 
 test('reads are retried on any UNAVAILABLE, then succeed', async () => {

@@ -197,6 +197,8 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "OVERLOADED": Overloaded,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "SHUTTING_DOWN": ShuttingDown,
+    "UNAUTHENTICATED": Unauthenticated,
+    "NAMESPACE_DENIED": PermissionDenied,
 }
 
 BY_CODE: Dict[grpc.StatusCode, Type[SessiondError]] = {

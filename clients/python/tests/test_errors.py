@@ -249,6 +249,32 @@ def test_overloaded(tmp_path):
         srv.stop()
 
 
+def test_unauthenticated_and_namespace_denied(tmp_path):
+    telegram, slack = "telegram-bot-token-0001", "slack-and-line-token-01"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{telegram} telegram\n{slack} slack,line\n")
+    srv = Server(tmp_path, "--auth-tokens-file", str(tokens)).start()
+    try:
+        with sessiond.Client(srv.target, retries=0) as anonymous:
+            with pytest.raises(sessiond.Unauthenticated) as e:
+                anonymous.get("u")
+            assert (e.value.code, e.value.reason) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+        wrong_ns = [("authorization", f"Bearer {slack}"), ("sessiond-namespace", "telegram")]
+        with sessiond.Client(srv.target, retries=0, metadata=wrong_ns) as c:
+            with pytest.raises(sessiond.PermissionDenied) as e:
+                c.get("u")
+            assert (e.value.code, e.value.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_DENIED")
+        # The same id under two tokens: two sessions.
+        with sessiond.Client(srv.target, metadata=[("authorization", f"Bearer {telegram}")]) as t, \
+                sessiond.Client(srv.target, metadata=[("authorization", f"Bearer {slack}")]) as s:
+            t.update("u", {"who": b"telegram"})
+            s.update("u", {"who": b"slack"})
+            assert t.get("u").fields == {"who": b"telegram"}
+            assert s.get("u").fields == {"who": b"slack"}
+    finally:
+        srv.stop()
+
+
 def test_store_unavailable(tmp_path):
     port = free_port()
     redis = subprocess.Popen(
