@@ -247,6 +247,7 @@ impl RedisStore {
             inv.arg(name.as_bytes());
         }
         let reply = inner.invoke(&mut inv).await?;
+        inner.wake_local(&reply);
         match reply.status.as_str() {
             "OK" => Ok(Written {
                 version: reply.a as u64,
@@ -269,6 +270,7 @@ impl RedisStore {
         add_guards(&mut inv, &g);
         inv.arg(&inner.invalidation_channel).arg(&keys.subject);
         let reply = inner.invoke(&mut inv).await?;
+        inner.wake_local(&reply);
         match reply.status.as_str() {
             "OK" => Ok((reply.a > 0).then_some(reply.a as u64)),
             _ => Err(reply.refusal(&g)),
@@ -281,6 +283,7 @@ impl RedisStore {
         inner.keys(key).add_to(&mut inv);
         inv.arg(token);
         let reply = inner.invoke(&mut inv).await?;
+        inner.wake_local(&reply);
         match reply.status.as_str() {
             "OK" => Ok(()),
             _ => Err(reply.refusal(&Guards::default())),
@@ -401,6 +404,18 @@ impl Inner {
         Ok(reply)
     }
 
+    /// Wakes the waiter a releasing script named, if it waits on this
+    /// instance: no need to wait for the pub/sub message (which still comes,
+    /// and then only causes one extra attempt).
+    fn wake_local(&self, reply: &Reply) {
+        if let (Some(Value::BulkString(token)), "OK") = (reply.rest.first(), reply.status.as_str())
+            && let Ok(token) = std::str::from_utf8(token)
+            && let Some(n) = self.waiters.lock().expect("waiters").get(token)
+        {
+            n.notify_one();
+        }
+    }
+
     /// Counts the outcome of a Redis call and turns failures into
     /// STORE_UNAVAILABLE.
     fn settle<T>(
@@ -472,10 +487,11 @@ impl Drop for Abandon {
             let mut inv = inner.scripts.abandon.prepare_invoke();
             keys.add_to(&mut inv);
             inv.arg(&token);
-            if let Err(e) = inner.invoke(&mut inv).await {
+            match inner.invoke(&mut inv).await {
+                Ok(reply) => inner.wake_local(&reply),
                 // The queue entry still expires after WAITER_ALIVE, and a
                 // granted lock after its lease.
-                tracing::warn!(error = %e, "could not leave the lock queue");
+                Err(e) => tracing::warn!(error = %e, "could not leave the lock queue"),
             }
         });
     }

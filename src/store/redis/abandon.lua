@@ -9,8 +9,7 @@ local t, expired = holder()
 redis.call('LREM', Q, 0, ARGV[1])
 redis.call('HDEL', W, ARGV[1])
 if t == ARGV[1] then
-  release(now)
-  return {'OK', 1, 0, expired}
+  return {'OK', 1, 0, expired, release(now)}
 end
 if not t then
   -- It may have been the head that was just woken: wake the next one.

@@ -11,6 +11,8 @@
 --   KEYS[5] waiters hash: token -> '<alive-until ms> <wake channel>'
 -- Every reply is an array whose 4th element is 1 when this call found that a
 -- lease had run out since the lock was last touched (for the expiry counter).
+-- Scripts that release the lock add a 5th: the token of the waiter they woke,
+-- or false.
 local D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 -- Milliseconds on the Redis server's clock: the only clock leases use.
@@ -45,11 +47,17 @@ local function live_head(now)
 end
 
 -- Releases the lock and wakes the first live waiter, who then takes it.
+-- Returns that waiter's token (or false), so that the calling instance can
+-- wake it at once when it is one of its own, without the pub/sub hop.
 local function release(now)
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   local head, channel = live_head(now)
-  if head then redis.call('PUBLISH', channel, head) end
+  if head then
+    redis.call('PUBLISH', channel, head)
+    return head
+  end
+  return false
 end
 
 -- The lock and version guards of a write; nil when they pass.

@@ -7,7 +7,7 @@
 --       9 invalidation subject    10 number of fields set (S)
 --       11 .. 10+2S: name, value pairs to set;  the rest: names to delete
 --       (deduplicated, disjoint from the set names)
--- Returns {'OK', new version, expires ms, expired}
+-- Returns {'OK', new version, expires ms, expired, woken waiter or false}
 --      or {'LOCK_LOST'|'LOCK_HELD', 0, 0, expired}
 --      or {'VERSION_MISMATCH', current version, 0, expired}
 --      or {'LIMIT_EXCEEDED', 'max_fields'|'max_session_bytes', value, expired}
@@ -55,6 +55,7 @@ redis.call('HSET', M, 'v', version)
 local ttl = tonumber(ARGV[5])
 redis.call('HSET', D, 'v', version, 'c', created, 'u', now, 'e', now + ttl, 'k', count, 'n', bytes)
 redis.call('PEXPIRE', D, ttl)
-if ARGV[3] == '1' then release(now) end
+local woken = false
+if ARGV[3] == '1' then woken = release(now) end
 redis.call('PUBLISH', ARGV[8], version .. ' ' .. ARGV[9])
-return {'OK', version, now + ttl, expired}
+return {'OK', version, now + ttl, expired, woken}
