@@ -89,6 +89,14 @@ async fn redis_outage_fails_fast_and_recovers() {
     let mut s = Server::start(Backend::Redis, &["--redis-timeout", "500ms"]).await;
     let mut c = s.client().await;
     c.update_session(set("o", &[("a", "1")])).await.unwrap();
+    // Warm the cache.
+    let warm = GetSessionRequest {
+        session_id: "o".into(),
+        consistency: Consistency::Cached as i32,
+        min_version: 0,
+    };
+    c.get_session(warm.clone()).await.unwrap();
+    assert!(c.get_session(warm).await.unwrap().into_inner().from_cache);
     assert_eq!(health(&s).await, ServingStatus::Serving);
     s.redis.as_mut().unwrap().stop();
     // Writes and locks fail with UNAVAILABLE: no silent local fallback.
@@ -114,6 +122,13 @@ async fn redis_outage_fails_fast_and_recovers() {
         "STORE_UNAVAILABLE"
     );
     wait_for_health(&s, ServingStatus::NotServing).await;
+    // CACHED reads too: the cache went down with the invalidation feed.
+    let cached = GetSessionRequest {
+        session_id: "o".into(),
+        consistency: Consistency::Cached as i32,
+        min_version: 0,
+    };
+    assert_eq!(reason(c.get_session(cached).await).1, "STORE_UNAVAILABLE");
     let stats = s
         .admin()
         .await
