@@ -85,11 +85,20 @@ struct Inner {
     /// Where write scripts announce new versions (for other instances' caches).
     invalidation_channel: String,
     /// Waiters queued through this instance, by token.
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Arc<Waiter>>>,
+}
+
+/// A caller queued for a lock through this instance.
+#[derive(Default)]
+struct Waiter {
+    notify: Notify,
+    /// The lock, when a releasing script on this instance handed it over.
+    handed: Mutex<Option<LockGrant>>,
 }
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
+#[derive(Clone)]
 struct Keys {
     keys: [String; 5],
     subject: String,
@@ -175,12 +184,12 @@ impl RedisStore {
             };
         }
         let deadline = Instant::now() + wait;
-        let notify = Arc::new(Notify::new());
+        let waiter = Arc::new(Waiter::default());
         inner
             .waiters
             .lock()
             .expect("waiters")
-            .insert(token.clone(), notify.clone());
+            .insert(token.clone(), waiter.clone());
         let mut guard = Abandon {
             inner: inner.clone(),
             keys: Some(keys),
@@ -191,7 +200,15 @@ impl RedisStore {
         let started = Instant::now();
         let mut queued = false;
         loop {
-            match inner.try_lock(keys, &token, lease, true).await? {
+            let handed = waiter.handed.lock().expect("handed").take();
+            let attempt = match handed {
+                Some(g) => {
+                    inner.stats.lock_acquisitions.fetch_add(1, Relaxed);
+                    Attempt::Granted(g)
+                }
+                None => inner.try_lock(keys, &token, lease, true).await?,
+            };
+            match attempt {
                 Attempt::Granted(g) => {
                     guard.disarm();
                     if queued {
@@ -215,7 +232,7 @@ impl RedisStore {
                     // at the heartbeat, whichever comes first.
                     let retry = free_in.map_or(HEARTBEAT, |d| d.min(HEARTBEAT));
                     tokio::select! {
-                        _ = notify.notified() => {}
+                        _ = waiter.notify.notified() => {}
                         _ = tokio::time::sleep(retry) => {}
                         _ = tokio::time::sleep_until(deadline) => {
                             return Err(Error::LockWaitTimeout { waited_ms: wait.as_millis() as u64 });
@@ -239,6 +256,7 @@ impl RedisStore {
             .arg(l.max_session_bytes)
             .arg(&inner.invalidation_channel)
             .arg(&keys.subject)
+            .arg(&inner.wake_channel)
             .arg(m.set.len());
         for (name, value) in &m.set {
             inv.arg(name.as_bytes()).arg(value.as_ref());
@@ -247,7 +265,7 @@ impl RedisStore {
             inv.arg(name.as_bytes());
         }
         let reply = inner.invoke(&mut inv).await?;
-        inner.wake_local(&reply);
+        inner.after_release(&reply, &keys);
         match reply.status.as_str() {
             "OK" => Ok(Written {
                 version: reply.a as u64,
@@ -268,9 +286,11 @@ impl RedisStore {
         let mut inv = inner.scripts.delete.prepare_invoke();
         keys.add_to(&mut inv);
         add_guards(&mut inv, &g);
-        inv.arg(&inner.invalidation_channel).arg(&keys.subject);
+        inv.arg(&inner.invalidation_channel)
+            .arg(&keys.subject)
+            .arg(&inner.wake_channel);
         let reply = inner.invoke(&mut inv).await?;
-        inner.wake_local(&reply);
+        inner.after_release(&reply, &keys);
         match reply.status.as_str() {
             "OK" => Ok((reply.a > 0).then_some(reply.a as u64)),
             _ => Err(reply.refusal(&g)),
@@ -279,11 +299,12 @@ impl RedisStore {
 
     pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
         let inner = &self.inner;
+        let keys = inner.keys(key);
         let mut inv = inner.scripts.unlock.prepare_invoke();
-        inner.keys(key).add_to(&mut inv);
-        inv.arg(token);
+        keys.add_to(&mut inv);
+        inv.arg(token).arg(&inner.wake_channel);
         let reply = inner.invoke(&mut inv).await?;
-        inner.wake_local(&reply);
+        inner.after_release(&reply, &keys);
         match reply.status.as_str() {
             "OK" => Ok(()),
             _ => Err(reply.refusal(&Guards::default())),
@@ -404,16 +425,62 @@ impl Inner {
         Ok(reply)
     }
 
-    /// Wakes the waiter a releasing script named, if it waits on this
-    /// instance: no need to wait for the pub/sub message (which still comes,
-    /// and then only causes one extra attempt).
-    fn wake_local(&self, reply: &Reply) {
-        if let (Some(Value::BulkString(token)), "OK") = (reply.rest.first(), reply.status.as_str())
-            && let Ok(token) = std::str::from_utf8(token)
-            && let Some(n) = self.waiters.lock().expect("waiters").get(token)
-        {
-            n.notify_one();
+    /// Acts on what a releasing script did with the lock. Handed to a waiter
+    /// of this instance: give it the grant. If that waiter has just gone
+    /// (its call ended meanwhile), release the lock again. Woken a waiter:
+    /// when it is one of ours, wake it now rather than after the pub/sub hop.
+    fn after_release(self: &Arc<Self>, reply: &Reply, keys: &Keys) {
+        if reply.status != "OK" {
+            return;
         }
+        let Some(Value::Array(items)) = reply.rest.first() else {
+            return;
+        };
+        let Some(Value::BulkString(token)) = items.first() else {
+            return;
+        };
+        let token = String::from_utf8_lossy(token).into_owned();
+        let waiter = self.waiters.lock().expect("waiters").get(&token).cloned();
+        if items.len() >= 3 {
+            let grant = match parse_session(&items[3..]) {
+                Ok(session) => LockGrant {
+                    token: token.clone(),
+                    fence: wire::int(&items[1]) as u64,
+                    lease_expires_ms: wire::int(&items[2]),
+                    session,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "unreadable handover");
+                    return;
+                }
+            };
+            match waiter {
+                Some(w) => {
+                    *w.handed.lock().expect("handed") = Some(grant);
+                    w.notify.notify_one();
+                }
+                None => self.abandon(keys.clone(), token),
+            }
+        } else if let Some(w) = waiter {
+            w.notify.notify_one();
+        }
+    }
+
+    /// Runs the abandon script for `token` in the background: it leaves the
+    /// queue, and a lock it holds is released and passed on.
+    fn abandon(self: &Arc<Self>, keys: Keys, token: String) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let mut inv = inner.scripts.abandon.prepare_invoke();
+            keys.add_to(&mut inv);
+            inv.arg(&token).arg(&inner.wake_channel);
+            match inner.invoke(&mut inv).await {
+                Ok(reply) => inner.after_release(&reply, &keys),
+                // The queue entry still expires after WAITER_ALIVE, and a
+                // granted lock after its lease.
+                Err(e) => tracing::warn!(error = %e, "could not leave the lock queue"),
+            }
+        });
     }
 
     /// Counts the outcome of a Redis call and turns failures into
@@ -481,19 +548,7 @@ impl Drop for Abandon {
         if self.counted {
             self.inner.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
         }
-        let inner = self.inner.clone();
-        let token = std::mem::take(&mut self.token);
-        tokio::spawn(async move {
-            let mut inv = inner.scripts.abandon.prepare_invoke();
-            keys.add_to(&mut inv);
-            inv.arg(&token);
-            match inner.invoke(&mut inv).await {
-                Ok(reply) => inner.wake_local(&reply),
-                // The queue entry still expires after WAITER_ALIVE, and a
-                // granted lock after its lease.
-                Err(e) => tracing::warn!(error = %e, "could not leave the lock queue"),
-            }
-        });
+        self.inner.abandon(keys, std::mem::take(&mut self.token));
     }
 }
 

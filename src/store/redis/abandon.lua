@@ -2,14 +2,14 @@
 -- leaves the queue, and if it was granted the lock meanwhile (a reply nobody
 -- will read), the lock is released at once and passed on.
 -- KEYS: data, meta, lock, queue, waiters (see the prelude)
--- ARGV: 1 token
+-- ARGV: 1 token  2 this instance's wake channel
 -- Returns {'OK', 1 if it held the lock else 0, 0, expired}
 local now = now_ms()
 local t, expired = holder()
 redis.call('LREM', Q, 0, ARGV[1])
 redis.call('HDEL', W, ARGV[1])
 if t == ARGV[1] then
-  return {'OK', 1, 0, expired, release(now)}
+  return {'OK', 1, 0, expired, release(now, ARGV[2])}
 end
 if not t then
   -- It may have been the head that was just woken: wake the next one.

@@ -2,7 +2,8 @@
 -- KEYS: data, meta, lock, queue, waiters (see the prelude)
 -- ARGV: 1 lock token ('' = none)  2 expected version ('' = no check)
 --       3 release ('1'/'0')      4 invalidation channel  5 invalidation subject
--- Returns {'OK', deleted version (0 if there was none), 0, expired, woken}, or a guard's refusal as in
+--       6 this instance's wake channel
+-- Returns {'OK', deleted version (0 if there was none), 0, expired, release's answer or false}, or a guard's refusal as in
 -- update.lua. The invalidation carries the lowest version a re-created
 -- session can have, so caches drop every older copy.
 local now = now_ms()
@@ -15,5 +16,5 @@ if cur > 0 then
   redis.call('PUBLISH', ARGV[4], (cur + 1) .. ' ' .. ARGV[5])
 end
 local woken = false
-if ARGV[3] == '1' then woken = release(now) end
+if ARGV[3] == '1' then woken = release(now, ARGV[6]) end
 return {'OK', cur, 0, expired, woken}

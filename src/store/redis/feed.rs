@@ -50,7 +50,7 @@ pub(super) async fn subscribe(
                 if msg.get_channel_name() == wake {
                     let token = String::from_utf8_lossy(&payload);
                     if let Some(n) = inner.waiters.lock().expect("waiters").get(token.as_ref()) {
-                        n.notify_one();
+                        n.notify.notify_one();
                     }
                 } else if let Some((key, floor)) = parse_invalidation(&payload) {
                     let _ = feed.send(FeedEvent::Invalidate(key, floor));

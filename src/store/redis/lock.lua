@@ -30,16 +30,12 @@ if not t then
       redis.call('LPOP', Q)
       redis.call('HDEL', W, token)
     end
-    local fence = redis.call('HINCRBY', M, 'f', 1)
-    redis.call('HSET', L, 't', token, 'f', fence)
-    redis.call('PEXPIRE', L, lease)
-    redis.call('HSET', M, 'h', token)
-    return granted(fence, now + lease)
+    return granted(take(token, lease), now + lease)
   end
 end
 if ARGV[3] == 'try' then return {'LOCK_HELD', 0, 0, expired} end
 local alive = tonumber(ARGV[4])
-if redis.call('HSET', W, token, (now + alive) .. ' ' .. ARGV[5]) == 1 then
+if redis.call('HSET', W, token, (now + alive) .. ' ' .. lease .. ' ' .. ARGV[5]) == 1 then
   redis.call('RPUSH', Q, token)
 end
 -- Forgotten by themselves once every waiter is gone.

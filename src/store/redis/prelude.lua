@@ -8,11 +8,10 @@
 --                   no TTL, so neither counter ever goes back
 --   KEYS[3] lock    hash: t (holder's token), f (its fencing token); PX lease
 --   KEYS[4] queue   list of waiting tokens, oldest first
---   KEYS[5] waiters hash: token -> '<alive-until ms> <wake channel>'
+--   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>'
 -- Every reply is an array whose 4th element is 1 when this call found that a
 -- lease had run out since the lock was last touched (for the expiry counter).
--- Scripts that release the lock add a 5th: the token of the waiter they woke,
--- or false.
+-- Scripts that release the lock add a 5th: what `release` returned.
 local D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 -- Milliseconds on the Redis server's clock: the only clock leases use.
@@ -29,16 +28,18 @@ local function holder()
   return false, 0
 end
 
--- The first waiter still alive, with its wake channel; drops dead ones.
+-- The first waiter still alive, with its wake channel and lease; drops dead
+-- ones.
 local function live_head(now)
   while true do
     local head = redis.call('LINDEX', Q, 0)
-    if not head then return nil, nil end
+    if not head then return nil, nil, nil end
     local rec = redis.call('HGET', W, head)
     if rec then
-      local sp = string.find(rec, ' ', 1, true)
-      if tonumber(string.sub(rec, 1, sp - 1)) >= now then
-        return head, string.sub(rec, sp + 1)
+      local a = string.find(rec, ' ', 1, true)
+      local b = string.find(rec, ' ', a + 1, true)
+      if tonumber(string.sub(rec, 1, a - 1)) >= now then
+        return head, string.sub(rec, b + 1), tonumber(string.sub(rec, a + 1, b - 1))
       end
     end
     redis.call('LPOP', Q)
@@ -46,18 +47,35 @@ local function live_head(now)
   end
 end
 
--- Releases the lock and wakes the first live waiter, who then takes it.
--- Returns that waiter's token (or false), so that the calling instance can
--- wake it at once when it is one of its own, without the pub/sub hop.
-local function release(now)
+-- Gives the lock to `token` for `lease` ms; returns its fencing token.
+local function take(token, lease)
+  local fence = redis.call('HINCRBY', M, 'f', 1)
+  redis.call('HSET', L, 't', token, 'f', fence)
+  redis.call('PEXPIRE', L, lease)
+  redis.call('HSET', M, 'h', token)
+  return fence
+end
+
+-- Releases the lock and passes it on to the first live waiter. A waiter of
+-- the calling instance (wake channel `mine`) is handed the lock here and now:
+-- returns {token, fencing token, lease expires ms, data...} (data as HGETALL
+-- gives it), and the calling instance gives it to that waiter with no
+-- further round trip. Any other waiter is woken over pub/sub and takes the
+-- lock itself: returns {token}. Nobody waiting: false.
+local function release(now, mine)
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
-  local head, channel = live_head(now)
-  if head then
+  local head, channel, lease = live_head(now)
+  if not head then return false end
+  if channel ~= mine then
     redis.call('PUBLISH', channel, head)
-    return head
+    return {head}
   end
-  return false
+  redis.call('LPOP', Q)
+  redis.call('HDEL', W, head)
+  local handed = {head, take(head, lease), now + lease}
+  for _, v in ipairs(redis.call('HGETALL', D)) do handed[#handed + 1] = v end
+  return handed
 end
 
 -- The lock and version guards of a write; nil when they pass.

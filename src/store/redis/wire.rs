@@ -81,7 +81,7 @@ fn bytes_of(v: Value) -> Vec<u8> {
     }
 }
 
-fn int(v: &Value) -> i64 {
+pub(super) fn int(v: &Value) -> i64 {
     match v {
         Value::Int(n) => *n,
         Value::BulkString(b) => std::str::from_utf8(b)
