@@ -337,13 +337,7 @@ async fn expired_lease_loses_to_the_next_holder(b: Backend) {
     let mut w = set("lease2", &[("x", "1")]);
     w.lock_token = c2.lock_token;
     assert_eq!(reason(c.update_session(w).await).1, "LOCK_LOST");
-    let stats = s
-        .admin()
-        .await
-        .get_stats(GetStatsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = s.stats().await;
     let locks = stats.locks.unwrap();
     assert!(locks.lease_expiries >= 1, "{locks:?}");
 }
@@ -401,13 +395,7 @@ async fn a_waiter_that_disconnects_leaves_the_queue(b: Backend) {
     lock(&mut c, "gone", 5000, 0)
         .await
         .expect("free after the waiter left");
-    let st = s
-        .admin()
-        .await
-        .get_stats(GetStatsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let st = s.stats().await;
     assert!(st.locks.unwrap().waits_abandoned >= 1);
 }
 
@@ -819,13 +807,7 @@ async fn stats_and_request_ids(b: Backend) {
     assert_eq!(r.metadata().get("x-request-id").unwrap(), "bot-7f3a");
     get(&mut c, "st", Consistency::Cached).await.unwrap();
     let _ = get(&mut c, "missing", Consistency::Cached).await;
-    let st = s
-        .admin()
-        .await
-        .get_stats(GetStatsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let st = s.stats().await;
     assert_eq!(
         st.store_backend,
         if b == Backend::Redis {

@@ -129,13 +129,7 @@ async fn redis_outage_fails_fast_and_recovers() {
         min_version: 0,
     };
     assert_eq!(reason(c.get_session(cached).await).1, "STORE_UNAVAILABLE");
-    let stats = s
-        .admin()
-        .await
-        .get_stats(GetStatsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = s.stats().await;
     assert!(stats.store.unwrap().errors >= 4);
     s.redis.as_mut().unwrap().restart();
     wait_for_health(&s, ServingStatus::Serving).await;
@@ -283,15 +277,7 @@ async fn metrics_move_with_calls() {
     assert_eq!(metric(&after, "sessiond_lock_acquisitions_total"), 1.0);
     assert_eq!(metric(&after, "sessiond_store_up"), 1.0);
     // The same figures as GetStats.
-    let st = s
-        .admin()
-        .await
-        .get_stats(GetStatsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .cache
-        .unwrap();
+    let st = s.stats().await.cache.unwrap();
     assert_eq!(metric(&after, "sessiond_cache_hits_total"), st.hits as f64);
     assert_eq!(
         metric(&after, "sessiond_cache_misses_total"),

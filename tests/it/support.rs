@@ -149,6 +149,16 @@ impl Server {
         AdminServiceClient::new(self.channel().await)
     }
 
+    /// GetStats of this server.
+    pub async fn stats(&self) -> sessiond::pb::GetStatsResponse {
+        let mut admin = self.admin().await;
+        admin
+            .get_stats(sessiond::pb::GetStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn channel(&self) -> Channel {
         connect(self.addr).await
     }
