@@ -5,6 +5,7 @@
 //! - [`config`]: the one `Config` (clap; every flag also `SESSIOND_*`).
 //! - [`server`]: `run(config, listener, shutdown)`, middleware, health,
 //!   reflection, drain. `main.rs` and the tests call the same `run`.
+//! - `conn`: accepted connections, shaped for h2's write batching.
 //! - [`service`] / [`admin`]: the gRPC services, thin translations.
 //! - [`auth`]: bearer tokens and the namespaces they grant.
 //! - [`session`]: sessions, mutations, limits and validation; no I/O.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
+mod conn;
 pub mod error;
 pub mod metrics;
 pub mod pb;

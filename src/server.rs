@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::Status;
@@ -17,6 +18,7 @@ use tracing::Instrument;
 use crate::admin::AdminApi;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::conn::Conn;
 use crate::error::Error;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::session_service_server::SessionServiceServer;
@@ -103,7 +105,8 @@ pub async fn run(
             // Settings on the builder apply only to listeners tonic binds itself.
             TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60))),
+                .with_keepalive(Some(Duration::from_secs(60)))
+                .map_ok(Conn),
             async {
                 let _ = stopped.await;
             },

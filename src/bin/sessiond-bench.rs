@@ -205,7 +205,7 @@ async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<R
         sessions,
         created: AtomicU64::new(0),
     });
-    if workload != "empty" {
+    if workload != "empty" && workload != "health" {
         prepare(&run, &chans[0]).await?;
     }
     let started = Instant::now();
@@ -341,7 +341,7 @@ async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::R
         let started = Instant::now();
         let k = rng.below(run.sessions);
         let ok = match workload {
-            "empty" => health.check(HealthCheckRequest::default()).await.map(drop),
+            "empty" | "health" => health.check(HealthCheckRequest::default()).await.map(drop),
             "read-cached" => read(&mut c, run, k, Consistency::Cached).await,
             "read-strong" => read(&mut c, run, k, Consistency::Strong).await,
             "rmw" | "hot" => rmw(&mut c, run, k).await,
