@@ -36,8 +36,9 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
 
-    /// Connections in the Redis pool.
-    #[arg(long, env = "SESSIOND_REDIS_POOL_SIZE", default_value_t = 32)]
+    /// Redis connections all calls share; each pipelines the commands in
+    /// flight on it. One keeps up with a few cores; raise it on larger hosts.
+    #[arg(long, env = "SESSIOND_REDIS_POOL_SIZE", default_value_t = 1)]
     pub redis_pool_size: usize,
 
     /// Prefix of every Redis key, so several deployments can share a server.

@@ -228,12 +228,12 @@ pub fn render(state: &State) -> String {
         ),
         (
             "sessiond_store_pool_connections",
-            "Connections in the Redis pool.",
+            "Open Redis connections.",
             pool_size,
         ),
         (
             "sessiond_store_pool_idle",
-            "Idle connections in the Redis pool.",
+            "Open Redis connections no call is using.",
             pool_idle,
         ),
     ];

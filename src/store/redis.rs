@@ -19,11 +19,14 @@
 //! HEARTBEAT`) and covers wake-ups lost while the subscription was down.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
@@ -74,7 +77,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    pool: Pool,
+    conns: Conns,
     scripts: Scripts,
     prefix: String,
     limits: Limits,
@@ -135,7 +138,7 @@ impl RedisStore {
         let prefix = config.redis_key_prefix.clone();
         let instance = new_token();
         let inner = Arc::new(Inner {
-            pool,
+            conns: Conns::new(pool, config.redis_pool_size),
             scripts: Scripts::load(),
             wake_channel: format!("{prefix}:wake:{instance}"),
             invalidation_channel: format!("{prefix}:invalidate"),
@@ -329,8 +332,78 @@ impl RedisStore {
     }
 
     pub fn pool_status(&self) -> (u64, u64) {
-        let s = self.inner.pool.status();
+        let s = self.inner.conns.pool.status();
         (s.size as u64, s.available as u64)
+    }
+}
+
+/// The connections calls share. A multiplexed connection pipelines every
+/// command in flight on it, so calls need no connection of their own, and
+/// checking one out of the pool per call would cost a round trip
+/// (deadpool-redis PINGs every connection it hands out): each slot keeps a
+/// pooled connection checked out, and calls take the slots in turn. The pool
+/// opens and checks connections; it is asked again only for a slot whose
+/// connection failed or timed out.
+struct Conns {
+    pool: Pool,
+    slots: Box<[Mutex<Option<deadpool_redis::Connection>>]>,
+    next: AtomicUsize,
+}
+
+impl Conns {
+    fn new(pool: Pool, n: usize) -> Conns {
+        Conns {
+            pool,
+            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `command` on the next slot's connection within `timeout`. A
+    /// failure of the connection itself (not an error reply) or a timeout
+    /// empties the slot and closes its connection, so that the next call
+    /// through the slot gets a fresh one.
+    async fn run<T, F>(
+        &self,
+        timeout: Duration,
+        command: impl FnOnce(MultiplexedConnection) -> F,
+    ) -> std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let slot = self.next.fetch_add(1, Relaxed) % self.slots.len();
+        let result = tokio::time::timeout(timeout, async {
+            let conn = self.connection(slot).await?;
+            command(conn).await.map_err(|e| {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    self.close(slot);
+                }
+                e.to_string()
+            })
+        })
+        .await;
+        if result.is_err() {
+            self.close(slot);
+        }
+        result
+    }
+
+    async fn connection(&self, slot: usize) -> std::result::Result<MultiplexedConnection, String> {
+        if let Some(pooled) = &*self.slots[slot].lock().expect("slot") {
+            return Ok(MultiplexedConnection::clone(pooled));
+        }
+        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        let mut filled = self.slots[slot].lock().expect("slot");
+        // If another call filled the slot meanwhile, ours goes back to the pool.
+        let pooled = filled.get_or_insert(pooled);
+        Ok(MultiplexedConnection::clone(pooled))
+    }
+
+    fn close(&self, slot: usize) {
+        if let Some(pooled) = self.slots[slot].lock().expect("slot").take() {
+            // Out of the pool for good, rather than recycled.
+            drop(deadpool_redis::Connection::take(pooled));
+        }
     }
 }
 
@@ -394,30 +467,23 @@ impl Inner {
     /// on a few connections (fewer syscalls for sessiond and Redis) instead of
     /// each holding a connection for a whole round trip. The pool still
     /// creates, health-checks and replaces the connections.
-    async fn conn(&self) -> std::result::Result<redis::aio::MultiplexedConnection, String> {
-        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
-        Ok((*pooled).clone())
-    }
-
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let result = tokio::time::timeout(self.timeout, async {
-            let mut conn = self.conn().await?;
-            cmd.query_async::<T>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        let result = self
+            .conns
+            .run(self.timeout, |mut c| async move {
+                cmd.query_async::<T>(&mut c).await
+            })
+            .await;
         self.settle(result)
     }
 
     async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
-        let result = tokio::time::timeout(self.timeout, async {
-            let mut conn = self.conn().await?;
-            inv.invoke_async::<Vec<Value>>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        let result = self
+            .conns
+            .run(self.timeout, |mut c| async move {
+                inv.invoke_async::<Vec<Value>>(&mut c).await
+            })
+            .await;
         let reply = Reply::parse(self.settle(result)?)?;
         if reply.expired {
             self.stats.lock_lease_expiries.fetch_add(1, Relaxed);

@@ -10,7 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use crate::conformance::{lock, set, wait_until_queued};
+use crate::conformance::{get, lock, set, wait_until_queued};
 use crate::support::{Backend, Server, reason};
 
 const SERVICE: &str = "sessiond.v1.SessionService";
@@ -137,6 +137,88 @@ async fn redis_outage_fails_fast_and_recovers() {
     // service works again.
     c.update_session(set("o", &[("a", "3")])).await.unwrap();
     c.get_session(strong).await.unwrap();
+}
+
+/// Calls share a few Redis connections; killing them under load costs the
+/// calls in flight on them (STORE_UNAVAILABLE, retry-safe or not), never a
+/// wrong answer, and the next calls get fresh connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_redis_connections_are_replaced_under_load() {
+    let s = Server::start(Backend::Redis, &["--redis-pool-size", "2"]).await;
+    let url = s.redis.as_ref().unwrap().url();
+    let mut c = s.client().await;
+    c.update_session(set("k", &[("n", "0")])).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (mut c, stop) = (s.client().await, stop.clone());
+        workers.push(tokio::spawn(async move {
+            // CAS increments: (acknowledged, failed with STORE_UNAVAILABLE).
+            let (mut acked, mut unavailable) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let read = get(&mut c, "k", Consistency::Strong).await;
+                let Ok(read) = read else {
+                    assert_eq!(reason(read).1, "STORE_UNAVAILABLE");
+                    continue;
+                };
+                let session = read.session.unwrap();
+                let n: u64 = std::str::from_utf8(&session.fields["n"])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let mut write = set("k", &[("n", &(n + 1).to_string())]);
+                write.expected_version = Some(session.version);
+                match c.update_session(write).await {
+                    Ok(_) => acked += 1,
+                    Err(e) => match reason::<()>(Err(e)).1.as_str() {
+                        "VERSION_MISMATCH" => {}
+                        "STORE_UNAVAILABLE" => unavailable += 1,
+                        other => panic!("unexpected refusal {other}"),
+                    },
+                }
+            }
+            (acked, unavailable)
+        }));
+    }
+    let killer = redis::Client::open(url).unwrap();
+    let mut conn = killer.get_multiplexed_async_connection().await.unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "sessiond had a connection to kill");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acked, mut unavailable) = (0, 0);
+    for w in workers {
+        let (a, u) = w.await.unwrap();
+        acked += a;
+        unavailable += u;
+    }
+    // Working again on new connections.
+    let session = get(&mut c, "k", Consistency::Strong)
+        .await
+        .unwrap()
+        .session
+        .unwrap();
+    let counted: u64 = std::str::from_utf8(&session.fields["n"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A write that failed with STORE_UNAVAILABLE may or may not have been
+    // applied; an acknowledged one always was.
+    assert!(
+        acked <= counted && counted <= acked + unavailable,
+        "counted {counted}, acknowledged {acked}, unavailable {unavailable}"
+    );
+    assert!(acked > 0);
+    assert!(s.stats().await.store.unwrap().pool_size >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
