@@ -114,14 +114,12 @@ impl pb::session_service_server::SessionService for SessionApi {
             Some(deadline) if !wait.is_zero() => wait.min(deadline.saturating_sub(DEADLINE_MARGIN)),
             _ => wait,
         };
-        let epoch = st.feed_epoch();
+        // The session that comes with the grant is not cached: the holder
+        // is about to write it, which would only replace the entry again.
         let grant = tokio::select! {
             grant = st.store.lock(&key, lease, wait) => grant?,
             () = st.draining() => return Err(Error::ShuttingDown.into()),
         };
-        if let Some(s) = &grant.session {
-            st.fill_cache(&key, Arc::new(s.clone()), epoch).await;
-        }
         let mut response = Response::new(pb::LockSessionResponse {
             lock_token: grant.token.clone(),
             fencing_token: grant.fence,

@@ -91,3 +91,11 @@ local function check_guards(t, token, expected, expired)
   end
   return nil
 end
+
+-- `redis.call(cmd, key, items...)`, in calls of at most 1000 items (Lua's
+-- unpack has a limit); an even chunk size keeps name/value pairs together.
+local function in_chunks(cmd, key, items)
+  for i = 1, #items, 1000 do
+    redis.call(cmd, key, unpack(items, i, math.min(i + 999, #items)))
+  end
+end

@@ -20,41 +20,59 @@ if refused then return refused end
 local replace = ARGV[4] == '1'
 local nset = tonumber(ARGV[11])
 local first_del = 12 + 2 * nset
-local cur = tonumber(redis.call('HGET', D, 'v') or '0')
+local d = redis.call('HMGET', D, 'v', 'k', 'n', 'c')
+local cur = tonumber(d[1] or '0')
+local merge = cur > 0 and not replace
+
+-- The stored size of field `f` of the current data, or nil if it has none
+-- (HEXISTS only to tell an empty value from a missing one).
+local function stored(f)
+  if not merge then return nil end
+  local n = redis.call('HSTRLEN', D, f)
+  if n > 0 or redis.call('HEXISTS', D, f) == 1 then return n end
+  return nil
+end
+
 local count, bytes = 0, 0
-if cur > 0 and not replace then
-  count = tonumber(redis.call('HGET', D, 'k'))
-  bytes = tonumber(redis.call('HGET', D, 'n'))
-  for i = first_del, #ARGV do
-    local f = 'f:' .. ARGV[i]
-    if redis.call('HEXISTS', D, f) == 1 then
-      count = count - 1
-      bytes = bytes - #ARGV[i] - redis.call('HSTRLEN', D, f)
-    end
+if merge then count, bytes = tonumber(d[2]), tonumber(d[3]) end
+local deleted = {}
+for i = first_del, #ARGV do
+  local f = 'f:' .. ARGV[i]
+  local n = stored(f)
+  if n then
+    count = count - 1
+    bytes = bytes - #ARGV[i] - n
+    deleted[#deleted + 1] = f
   end
 end
+-- The data hash as it will be: fields set, then the bookkeeping.
+local h = {}
 for i = 12, first_del - 1, 2 do
   local f = 'f:' .. ARGV[i]
-  if cur > 0 and not replace and redis.call('HEXISTS', D, f) == 1 then
-    bytes = bytes - #ARGV[i] - redis.call('HSTRLEN', D, f)
-  else
-    count = count + 1
-  end
+  local n = stored(f)
+  if n then bytes = bytes - #ARGV[i] - n else count = count + 1 end
   bytes = bytes + #ARGV[i] + #ARGV[i + 1]
+  h[#h + 1] = f
+  h[#h + 1] = ARGV[i + 1]
 end
 if count > tonumber(ARGV[6]) then return {'LIMIT_EXCEEDED', 'max_fields', count, expired} end
 if bytes > tonumber(ARGV[7]) then return {'LIMIT_EXCEEDED', 'max_session_bytes', bytes, expired} end
 
 local created = now
-if cur > 0 then created = tonumber(redis.call('HGET', D, 'c')) end
+if cur > 0 then created = tonumber(d[4]) end
 if replace then redis.call('DEL', D) end
-for i = first_del, #ARGV do redis.call('HDEL', D, 'f:' .. ARGV[i]) end
-for i = 12, first_del - 1, 2 do redis.call('HSET', D, 'f:' .. ARGV[i], ARGV[i + 1]) end
+in_chunks('HDEL', D, deleted)
 -- Versions come from meta, which outlives the data: never reused.
-local version = math.max(tonumber(redis.call('HGET', M, 'v') or '0'), cur) + 1
-redis.call('HSET', M, 'v', version)
+local version = redis.call('HINCRBY', M, 'v', 1)
+if version <= cur then
+  version = cur + 1
+  redis.call('HSET', M, 'v', version)
+end
 local ttl = tonumber(ARGV[5])
-redis.call('HSET', D, 'v', version, 'c', created, 'u', now, 'e', now + ttl, 'k', count, 'n', bytes)
+local i = #h
+h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6] = 'v', version, 'c', created, 'u', now
+h[i + 7], h[i + 8], h[i + 9], h[i + 10], h[i + 11], h[i + 12] = 'e', now + ttl, 'k', count, 'n', bytes
+in_chunks('HSET', D, h)
 redis.call('PEXPIRE', D, ttl)
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
