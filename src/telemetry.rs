@@ -1,6 +1,7 @@
-//! Logging set-up: `tracing` with a filter and plain or JSON lines. Handlers
-//! log inside the `rpc` span, so every line of a call carries its
-//! `request_id`; session payloads and credentials are never logged.
+//! Logging set-up: `tracing` with a filter and plain or JSON lines. The line
+//! logged for a failed call names its method and `request_id`; at debug level
+//! handlers also log inside an `rpc` span that carries them. Session payloads
+//! and credentials are never logged.
 
 use tracing_subscriber::EnvFilter;
 
