@@ -28,7 +28,7 @@ impl Session {
             fields: s
                 .fields
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_owned(), v.clone()))
                 .collect(),
             version: s.version,
             created_at: timestamp(s.created_ms),

@@ -109,10 +109,7 @@ mod tests {
         let (key, floor) =
             parse_invalidation(format!("7 {}/{}", enc("default"), enc("a/b c")).as_bytes())
                 .unwrap();
-        assert_eq!(
-            (&*key.namespace, key.id.as_str(), floor),
-            ("default", "a/b c", 7)
-        );
+        assert_eq!((&*key.namespace, &*key.id, floor), ("default", "a/b c", 7));
         assert!(parse_invalidation(b"7 no-slash").is_none());
         assert!(parse_invalidation(b"x default/a").is_none());
     }
