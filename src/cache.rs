@@ -116,6 +116,14 @@ impl Cache {
     /// after a delete, that any re-created one will): older copies are gone.
     pub async fn invalidate(&self, key: &SessionKey, floor: u64) {
         let Some(m) = &self.moka else { return };
+        // The common case on the invalidation feed: this instance wrote the
+        // version and left its floor already. A lock-free look saves the
+        // per-key compute below.
+        match m.get(key).await {
+            Some(Entry::Present(s)) if s.version >= floor => return,
+            Some(Entry::Floor(v)) if v >= floor => return,
+            _ => {}
+        }
         m.entry_by_ref(key)
             .and_compute_with(|existing| {
                 let op = match existing.map(|e| e.into_value()) {

@@ -421,9 +421,19 @@ impl Inner {
         encode_into(&mut subject, &key.namespace);
         subject.push('/');
         encode_into(&mut subject, &key.id);
-        let k = |suffix: &str| format!("{}:{{{subject}}}:{suffix}", self.prefix);
+        // `<prefix>:{<subject>}:<suffix>`, without the formatting machinery:
+        // this runs on every call.
+        let k = |suffix: char| {
+            let mut k = String::with_capacity(self.prefix.len() + subject.len() + 5);
+            k.push_str(&self.prefix);
+            k.push_str(":{");
+            k.push_str(&subject);
+            k.push_str("}:");
+            k.push(suffix);
+            k
+        };
         Keys {
-            keys: [k("d"), k("m"), k("l"), k("q"), k("w")],
+            keys: [k('d'), k('m'), k('l'), k('q'), k('w')],
             subject,
         }
     }
