@@ -471,12 +471,7 @@ impl Inner {
         }
     }
 
-    /// A handle on one of the pool's connections. Connections are
-    /// multiplexed: the handle is a clone sharing the connection, and the pool
-    /// object goes straight back, so concurrent calls pipeline their commands
-    /// on a few connections (fewer syscalls for sessiond and Redis) instead of
-    /// each holding a connection for a whole round trip. The pool still
-    /// creates, health-checks and replaces the connections.
+    /// Runs a plain command on a shared connection (see `Conns`).
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         let result = self
             .conns
@@ -487,6 +482,7 @@ impl Inner {
         self.settle(result)
     }
 
+    /// Runs a script on a shared connection and parses its reply.
     async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
         let result = self
             .conns
