@@ -2,15 +2,17 @@
 //! HTTP/2 connections for a set time, and the same load against an empty
 //! unary RPC (a baseline server it starts itself, same tonic settings), then
 //! prints one JSON object per workload with throughput, latency percentiles,
-//! errors by code, the ratio to the baseline and, for the write workloads, a
-//! check that no acknowledged update was lost.
+//! errors by code, the ratio to the baseline (run before and after each
+//! workload) and, for the write workloads, a check that no acknowledged
+//! update was lost.
 //!
 //!   sessiond-bench --target 127.0.0.1:50051 --workloads read-cached,rmw,hot
 //!
 //! Workloads: read-cached, read-strong, rmw (LockSession then UpdateSession
 //! with release), cas (GetSession STRONG then UpdateSession with
 //! expected_version, retried), hot (rmw, every caller on one session),
-//! bot-mix (70% cached reads, 25% locked rmw, 5% new sessions), empty (the
+//! bot-mix (70% cached reads, 25% locked rmw, 5% new sessions), health (the
+//! empty RPC through sessiond's own stack: its health service), empty (the
 //! baseline alone).
 
 use std::collections::BTreeMap;
@@ -116,17 +118,19 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .args(["--serve-baseline", &baseline_addr.to_string()])
         .spawn()?;
     let result = async {
-        let empty = run(
-            &args,
-            "empty",
-            &channels(baseline_addr, args.connections).await?,
-        )
-        .await?;
-        print_json(&empty, None, None);
+        // The machine's speed drifts (it is shared): the baseline runs before
+        // and after every workload, and each workload is compared with the
+        // mean of the two runs around it.
+        let empty_chans = channels(baseline_addr, args.connections).await?;
+        let mut before = run(&args, "empty", &empty_chans).await?;
+        print_json(&before, None, None);
         let chans = channels(args.target, args.connections).await?;
         for w in args.workloads.iter().filter(|w| *w != "empty") {
             let r = run(&args, w, &chans).await?;
-            print_json(&r, Some(&empty), args.server_pid);
+            let after = run(&args, "empty", &empty_chans).await?;
+            print_json(&r, Some(Baseline::around(&before, &after)), args.server_pid);
+            print_json(&after, None, None);
+            before = after;
         }
         anyhow::Ok(())
     }
@@ -460,7 +464,24 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn print_json(r: &Report, baseline: Option<&Report>, server_pid: Option<u32>) {
+/// The empty RPC's figures a workload is compared with.
+struct Baseline {
+    throughput: f64,
+    p99: f64,
+}
+
+impl Baseline {
+    /// The mean of the runs just before and just after a workload.
+    fn around(before: &Report, after: &Report) -> Baseline {
+        let throughput = |r: &Report| r.ops as f64 / r.seconds;
+        Baseline {
+            throughput: (throughput(before) + throughput(after)) / 2.0,
+            p99: (before.latency.summary().p99 + after.latency.summary().p99) / 2.0,
+        }
+    }
+}
+
+fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
     let s = r.latency.summary();
     let p95 = r.latency.quantile(0.95);
     let throughput = r.ops as f64 / r.seconds;
@@ -485,12 +506,10 @@ fn print_json(r: &Report, baseline: Option<&Report>, server_pid: Option<u32>) {
         .collect();
     json.push_str(&format!(",\"errors\":{{{}}}", errors.join(",")));
     if let Some(b) = baseline {
-        let bt = b.ops as f64 / b.seconds;
-        let bs = b.latency.summary();
         json.push_str(&format!(
             ",\"vs_empty\":{{\"throughput\":{:.3},\"p99\":{:.3}}}",
-            throughput / bt,
-            if bs.p99 > 0.0 { s.p99 / bs.p99 } else { 0.0 }
+            throughput / b.throughput,
+            if b.p99 > 0.0 { s.p99 / b.p99 } else { 0.0 }
         ));
     }
     if s.p50 > 0.0 {
