@@ -346,15 +346,31 @@ impl RedisStore {
 /// connection failed or timed out.
 struct Conns {
     pool: Pool,
-    slots: Box<[Mutex<Option<deadpool_redis::Connection>>]>,
+    slots: Box<[Slot]>,
     next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: Mutex<Option<deadpool_redis::Connection>>,
+    /// Held by the one call that opens the slot's connection; the others
+    /// wait for it rather than ask the pool, which has no more connections
+    /// than slots.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn get(&self) -> Option<MultiplexedConnection> {
+        let conn = self.conn.lock().expect("slot");
+        conn.as_deref().cloned()
+    }
 }
 
 impl Conns {
     fn new(pool: Pool, n: usize) -> Conns {
         Conns {
             pool,
-            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -371,39 +387,43 @@ impl Conns {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        let slot = self.next.fetch_add(1, Relaxed) % self.slots.len();
+        let slot = &self.slots[self.next.fetch_add(1, Relaxed) % self.slots.len()];
         let result = tokio::time::timeout(timeout, async {
             let conn = self.connection(slot).await?;
             command(conn).await.map_err(|e| {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.close(slot);
+                    close(slot);
                 }
                 e.to_string()
             })
         })
         .await;
         if result.is_err() {
-            self.close(slot);
+            close(slot);
         }
         result
     }
 
-    async fn connection(&self, slot: usize) -> std::result::Result<MultiplexedConnection, String> {
-        if let Some(pooled) = &*self.slots[slot].lock().expect("slot") {
-            return Ok(MultiplexedConnection::clone(pooled));
+    async fn connection(&self, slot: &Slot) -> std::result::Result<MultiplexedConnection, String> {
+        if let Some(conn) = slot.get() {
+            return Ok(conn);
+        }
+        let _opening = slot.opening.lock().await;
+        if let Some(conn) = slot.get() {
+            return Ok(conn);
         }
         let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
-        let mut filled = self.slots[slot].lock().expect("slot");
-        // If another call filled the slot meanwhile, ours goes back to the pool.
-        let pooled = filled.get_or_insert(pooled);
-        Ok(MultiplexedConnection::clone(pooled))
+        let conn = MultiplexedConnection::clone(&pooled);
+        *slot.conn.lock().expect("slot") = Some(pooled);
+        Ok(conn)
     }
+}
 
-    fn close(&self, slot: usize) {
-        if let Some(pooled) = self.slots[slot].lock().expect("slot").take() {
-            // Out of the pool for good, rather than recycled.
-            drop(deadpool_redis::Connection::take(pooled));
-        }
+/// Empties a slot; its connection leaves the pool for good rather than being
+/// recycled.
+fn close(slot: &Slot) {
+    if let Some(pooled) = slot.conn.lock().expect("slot").take() {
+        drop(deadpool_redis::Connection::take(pooled));
     }
 }
 

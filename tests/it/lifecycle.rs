@@ -139,12 +139,17 @@ async fn redis_outage_fails_fast_and_recovers() {
     c.get_session(strong).await.unwrap();
 }
 
-/// Calls share a few Redis connections; killing them under load costs the
+/// Calls share the Redis connections; killing them under load costs the
 /// calls in flight on them (STORE_UNAVAILABLE, retry-safe or not), never a
-/// wrong answer, and the next calls get fresh connections.
+/// wrong answer, and the next calls get a fresh connection without waiting
+/// for one (the Redis timeout here is far longer than the test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_connections_are_replaced_under_load() {
-    let s = Server::start(Backend::Redis, &["--redis-pool-size", "2"]).await;
+    let s = Server::start(
+        Backend::Redis,
+        &["--redis-pool-size", "1", "--redis-timeout", "60s"],
+    )
+    .await;
     let url = s.redis.as_ref().unwrap().url();
     let mut c = s.client().await;
     c.update_session(set("k", &[("n", "0")])).await.unwrap();
@@ -196,11 +201,18 @@ async fn killed_redis_connections_are_replaced_under_load() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut acked, mut unavailable) = (0, 0);
-    for w in workers {
-        let (a, u) = w.await.unwrap();
-        acked += a;
-        unavailable += u;
-    }
+    let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        for w in workers {
+            let (a, u) = w.await.unwrap();
+            acked += a;
+            unavailable += u;
+        }
+    })
+    .await;
+    assert!(
+        joined.is_ok(),
+        "calls were stuck waiting for a connection after the kills"
+    );
     // Working again on new connections.
     let session = get(&mut c, "k", Consistency::Strong)
         .await
