@@ -26,6 +26,16 @@ enum Entry {
     Floor(u64),
 }
 
+impl Entry {
+    /// Whether this entry already knows of version `floor` or a newer one.
+    fn knows(&self, floor: u64) -> bool {
+        match self {
+            Entry::Present(s) => s.version >= floor,
+            Entry::Floor(v) => *v >= floor,
+        }
+    }
+}
+
 /// Bytes an entry costs beyond its fields: key, bookkeeping, moka's node.
 const ENTRY_OVERHEAD: u64 = 160;
 
@@ -119,16 +129,13 @@ impl Cache {
         // The common case on the invalidation feed: this instance wrote the
         // version and left its floor already. A lock-free look saves the
         // per-key compute below.
-        match m.get(key).await {
-            Some(Entry::Present(s)) if s.version >= floor => return,
-            Some(Entry::Floor(v)) if v >= floor => return,
-            _ => {}
+        if m.get(key).await.is_some_and(|e| e.knows(floor)) {
+            return;
         }
         m.entry_by_ref(key)
             .and_compute_with(|existing| {
-                let op = match existing.map(|e| e.into_value()) {
-                    Some(Entry::Present(s)) if s.version >= floor => Op::Nop,
-                    Some(Entry::Floor(v)) if v >= floor => Op::Nop,
+                let op = match existing {
+                    Some(e) if e.value().knows(floor) => Op::Nop,
                     _ => Op::Put(Entry::Floor(floor)),
                 };
                 std::future::ready(op)
