@@ -12,8 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;
 use redis::Value;
 use sessiond::cache::Cache;
-use sessiond::config::Config;
-use sessiond::session::{Limits, Mutation, Session, SessionKey};
+use sessiond::config::{Config, Settings};
+use sessiond::session::{Mutation, Session, SessionKey};
 use sessiond::stats::Stats;
 
 /// A typical bot session: a few small fields and a 256-byte history.
@@ -84,7 +84,7 @@ fn key_encoding(c: &mut Criterion) {
 }
 
 fn validation(c: &mut Criterion) {
-    let limits = Limits::from_config(&Config::defaults());
+    let limits = Settings::new(Config::defaults()).unwrap().limits;
     let m = Mutation {
         set: vec![
             ("turns".into(), Bytes::from_static(b"18")),

@@ -42,10 +42,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
 /// A snapshot of the counters, as GetStats returns them.
 pub fn stats_of(state: &State) -> pb::GetStatsResponse {
     let s = &state.stats;
-    let (entries, weighted_bytes) = state.cache.size();
+    let (entries, weighted_bytes) = state.sessions.cache().size();
     let hits = s.cache_hits.load(Relaxed);
     let misses = s.cache_misses.load(Relaxed);
-    let (pool_size, pool_idle) = state.store.pool_status();
+    let (pool_size, pool_idle) = state.sessions.store().pool_status();
     let uptime = state.started.elapsed();
     pb::GetStatsResponse {
         instance_id: state.instance_id.clone(),
@@ -54,7 +54,7 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             seconds: uptime.as_secs() as i64,
             nanos: uptime.subsec_nanos() as i32,
         }),
-        store_backend: state.store.backend().to_owned(),
+        store_backend: state.sessions.store().backend().to_owned(),
         cache: Some(pb::CacheStats {
             entries,
             weighted_bytes,
@@ -68,7 +68,7 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             evictions: s.cache_evictions.load(Relaxed),
             invalidations_received: s.cache_invalidations.load(Relaxed),
             bypasses: s.cache_bypasses.load(Relaxed),
-            feed_healthy: state.feed_healthy(),
+            feed_healthy: state.sessions.feed_healthy(),
             feed_losses: s.cache_feed_losses.load(Relaxed),
         }),
         locks: Some(pb::LockStats {

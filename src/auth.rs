@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::session::printable;
 
 /// Metadata key that selects one of the caller's namespaces.
 pub const NAMESPACE_HEADER: &str = "sessiond-namespace";
@@ -76,7 +77,10 @@ impl Auth {
             .get(token.trim())
             .ok_or_else(|| Error::Unauthenticated("the bearer token is not known".into()))?;
         match wanted {
-            None => Ok(granted[0].clone()),
+            None => granted
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::PermissionDenied("the token grants no namespace".into())),
             Some(ns) => granted
                 .iter()
                 .find(|g| ***g == *ns)
@@ -96,10 +100,6 @@ fn valid_namespace(ns: &str) -> bool {
         && ns
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Cache {
             .max_capacity(max_bytes)
             .weigher(|k: &SessionKey, e: &Entry| {
                 let data = match e {
-                    Entry::Present(s) => s.data_bytes(),
+                    Entry::Present(s) => s.fields.bytes(),
                     Entry::Floor(_) => 0,
                 };
                 (data + (k.id.len() + k.namespace.len()) as u64 + ENTRY_OVERHEAD)

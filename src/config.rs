@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::auth::Auth;
+use crate::session::Limits;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "sessiond",
@@ -134,84 +137,144 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The store actually used once `auto` is resolved.
-    pub fn store_kind(&self) -> StoreKind {
-        match (self.store, &self.redis_url) {
-            (StoreKind::Auto, Some(_)) => StoreKind::Redis,
-            (StoreKind::Auto, None) => StoreKind::Embedded,
-            (kind, _) => kind,
-        }
-    }
-
-    /// Reads and checks the tokens file, if authentication is on.
-    pub fn auth(&self) -> Result<Option<crate::auth::Auth>, String> {
-        let Some(path) = &self.auth_tokens_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
-        crate::auth::Auth::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))
-    }
-
-    /// The metrics address, if the endpoint is on.
-    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
-        match self.metrics_listen.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(a) => a.parse().map(Some).map_err(|_| {
-                format!("--metrics-listen `{a}` is not an address: write it like 0.0.0.0:9090")
-            }),
-        }
-    }
-
-    /// Checks what clap cannot: relations between settings.
+    /// Checks the configuration without keeping what it builds (for callers
+    /// that only validate; `Settings::new` is the one that serves).
     pub fn validate(&self) -> Result<(), String> {
-        self.metrics_addr()?;
-        self.auth()?;
-        if self.store_kind() == StoreKind::Redis && self.redis_url.is_none() {
-            return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
-        }
-        if self.redis_pool_size == 0 {
-            return Err("--redis-pool-size must be at least 1".into());
-        }
-        if self.lease_min.is_zero() || self.lease_min > self.lease_max {
-            return Err(format!(
-                "lease bounds are inverted or zero: --lease-min {:?} must be > 0 and <= --lease-max {:?}",
-                self.lease_min, self.lease_max
-            ));
-        }
-        if self.lease_default < self.lease_min || self.lease_default > self.lease_max {
-            return Err(format!(
-                "--lease-default {:?} must lie within --lease-min {:?} and --lease-max {:?}",
-                self.lease_default, self.lease_min, self.lease_max
-            ));
-        }
-        if self.lease_max.as_millis() > u32::MAX as u128
-            || self.wait_max.as_millis() > u32::MAX as u128
-        {
-            return Err("--lease-max and --wait-max must be below 49 days".into());
-        }
-        if self.idle_ttl < Duration::from_secs(1) {
-            return Err("--idle-ttl must be at least 1s".into());
-        }
-        if self.max_fields == 0 || self.max_field_bytes == 0 || self.max_session_bytes == 0 {
-            return Err(
-                "--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into(),
-            );
-        }
-        if self.max_concurrent_calls == 0 {
-            return Err("--max-concurrent-calls must be at least 1".into());
-        }
-        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(['{', '}']) {
-            return Err("--redis-key-prefix must be non-empty and contain no '{' or '}'".into());
-        }
-        Ok(())
+        Settings::new(self.clone()).map(drop)
     }
 
     /// A configuration with the defaults, as tests and tools start from.
     pub fn defaults() -> Config {
         Config::parse_from(["sessiond"])
+    }
+}
+
+/// A `Config` once validated: every setting parsed, resolved and checked
+/// against the others, built once at start-up (the tokens file is read
+/// here and nowhere else; `auto` does not survive it).
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store: StoreSettings,
+    pub limits: Limits,
+    /// `None` while authentication is off.
+    pub auth: Option<Auth>,
+    /// The `/metrics` endpoint's address, if it is on.
+    pub metrics_addr: Option<SocketAddr>,
+    pub cache_max_bytes: u64,
+    pub cache_max_age: Duration,
+    pub max_concurrent_calls: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// The store a configuration chose.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Embedded { path: PathBuf },
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub password: Option<String>,
+    pub pool_size: usize,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// Validates `c`; `Err` is one line that says what to fix.
+    pub fn new(c: Config) -> Result<Settings, String> {
+        let metrics_addr = match c.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("--metrics-listen `{a}` is not an address: write it like 0.0.0.0:9090")
+            })?),
+        };
+        let auth = match &c.auth_tokens_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
+                let auth = Auth::parse(&text)
+                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
+                Some(auth)
+            }
+        };
+        // Checked whichever store is chosen, so a setting that is wrong
+        // today does not surprise its deployment the day it moves to Redis.
+        if c.redis_pool_size == 0 {
+            return Err("--redis-pool-size must be at least 1".into());
+        }
+        if c.redis_key_prefix.is_empty() || c.redis_key_prefix.contains(['{', '}']) {
+            return Err("--redis-key-prefix must be non-empty and contain no '{' or '}'".into());
+        }
+        let store = match (c.store, c.redis_url) {
+            (StoreKind::Redis | StoreKind::Auto, Some(url)) => {
+                StoreSettings::Redis(RedisSettings {
+                    url,
+                    password: c.redis_password,
+                    pool_size: c.redis_pool_size,
+                    key_prefix: c.redis_key_prefix,
+                    timeout: c.redis_timeout,
+                })
+            }
+            (StoreKind::Redis, None) => {
+                return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
+            }
+            (StoreKind::Embedded | StoreKind::Auto, _) => {
+                StoreSettings::Embedded { path: c.db_path }
+            }
+        };
+        if c.lease_min.is_zero() || c.lease_min > c.lease_max {
+            return Err(format!(
+                "lease bounds are inverted or zero: --lease-min {:?} must be > 0 and <= --lease-max {:?}",
+                c.lease_min, c.lease_max
+            ));
+        }
+        if c.lease_default < c.lease_min || c.lease_default > c.lease_max {
+            return Err(format!(
+                "--lease-default {:?} must lie within --lease-min {:?} and --lease-max {:?}",
+                c.lease_default, c.lease_min, c.lease_max
+            ));
+        }
+        if c.lease_max.as_millis() > u128::from(u32::MAX)
+            || c.wait_max.as_millis() > u128::from(u32::MAX)
+        {
+            return Err("--lease-max and --wait-max must be below 49 days".into());
+        }
+        if c.idle_ttl < Duration::from_secs(1) {
+            return Err("--idle-ttl must be at least 1s".into());
+        }
+        if c.max_fields == 0 || c.max_field_bytes == 0 || c.max_session_bytes == 0 {
+            return Err(
+                "--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into(),
+            );
+        }
+        if c.max_concurrent_calls == 0 {
+            return Err("--max-concurrent-calls must be at least 1".into());
+        }
+        Ok(Settings {
+            listen: c.listen,
+            store,
+            limits: Limits {
+                max_fields: c.max_fields,
+                max_field_bytes: c.max_field_bytes,
+                max_session_bytes: c.max_session_bytes,
+                lease_default: c.lease_default,
+                lease_min: c.lease_min,
+                lease_max: c.lease_max,
+                wait_max: c.wait_max,
+                idle_ttl: c.idle_ttl,
+            },
+            auth,
+            metrics_addr,
+            cache_max_bytes: c.cache_max_bytes,
+            cache_max_age: c.cache_max_age,
+            max_concurrent_calls: c.max_concurrent_calls,
+            shutdown_grace: c.shutdown_grace,
+        })
     }
 }
 
@@ -261,9 +324,43 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_embedded() {
-        let c = Config::defaults();
-        assert_eq!(c.validate(), Ok(()));
-        assert_eq!(c.store_kind(), StoreKind::Embedded);
+        let s = Settings::new(Config::defaults()).unwrap();
+        assert!(matches!(s.store, StoreSettings::Embedded { .. }));
+        assert!(s.auth.is_none() && s.metrics_addr.is_none());
+    }
+
+    #[test]
+    fn auto_picks_redis_when_a_url_is_set() {
+        let c = Config::parse_from(["sessiond", "--redis-url", "redis://127.0.0.1:1/0"]);
+        assert!(matches!(
+            Settings::new(c).unwrap().store,
+            StoreSettings::Redis(_)
+        ));
+        let c = Config::parse_from(["sessiond", "--store", "redis"]);
+        assert!(Settings::new(c).unwrap_err().contains("--redis-url"));
+        let c = Config::parse_from([
+            "sessiond",
+            "--store",
+            "embedded",
+            "--redis-url",
+            "redis://x",
+        ]);
+        assert!(matches!(
+            Settings::new(c).unwrap().store,
+            StoreSettings::Embedded { .. }
+        ));
+    }
+
+    #[test]
+    fn the_tokens_file_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "AAAAAAAAAAAAAAAAAAAA telegram\n").unwrap();
+        let c = Config::parse_from(["sessiond", "--auth-tokens-file", path.to_str().unwrap()]);
+        assert!(Settings::new(c).unwrap().auth.is_some());
+        std::fs::write(&path, "short telegram\n").unwrap();
+        let c = Config::parse_from(["sessiond", "--auth-tokens-file", path.to_str().unwrap()]);
+        assert!(Settings::new(c).unwrap_err().contains("line 1"));
     }
 
     #[test]

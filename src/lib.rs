@@ -18,6 +18,18 @@
 //! - [`telemetry`]: tracing set-up.
 
 #![forbid(unsafe_code)]
+// Nothing on a request path panics: no unwrap, expect, panic, unreachable or
+// unchecked indexing outside tests; a local `allow` names its reason.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod admin;
 pub mod auth;
@@ -30,10 +42,13 @@ pub mod pb;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod state;
 pub mod stats;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 
 pub use config::Config;
-pub use server::run;
+pub use config::Settings;
+pub use server::{StartError, run, serve};

@@ -1,10 +1,24 @@
 //! The `sessiond` binary: parse the configuration, set up logging, bind, and
 //! hand over to `sessiond::run` until SIGTERM or SIGINT.
 
+// Nothing on a request path panics: no unwrap, expect, panic, unreachable or
+// unchecked indexing outside tests; a local `allow` names its reason.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
-use sessiond::Config;
+use sessiond::{Config, Settings};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,12 +36,13 @@ fn main() -> ExitCode {
         }
         Err(e) => return config_error(&first_line(&e.render().to_string())),
     };
-    if let Err(e) = config.validate() {
-        return config_error(&e);
-    }
     if let Err(e) = sessiond::telemetry::init(&config) {
         return config_error(&e);
     }
+    let settings = match Settings::new(config) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sessiond: {e:#}");
@@ -47,11 +62,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    sessiond::run(config, listener, shutdown_signal()).await?;
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    sessiond::serve(settings, listener, shutdown_signal()).await?;
     Ok(())
 }
 

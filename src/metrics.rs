@@ -14,7 +14,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::error::Error;
 use crate::state::State;
 use crate::stats::{Histogram, Method};
 
@@ -44,23 +43,21 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// Binds `addr` and serves `/metrics` in the background.
-pub async fn serve(
+/// Binds `addr`; the future it returns serves `/metrics` until dropped.
+pub async fn bind(
     addr: SocketAddr,
     state: Arc<State>,
-) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Internal(format!("cannot listen for metrics on {addr}: {e}")))?;
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);
     tracing::info!(%addr, "metrics on /metrics");
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics endpoint failed");
         }
-    }))
+    })
 }
 
 async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
@@ -135,7 +132,7 @@ pub fn render(state: &State) -> String {
         );
     }
 
-    let (entries, bytes) = state.cache.size();
+    let (entries, bytes) = state.sessions.cache().size();
     let counters: [(&str, &str, u64); 14] = [
         (
             "sessiond_cache_hits_total",
@@ -212,7 +209,7 @@ pub fn render(state: &State) -> String {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let (pool_size, pool_idle) = state.store.pool_status();
+    let (pool_size, pool_idle) = state.sessions.store().pool_status();
     let gauges: [(&str, &str, u64); 6] = [
         ("sessiond_cache_entries", "Sessions cached now.", entries),
         ("sessiond_cache_bytes", "Weighted bytes cached now.", bytes),

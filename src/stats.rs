@@ -92,6 +92,7 @@ impl RpcStats {
 
 impl Stats {
     pub fn rpc(&self, m: Method) -> &RpcStats {
+        #[allow(clippy::indexing_slicing)] // reason: one slot per `Method`, by its discriminant
         &self.rpcs[m as usize]
     }
 
@@ -143,7 +144,9 @@ pub struct Summary {
 
 impl Histogram {
     pub fn record(&self, v: u64) {
-        self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
+        if let Some(bucket) = self.buckets.get(bucket_of(v)) {
+            bucket.fetch_add(1, Relaxed);
+        }
         self.count.fetch_add(1, Relaxed);
         self.sum.fetch_add(v, Relaxed);
         self.max.fetch_max(v, Relaxed);
@@ -184,9 +187,9 @@ impl Histogram {
         for (i, b) in self.buckets.iter().enumerate() {
             let n = b.load(Relaxed);
             let ub = upper_bound(i);
-            for (j, bound) in bounds.iter().enumerate() {
+            for (total, bound) in out.iter_mut().zip(bounds) {
                 if ub <= *bound as f64 {
-                    out[j] += n;
+                    *total += n;
                 }
             }
         }

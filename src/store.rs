@@ -15,7 +15,7 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, StoreKind};
+use crate::config::StoreSettings;
 use crate::error::Result;
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
@@ -53,16 +53,19 @@ pub type Feed = tokio::sync::mpsc::UnboundedReceiver<FeedEvent>;
 impl Store {
     /// Opens the configured store. A shared store (Redis) also returns its
     /// invalidation feed.
-    pub async fn open(config: &Config, stats: Arc<Stats>) -> Result<(Store, Option<Feed>)> {
-        let limits = Limits::from_config(config);
-        Ok(match config.store_kind() {
-            StoreKind::Redis => {
+    pub async fn open(
+        settings: &StoreSettings,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Result<(Store, Option<Feed>)> {
+        Ok(match settings {
+            StoreSettings::Redis(redis) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let store = redis::RedisStore::open(config, limits, stats, tx).await?;
+                let store = redis::RedisStore::open(redis, limits, stats, tx).await?;
                 (Store::Redis(store), Some(rx))
             }
-            _ => {
-                let store = embedded::EmbeddedStore::open(&config.db_path, limits, stats)?;
+            StoreSettings::Embedded { path } => {
+                let store = embedded::EmbeddedStore::open(path, limits, stats)?;
                 (Store::Embedded(store), None)
             }
         })

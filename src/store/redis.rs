@@ -36,7 +36,7 @@ mod feed;
 pub mod wire;
 
 use super::{FeedEvent, new_token};
-use crate::config::Config;
+use crate::config::RedisSettings;
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
@@ -109,23 +109,22 @@ struct Keys {
 
 impl RedisStore {
     pub async fn open(
-        config: &Config,
+        config: &RedisSettings,
         limits: Limits,
         stats: Arc<Stats>,
         feed: UnboundedSender<FeedEvent>,
     ) -> Result<RedisStore> {
-        let url = config.redis_url.as_deref().unwrap_or_default();
-        let mut info = redis::IntoConnectionInfo::into_connection_info(url)
+        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
-        if let Some(password) = &config.redis_password {
+        if let Some(password) = &config.password {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        let mut pool_config = PoolConfig::new(config.redis_pool_size);
+        let mut pool_config = PoolConfig::new(config.pool_size);
         pool_config.timeouts = Timeouts {
-            wait: Some(config.redis_timeout),
-            create: Some(config.redis_timeout),
-            recycle: Some(config.redis_timeout),
+            wait: Some(config.timeout),
+            create: Some(config.timeout),
+            recycle: Some(config.timeout),
         };
         let cfg = deadpool_redis::Config {
             url: None,
@@ -135,17 +134,17 @@ impl RedisStore {
         let pool = cfg
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))?;
-        let prefix = config.redis_key_prefix.clone();
+        let prefix = config.key_prefix.clone();
         let instance = new_token();
         let inner = Arc::new(Inner {
-            conns: Conns::new(pool, config.redis_pool_size),
+            conns: Conns::new(pool, config.pool_size),
             scripts: Scripts::load(),
             wake_channel: format!("{prefix}:wake:{instance}"),
             invalidation_channel: format!("{prefix}:invalidate"),
             prefix,
             limits,
             stats,
-            timeout: config.redis_timeout,
+            timeout: config.timeout,
             waiters: Mutex::new(HashMap::new()),
         });
         let client = redis::Client::open(info)

@@ -99,7 +99,7 @@ pub struct Server {
     pub redis: Option<Redis>,
     _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), sessiond::error::Error>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sessiond::StartError>>>,
 }
 
 /// The settings every test server starts from: short leases allowed, a

@@ -1,0 +1,206 @@
+//! The session core: every operation on a session, over the store and the
+//! cache, with the rules that keep the cache honest. It knows nothing of
+//! gRPC; `service.rs` validates requests and translates to and from it.
+//!
+//! The cache rules, all here:
+//! - Only CACHED reads are answered from the cache; writes, locks and STRONG
+//!   reads go to the store.
+//! - **Trust.** With a shared store (other instances write too), the cache is
+//!   trusted only while the invalidation feed is up: when it goes down,
+//!   CACHED reads go to the store (counted as bypasses) and the cache is
+//!   dropped; when it comes back, the cache is dropped again (it may have
+//!   missed invalidations) and trusted.
+//! - **Epoch.** Every change of the feed's health bumps the epoch; a read
+//!   that began in an older epoch does not fill the cache (it may predate a
+//!   lost invalidation).
+//! - **Floors.** A write leaves its version as a floor; a delete leaves the
+//!   deleted version + 1, since any re-created session starts above it. A
+//!   fill older than a floor is refused (see `cache.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::session::{Guards, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::stats::Stats;
+use crate::store::{FeedEvent, Store};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// The cache may answer (at least `min_version`, if given).
+    Cached,
+    /// The store answers.
+    Strong,
+}
+
+/// A session read, and whether the cache answered it.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub session: Arc<Session>,
+    pub from_cache: bool,
+}
+
+/// A lock just granted, as the gRPC edge attaches it to its answer so that
+/// it can be released if the answer is never sent.
+#[derive(Debug, Clone)]
+pub struct GrantedLock {
+    pub key: SessionKey,
+    pub token: String,
+}
+
+pub struct Sessions {
+    store: Store,
+    cache: Cache,
+    stats: Arc<Stats>,
+    /// False while the cache cannot be trusted (the invalidation feed of a
+    /// shared store is down). SeqCst with `epoch`: a reader that sees the
+    /// cache trusted also sees the epoch bumped with it.
+    trusted: AtomicBool,
+    /// Bumped whenever the feed goes down or comes back.
+    epoch: AtomicU64,
+}
+
+impl Sessions {
+    /// `shared`: other instances write to the store too, so the cache is
+    /// trusted only once the invalidation feed is up.
+    pub fn new(store: Store, cache: Cache, stats: Arc<Stats>, shared: bool) -> Sessions {
+        Sessions {
+            store,
+            cache,
+            stats,
+            trusted: AtomicBool::new(!shared),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The session; `NotFound` when it does not exist (or idly expired).
+    pub async fn get(
+        &self,
+        key: &SessionKey,
+        consistency: Consistency,
+        min_version: u64,
+    ) -> Result<Read> {
+        let epoch = self.epoch.load(SeqCst);
+        if consistency == Consistency::Cached {
+            if self.cache_trusted() {
+                if let Some(session) = self.cache.get(key, min_version).await {
+                    return Ok(Read {
+                        session,
+                        from_cache: true,
+                    });
+                }
+            } else if self.cache.enabled() {
+                self.stats.cache_bypasses.fetch_add(1, Relaxed);
+            }
+        }
+        let session = Arc::new(self.store.get(key).await?.ok_or(Error::NotFound)?);
+        self.fill(key, session.clone(), epoch).await;
+        Ok(Read {
+            session,
+            from_cache: false,
+        })
+    }
+
+    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try
+    /// once). The session that comes with the grant is not cached: the
+    /// holder is about to write it, which would only replace the entry again.
+    pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        self.store.lock(key, lease, wait).await
+    }
+
+    pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
+        let written = self.store.update(key, m, g).await?;
+        self.cache.invalidate(key, written.version).await;
+        Ok(written)
+    }
+
+    /// Whether there was a session to delete.
+    pub async fn delete(&self, key: &SessionKey, g: Guards) -> Result<bool> {
+        let deleted = self.store.delete(key, g).await?;
+        if let Some(version) = deleted {
+            // A re-created session starts above the deleted one's version.
+            self.cache.invalidate(key, version.saturating_add(1)).await;
+        }
+        Ok(deleted.is_some())
+    }
+
+    pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
+        self.store.unlock(key, token).await
+    }
+
+    /// Returns the new lease expiry (ms since the epoch).
+    pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
+        self.store.refresh(key, token, lease).await
+    }
+
+    /// Releases a lock whose grant never reached its caller.
+    pub async fn release_unsent(&self, lock: GrantedLock) {
+        self.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
+        // LOCK_LOST here only means it already expired or was released.
+        let _ = self.store.unlock(&lock.key, &lock.token).await;
+    }
+
+    /// Applies an event of the store's invalidation feed.
+    pub async fn on_feed(&self, event: FeedEvent) {
+        match event {
+            FeedEvent::Invalidate(key, floor) => {
+                self.stats.cache_invalidations.fetch_add(1, Relaxed);
+                self.cache.invalidate(&key, floor).await;
+            }
+            FeedEvent::Down => {
+                // Distrust first, so no read is answered from what may be
+                // stale from now on; then drop it.
+                self.trusted.store(false, SeqCst);
+                self.epoch.fetch_add(1, SeqCst);
+                self.stats.cache_feed_losses.fetch_add(1, Relaxed);
+                self.cache.clear();
+                tracing::warn!(
+                    "invalidation feed lost: CACHED reads go to the store until it is back"
+                );
+            }
+            FeedEvent::Up => {
+                // Whatever was cached may have missed invalidations.
+                self.cache.clear();
+                self.epoch.fetch_add(1, SeqCst);
+                self.trusted.store(true, SeqCst);
+                tracing::info!("invalidation feed up: cache in use");
+            }
+        }
+    }
+
+    /// Whether CACHED reads may use the cache now (for GetStats).
+    pub fn feed_healthy(&self) -> bool {
+        self.trusted.load(Relaxed)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    fn cache_trusted(&self) -> bool {
+        self.cache.enabled() && self.trusted.load(SeqCst)
+    }
+
+    /// Caches a session read from the store in feed epoch `epoch`, if the
+    /// cache is trusted and the feed did not flap since.
+    async fn fill(&self, key: &SessionKey, session: Arc<Session>, epoch: u64) {
+        if self.cache_trusted() && self.epoch.load(SeqCst) == epoch {
+            self.cache.fill(key, session).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! The gRPC edge of [`Error`]: the one place that picks a status code and an
+//! ErrorInfo reason for each error, so the table in the proto header
+//! (`proto/sessiond/v1/session.proto`) is enforced here alone.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::{Error, InvalidReason};
+
+/// The ErrorInfo domain of every error sessiond returns.
+pub const DOMAIN: &str = "sessiond";
+
+/// The gRPC code and ErrorInfo reason of an error, as the proto's table has
+/// them.
+pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
+    match err {
+        Error::InvalidArgument { reason, .. } => (Code::InvalidArgument, invalid(*reason)),
+        Error::LimitExceeded { .. } => (Code::InvalidArgument, "LIMIT_EXCEEDED"),
+        Error::NotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
+        Error::VersionMismatch { .. } => (Code::Aborted, "VERSION_MISMATCH"),
+        Error::LockHeld => (Code::FailedPrecondition, "LOCK_HELD"),
+        Error::LockLost => (Code::FailedPrecondition, "LOCK_LOST"),
+        Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
+        Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
+        Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
+        Error::Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
+        Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
+        Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+        Error::Internal(_) => (Code::Internal, "INTERNAL"),
+    }
+}
+
+fn invalid(reason: InvalidReason) -> &'static str {
+    match reason {
+        InvalidReason::SessionId => "INVALID_SESSION_ID",
+        InvalidReason::Field => "INVALID_FIELD",
+        InvalidReason::Lease => "INVALID_LEASE",
+        InvalidReason::Wait => "INVALID_WAIT",
+        InvalidReason::LockToken => "INVALID_LOCK_TOKEN",
+    }
+}
+
+/// The ErrorInfo metadata: what a client needs to act on the error.
+fn metadata(err: &Error) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    match err {
+        Error::LimitExceeded { limit, .. } => {
+            m.insert("limit".to_owned(), (*limit).to_owned());
+        }
+        Error::VersionMismatch { expected, current } => {
+            m.insert("expected_version".to_owned(), expected.to_string());
+            m.insert("current_version".to_owned(), current.to_string());
+        }
+        _ => {}
+    }
+    m
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let (code, reason) = code_and_reason(&err);
+        let details = ErrorDetails::with_error_info(reason, DOMAIN, metadata(&err));
+        Status::with_error_details(code, err.to_string(), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_code_reason_and_metadata() {
+        let status = Status::from(Error::VersionMismatch {
+            expected: 3,
+            current: 5,
+        });
+        assert_eq!(status.code(), Code::Aborted);
+        let info = status.get_details_error_info().expect("ErrorInfo attached");
+        assert_eq!(info.reason, "VERSION_MISMATCH");
+        assert_eq!(info.domain, DOMAIN);
+        assert_eq!(info.metadata["current_version"], "5");
+        let status = Status::from(Error::LimitExceeded {
+            limit: "max_fields",
+            message: "too many".into(),
+        });
+        let info = status.get_details_error_info().expect("ErrorInfo attached");
+        assert_eq!(
+            (status.code(), &*info.reason),
+            (Code::InvalidArgument, "LIMIT_EXCEEDED")
+        );
+        assert_eq!(info.metadata["limit"], "max_fields");
+    }
+
+    #[test]
+    fn invalid_arguments_name_their_reason() {
+        let status = Status::from(Error::invalid(InvalidReason::Wait, "too long"));
+        let info = status.get_details_error_info().expect("ErrorInfo attached");
+        assert_eq!(
+            (status.code(), &*info.reason),
+            (Code::InvalidArgument, "INVALID_WAIT")
+        );
+        assert_eq!(status.message(), "too long");
+    }
+}
