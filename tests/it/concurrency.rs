@@ -8,9 +8,8 @@ use std::time::Duration;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::conformance::{get, lock, set};
 use crate::on_both_backends;
-use crate::support::{Backend, Server, reason};
+use crate::support::{Backend, Server, get, lock, reason, set};
 
 const CLIENTS: usize = 32;
 const SESSIONS: usize = 4;
@@ -159,10 +158,10 @@ async fn fifo_order_and_cancelled_waiters(b: Backend) {
             }
         }));
         // Queue them one at a time so the arrival order is known.
-        crate::conformance::wait_until_queued(&s, u64::from(i) + 1).await;
+        crate::support::wait_until_queued(&s, u64::from(i) + 1).await;
     }
     // The cancelled waiter's deadline passes while it is queued.
-    crate::conformance::wait_until_waiting(&s, |n| n == 9).await;
+    crate::support::wait_until_waiting(&s, |n| n == 9).await;
     c.unlock_session(UnlockSessionRequest {
         session_id: "fifo".into(),
         lock_token: first.lock_token,

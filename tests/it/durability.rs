@@ -5,8 +5,7 @@ use std::process::{Child, Command, Stdio};
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 
-use crate::conformance::{fields, get, lock, set};
-use crate::support::{connect, free_port};
+use crate::support::{connect, fields, free_port, get, lock, set};
 
 fn spawn(port: u16, db: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sessiond"))

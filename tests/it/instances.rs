@@ -10,8 +10,7 @@ use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 use tonic::transport::Channel;
 
-use crate::conformance::{lock, set};
-use crate::support::{Redis, connect, free_port};
+use crate::support::{Redis, connect, free_port, lock, set};
 
 /// A sessiond process, killed (SIGKILL) on drop.
 struct Instance {

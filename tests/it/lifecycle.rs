@@ -10,8 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use crate::conformance::{get, lock, set, wait_until_queued};
-use crate::support::{Backend, Server, reason};
+use crate::support::{Backend, Server, get, lock, reason, set, wait_until_queued};
 
 const SERVICE: &str = "sessiond.v1.SessionService";
 
