@@ -1,13 +1,15 @@
-//! Test support: real sessiond servers on ephemeral ports, real redis-server
-//! processes on free ports, and the client calls every test file makes,
-//! written once.
+//! Test support: real sessiond servers on ephemeral ports (in-process, or
+//! the built binary in a process of its own), real redis-server processes on
+//! free ports, and the client calls every test file makes, written once.
 
+mod process;
 mod redis_server;
 mod rpc;
 mod server;
 
 use std::net::TcpListener as StdListener;
 
+pub use process::Process;
 pub use redis_server::Redis;
 pub use rpc::*;
 pub use server::{Server, test_config};

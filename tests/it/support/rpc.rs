@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sessiond::pb::admin_service_client::AdminServiceClient;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 use tonic::transport::Channel;
@@ -27,6 +28,20 @@ pub async fn connect(addr: SocketAddr) -> Channel {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+/// A SessionService client of the server on `addr`.
+pub async fn client(addr: SocketAddr) -> Client {
+    SessionServiceClient::new(connect(addr).await)
+}
+
+/// GetStats of the server on `addr`.
+pub async fn stats(addr: SocketAddr) -> GetStatsResponse {
+    AdminServiceClient::new(connect(addr).await)
+        .get_stats(GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub fn fields(pairs: &[(&str, &str)]) -> HashMap<String, Bytes> {
@@ -72,6 +87,30 @@ pub async fn lock(
     })
     .await
     .map(|r| r.into_inner())
+}
+
+pub async fn unlock(
+    c: &mut Client,
+    id: &str,
+    lock_token: String,
+) -> Result<UnlockSessionResponse, tonic::Status> {
+    c.unlock_session(UnlockSessionRequest {
+        session_id: id.into(),
+        lock_token,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// The counter the increment tests keep in field `n` (0 before the first
+/// write).
+pub fn counter_of(session: Option<&Session>) -> u64 {
+    session.map_or(0, |s| {
+        std::str::from_utf8(&s.fields["n"])
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
 }
 
 /// The status code and ErrorInfo reason of a failed call.

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-use super::{Backend, Client, Redis, connect};
+use super::{Backend, Client, Redis, client, connect, stats};
 
 /// A sessiond served in-process by `sessiond::run`, stopped on drop.
 pub struct Server {
@@ -60,7 +60,7 @@ impl Server {
     }
 
     pub async fn client(&self) -> Client {
-        Client::new(self.channel().await)
+        client(self.addr).await
     }
 
     pub async fn admin(&self) -> AdminServiceClient<Channel> {
@@ -69,12 +69,7 @@ impl Server {
 
     /// GetStats of this server.
     pub async fn stats(&self) -> sessiond::pb::GetStatsResponse {
-        let mut admin = self.admin().await;
-        admin
-            .get_stats(sessiond::pb::GetStatsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
+        stats(self.addr).await
     }
 
     pub async fn channel(&self) -> Channel {
