@@ -8,19 +8,15 @@ use std::time::Duration;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::conformance::{get, lock, set};
 use crate::on_both_backends;
-use crate::support::{Backend, Server, reason};
+use crate::support::{
+    Backend, Server, counter_of, get, lock, reason, set, unlock, wait_until_queued,
+    wait_until_waiting,
+};
 
 const CLIENTS: usize = 32;
 const SESSIONS: usize = 4;
 const INCREMENTS: u64 = 200;
-
-fn counter_of(s: &Option<Session>) -> u64 {
-    s.as_ref()
-        .and_then(|s| s.fields.get("n"))
-        .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap())
-}
 
 /// 32 clients lock, read, write +1 and release on 4 sessions, 200 times each.
 async fn locked_increments_lose_nothing(b: Backend) {
@@ -35,7 +31,7 @@ async fn locked_increments_lose_nothing(b: Backend) {
             let id = format!("counter-{}", i % SESSIONS);
             for _ in 0..INCREMENTS {
                 let l = lock(&mut c, &id, 5000, 30_000).await.expect("lock");
-                let n = counter_of(&l.session);
+                let n = counter_of(l.session.as_ref());
                 let mut w = set(&id, &[("n", &(n + 1).to_string())]);
                 w.lock_token = l.lock_token;
                 w.release_lock = true;
@@ -56,10 +52,10 @@ async fn locked_increments_lose_nothing(b: Backend) {
             .session;
         assert_eq!(
             got.as_ref().unwrap().version,
-            counter_of(&got),
+            counter_of(got.as_ref()),
             "one version per increment"
         );
-        total += counter_of(&got);
+        total += counter_of(got.as_ref());
     }
     assert_eq!(total, acked.load(Ordering::Relaxed));
     assert_eq!(total, CLIENTS as u64 * INCREMENTS);
@@ -79,7 +75,7 @@ async fn cas_increments_lose_nothing(b: Backend) {
             for _ in 0..INCREMENTS {
                 loop {
                     let (n, version) = match get(&mut c, &id, Consistency::Strong).await {
-                        Ok(r) => (counter_of(&r.session), r.session.unwrap().version),
+                        Ok(r) => (counter_of(r.session.as_ref()), r.session.unwrap().version),
                         Err(e) if e.code() == Code::NotFound => (0, 0),
                         Err(e) => panic!("{e}"),
                     };
@@ -104,10 +100,11 @@ async fn cas_increments_lose_nothing(b: Backend) {
     let mut total = 0;
     for i in 0..SESSIONS {
         total += counter_of(
-            &get(&mut c, &format!("cas-{i}"), Consistency::Strong)
+            get(&mut c, &format!("cas-{i}"), Consistency::Strong)
                 .await
                 .unwrap()
-                .session,
+                .session
+                .as_ref(),
         );
     }
     assert_eq!(total, acked.load(Ordering::Relaxed));
@@ -143,11 +140,9 @@ async fn fifo_order_and_cancelled_waiters(b: Backend) {
                 Ok(l) => {
                     let l = l.into_inner();
                     order.lock().await.push(i);
-                    let unlock = UnlockSessionRequest {
-                        session_id: "fifo".into(),
-                        lock_token: l.lock_token,
-                    };
-                    c.unlock_session(unlock).await.expect("holder unlocks");
+                    unlock(&mut c, "fifo", l.lock_token)
+                        .await
+                        .expect("holder unlocks");
                 }
                 Err(e) => {
                     assert_eq!(i, 4, "only the cancelled waiter fails: {e}");
@@ -159,16 +154,11 @@ async fn fifo_order_and_cancelled_waiters(b: Backend) {
             }
         }));
         // Queue them one at a time so the arrival order is known.
-        crate::conformance::wait_until_queued(&s, u64::from(i) + 1).await;
+        wait_until_queued(&s, u64::from(i) + 1).await;
     }
     // The cancelled waiter's deadline passes while it is queued.
-    crate::conformance::wait_until_waiting(&s, |n| n == 9).await;
-    c.unlock_session(UnlockSessionRequest {
-        session_id: "fifo".into(),
-        lock_token: first.lock_token,
-    })
-    .await
-    .unwrap();
+    wait_until_waiting(&s, |n| n == 9).await;
+    unlock(&mut c, "fifo", first.lock_token).await.unwrap();
     for t in tasks {
         t.await.unwrap();
     }

@@ -1,36 +1,17 @@
 //! The embedded store keeps every acknowledged write across a crash.
 
-use std::process::{Child, Command, Stdio};
-
-use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 
-use crate::conformance::{fields, get, lock, set};
-use crate::support::{connect, free_port};
-
-fn spawn(port: u16, db: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-level",
-            "warn",
-        ])
-        .arg("--db-path")
-        .arg(db)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
+use crate::support::{Process, fields, free_port, get, lock, reason, set};
 
 #[tokio::test]
 async fn sigkill_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.redb");
+    let db = db.to_str().unwrap();
     let port = free_port();
-    let mut child = spawn(port, &db);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut c = SessionServiceClient::new(connect(addr).await);
+    let mut sessiond = Process::start(port, &["--db-path", db]);
+    let mut c = sessiond.client().await;
     for i in 1..=20 {
         c.update_session(set("durable", &[("n", &i.to_string())]))
             .await
@@ -48,10 +29,9 @@ async fn sigkill_loses_no_acknowledged_write() {
     w.lock_token = l.lock_token.clone();
     assert_eq!(c.update_session(w).await.unwrap().into_inner().version, 21);
 
-    child.kill().unwrap(); // SIGKILL: no chance to flush anything
-    child.wait().unwrap();
-    let mut child = spawn(port, &db);
-    let mut c = SessionServiceClient::new(connect(addr).await);
+    sessiond.kill(); // SIGKILL: no chance to flush anything
+    let sessiond = Process::start(port, &["--db-path", db]);
+    let mut c = sessiond.client().await;
     let got = get(&mut c, "durable", Consistency::Strong)
         .await
         .unwrap()
@@ -59,16 +39,13 @@ async fn sigkill_loses_no_acknowledged_write() {
         .unwrap();
     assert_eq!((got.version, got.fields), (21, fields(&[("n", "21")])));
     assert_eq!(
-        crate::support::reason(get(&mut c, "gone", Consistency::Strong).await).1,
+        reason(get(&mut c, "gone", Consistency::Strong).await).1,
         "SESSION_NOT_FOUND"
     );
     // Leases live in the process: the old token is gone, the fencing sequence is not.
     let mut w = set("durable", &[("n", "stale")]);
     w.lock_token = l.lock_token;
-    assert_eq!(
-        crate::support::reason(c.update_session(w).await).1,
-        "LOCK_LOST"
-    );
+    assert_eq!(reason(c.update_session(w).await).1, "LOCK_LOST");
     let l2 = lock(&mut c, "durable", 5000, 0).await.unwrap();
     assert!(
         l2.fencing_token > l.fencing_token,
@@ -92,6 +69,4 @@ async fn sigkill_loses_no_acknowledged_write() {
         recreated.version, 2,
         "a deleted session's version is not reused after a restart"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -1,75 +1,25 @@
 //! Many instances, one truth: three sessiond processes on one redis-server.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sessiond::pb::admin_service_client::AdminServiceClient;
-use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
-use tonic::transport::Channel;
 
-use crate::conformance::{lock, set};
-use crate::support::{Redis, connect, free_port};
+use crate::support::{
+    Client, Process, Redis, client, counter_of, free_port, get, lock, set, unlock,
+};
 
-/// A sessiond process, killed (SIGKILL) on drop.
-struct Instance {
-    addr: std::net::SocketAddr,
-    child: Child,
+/// A sessiond process on `redis`, killed (SIGKILL) on drop.
+fn instance(redis: &Redis) -> Process {
+    Process::start(
+        free_port(),
+        &["--redis-url", &redis.url(), "--lease-min", "20ms"],
+    )
 }
 
-impl Instance {
-    fn start(redis: &Redis, extra: &[&str]) -> Instance {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis-url",
-                &redis.url(),
-            ])
-            .args(["--lease-min", "20ms", "--log-level", "warn"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Instance {
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            child,
-        }
-    }
-
-    async fn client(&self) -> SessionServiceClient<Channel> {
-        SessionServiceClient::new(connect(self.addr).await)
-    }
-
-    async fn stats(&self) -> GetStatsResponse {
-        AdminServiceClient::new(connect(self.addr).await)
-            .get_stats(GetStatsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn three(redis: &Redis) -> [Instance; 3] {
-    let all = [
-        Instance::start(redis, &[]),
-        Instance::start(redis, &[]),
-        Instance::start(redis, &[]),
-    ];
+async fn three(redis: &Redis) -> [Process; 3] {
+    let all = [instance(redis), instance(redis), instance(redis)];
     for i in &all {
         wait_feed_up(i, 0).await;
     }
@@ -78,7 +28,7 @@ async fn three(redis: &Redis) -> [Instance; 3] {
 
 /// Waits until the instance's invalidation feed is up, after at least
 /// `losses` losses.
-async fn wait_feed_up(i: &Instance, losses: u64) {
+async fn wait_feed_up(i: &Process, losses: u64) {
     for _ in 0..1000 {
         let c = i.stats().await.cache.unwrap();
         if c.feed_healthy && c.feed_losses >= losses {
@@ -89,7 +39,7 @@ async fn wait_feed_up(i: &Instance, losses: u64) {
     panic!("the invalidation feed never came up");
 }
 
-async fn cached(c: &mut SessionServiceClient<Channel>, id: &str, min_version: u64) -> (u64, bool) {
+async fn cached(c: &mut Client, id: &str, min_version: u64) -> (u64, bool) {
     let r = c
         .get_session(GetSessionRequest {
             session_id: id.into(),
@@ -209,7 +159,7 @@ async fn increments_across_instances(kill_one: bool) {
     let in_doubt = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..48usize {
-        let mut client = SessionServiceClient::new(connect(addrs[i % 3]).await);
+        let mut client = client(addrs[i % 3]).await;
         let (acked, in_doubt) = (acked.clone(), in_doubt.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("total-{}", i % 8);
@@ -217,12 +167,7 @@ async fn increments_across_instances(kill_one: bool) {
                 let Ok(l) = lock(&mut client, &id, 1000, 30_000).await else {
                     return;
                 };
-                let n: u64 = l.session.map_or(0, |s| {
-                    std::str::from_utf8(&s.fields["n"])
-                        .unwrap()
-                        .parse()
-                        .unwrap()
-                });
+                let n = counter_of(l.session.as_ref());
                 let mut w = set(&id, &[("n", &(n + 1).to_string())]);
                 w.lock_token = l.lock_token;
                 w.release_lock = true;
@@ -252,19 +197,10 @@ async fn increments_across_instances(kill_one: bool) {
     let mut reader = a.client().await;
     let mut total = 0;
     for s in 0..8 {
-        let r = reader
-            .get_session(GetSessionRequest {
-                session_id: format!("total-{s}"),
-                consistency: Consistency::Strong as i32,
-                min_version: 0,
-            })
+        let r = get(&mut reader, &format!("total-{s}"), Consistency::Strong)
             .await
-            .unwrap()
-            .into_inner();
-        total += std::str::from_utf8(&r.session.unwrap().fields["n"])
-            .unwrap()
-            .parse::<u64>()
             .unwrap();
+        total += counter_of(Some(&r.session.unwrap()));
     }
     let (acked, in_doubt) = (
         acked.load(Ordering::Relaxed),
@@ -292,7 +228,7 @@ async fn no_lost_updates_when_an_instance_dies() {
     increments_across_instances(true).await
 }
 
-async fn queued_total(all: &[&Instance]) -> u64 {
+async fn queued_total(all: &[&Process]) -> u64 {
     let mut n = 0;
     for i in all {
         n += i.stats().await.locks.unwrap().waiting_now;
@@ -315,24 +251,13 @@ async fn fifo_across_instances_and_dead_waiters() {
         tasks.push(tokio::spawn(async move {
             let l = lock(&mut client, "fifo-x", 30_000, 30_000).await.unwrap();
             order.lock().await.push(i);
-            client
-                .unlock_session(UnlockSessionRequest {
-                    session_id: "fifo-x".into(),
-                    lock_token: l.lock_token,
-                })
-                .await
-                .unwrap();
+            unlock(&mut client, "fifo-x", l.lock_token).await.unwrap();
         }));
         while queued_total(&[&a, &b, &c]).await < i + 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    ca.unlock_session(UnlockSessionRequest {
-        session_id: "fifo-x".into(),
-        lock_token: held.lock_token,
-    })
-    .await
-    .unwrap();
+    unlock(&mut ca, "fifo-x", held.lock_token).await.unwrap();
     for t in tasks {
         t.await.unwrap();
     }
@@ -357,12 +282,7 @@ async fn fifo_across_instances_and_dead_waiters() {
     c.kill();
     let _ = doomed.await;
     let released = Instant::now();
-    ca.unlock_session(UnlockSessionRequest {
-        session_id: "fifo-y".into(),
-        lock_token: held.lock_token,
-    })
-    .await
-    .unwrap();
+    unlock(&mut ca, "fifo-y", held.lock_token).await.unwrap();
     let granted = next
         .await
         .unwrap()

@@ -10,8 +10,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use crate::conformance::{get, lock, set, wait_until_queued};
-use crate::support::{Backend, Server, reason};
+use crate::support::{
+    Backend, Server, counter_of, free_port, get, lock, reason, set, wait_until_queued,
+};
 
 const SERVICE: &str = "sessiond.v1.SessionService";
 
@@ -90,13 +91,13 @@ async fn redis_outage_fails_fast_and_recovers() {
     let mut c = s.client().await;
     c.update_session(set("o", &[("a", "1")])).await.unwrap();
     // Warm the cache.
-    let warm = GetSessionRequest {
-        session_id: "o".into(),
-        consistency: Consistency::Cached as i32,
-        min_version: 0,
-    };
-    c.get_session(warm.clone()).await.unwrap();
-    assert!(c.get_session(warm).await.unwrap().into_inner().from_cache);
+    get(&mut c, "o", Consistency::Cached).await.unwrap();
+    assert!(
+        get(&mut c, "o", Consistency::Cached)
+            .await
+            .unwrap()
+            .from_cache
+    );
     assert_eq!(health(&s).await, ServingStatus::Serving);
     s.redis.as_mut().unwrap().stop();
     // Writes and locks fail with UNAVAILABLE: no silent local fallback.
@@ -112,23 +113,16 @@ async fn redis_outage_fails_fast_and_recovers() {
         reason(lock(&mut c, "o", 1000, 1000).await).1,
         "STORE_UNAVAILABLE"
     );
-    let strong = GetSessionRequest {
-        session_id: "o".into(),
-        consistency: Consistency::Strong as i32,
-        min_version: 0,
-    };
     assert_eq!(
-        reason(c.get_session(strong.clone()).await).1,
+        reason(get(&mut c, "o", Consistency::Strong).await).1,
         "STORE_UNAVAILABLE"
     );
     wait_for_health(&s, ServingStatus::NotServing).await;
     // CACHED reads too: the cache went down with the invalidation feed.
-    let cached = GetSessionRequest {
-        session_id: "o".into(),
-        consistency: Consistency::Cached as i32,
-        min_version: 0,
-    };
-    assert_eq!(reason(c.get_session(cached).await).1, "STORE_UNAVAILABLE");
+    assert_eq!(
+        reason(get(&mut c, "o", Consistency::Cached).await).1,
+        "STORE_UNAVAILABLE"
+    );
     let stats = s.stats().await;
     assert!(stats.store.unwrap().errors >= 4);
     s.redis.as_mut().unwrap().restart();
@@ -136,7 +130,7 @@ async fn redis_outage_fails_fast_and_recovers() {
     // redis-server here keeps nothing on disk: the session is gone, and the
     // service works again.
     c.update_session(set("o", &[("a", "3")])).await.unwrap();
-    c.get_session(strong).await.unwrap();
+    get(&mut c, "o", Consistency::Strong).await.unwrap();
 }
 
 /// Calls share the Redis connections; killing them under load costs the
@@ -167,10 +161,7 @@ async fn killed_redis_connections_are_replaced_under_load() {
                     continue;
                 };
                 let session = read.session.unwrap();
-                let n: u64 = std::str::from_utf8(&session.fields["n"])
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let n = counter_of(Some(&session));
                 let mut write = set("k", &[("n", &(n + 1).to_string())]);
                 write.expected_version = Some(session.version);
                 match c.update_session(write).await {
@@ -219,10 +210,7 @@ async fn killed_redis_connections_are_replaced_under_load() {
         .unwrap()
         .session
         .unwrap();
-    let counted: u64 = std::str::from_utf8(&session.fields["n"])
-        .unwrap()
-        .parse()
-        .unwrap();
+    let counted = counter_of(Some(&session));
     // A write that failed with STORE_UNAVAILABLE may or may not have been
     // applied; an acknowledged one always was.
     assert!(
@@ -303,7 +291,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_calls() {
-    let port = crate::support::free_port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let s = Server::start(Backend::Embedded, &["--metrics-listen", &listen]).await;
     let mut c = s.client().await;
@@ -315,19 +303,9 @@ async fn metrics_move_with_calls() {
     );
     c.update_session(set("m", &[("a", "1")])).await.unwrap();
     for _ in 0..3 {
-        c.get_session(GetSessionRequest {
-            session_id: "m".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        get(&mut c, "m", Consistency::Unspecified).await.unwrap();
     }
-    let _ = c
-        .get_session(GetSessionRequest {
-            session_id: "none".into(),
-            ..Default::default()
-        })
-        .await;
+    let _ = get(&mut c, "none", Consistency::Unspecified).await;
     let _held = lock(&mut c, "m", 5000, 0).await.unwrap();
     let after = scrape(port).await;
     assert_eq!(

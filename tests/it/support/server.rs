@@ -1,0 +1,92 @@
+//! sessiond served in-process by `sessiond::run`, as most tests want it.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use sessiond::Config;
+use sessiond::pb::admin_service_client::AdminServiceClient;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+use super::{Backend, Client, Redis, client, connect, stats};
+
+/// A sessiond served in-process by `sessiond::run`, stopped on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub redis: Option<Redis>,
+    _dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sessiond::StartError>>>,
+}
+
+/// The settings every test server starts from: short leases allowed, a
+/// small idle TTL only where a test asks for it.
+pub fn test_config(extra: &[&str]) -> Config {
+    let mut args = vec!["sessiond", "--lease-min", "20ms", "--log-level", "warn"];
+    args.extend_from_slice(extra);
+    let c = Config::parse_from(args);
+    c.validate().expect("valid test config");
+    c
+}
+
+impl Server {
+    pub async fn start(backend: Backend, extra: &[&str]) -> Server {
+        let redis = (backend == Backend::Redis).then(Redis::start);
+        Server::start_with(redis, extra).await
+    }
+
+    /// Starts on `redis` (if any; else on the embedded store).
+    pub async fn start_with(redis: Option<Redis>, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(extra);
+        config.db_path = dir.path().join("sessiond.redb");
+        if let Some(r) = &redis {
+            config.redis_url = Some(r.url());
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sessiond::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            redis,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        client(self.addr).await
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await)
+    }
+
+    /// GetStats of this server.
+    pub async fn stats(&self) -> sessiond::pb::GetStatsResponse {
+        stats(self.addr).await
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+
+    /// Begins the drain and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
