@@ -1,0 +1,254 @@
+//! Load generator: drives a running sessiond with N concurrent callers over M
+//! HTTP/2 connections for a set time, and the same load against an empty
+//! unary RPC (a baseline server it starts itself, same tonic settings), then
+//! prints one JSON object per workload with throughput, latency percentiles,
+//! errors by code, the ratio to the baseline (run before and after each
+//! workload) and, for the write workloads, a check that no acknowledged
+//! update was lost.
+//!
+//!   sessiond-bench --target 127.0.0.1:50051 --workloads read-cached,rmw,hot
+//!
+//! Workloads: read-cached, read-strong, rmw (LockSession then UpdateSession
+//! with release), cas (GetSession STRONG then UpdateSession with
+//! expected_version, retried), hot (rmw, every caller on one session),
+//! bot-mix (70% cached reads, 25% locked rmw, 5% new sessions), health (the
+//! empty RPC through sessiond's own stack: its health service), empty (the
+//! baseline alone).
+
+// No unwrap, expect, panic, unreachable or unchecked indexing: a failed call
+// is counted by its code, anything else ends the run with an error.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing
+    )
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sessiond::stats::Histogram;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+mod workloads;
+
+use workloads::run;
+
+#[derive(Debug, Parser)]
+#[command(name = "sessiond-bench", about = "Load generator for sessiond")]
+struct Args {
+    /// sessiond to drive.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    target: SocketAddr,
+    /// Comma-separated workloads.
+    #[arg(
+        long,
+        default_value = "read-cached,read-strong,rmw,cas,hot,bot-mix",
+        value_delimiter = ','
+    )]
+    workloads: Vec<String>,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 64)]
+    callers: usize,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long each workload runs.
+    #[arg(long, value_parser = sessiond::config::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Distinct sessions the read and rmw workloads spread over.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Bytes of data per session.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    /// sessiond's process id: each report then adds its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Serve the empty baseline RPC on this address and do nothing else
+    /// (used by the bench itself, in a process of its own).
+    #[arg(long, hide = true)]
+    serve_baseline: Option<SocketAddr>,
+}
+
+/// The empty unary RPC: a health check that answers at once.
+struct Empty;
+
+#[tonic::async_trait]
+impl Health for Empty {
+    async fn check(
+        &self,
+        _: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(HealthCheckResponse { status: 1 }))
+    }
+    type WatchStream = futures::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
+    async fn watch(
+        &self,
+        _: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no watch"))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(addr) = args.serve_baseline {
+        // The same transport settings sessiond's server uses.
+        return rt.block_on(async move {
+            Server::builder()
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(HealthServer::new(Empty))
+                .serve(addr)
+                .await
+                .map_err(Into::into)
+        });
+    }
+    rt.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    // The baseline runs in a process of its own, as sessiond does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let baseline_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let mut baseline = std::process::Command::new(std::env::current_exe()?)
+        .args(["--serve-baseline", &baseline_addr.to_string()])
+        .spawn()?;
+    let result = async {
+        // The machine's speed drifts (it is shared): the baseline runs before
+        // and after every workload, and each workload is compared with the
+        // mean of the two runs around it.
+        let empty_chans = channels(baseline_addr, args.connections).await?;
+        let mut before = run(&args, "empty", &empty_chans).await?;
+        print_json(&before, None, None);
+        let chans = channels(args.target, args.connections).await?;
+        for w in args.workloads.iter().filter(|w| *w != "empty") {
+            let r = run(&args, w, &chans).await?;
+            let after = run(&args, "empty", &empty_chans).await?;
+            print_json(&r, Some(Baseline::around(&before, &after)), args.server_pid);
+            print_json(&after, None, None);
+            before = after;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = baseline.kill();
+    let _ = baseline.wait();
+    result
+}
+
+async fn channels(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let endpoint = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+        let started = Instant::now();
+        out.push(loop {
+            match endpoint.connect().await {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        });
+    }
+    Ok(out)
+}
+
+struct Report {
+    workload: String,
+    callers: usize,
+    connections: usize,
+    seconds: f64,
+    ops: u64,
+    latency: Histogram,
+    errors: BTreeMap<String, u64>,
+    check: Option<String>,
+}
+
+/// Resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The empty RPC's figures a workload is compared with.
+struct Baseline {
+    throughput: f64,
+    p99: f64,
+}
+
+impl Baseline {
+    /// The mean of the runs just before and just after a workload.
+    fn around(before: &Report, after: &Report) -> Baseline {
+        let throughput = |r: &Report| r.ops as f64 / r.seconds;
+        Baseline {
+            throughput: (throughput(before) + throughput(after)) / 2.0,
+            p99: (before.latency.summary().p99 + after.latency.summary().p99) / 2.0,
+        }
+    }
+}
+
+fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
+    let s = r.latency.summary();
+    let p95 = r.latency.quantile(0.95);
+    let throughput = r.ops as f64 / r.seconds;
+    let mut json = format!(
+        "{{\"workload\":\"{}\",\"callers\":{},\"connections\":{},\"seconds\":{:.2},\"ops\":{},\"throughput\":{:.1},\
+         \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}}",
+        r.workload,
+        r.callers,
+        r.connections,
+        r.seconds,
+        r.ops,
+        throughput,
+        s.p50,
+        p95,
+        s.p99,
+        s.max
+    );
+    let errors: Vec<String> = r
+        .errors
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    json.push_str(&format!(",\"errors\":{{{}}}", errors.join(",")));
+    if let Some(b) = baseline {
+        json.push_str(&format!(
+            ",\"vs_empty\":{{\"throughput\":{:.3},\"p99\":{:.3}}}",
+            throughput / b.throughput,
+            if b.p99 > 0.0 { s.p99 / b.p99 } else { 0.0 }
+        ));
+    }
+    if s.p50 > 0.0 {
+        json.push_str(&format!(",\"p99_over_p50\":{:.2}", s.p99 / s.p50));
+    }
+    if let Some(rss) = server_pid.and_then(rss_mib) {
+        json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
+    }
+    if let Some(c) = &r.check {
+        json.push_str(&format!(",\"check\":\"{c}\""));
+    }
+    json.push('}');
+    println!("{json}");
+}
