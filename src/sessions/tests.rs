@@ -72,7 +72,7 @@ impl Fixture {
         (r.session.version, r.from_cache)
     }
 
-    async fn from_store(&self) -> Arc<Session> {
+    async fn read_store(&self) -> Arc<Session> {
         Arc::new(self.sessions.store().get(&key()).await.unwrap().unwrap())
     }
 }
@@ -126,7 +126,7 @@ async fn a_fill_older_than_a_write_is_refused() {
     let f = fixture(false);
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
-    let slow = f.from_store().await; // a read of v1 that lands late
+    let slow = f.read_store().await; // a read of v1 that lands late
     f.write("2").await;
     f.sessions.fill(&key(), slow, epoch).await;
     assert_eq!(f.look().await, (2, false), "v1 must not have been cached");
@@ -137,7 +137,7 @@ async fn a_fill_of_the_version_a_delete_removed_is_refused() {
     let f = fixture(false);
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
-    let slow = f.from_store().await;
+    let slow = f.read_store().await;
     assert!(f.sessions.delete(&key(), Guards::default()).await.unwrap());
     // The floor is version + 1: a floor of the deleted version itself would
     // let this late fill bring the deleted session back.
@@ -187,7 +187,7 @@ async fn a_read_begun_before_the_feed_flapped_does_not_fill() {
     f.sessions.on_feed(FeedEvent::Up).await;
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
-    let read = f.from_store().await;
+    let read = f.read_store().await;
     f.sessions.on_feed(FeedEvent::Down).await;
     f.sessions.on_feed(FeedEvent::Up).await;
     f.sessions.fill(&key(), read, epoch).await;
