@@ -17,22 +17,27 @@
 //! place (a waiter not renewed for `WAITER_ALIVE` is dropped from the queue,
 //! so a dead instance stalls a queue by at most about `WAITER_ALIVE +
 //! HEARTBEAT`) and covers wake-ups lost while the subscription was down.
+//!
+//! Here: `RedisStore`'s calls, each building one script's arguments and
+//! matching on its typed outcome. Beside it: `conns` (the shared connections,
+//! and running a command on them within the timeout), `wire` (key encoding,
+//! the data hash, and every script's reply parsed into its outcomes),
+//! `waiting` (the FIFO wait and what this instance does with a lock handed
+//! over), `feed` (the pub/sub connection) and `fault` (what can go wrong on
+//! the way, and which `Error` each fault becomes).
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use redis::aio::MultiplexedConnection;
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use redis::{Script, Value};
-use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::time::Instant;
 
+mod conns;
+mod fault;
 mod feed;
+mod waiting;
 pub mod wire;
 
 use super::{FeedEvent, new_token};
@@ -40,12 +45,22 @@ use crate::config::RedisSettings;
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
-use wire::{Reply, encode_into, parse_session};
+use conns::Conns;
+use fault::Fault;
+use waiting::Waiters;
+use wire::{
+    DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, encode_into,
+    parse_session,
+};
 
 /// How often a queued waiter retries and renews its place in the queue.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a queued waiter stays in the queue without renewing it.
 pub const WAITER_ALIVE: Duration = Duration::from_millis(2000);
+
+/// lock.lua's modes: refuse when the lock is held, or queue.
+const TRY: &str = "try";
+const WAIT: &str = "wait";
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 
@@ -87,21 +102,13 @@ struct Inner {
     wake_channel: String,
     /// Where write scripts announce new versions (for other instances' caches).
     invalidation_channel: String,
-    /// Waiters queued through this instance, by token.
-    waiters: Mutex<HashMap<String, Arc<Waiter>>>,
-}
-
-/// A caller queued for a lock through this instance.
-#[derive(Default)]
-struct Waiter {
-    notify: Notify,
-    /// The lock, when a releasing script on this instance handed it over.
-    handed: Mutex<Option<LockGrant>>,
+    /// The callers queued for a lock through this instance.
+    waiters: Waiters,
 }
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Keys {
     keys: [String; 5],
     subject: String,
@@ -145,7 +152,7 @@ impl RedisStore {
             limits,
             stats,
             timeout: config.timeout,
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Waiters::default(),
         });
         let client = redis::Client::open(info)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
@@ -176,71 +183,14 @@ impl RedisStore {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let token = new_token();
-        if wait.is_zero() {
-            return match inner.try_lock(&keys, &token, lease, false).await? {
-                Attempt::Granted(g) => Ok(g),
-                Attempt::Queued(_) | Attempt::Held => {
-                    inner.stats.lock_contended.fetch_add(1, Relaxed);
-                    Err(Error::LockHeld)
-                }
-            };
+        if !wait.is_zero() {
+            return inner.queue(keys, token, lease, wait).await;
         }
-        let deadline = Instant::now() + wait;
-        let waiter = Arc::new(Waiter::default());
-        inner
-            .waiters
-            .lock()
-            .expect("waiters")
-            .insert(token.clone(), waiter.clone());
-        let mut guard = Abandon {
-            inner: inner.clone(),
-            keys: Some(keys),
-            token: token.clone(),
-            counted: false,
-        };
-        let keys = guard.keys.as_ref().expect("set above");
-        let started = Instant::now();
-        let mut queued = false;
-        loop {
-            let handed = waiter.handed.lock().expect("handed").take();
-            let attempt = match handed {
-                Some(g) => {
-                    inner.stats.lock_acquisitions.fetch_add(1, Relaxed);
-                    Attempt::Granted(g)
-                }
-                None => inner.try_lock(keys, &token, lease, true).await?,
-            };
-            match attempt {
-                Attempt::Granted(g) => {
-                    guard.disarm();
-                    if queued {
-                        inner.stats.lock_waits_granted.fetch_add(1, Relaxed);
-                        inner
-                            .stats
-                            .lock_wait_ms
-                            .record(started.elapsed().as_millis() as u64);
-                    }
-                    return Ok(g);
-                }
-                Attempt::Held => unreachable!("a waiting attempt queues instead of refusing"),
-                Attempt::Queued(free_in) => {
-                    if !queued {
-                        queued = true;
-                        inner.stats.lock_contended.fetch_add(1, Relaxed);
-                        inner.stats.lock_waiting_now.fetch_add(1, Relaxed);
-                        guard.counted = true;
-                    }
-                    // Retry when woken, when the holder's lease runs out, or
-                    // at the heartbeat, whichever comes first.
-                    let retry = free_in.map_or(HEARTBEAT, |d| d.min(HEARTBEAT));
-                    tokio::select! {
-                        _ = waiter.notify.notified() => {}
-                        _ = tokio::time::sleep(retry) => {}
-                        _ = tokio::time::sleep_until(deadline) => {
-                            return Err(Error::LockWaitTimeout { waited_ms: wait.as_millis() as u64 });
-                        }
-                    }
-                }
+        match inner.try_once(&keys, token, lease).await? {
+            Some(grant) => Ok(grant),
+            None => {
+                inner.stats.lock_contended.fetch_add(1, Relaxed);
+                Err(Error::LockHeld)
             }
         }
     }
@@ -266,19 +216,20 @@ impl RedisStore {
         for name in &m.delete {
             inv.arg(name.as_bytes());
         }
-        let reply = inner.invoke(&mut inv).await?;
-        inner.after_release(&reply, &keys);
-        match reply.status.as_str() {
-            "OK" => Ok(Written {
-                version: reply.a as u64,
-                expires_ms: reply.b,
-            }),
-            // {'LIMIT_EXCEEDED', limit name, value the write would reach, expired}
-            "LIMIT_EXCEEDED" => Err(match reply.raw_a.as_slice() {
-                b"max_fields" => l.too_many_fields(reply.b as usize),
-                _ => l.too_large(reply.b as u64),
-            }),
-            _ => Err(reply.refusal(&g)),
+        match inner.invoke(&mut inv, wire::write).await? {
+            WriteReply::Written { written, handover } => {
+                inner.hand_over(handover, &keys);
+                Ok(written)
+            }
+            WriteReply::Refused(refusal) => Err(refused(refusal, &g)),
+            WriteReply::LimitExceeded {
+                limit: Limit::MaxFields,
+                value,
+            } => Err(l.too_many_fields(usize::try_from(value).unwrap_or(usize::MAX))),
+            WriteReply::LimitExceeded {
+                limit: Limit::MaxSessionBytes,
+                value,
+            } => Err(l.too_large(value)),
         }
     }
 
@@ -291,11 +242,12 @@ impl RedisStore {
         inv.arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel);
-        let reply = inner.invoke(&mut inv).await?;
-        inner.after_release(&reply, &keys);
-        match reply.status.as_str() {
-            "OK" => Ok((reply.a > 0).then_some(reply.a as u64)),
-            _ => Err(reply.refusal(&g)),
+        match inner.invoke(&mut inv, wire::delete).await? {
+            DeleteReply::Deleted { version, handover } => {
+                inner.hand_over(handover, &keys);
+                Ok(version)
+            }
+            DeleteReply::Refused(refusal) => Err(refused(refusal, &g)),
         }
     }
 
@@ -305,11 +257,12 @@ impl RedisStore {
         let mut inv = inner.scripts.unlock.prepare_invoke();
         keys.add_to(&mut inv);
         inv.arg(token).arg(&inner.wake_channel);
-        let reply = inner.invoke(&mut inv).await?;
-        inner.after_release(&reply, &keys);
-        match reply.status.as_str() {
-            "OK" => Ok(()),
-            _ => Err(reply.refusal(&Guards::default())),
+        match inner.invoke(&mut inv, wire::unlock).await? {
+            UnlockReply::Released(handover) => {
+                inner.hand_over(handover, &keys);
+                Ok(())
+            }
+            UnlockReply::LockLost => Err(Error::LockLost),
         }
     }
 
@@ -318,10 +271,9 @@ impl RedisStore {
         let mut inv = inner.scripts.refresh.prepare_invoke();
         inner.keys(key).add_to(&mut inv);
         inv.arg(token).arg(lease.as_millis() as u64);
-        let reply = inner.invoke(&mut inv).await?;
-        match reply.status.as_str() {
-            "OK" => Ok(reply.a),
-            _ => Err(reply.refusal(&Guards::default())),
+        match inner.invoke(&mut inv, wire::refresh).await? {
+            RefreshReply::Extended { lease_expires_ms } => Ok(lease_expires_ms),
+            RefreshReply::LockLost => Err(Error::LockLost),
         }
     }
 
@@ -334,104 +286,6 @@ impl RedisStore {
         let s = self.inner.conns.pool.status();
         (s.size as u64, s.available as u64)
     }
-}
-
-/// The connections calls share. A multiplexed connection pipelines every
-/// command in flight on it, so calls need no connection of their own, and
-/// checking one out of the pool per call would cost a round trip
-/// (deadpool-redis PINGs every connection it hands out): each slot keeps a
-/// pooled connection checked out, and calls take the slots in turn. The pool
-/// opens and checks connections; it is asked again only for a slot whose
-/// connection failed or timed out.
-struct Conns {
-    pool: Pool,
-    slots: Box<[Slot]>,
-    next: AtomicUsize,
-}
-
-#[derive(Default)]
-struct Slot {
-    conn: Mutex<Option<deadpool_redis::Connection>>,
-    /// Held by the one call that opens the slot's connection; the others
-    /// wait for it rather than ask the pool, which has no more connections
-    /// than slots.
-    opening: tokio::sync::Mutex<()>,
-}
-
-impl Slot {
-    fn get(&self) -> Option<MultiplexedConnection> {
-        let conn = self.conn.lock().expect("slot");
-        conn.as_deref().cloned()
-    }
-}
-
-impl Conns {
-    fn new(pool: Pool, n: usize) -> Conns {
-        Conns {
-            pool,
-            slots: (0..n).map(|_| Slot::default()).collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Runs `command` on the next slot's connection within `timeout`. A
-    /// failure of the connection itself (not an error reply) or a timeout
-    /// empties the slot and closes its connection, so that the next call
-    /// through the slot gets a fresh one.
-    async fn run<T, F>(
-        &self,
-        timeout: Duration,
-        command: impl FnOnce(MultiplexedConnection) -> F,
-    ) -> std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>
-    where
-        F: Future<Output = redis::RedisResult<T>>,
-    {
-        let slot = &self.slots[self.next.fetch_add(1, Relaxed) % self.slots.len()];
-        let result = tokio::time::timeout(timeout, async {
-            let conn = self.connection(slot).await?;
-            command(conn).await.map_err(|e| {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    close(slot);
-                }
-                e.to_string()
-            })
-        })
-        .await;
-        if result.is_err() {
-            close(slot);
-        }
-        result
-    }
-
-    async fn connection(&self, slot: &Slot) -> std::result::Result<MultiplexedConnection, String> {
-        if let Some(conn) = slot.get() {
-            return Ok(conn);
-        }
-        let _opening = slot.opening.lock().await;
-        if let Some(conn) = slot.get() {
-            return Ok(conn);
-        }
-        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
-        let conn = MultiplexedConnection::clone(&pooled);
-        *slot.conn.lock().expect("slot") = Some(pooled);
-        Ok(conn)
-    }
-}
-
-/// Empties a slot; its connection leaves the pool for good rather than being
-/// recycled.
-fn close(slot: &Slot) {
-    if let Some(pooled) = slot.conn.lock().expect("slot").take() {
-        drop(deadpool_redis::Connection::take(pooled));
-    }
-}
-
-enum Attempt {
-    Granted(LockGrant),
-    Held,
-    /// Queued; the holder's lease runs out in this long (`None`: unknown or
-    /// free already).
-    Queued(Option<Duration>),
 }
 
 impl Inner {
@@ -457,145 +311,50 @@ impl Inner {
         }
     }
 
-    async fn try_lock(
+    /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`).
+    async fn attempt(
         &self,
         keys: &Keys,
         token: &str,
         lease: Duration,
-        queue: bool,
-    ) -> Result<Attempt> {
+        mode: &'static str,
+    ) -> Result<LockReply, Fault> {
         let mut inv = self.scripts.lock.prepare_invoke();
         keys.add_to(&mut inv);
         inv.arg(token)
             .arg(lease.as_millis() as u64)
-            .arg(if queue { "wait" } else { "try" })
+            .arg(mode)
             .arg(WAITER_ALIVE.as_millis() as u64)
             .arg(&self.wake_channel);
-        let reply = self.invoke(&mut inv).await?;
-        match reply.status.as_str() {
-            "GRANTED" => {
+        self.invoke(&mut inv, wire::lock).await
+    }
+
+    /// One attempt that does not queue: the lock, or `None` when it is held
+    /// (or promised to a waiter).
+    async fn try_once(
+        &self,
+        keys: &Keys,
+        token: String,
+        lease: Duration,
+    ) -> Result<Option<LockGrant>, Fault> {
+        match self.attempt(keys, &token, lease, TRY).await? {
+            LockReply::Granted {
+                fence,
+                lease_expires_ms,
+                session,
+            } => {
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
-                Ok(Attempt::Granted(LockGrant {
-                    token: token.to_owned(),
-                    fence: reply.a as u64,
-                    lease_expires_ms: reply.b,
-                    session: parse_session(&reply.rest)?,
+                Ok(Some(LockGrant {
+                    token,
+                    fence,
+                    lease_expires_ms,
+                    session,
                 }))
             }
-            "QUEUED" => Ok(Attempt::Queued(
-                (reply.a > 0).then(|| Duration::from_millis(reply.a as u64 + 1)),
+            LockReply::Held => Ok(None),
+            LockReply::Queued { .. } => Err(Fault::Protocol(
+                "lock script queued an attempt not to wait".into(),
             )),
-            "LOCK_HELD" => Ok(Attempt::Held),
-            other => Err(Error::Internal(format!("lock script answered {other}"))),
-        }
-    }
-
-    /// Runs a plain command on a shared connection (see `Conns`).
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let result = self
-            .conns
-            .run(self.timeout, |mut c| async move {
-                cmd.query_async::<T>(&mut c).await
-            })
-            .await;
-        self.settle(result)
-    }
-
-    /// Runs a script on a shared connection and parses its reply.
-    async fn invoke(&self, inv: &mut redis::ScriptInvocation<'_>) -> Result<Reply> {
-        let result = self
-            .conns
-            .run(self.timeout, |mut c| async move {
-                inv.invoke_async::<Vec<Value>>(&mut c).await
-            })
-            .await;
-        let reply = Reply::parse(self.settle(result)?)?;
-        if reply.expired {
-            self.stats.lock_lease_expiries.fetch_add(1, Relaxed);
-        }
-        Ok(reply)
-    }
-
-    /// Acts on what a releasing script did with the lock. Handed to a waiter
-    /// of this instance: give it the grant. If that waiter has just gone
-    /// (its call ended meanwhile), release the lock again. Woken a waiter:
-    /// when it is one of ours, wake it now rather than after the pub/sub hop.
-    fn after_release(self: &Arc<Self>, reply: &Reply, keys: &Keys) {
-        if reply.status != "OK" {
-            return;
-        }
-        let Some(Value::Array(items)) = reply.rest.first() else {
-            return;
-        };
-        let Some(Value::BulkString(token)) = items.first() else {
-            return;
-        };
-        let token = String::from_utf8_lossy(token).into_owned();
-        let waiter = self.waiters.lock().expect("waiters").get(&token).cloned();
-        if items.len() >= 3 {
-            let grant = match parse_session(&items[3..]) {
-                Ok(session) => LockGrant {
-                    token: token.clone(),
-                    fence: wire::int(&items[1]) as u64,
-                    lease_expires_ms: wire::int(&items[2]),
-                    session,
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, "unreadable handover");
-                    return;
-                }
-            };
-            match waiter {
-                Some(w) => {
-                    *w.handed.lock().expect("handed") = Some(grant);
-                    w.notify.notify_one();
-                }
-                None => self.abandon(keys.clone(), token),
-            }
-        } else if let Some(w) = waiter {
-            w.notify.notify_one();
-        }
-    }
-
-    /// Runs the abandon script for `token` in the background: it leaves the
-    /// queue, and a lock it holds is released and passed on.
-    fn abandon(self: &Arc<Self>, keys: Keys, token: String) {
-        let inner = self.clone();
-        tokio::spawn(async move {
-            let mut inv = inner.scripts.abandon.prepare_invoke();
-            keys.add_to(&mut inv);
-            inv.arg(&token).arg(&inner.wake_channel);
-            match inner.invoke(&mut inv).await {
-                Ok(reply) => inner.after_release(&reply, &keys),
-                // The queue entry still expires after WAITER_ALIVE, and a
-                // granted lock after its lease.
-                Err(e) => tracing::warn!(error = %e, "could not leave the lock queue"),
-            }
-        });
-    }
-
-    /// Counts the outcome of a Redis call and turns failures into
-    /// STORE_UNAVAILABLE.
-    fn settle<T>(
-        &self,
-        result: std::result::Result<std::result::Result<T, String>, tokio::time::error::Elapsed>,
-    ) -> Result<T> {
-        match result {
-            Ok(Ok(v)) => {
-                self.stats.store_ok();
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                self.stats.store_failed();
-                Err(Error::StoreUnavailable(format!("redis: {e}")))
-            }
-            Err(_) => {
-                self.stats.store_failed();
-                Err(Error::StoreUnavailable(format!(
-                    "redis did not answer within {:?}",
-                    self.timeout
-                )))
-            }
         }
     }
 }
@@ -608,38 +367,15 @@ impl Keys {
     }
 }
 
-/// Takes a waiter out of the queue when its wait ends without a grant: on
-/// timeout, error, or when the caller's future is dropped (deadline passed,
-/// client disconnected). Runs the abandon script in the background, which also
-/// releases the lock if it was granted to this token meanwhile.
-struct Abandon {
-    inner: Arc<Inner>,
-    keys: Option<Keys>,
-    token: String,
-    counted: bool,
-}
-
-impl Abandon {
-    fn disarm(&mut self) {
-        self.keys = None;
-    }
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        self.inner
-            .waiters
-            .lock()
-            .expect("waiters")
-            .remove(&self.token);
-        if self.counted {
-            self.inner.stats.lock_waiting_now.fetch_sub(1, Relaxed);
-        }
-        let Some(keys) = self.keys.take() else { return };
-        if self.counted {
-            self.inner.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
-        }
-        self.inner.abandon(keys, std::mem::take(&mut self.token));
+/// What a guard's refusal means to the caller.
+fn refused(refusal: Refusal, g: &Guards) -> Error {
+    match refusal {
+        Refusal::LockLost => Error::LockLost,
+        Refusal::LockHeld => Error::LockHeld,
+        Refusal::VersionMismatch { current } => Error::VersionMismatch {
+            expected: g.expected_version.unwrap_or_default(),
+            current,
+        },
     }
 }
 

@@ -3,7 +3,8 @@
 -- will read), the lock is released at once and passed on.
 -- KEYS: data, meta, lock, queue, waiters (see the prelude)
 -- ARGV: 1 token  2 this instance's wake channel
--- Returns {'OK', 1 if it held the lock else 0, 0, expired}
+-- Returns {'OK', 1 if it held the lock else 0, 0, expired, release's answer},
+-- the 5th element only when it held the lock.
 local now = now_ms()
 local t, expired = holder()
 redis.call('LREM', Q, 0, ARGV[1])

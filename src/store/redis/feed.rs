@@ -7,8 +7,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Inner;
+use super::fault::Fault;
 use super::wire::decode;
-use crate::error::Result;
 use crate::session::SessionKey;
 use crate::store::FeedEvent;
 
@@ -48,10 +48,7 @@ pub(super) async fn subscribe(
                 };
                 let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
                 if msg.get_channel_name() == wake {
-                    let token = String::from_utf8_lossy(&payload);
-                    if let Some(n) = inner.waiters.lock().expect("waiters").get(token.as_ref()) {
-                        n.notify.notify_one();
-                    }
+                    inner.waiters.wake(&String::from_utf8_lossy(&payload));
                 } else if let Some((key, floor)) = parse_invalidation(&payload) {
                     let _ = feed.send(FeedEvent::Invalidate(key, floor));
                 }
@@ -88,7 +85,7 @@ pub(super) async fn heartbeat(inner: std::sync::Weak<Inner>) {
     loop {
         tokio::time::sleep(FEED_HEARTBEAT).await;
         let Some(inner) = inner.upgrade() else { return };
-        let _: Result<i64> = inner
+        let _: Result<i64, Fault> = inner
             .query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg(""))
             .await;
     }

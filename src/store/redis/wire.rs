@@ -1,13 +1,23 @@
-//! What crosses the wire to Redis: key encoding, script replies and the data
-//! hash.
+//! What crosses the wire to Redis: key encoding, the data hash, and (in
+//! `wire/reply.rs`) the scripts' replies as typed outcomes.
 
 use std::fmt::Write as _;
 
 use bytes::Bytes;
 use redis::Value;
 
+use super::fault::Fault;
 use crate::error::{Error, Result};
-use crate::session::{Guards, Session};
+use crate::session::Session;
+
+// `pub` items in a private module: `pub(super) use` below is what limits
+// them to the store.
+mod reply;
+
+pub(super) use reply::{
+    DeleteReply, Handover, Limit, LockReply, RefreshReply, Refusal, Reply, UnlockReply, WriteReply,
+    abandon, delete, lock, refresh, unlock, write,
+};
 
 /// Inverse of [`encode_into`].
 pub(super) fn decode(s: &str) -> Option<String> {
@@ -24,76 +34,13 @@ pub(super) fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A script's answer: `{status, a, b, expired, rest...}`.
-pub(super) struct Reply {
-    pub(super) status: String,
-    pub(super) a: i64,
-    pub(super) raw_a: Vec<u8>,
-    pub(super) b: i64,
-    pub(super) expired: bool,
-    pub(super) rest: Vec<Value>,
-}
-
-impl Reply {
-    pub(super) fn parse(values: Vec<Value>) -> Result<Reply> {
-        let mut it = values.into_iter();
-        let mut next = || {
-            it.next()
-                .ok_or_else(|| Error::Internal("short script reply".into()))
-        };
-        let status = String::from_utf8_lossy(&bytes_of(next()?)).into_owned();
-        let (a, raw_a) = match next()? {
-            Value::Int(n) => (n, Vec::new()),
-            other => (0, bytes_of(other)),
-        };
-        let b = int(&next()?);
-        let expired = int(&next()?) == 1;
-        Ok(Reply {
-            status,
-            a,
-            raw_a,
-            b,
-            expired,
-            rest: it.collect(),
-        })
-    }
-
-    /// The guard refusals shared by every write script.
-    pub(super) fn refusal(&self, g: &Guards) -> Error {
-        match self.status.as_str() {
-            "LOCK_LOST" => Error::LockLost,
-            "LOCK_HELD" => Error::LockHeld,
-            "VERSION_MISMATCH" => Error::VersionMismatch {
-                expected: g.expected_version.unwrap_or_default(),
-                current: self.a as u64,
-            },
-            other => Error::Internal(format!("script answered {other}")),
-        }
-    }
-}
-
-fn bytes_of(v: Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b,
-        Value::SimpleString(s) => s.into_bytes(),
-        Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
-}
-
-pub(super) fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Parses a data hash as HGETALL returns it; `None` when empty.
 pub fn parse_session(items: &[Value]) -> Result<Option<Session>> {
+    session(items).map_err(Error::from)
+}
+
+/// [`parse_session`], for the replies that carry a data hash.
+fn session(items: &[Value]) -> Result<Option<Session>, Fault> {
     if items.is_empty() {
         return Ok(None);
     }
@@ -101,7 +48,7 @@ pub fn parse_session(items: &[Value]) -> Result<Option<Session>> {
     let mut fields = Vec::with_capacity(items.len() / 2);
     for pair in items.chunks(2) {
         let [Value::BulkString(name), Value::BulkString(value)] = pair else {
-            return Err(Error::Internal("malformed session hash".into()));
+            return Err(Fault::Protocol("malformed session hash".into()));
         };
         let num = || {
             std::str::from_utf8(value)
@@ -112,7 +59,7 @@ pub fn parse_session(items: &[Value]) -> Result<Option<Session>> {
         match name.as_slice() {
             [b'f', b':', field @ ..] => {
                 let field = String::from_utf8(field.to_vec())
-                    .map_err(|_| Error::Internal("field name is not UTF-8".into()))?;
+                    .map_err(|_| Fault::Protocol("field name is not UTF-8".into()))?;
                 fields.push((field, Bytes::copy_from_slice(value)));
             }
             b"v" => s.version = num() as u64,

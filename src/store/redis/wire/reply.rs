@@ -1,0 +1,327 @@
+//! The scripts' replies, each parsed once into the outcomes its script's
+//! header lists. Every script answers `{status, a, b, expired, rest...}` (see
+//! the prelude); the parsers here are the only code that reads a reply by
+//! position or a status by name, and the store matches on the types they
+//! return. A reply of a shape its script's header does not allow is a
+//! [`Fault::Protocol`], never a panic or a silent default.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use super::{Fault, session};
+use crate::session::{LockGrant, Session, Written};
+
+/// A parsed reply: what the script did, and whether the call found that a
+/// lease had run out unseen (the 4th element of every reply, see the
+/// prelude), for the expiry counter.
+pub struct Reply<T> {
+    pub outcome: T,
+    pub expired: bool,
+}
+
+/// What lock.lua did.
+#[derive(Debug)]
+pub enum LockReply {
+    /// The lock is this token's; `session` as it was at the grant.
+    Granted {
+        fence: u64,
+        lease_expires_ms: i64,
+        session: Option<Session>,
+    },
+    /// Held by another, and the attempt was not to queue ('try').
+    Held,
+    /// Queued, or its place renewed ('wait'). The holder's lease runs out in
+    /// `free_in` (`None`: unknown, or free already).
+    Queued { free_in: Option<Duration> },
+}
+
+/// The guard refusals of the write scripts (`check_guards` in the prelude).
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    LockLost,
+    LockHeld,
+    VersionMismatch { current: u64 },
+}
+
+/// The limits update.lua enforces.
+#[derive(Debug, PartialEq)]
+pub enum Limit {
+    MaxFields,
+    MaxSessionBytes,
+}
+
+/// What update.lua did.
+#[derive(Debug)]
+pub enum WriteReply {
+    Written {
+        written: Written,
+        handover: Handover,
+    },
+    Refused(Refusal),
+    /// Nothing written: the write would have taken `limit` to `value`.
+    LimitExceeded {
+        limit: Limit,
+        value: u64,
+    },
+}
+
+/// What delete.lua did.
+#[derive(Debug)]
+pub enum DeleteReply {
+    /// `version`: the deleted session's, `None` when there was none.
+    Deleted {
+        version: Option<u64>,
+        handover: Handover,
+    },
+    Refused(Refusal),
+}
+
+/// What unlock.lua did.
+#[derive(Debug)]
+pub enum UnlockReply {
+    Released(Handover),
+    LockLost,
+}
+
+/// What refresh.lua did.
+#[derive(Debug)]
+pub enum RefreshReply {
+    Extended { lease_expires_ms: i64 },
+    LockLost,
+}
+
+/// What a script that released the lock did with it (the prelude's
+/// `release`).
+#[derive(Debug)]
+pub enum Handover {
+    /// Nothing released, or nobody waiting.
+    Nobody,
+    /// The first live waiter belongs to another instance: woken over
+    /// pub/sub, it takes the lock itself.
+    Woke { token: String },
+    /// The first live waiter belongs to this instance: the lock is already
+    /// its own, and this instance gives it the grant.
+    Handed(LockGrant),
+    /// A reply of a shape the prelude does not allow, after a write or an
+    /// unlock that did happen: the call still succeeds (failing it would
+    /// tell the caller its write was not made), and the waiter, if any,
+    /// finds the lock its own at its next retry.
+    Unreadable(Fault),
+}
+
+/// lock.lua: `{'GRANTED', fence, lease expires ms, expired, data...}`,
+/// `{'LOCK_HELD', 0, 0, expired}` or `{'QUEUED', PTTL of the lock, 0, expired}`.
+pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
+    parse("lock", value, |r| match r.status {
+        b"GRANTED" => Ok(LockReply::Granted {
+            fence: r.uint(r.a, "the fencing token")?,
+            lease_expires_ms: r.int(r.b, "the lease's end")?,
+            session: session(r.rest)?,
+        }),
+        b"LOCK_HELD" => Ok(LockReply::Held),
+        // PTTL: -2 for no lock (free now), -1 for one without a TTL.
+        b"QUEUED" => Ok(LockReply::Queued {
+            free_in: u64::try_from(r.int(r.a, "the holder's remaining lease")?)
+                .ok()
+                .filter(|&ms| ms > 0)
+                .map(|ms| Duration::from_millis(ms + 1)),
+        }),
+        _ => Err(r.unknown()),
+    })
+}
+
+/// update.lua: `{'OK', new version, expires ms, expired, handover}`, a
+/// guard's refusal, or `{'LIMIT_EXCEEDED', limit name, value, expired}`.
+pub fn write(value: &Value) -> Result<Reply<WriteReply>, Fault> {
+    parse("update", value, |r| match r.status {
+        b"OK" => Ok(WriteReply::Written {
+            written: Written {
+                version: r.uint(r.a, "the new version")?,
+                expires_ms: r.int(r.b, "the expiry")?,
+            },
+            handover: r.handover_after_release(),
+        }),
+        b"LIMIT_EXCEEDED" => Ok(WriteReply::LimitExceeded {
+            limit: match text(r.a) {
+                Some(b"max_fields") => Limit::MaxFields,
+                Some(b"max_session_bytes") => Limit::MaxSessionBytes,
+                _ => return Err(r.malformed(format_args!("the limit is {:?}", r.a))),
+            },
+            value: r.uint(r.b, "the value the write would reach")?,
+        }),
+        _ => Ok(WriteReply::Refused(r.refusal()?)),
+    })
+}
+
+/// delete.lua: `{'OK', deleted version or 0, 0, expired, handover}` or a
+/// guard's refusal.
+pub fn delete(value: &Value) -> Result<Reply<DeleteReply>, Fault> {
+    parse("delete", value, |r| match r.status {
+        b"OK" => Ok(DeleteReply::Deleted {
+            version: Some(r.uint(r.a, "the deleted version")?).filter(|&v| v > 0),
+            handover: r.handover_after_release(),
+        }),
+        _ => Ok(DeleteReply::Refused(r.refusal()?)),
+    })
+}
+
+/// unlock.lua: `{'OK', 0, 0, expired, handover}` or `{'LOCK_LOST', ..}`.
+pub fn unlock(value: &Value) -> Result<Reply<UnlockReply>, Fault> {
+    parse("unlock", value, |r| match r.status {
+        b"OK" => Ok(UnlockReply::Released(r.handover_after_release())),
+        b"LOCK_LOST" => Ok(UnlockReply::LockLost),
+        _ => Err(r.unknown()),
+    })
+}
+
+/// refresh.lua: `{'OK', lease expires ms, 0, expired}` or `{'LOCK_LOST', ..}`.
+pub fn refresh(value: &Value) -> Result<Reply<RefreshReply>, Fault> {
+    parse("refresh", value, |r| match r.status {
+        b"OK" => Ok(RefreshReply::Extended {
+            lease_expires_ms: r.int(r.a, "the lease's end")?,
+        }),
+        b"LOCK_LOST" => Ok(RefreshReply::LockLost),
+        _ => Err(r.unknown()),
+    })
+}
+
+/// abandon.lua: `{'OK', 1 if it held the lock else 0, 0, expired, handover
+/// (only when it held the lock)}`.
+pub fn abandon(value: &Value) -> Result<Reply<Handover>, Fault> {
+    parse("abandon", value, |r| match r.status {
+        b"OK" => r.handover(),
+        _ => Err(r.unknown()),
+    })
+}
+
+/// The parts every reply has: `{status, a, b, expired, rest...}`.
+struct Parts<'a> {
+    script: &'static str,
+    status: &'a [u8],
+    a: &'a Value,
+    b: &'a Value,
+    rest: &'a [Value],
+}
+
+/// Splits a reply into its parts and reads the outcome with `outcome`.
+fn parse<T>(
+    script: &'static str,
+    value: &Value,
+    outcome: impl FnOnce(&Parts<'_>) -> Result<T, Fault>,
+) -> Result<Reply<T>, Fault> {
+    let malformed =
+        |what: &str| Fault::Protocol(format!("malformed {script} script reply: {what}"));
+    let Value::Array(items) = value else {
+        return Err(malformed("not an array"));
+    };
+    let [status, a, b, expired, rest @ ..] = items.as_slice() else {
+        return Err(malformed("fewer than 4 elements"));
+    };
+    let Some(status) = text(status) else {
+        return Err(malformed("the status is not a string"));
+    };
+    let expired = match expired {
+        Value::Int(0) => false,
+        Value::Int(1) => true,
+        _ => return Err(malformed("the expiry flag is not 0 or 1")),
+    };
+    let parts = Parts {
+        script,
+        status,
+        a,
+        b,
+        rest,
+    };
+    Ok(Reply {
+        outcome: outcome(&parts)?,
+        expired,
+    })
+}
+
+impl Parts<'_> {
+    fn malformed(&self, what: std::fmt::Arguments<'_>) -> Fault {
+        Fault::Protocol(format!("malformed {} script reply: {what}", self.script))
+    }
+
+    fn unknown(&self) -> Fault {
+        Fault::Protocol(format!(
+            "{} script answered {}",
+            self.script,
+            String::from_utf8_lossy(self.status)
+        ))
+    }
+
+    fn int(&self, v: &Value, what: &str) -> Result<i64, Fault> {
+        match v {
+            Value::Int(n) => Ok(*n),
+            other => Err(self.malformed(format_args!("{what} is {other:?}"))),
+        }
+    }
+
+    /// A count, version or fencing token: never negative.
+    fn uint(&self, v: &Value, what: &str) -> Result<u64, Fault> {
+        let n = self.int(v, what)?;
+        u64::try_from(n).map_err(|_| self.malformed(format_args!("{what} is {n}")))
+    }
+
+    fn refusal(&self) -> Result<Refusal, Fault> {
+        match self.status {
+            b"LOCK_LOST" => Ok(Refusal::LockLost),
+            b"LOCK_HELD" => Ok(Refusal::LockHeld),
+            b"VERSION_MISMATCH" => Ok(Refusal::VersionMismatch {
+                current: self.uint(self.a, "the current version")?,
+            }),
+            _ => Err(self.unknown()),
+        }
+    }
+
+    /// The 5th element of a releasing script's reply: `false` (or absent)
+    /// for nobody, `{token}` for a woken waiter, `{token, fence, lease
+    /// expires ms, data...}` for a waiter of this instance handed the lock.
+    /// The handover of a script whose own step succeeded: an unreadable one
+    /// does not undo that (see [`Handover::Unreadable`]).
+    fn handover_after_release(&self) -> Handover {
+        self.handover().unwrap_or_else(Handover::Unreadable)
+    }
+
+    fn handover(&self) -> Result<Handover, Fault> {
+        let items = match self.rest {
+            [] | [Value::Nil] | [Value::Boolean(false)] => return Ok(Handover::Nobody),
+            [Value::Array(items)] => items.as_slice(),
+            _ => return Err(self.malformed(format_args!("the handover is not false or an array"))),
+        };
+        let token = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        };
+        match items {
+            [t] => match token(t) {
+                Some(token) => Ok(Handover::Woke { token }),
+                None => Err(self.malformed(format_args!("the woken token is {t:?}"))),
+            },
+            [t, fence, expires, data @ ..] => match token(t) {
+                Some(token) => Ok(Handover::Handed(LockGrant {
+                    token,
+                    fence: self.uint(fence, "the handed fencing token")?,
+                    lease_expires_ms: self.int(expires, "the handed lease's end")?,
+                    session: session(data)?,
+                })),
+                None => Err(self.malformed(format_args!("the handed token is {t:?}"))),
+            },
+            _ => Err(self.malformed(format_args!("the handover has {} elements", items.len()))),
+        }
+    }
+}
+
+/// The bytes of a string reply.
+fn text(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
