@@ -279,7 +279,9 @@ class AsyncClient:
                     session_id, to_set, to_delete, expected_version=state.version, timeout=timeout
                 )
             except (errors.VersionMismatch, errors.LockHeld) as e:
-                if not _retry.restarts_conflict(e.reason, e.maybe_applied) or attempt + 1 == attempts:
+                # By class: an ABORTED without ErrorInfo is a VersionMismatch too.
+                reason = "LOCK_HELD" if isinstance(e, errors.LockHeld) else "VERSION_MISMATCH"
+                if not _retry.restarts_conflict(reason, e.maybe_applied) or attempt + 1 == attempts:
                     raise
                 await _io.sleep(_retry.conflict_backoff(attempt))
                 if isinstance(e, errors.VersionMismatch):

@@ -284,3 +284,16 @@ def test_real_store_unavailable_is_retried_as_the_row_says(storeless, row):
         assert len(attempts) == (2 if row["retry"] else 1), attempts
         assert ei.value.maybe_applied is row["retry"]
     channel.close()
+
+
+def test_update_with_retry_restarts_on_an_aborted_without_error_info():
+    """Classed by its code, an ABORTED without ErrorInfo is a VersionMismatch
+    and restarts the loop like one (as before the policy was written down)."""
+    with quick(sessiond.Client("127.0.0.1:1", timeout=1.0), 0) as client:
+        client._sessions.GetSession = Recorder([], ANSWERS["GetSession"])
+        client._sessions.UpdateSession = Recorder(
+            [FakeError(grpc.StatusCode.ABORTED, "bare")], session_pb2.UpdateSessionResponse(version=7)
+        )
+        runs = []
+        assert client.update_with_retry("u", lambda s: runs.append(s.set("n", b"1"))).version == 7
+        assert len(runs) == 2
