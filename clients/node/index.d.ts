@@ -13,7 +13,7 @@ export type Uint64 = bigint | number | string;
 export interface ClientOptions {
   /** Deadline of each call in ms (LockSession: plus its waitMs). Default 5000. */
   timeoutMs?: number;
-  /** Extra attempts after UNAVAILABLE, for calls safe to retry. Default 3. */
+  /** Extra attempts after UNAVAILABLE, for calls safe to retry (see README). Default 3. */
   retries?: number;
   /** Default: insecure (plaintext). */
   credentials?: ChannelCredentials;
@@ -224,6 +224,12 @@ export declare class SessiondError extends Error {
   readonly metadata: Record<string, string>;
   /** The server's status message. */
   readonly details: string;
+  /**
+   * True when an earlier attempt of this call failed with an UNAVAILABLE of
+   * unknown outcome (anything but SHUTTING_DOWN) and was retried: a
+   * VersionMismatch or LockLost may then answer our own earlier attempt.
+   */
+  readonly maybeApplied: boolean;
 }
 export declare class InvalidArgument extends SessiondError {}
 export declare class SessionNotFound extends SessiondError {}
@@ -237,9 +243,10 @@ export declare class LockWaitTimeout extends SessiondError {}
 /** The call's own deadline passed (no sessiond reason). */
 export declare class DeadlineExceeded extends SessiondError {}
 export declare class Overloaded extends SessiondError {}
-/** Any UNAVAILABLE, including transport failures. */
+/** Any UNAVAILABLE, including transport failures; a write's outcome is then unknown (but see ShuttingDown). */
 export declare class Unavailable extends SessiondError {}
 export declare class StoreUnavailable extends Unavailable {}
+/** The instance is stopping and did not carry out the call: any call may be retried. */
 export declare class ShuttingDown extends Unavailable {}
 /** No or unknown bearer token (authentication on). */
 export declare class Unauthenticated extends SessiondError {}

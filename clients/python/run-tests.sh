@@ -6,6 +6,8 @@
 # SESSIOND_BIN overrides the binary (default: <repo>/target/debug/sessiond).
 # A fresh virtualenv is made at each run, so the package is tested exactly as
 # `pip install ./clients/python` installs it (committed stubs, no protoc).
+# First it checks that sessiond/client.py is what gen_sync.py generates from
+# sessiond/aio.py.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -18,6 +20,10 @@ rm -rf "$venv"
   "$repo/clients/python[test]"
 # pip builds in the source tree; leave it as it was.
 rm -rf "$repo/clients/python/build" "$repo/clients/python/sessiond_client.egg-info"
+
+# The blocking client is generated from the asyncio one: a hand edit of
+# client.py, or an aio.py change without regenerating, fails here.
+"$venv/bin/python" "$repo/clients/python/gen_sync.py" --check
 
 export SESSIOND_BIN="${SESSIOND_BIN:-$repo/target/debug/sessiond}"
 cd "$repo"

@@ -7,40 +7,28 @@ const { sessionService, adminService } = require('./proto');
 const { SessionDraft, toBuffer } = require('./draft');
 const {
   fromGrpcError,
+  SessiondError,
   SessionNotFound,
   VersionMismatch,
   LockHeld,
   LockLost,
-  Unavailable,
 } = require('./errors');
+const {
+  DEFAULT_RETRIES,
+  DEFAULT_ATTEMPTS,
+  shouldRetry,
+  outcomeUnknown,
+  restartsConflict,
+  backoffMs,
+  conflictBackoffMs,
+} = require('./retry-policy');
 
 const SessionServiceClient = grpc.makeClientConstructor(sessionService, 'SessionService');
 const AdminServiceClient = grpc.makeClientConstructor(adminService, 'AdminService');
 
 const DEFAULT_TIMEOUT_MS = 5000;
-const DEFAULT_RETRIES = 3;
-const BACKOFF_BASE_MS = 50;
-const BACKOFF_MAX_MS = 2000;
-
-// Which calls are retried on UNAVAILABLE (see README, "Deadlines and retries"):
-// - ALWAYS: repeating them cannot change the outcome, so any UNAVAILABLE is
-//   retried, even a transport failure after which the first attempt may have
-//   reached the server.
-// - Every other call is retried only when sessiond itself answered
-//   UNAVAILABLE with reason STORE_UNAVAILABLE or SHUTTING_DOWN, which the API
-//   documents as safe to retry (nothing was done). A bare transport failure is
-//   not retried for them: the write may have been applied, and applying it
-//   again (or retrying a lock that was granted) is not harmless.
-const ALWAYS = new Set(['GetSession', 'GetStats', 'RefreshLock']);
-const SERVER_SAYS_RETRY = new Set(['STORE_UNAVAILABLE', 'SHUTTING_DOWN']);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Exponential backoff with "equal jitter": half fixed, half random. */
-function backoffMs(attempt, base = BACKOFF_BASE_MS, max = BACKOFF_MAX_MS) {
-  const ceiling = Math.min(max, base * 2 ** attempt);
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
 
 const UINT64_MAX = 2n ** 64n - 1n;
 
@@ -119,13 +107,17 @@ class Client {
     this._channel.close();
   }
 
-  // One unary call with a deadline, typed errors and the retry policy above.
+  // One unary call with a deadline, typed errors and the retry policy of
+  // ./retry-policy (the table in session.proto). `guards` says which of
+  // lockToken / expectedVersion a write carries. An error that follows a
+  // retried attempt of unknown outcome has maybeApplied set.
   // opts.signal (an AbortSignal) cancels the call: it then rejects with the
   // signal's reason, and a caller queued for a lock leaves the queue.
-  async _call(stub, method, request, opts = {}, { extraMs = 0, alwaysRetry = ALWAYS.has(method) } = {}) {
+  async _call(stub, method, request, opts = {}, { extraMs = 0, guards = {} } = {}) {
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const retries = opts.retries ?? this.retries;
     const { signal } = opts;
+    let unknown = false;
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       try {
@@ -142,9 +134,14 @@ class Client {
           signal?.addEventListener('abort', onAbort, { once: true });
         });
       } catch (err) {
-        const retryable = err instanceof Unavailable && (alwaysRetry || SERVER_SAYS_RETRY.has(err.reason));
-        if (!retryable || attempt >= retries) throw err;
-        await sleep(backoffMs(attempt));
+        if (!(err instanceof SessiondError)) throw err;
+        if (attempt < retries && shouldRetry(method, err.code, err.reason, guards)) {
+          unknown = unknown || outcomeUnknown(err.code, err.reason);
+          await sleep(backoffMs(attempt));
+          continue;
+        }
+        err.maybeApplied = unknown;
+        throw err;
       }
     }
   }
@@ -194,13 +191,16 @@ class Client {
     if (expectedVersion !== undefined && expectedVersion !== null) {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }
-    const res = await this._call(this._session, 'UpdateSession', req, opts);
+    const res = await this._call(this._session, 'UpdateSession', req, opts, {
+      guards: { lockToken: lockToken !== '', expectedVersion: req.expectedVersion !== undefined },
+    });
     return { version: BigInt(res.version), expiresAt: toDate(res.expiresAt) };
   }
 
   /**
    * DeleteSession; resolves { deleted: false } when there was nothing to delete.
-   * Unguarded deletes are retried on any UNAVAILABLE (a retried delete is harmless).
+   * Retried as update: unguarded, a replay could delete a session someone
+   * created in between, so it is retried on SHUTTING_DOWN only.
    */
   async delete(sessionId, opts = {}) {
     const { lockToken = '', expectedVersion, releaseLock = false } = opts;
@@ -208,8 +208,9 @@ class Client {
     if (expectedVersion !== undefined && expectedVersion !== null) {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }
-    const guarded = req.expectedVersion !== undefined || lockToken !== '';
-    const res = await this._call(this._session, 'DeleteSession', req, opts, { alwaysRetry: !guarded });
+    const res = await this._call(this._session, 'DeleteSession', req, opts, {
+      guards: { lockToken: lockToken !== '', expectedVersion: req.expectedVersion !== undefined },
+    });
     return { deleted: res.deleted };
   }
 
@@ -323,11 +324,14 @@ class Client {
    * Optimistic read-modify-write: reads the session (STRONG), runs
    * `fn(session)`, writes its changes with expectedVersion = the version read
    * (0 = create only when it did not exist) and starts over on
-   * VersionMismatch, or LockHeld while someone holds the lock, up to
-   * `attempts` times. Resolves with fn's return value of the attempt that won.
+   * VersionMismatch, or LockHeld while someone holds the lock (nothing was
+   * written either way), up to `attempts` times, sleeping a few jittered
+   * milliseconds in between. Resolves with fn's return value of the attempt
+   * that won. An error flagged maybeApplied (an earlier attempt of the write
+   * may have landed) is thrown at once: running fn again could apply it twice.
    */
   async updateWithRetry(sessionId, fn, opts = {}) {
-    const { attempts = 10, timeoutMs } = opts;
+    const { attempts = DEFAULT_ATTEMPTS, timeoutMs } = opts;
     if (!(Number.isInteger(attempts) && attempts >= 1)) throw new RangeError('attempts must be an integer >= 1');
     for (let attempt = 1; ; attempt++) {
       let snapshot = null;
@@ -343,10 +347,11 @@ class Client {
         await this.update(sessionId, { ...session.changes(), expectedVersion: session.version, timeoutMs });
         return result;
       } catch (err) {
-        const conflict = err instanceof VersionMismatch || err instanceof LockHeld;
-        if (!conflict || attempt >= attempts) throw err;
+        // By class: an ABORTED without ErrorInfo is a VersionMismatch too.
+        const reason = err instanceof LockHeld ? 'LOCK_HELD' : err instanceof VersionMismatch ? 'VERSION_MISMATCH' : null;
+        if (!restartsConflict(reason, err.maybeApplied) || attempt >= attempts) throw err;
       }
-      await sleep(backoffMs(attempt, 5, 200));
+      await sleep(conflictBackoffMs(attempt - 1));
     }
   }
 }

@@ -25,7 +25,7 @@ const DOMAIN = 'sessiond';
 const CODE_NAMES = Object.fromEntries(Object.entries(Code).map(([name, n]) => [n, name]));
 
 class SessiondError extends Error {
-  constructor(message, { code, reason = null, metadata = {}, details = '', cause } = {}) {
+  constructor(message, { code, reason = null, metadata = {}, details = '', maybeApplied = false, cause } = {}) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = new.target.name;
     /** Numeric gRPC status code (see `status` of @grpc/grpc-js). */
@@ -38,6 +38,13 @@ class SessiondError extends Error {
     this.metadata = metadata;
     /** The server's status message. */
     this.details = details;
+    /**
+     * True when an earlier attempt of this call failed with an UNAVAILABLE of
+     * unknown outcome (anything but SHUTTING_DOWN) and was retried: it may have
+     * been applied, so a VersionMismatch or LockLost now may answer our own
+     * earlier attempt. Read the session again before deciding.
+     */
+    this.maybeApplied = maybeApplied;
   }
 }
 

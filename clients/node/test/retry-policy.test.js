@@ -2,15 +2,23 @@
 // The client's retry policy and error decoding, against a scripted stand-in
 // for sessiond (a grpc-js server on the same protos): it can answer
 // STORE_UNAVAILABLE, SHUTTING_DOWN or a bare UNAVAILABLE on demand, which a
-// healthy embedded sessiond never does. Everything else is tested against the
-// real server in the other files.
+// healthy embedded sessiond never does. The policy is checked row by row
+// against clients/retry-policy.json, the fixture the Python client's tests
+// assert too (the table in session.proto's header). Everything else is tested
+// against the real server in the other files.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protobuf = require('protobufjs');
 const { sessionService, adminService } = require('../lib/proto');
+const policy = require('../lib/retry-policy');
 const sd = require('..');
+
+// The fixture lives beside both clients and ships in neither package.
+const POLICY = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'retry-policy.json'), 'utf8'));
 
 const rpc = protobuf.parse(`
   syntax = "proto3";
@@ -53,6 +61,7 @@ function handler(method) {
 
 let server;
 let client;
+let noRetry;
 before(async () => {
   server = new grpc.Server();
   const impl = {};
@@ -63,9 +72,11 @@ before(async () => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   client = new sd.Client(`127.0.0.1:${port}`, { timeoutMs: 2000, retries: 2 });
+  noRetry = new sd.Client(`127.0.0.1:${port}`, { timeoutMs: 2000, retries: 0 });
 });
 after(() => {
   client.close();
+  noRetry.close();
   server.forceShutdown();
 });
 
@@ -146,35 +157,199 @@ test('retries stop after `retries` extra attempts', async () => {
   assert.equal(noRetry.uptimeMs, 0, 'the 4th answer is the scripted success');
 });
 
-test('writes are retried only when sessiond says STORE_UNAVAILABLE or SHUTTING_DOWN', async () => {
+test('guarded writes are retried on any UNAVAILABLE; LockSession and unguarded writes on SHUTTING_DOWN only', async () => {
+  // SHUTTING_DOWN: nothing was done, so even an unguarded write or a lock is sent again.
   reset();
-  script.UpdateSession = [unavailable('STORE_UNAVAILABLE'), unavailable('SHUTTING_DOWN'), { response: { version: '9' } }];
+  script.UpdateSession = [unavailable('SHUTTING_DOWN'), unavailable('SHUTTING_DOWN'), { response: { version: '9' } }];
   assert.equal((await client.update('a', { set: { x: 'y' } })).version, 9n);
   assert.equal(calls.UpdateSession, 3);
+  reset();
+  script.LockSession = [unavailable('SHUTTING_DOWN'), { response: { lockToken: 't', fencingToken: '1' } }];
+  assert.equal((await client.lock('a')).lockToken, 't');
+  assert.equal(calls.LockSession, 2);
 
-  // A bare UNAVAILABLE may come after the write was applied: not retried.
-  for (const method of ['UpdateSession', 'LockSession', 'UnlockSession']) {
-    reset();
-    script[method] = [unavailable(null), { response: {} }];
-    const call = {
-      UpdateSession: () => client.update('a', { set: { x: 'y' } }),
-      LockSession: () => client.lock('a'),
-      UnlockSession: () => client.unlock('a', 't'),
-    }[method];
-    const err = await call().catch((e) => e);
-    assert.ok(err instanceof sd.Unavailable && err.reason === null, method);
-    assert.equal(calls[method], 1, `${method} not retried on a transport-level UNAVAILABLE`);
+  // STORE_UNAVAILABLE or a bare UNAVAILABLE may come after the write was
+  // applied (or the lock granted): not retried for these.
+  for (const reason of ['STORE_UNAVAILABLE', null]) {
+    for (const method of ['UpdateSession', 'DeleteSession', 'LockSession']) {
+      reset();
+      script[method] = [unavailable(reason), { response: {} }];
+      const call = {
+        UpdateSession: () => client.update('a', { set: { x: 'y' } }),
+        DeleteSession: () => client.delete('a'),
+        LockSession: () => client.lock('a'),
+      }[method];
+      const err = await call().catch((e) => e);
+      assert.ok(err instanceof sd.Unavailable && err.reason === reason, `${method} ${reason}`);
+      assert.equal(calls[method], 1, `${method} not retried on ${reason}`);
+      assert.equal(err.maybeApplied, false);
+    }
   }
 
-  // An unguarded delete is harmless to repeat; a guarded one is not retried.
-  reset();
-  script.DeleteSession = [unavailable(null), { response: { deleted: false } }];
-  assert.deepEqual(await client.delete('a'), { deleted: false });
-  assert.equal(calls.DeleteSession, 2);
+  // Guarded: a replay of a write that landed is refused, so it is retried;
+  // the refusal that answers it is flagged maybeApplied.
   reset();
   script.DeleteSession = [unavailable(null), { response: { deleted: true } }];
-  assert.ok((await client.delete('a', { expectedVersion: 3 }).catch((e) => e)) instanceof sd.Unavailable);
-  assert.equal(calls.DeleteSession, 1);
+  assert.deepEqual(await client.delete('a', { expectedVersion: 3 }), { deleted: true });
+  assert.equal(calls.DeleteSession, 2);
+  reset();
+  script.UpdateSession = [
+    unavailable('STORE_UNAVAILABLE'),
+    { error: statusError(grpc.status.FAILED_PRECONDITION, 'LOCK_LOST', 'released') },
+  ];
+  const lost = await client.update('a', { set: { x: 'y' }, lockToken: 't', releaseLock: true }).catch((e) => e);
+  assert.ok(lost instanceof sd.LockLost && lost.maybeApplied, 'the LockLost may answer our own first attempt');
+  assert.equal(calls.UpdateSession, 2);
+  // UnlockSession: the token names one grant; a replay cannot free another's lock.
+  reset();
+  script.UnlockSession = [unavailable(null), { response: {} }];
+  await client.unlock('a', 't');
+  assert.equal(calls.UnlockSession, 2);
+});
+
+const RESPONSES = {
+  GetSession: { session, fromCache: false },
+  GetStats: {},
+  RefreshLock: {},
+  UnlockSession: {},
+  LockSession: { lockToken: 't', fencingToken: '1' },
+  UpdateSession: { version: '9' },
+  DeleteSession: { deleted: true },
+};
+
+function rowId(row) {
+  return `${row.call}[${row.guards.join('+') || 'unguarded'}] ${row.code}/${row.reason}`;
+}
+
+// The client method for a fixture row, with the row's guards.
+function invoke(c, { call, guards }) {
+  const g = {
+    lockToken: guards.includes('lock_token') ? 't' : '',
+    expectedVersion: guards.includes('expected_version') ? 3 : undefined,
+    releaseLock: guards.includes('release_lock'),
+  };
+  return {
+    GetSession: () => c.get('a'),
+    GetStats: () => c.stats(),
+    RefreshLock: () => c.refresh('a', 't'),
+    UnlockSession: () => c.unlock('a', 't'),
+    LockSession: () => c.lock('a'),
+    UpdateSession: () => c.update('a', { set: { x: 'y' }, ...g }),
+    DeleteSession: () => c.delete('a', g),
+  }[call]();
+}
+
+test('shouldRetry agrees with every row of clients/retry-policy.json', () => {
+  assert.ok(POLICY.rows.length > 100);
+  for (const row of POLICY.rows) {
+    const got = policy.shouldRetry(row.call, grpc.status[row.code], row.reason, {
+      lockToken: row.guards.includes('lock_token'),
+      expectedVersion: row.guards.includes('expected_version'),
+    });
+    assert.equal(got, row.retry, rowId(row));
+  }
+  for (const row of POLICY.outcome_unknown) {
+    assert.equal(policy.outcomeUnknown(grpc.status[row.code], row.reason), row.unknown, String(row.reason));
+  }
+  for (const row of POLICY.conflicts) {
+    assert.equal(policy.restartsConflict(row.reason, row.maybe_applied), row.restart, `${row.reason} ${row.maybe_applied}`);
+  }
+});
+
+test('the client follows every row of clients/retry-policy.json', async () => {
+  for (const row of POLICY.rows) {
+    reset();
+    script[row.call] = [
+      { error: statusError(grpc.status[row.code], row.reason, 'scripted') },
+      { response: RESPONSES[row.call] },
+    ];
+    const err = await invoke(client, row).then(() => null, (e) => e);
+    if (row.retry) {
+      assert.equal(err, null, `${rowId(row)}: ${err}`);
+      assert.equal(calls[row.call], 2, rowId(row));
+    } else {
+      assert.ok(err instanceof sd.SessiondError, `${rowId(row)}: ${err}`);
+      assert.equal(err.code, grpc.status[row.code], rowId(row));
+      assert.equal(err.reason, row.reason, rowId(row));
+      assert.equal(err.maybeApplied, false, rowId(row));
+      assert.equal(calls[row.call], 1, rowId(row));
+    }
+  }
+});
+
+test('maybeApplied follows the outcome of the retried attempts (outcome_unknown rows)', async () => {
+  for (const row of POLICY.outcome_unknown) {
+    reset();
+    // RefreshLock is retried on every UNAVAILABLE; the LOCK_LOST that answers
+    // the retry may echo a first attempt that landed, unless it said SHUTTING_DOWN.
+    script.RefreshLock = [
+      { error: statusError(grpc.status[row.code], row.reason, 'first') },
+      { error: statusError(grpc.status.FAILED_PRECONDITION, 'LOCK_LOST', 'gone') },
+    ];
+    const err = await client.refresh('a', 't').catch((e) => e);
+    assert.ok(err instanceof sd.LockLost, String(row.reason));
+    assert.equal(err.maybeApplied, row.unknown, String(row.reason));
+  }
+});
+
+test('updateWithRetry follows the conflict rows', async () => {
+  for (const row of POLICY.conflicts) {
+    reset();
+    const refusal = { error: statusError(grpc.status[row.code], row.reason, 'refused', { current_version: '8' }) };
+    script.GetSession = [{ response: { session } }, { response: { session } }];
+    // maybe_applied: an ambiguous first attempt, retried, then the refusal.
+    script.UpdateSession = row.maybe_applied
+      ? [unavailable(null), refusal, { response: { version: '9' } }]
+      : [refusal, { response: { version: '9' } }];
+    const c = row.maybe_applied ? client : noRetry;
+    let runs = 0;
+    const result = await c.updateWithRetry('a', (s) => {
+      runs += 1;
+      s.set('x', String(runs));
+      return runs;
+    }).catch((e) => e);
+    const label = `${row.reason} maybe_applied=${row.maybe_applied}`;
+    if (row.restart) {
+      assert.equal(result, 2, label);
+    } else {
+      assert.ok(result instanceof sd.SessiondError && result.reason === row.reason, `${label}: ${result}`);
+      assert.equal(runs, 1, label);
+    }
+  }
+  // Classed by its code, an ABORTED without ErrorInfo is a VersionMismatch too.
+  reset();
+  script.GetSession = [{ response: { session } }, { response: { session } }];
+  script.UpdateSession = [{ error: statusError(grpc.status.ABORTED, null, 'bare') }, { response: { version: '9' } }];
+  assert.equal(await noRetry.updateWithRetry('a', (s) => { s.set('x', 'z'); return 'won'; }), 'won');
+  assert.equal(calls.GetSession, 2);
+});
+
+test('backoff parameters and bounds are the fixture\'s', (t) => {
+  const { backoff: b, conflict_backoff: cb } = POLICY;
+  assert.equal(policy.DEFAULT_RETRIES, b.retries);
+  const probe = new sd.Client('127.0.0.1:1');
+  assert.equal(probe.retries, b.retries);
+  probe.close();
+  assert.equal(policy.DEFAULT_ATTEMPTS, cb.attempts);
+  assert.deepEqual([policy.BACKOFF_BASE_MS, policy.BACKOFF_MAX_MS], [b.base_ms, b.max_ms]);
+  assert.deepEqual([policy.CONFLICT_BASE_MS, policy.CONFLICT_MAX_MS], [cb.base_ms, cb.max_ms]);
+  const samples = [
+    ...b.samples.map((s) => [(n) => policy.backoffMs(n), s]),
+    ...cb.samples.map((s) => [policy.conflictBackoffMs, s]),
+  ];
+  for (const [backoff, s] of samples) {
+    for (let i = 0; i < 50; i++) {
+      const ms = backoff(s.n);
+      assert.ok(ms >= s.min_ms && ms <= s.max_ms, `n=${s.n}: ${ms}`);
+    }
+    // The random half spans exactly [c/2, c].
+    t.mock.method(Math, 'random', () => 0);
+    assert.equal(backoff(s.n), s.min_ms);
+    t.mock.restoreAll();
+    t.mock.method(Math, 'random', () => 1);
+    assert.equal(backoff(s.n), s.max_ms);
+    t.mock.restoreAll();
+  }
 });
 
 test('uint64 values round-trip exactly', async () => {

@@ -1,15 +1,16 @@
 """What the blocking and the asyncio clients share: result types, request
-building, response conversion, the staged session handed to handlers and the
-retry policy. Nothing here does I/O."""
+building, response conversion and the staged sessions handed to handlers
+(the retry policy is in `_retry`). Nothing here does I/O."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
-import random
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from . import errors
+from ._retry import RetryPolicy  # noqa: F401 (re-exported: sessiond._common.RetryPolicy)
 from .v1 import admin_pb2, session_pb2
 
 Seconds = Union[float, int, _dt.timedelta]
@@ -77,6 +78,10 @@ class CacheStats:
     evictions: int = 0
     invalidations_received: int = 0
     bypasses: int = 0
+    # True while CACHED reads may use the cache (on Redis: while the
+    # invalidation feed is connected), and how often the feed was lost.
+    feed_healthy: bool = False
+    feed_losses: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,8 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             evictions=c.evictions,
             invalidations_received=c.invalidations_received,
             bypasses=c.bypasses,
+            feed_healthy=c.feed_healthy,
+            feed_losses=c.feed_losses,
         ),
         locks=LockStats(
             acquisitions=lk.acquisitions,
@@ -323,20 +330,31 @@ class SessionState:
         )
 
 
-# ---------------------------------------------------------------- retries
+class LockedSession(SessionState):
+    """The session handed to the body of `with client.locked(...) as s`
+    (or `async with`).
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of UNAVAILABLE with exponential backoff and full jitter.
-
-    Attempt n (0-based) that fails with UNAVAILABLE is followed, if `retries`
-    allows, by a sleep drawn uniformly from [0, min(max_backoff, base * 2**n)].
+    Besides the staging API of SessionState it has the lock's `token`,
+    `fencing_token` and `lease_expires_at`, `result` (the UpdateResult of the
+    final write, after the block) and `lost` (True once the background refresh
+    was told LOCK_LOST; `check()` raises LockLost then, for long handlers that
+    want to stop early).
     """
 
-    retries: int = 3
-    base_backoff: float = 0.05
-    max_backoff: float = 2.0
+    def __init__(self, lock: Lock) -> None:
+        super().__init__(lock.session_id, lock.session)
+        self.lock = lock
+        self.token = lock.token
+        self.fencing_token = lock.fencing_token
+        self.lease_expires_at = lock.lease_expires_at
+        self.result: Optional[UpdateResult] = None
+        self.lost_error: Optional[errors.LockLost] = None
 
-    def backoff(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self.max_backoff, self.base_backoff * (2**attempt)))
+    @property
+    def lost(self) -> bool:
+        return self.lost_error is not None
+
+    def check(self) -> None:
+        if self.lost_error is not None:
+            raise self.lost_error
+

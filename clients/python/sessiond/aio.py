@@ -1,33 +1,48 @@
-"""The asyncio twin of `sessiond.Client`, on grpc.aio.
+"""sessiond's client, written once: `AsyncClient` and its `async with
+client.locked(...)` here, on grpc.aio; the blocking `Client` and `Locked` in
+`client.py`, generated from this file by gen_sync.py (unasync), so both have the
+same methods, semantics and retry policy (`_retry`, the table in session.proto).
+Where they must differ (channels, sleeping, the lease refresh: a task here, a
+thread there) the code goes through `_async_io` / `_sync_io`.
 
-Same methods and semantics, awaited; `async with client.locked(...) as s:`
-refreshes the lease from a background task instead of a thread. Create the
-client inside the running event loop (grpc.aio binds the channel to it).
+Create an `AsyncClient` inside the running event loop (grpc.aio binds the
+channel to it). A `Client` is thread-safe.
 """
 
 from __future__ import annotations
 
 import datetime
-import asyncio
-import random
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
-import grpc.aio
 
+from . import _async_io as _io
 from . import _common as c
+from . import _retry
 from . import errors
-from ._common import Consistency, Lock, Seconds, Session, SessionState, Stats, UpdateResult
-from .client import LockedSession
+from ._common import Consistency, Lock, LockedSession, Seconds, Session, SessionState, Stats, UpdateResult
 from .v1 import admin_pb2, admin_pb2_grpc, session_pb2, session_pb2_grpc
 
 Metadata = Sequence[Tuple[str, str]]
 
 
 class AsyncClient:
-    """An asyncio sessiond client over one grpc.aio channel.
+    """A sessiond client over one gRPC channel.
 
-    Arguments, deadlines and retries as for `sessiond.Client`.
+    Args:
+        target: "host:port" of a sessiond instance (or any gRPC target).
+        timeout: deadline of each attempt of each call, in seconds. LockSession
+            gets its `wait` on top of it.
+        retries: how many more attempts a call that failed with UNAVAILABLE
+            gets, with exponential backoff and jitter, where a retry can
+            neither apply a write twice nor take a lock nobody knows of: reads,
+            RefreshLock, UnlockSession, and UpdateSession / DeleteSession
+            guarded by `expected_version` or a lock token, on any UNAVAILABLE;
+            LockSession and unguarded writes only on SHUTTING_DOWN (nothing was
+            done). See the README, "Deadlines and retries".
+        credentials: channel credentials for TLS; None for a plaintext channel.
+        metadata: sent with every call (e.g. an authorization header).
+        channel: an existing channel to use instead of opening one.
     """
 
     def __init__(
@@ -38,14 +53,14 @@ class AsyncClient:
         *,
         credentials: Optional[grpc.ChannelCredentials] = None,
         metadata: Optional[Metadata] = None,
-        channel: Optional[grpc.aio.Channel] = None,
+        channel: Optional[_io.Channel] = None,
         options: Optional[Sequence[Tuple[str, Any]]] = None,
     ) -> None:
         if channel is None:
             if credentials is None:
-                channel = grpc.aio.insecure_channel(target, options=options)
+                channel = _io.insecure_channel(target, options=options)
             else:
-                channel = grpc.aio.secure_channel(target, credentials, options=options)
+                channel = _io.secure_channel(target, credentials, options=options)
             self._owns_channel = True
         else:
             self._owns_channel = False
@@ -68,22 +83,35 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _call(self, method: Callable, request: Any, *, timeout: Optional[float], retry: bool) -> Any:
+    async def _call(
+        self,
+        name: str,
+        request: Any,
+        *,
+        timeout: Optional[float],
+        lock_token: bool = False,
+        expected_version: bool = False,
+    ) -> Any:
+        """One RPC with a deadline per attempt, retried as `_retry.should_retry`
+        says. The error raised has `maybe_applied` set when an earlier attempt
+        of unknown outcome was retried."""
+        method = getattr(self._admin if name == "GetStats" else self._sessions, name)
         deadline = self.timeout if timeout is None else timeout
         attempt = 0
+        unknown = False
         while True:
             try:
                 return await method(request, timeout=deadline, metadata=self._metadata)
             except grpc.RpcError as e:
-                if (
-                    retry
-                    and e.code() == grpc.StatusCode.UNAVAILABLE
-                    and attempt < self.retry_policy.retries
+                exc = errors.from_rpc_error(e, maybe_applied=unknown)
+                if attempt < self.retry_policy.retries and _retry.should_retry(
+                    name, exc.code, exc.reason, lock_token=lock_token, expected_version=expected_version
                 ):
-                    await asyncio.sleep(self.retry_policy.backoff(attempt))
+                    unknown = unknown or _retry.outcome_unknown(exc.code, exc.reason)
+                    await _io.sleep(self.retry_policy.backoff(attempt))
                     attempt += 1
                     continue
-                raise errors.from_rpc_error(e, maybe_applied=attempt > 0) from e
+                raise exc from e
 
     # ------------------------------------------------------------ the RPCs
 
@@ -95,8 +123,9 @@ class AsyncClient:
         min_version: int = 0,
         timeout: Optional[float] = None,
     ) -> Session:
+        """GetSession. Raises SessionNotFound when it does not exist."""
         req = c.get_request(session_id, consistency, min_version)
-        resp = await self._call(self._sessions.GetSession, req, timeout=timeout, retry=True)
+        resp = await self._call("GetSession", req, timeout=timeout)
         return c.session_from_pb(resp.session, resp.from_cache)
 
     async def update(
@@ -111,11 +140,23 @@ class AsyncClient:
         release_lock: bool = False,
         timeout: Optional[float] = None,
     ) -> UpdateResult:
+        """UpdateSession: set and delete fields in one atomic write.
+
+        Retried on any UNAVAILABLE only when guarded by `expected_version` or
+        `lock_token`: a replay of a write that landed is then refused (or, under
+        the lock, lands on the state it made itself). An unguarded write is
+        retried on SHUTTING_DOWN only.
+        """
         req = c.update_request(
             session_id, set_fields, delete_fields, replace, lock_token, expected_version, release_lock
         )
-        guarded = bool(lock_token) or expected_version is not None
-        resp = await self._call(self._sessions.UpdateSession, req, timeout=timeout, retry=guarded)
+        resp = await self._call(
+            "UpdateSession",
+            req,
+            timeout=timeout,
+            lock_token=bool(lock_token),
+            expected_version=expected_version is not None,
+        )
         return c.update_from_pb(resp)
 
     async def delete(
@@ -127,8 +168,17 @@ class AsyncClient:
         release_lock: bool = False,
         timeout: Optional[float] = None,
     ) -> bool:
+        """DeleteSession. True when something was deleted. Retried as `update`:
+        unguarded, a replay could delete a session someone created in between,
+        so it is retried on SHUTTING_DOWN only."""
         req = c.delete_request(session_id, lock_token, expected_version, release_lock)
-        resp = await self._call(self._sessions.DeleteSession, req, timeout=timeout, retry=True)
+        resp = await self._call(
+            "DeleteSession",
+            req,
+            timeout=timeout,
+            lock_token=bool(lock_token),
+            expected_version=expected_version is not None,
+        )
         return resp.deleted
 
     async def lock(
@@ -139,16 +189,26 @@ class AsyncClient:
         wait: Seconds = 0,
         timeout: Optional[float] = None,
     ) -> Lock:
+        """LockSession. `wait` 0 tries once (LockHeld when busy); > 0 queues
+        FIFO for up to `wait` seconds (LockWaitTimeout). `lease` None is the
+        server's default. The call's deadline is `wait` + `timeout`.
+
+        Retried on SHUTTING_DOWN only: a grant whose answer was lost would leave
+        a lock that nobody knows of until its lease ends, and a retry would
+        meet it as LockHeld or queue behind it.
+        """
         req = session_pb2.LockSessionRequest(
             session_id=session_id, lease_ms=c.millis(lease, "lease"), wait_ms=c.millis(wait, "wait")
         )
         deadline = (self.timeout if timeout is None else timeout) + (c.seconds(wait) or 0.0)
-        resp = await self._call(self._sessions.LockSession, req, timeout=deadline, retry=False)
+        resp = await self._call("LockSession", req, timeout=deadline)
         return c.lock_from_pb(session_id, resp)
 
     async def unlock(self, session_id: str, token: str, *, timeout: Optional[float] = None) -> None:
+        """UnlockSession. LockLost when the token no longer held the lock
+        (with `maybe_applied` set if an earlier attempt may have unlocked)."""
         req = session_pb2.UnlockSessionRequest(session_id=session_id, lock_token=token)
-        await self._call(self._sessions.UnlockSession, req, timeout=timeout, retry=True)
+        await self._call("UnlockSession", req, timeout=timeout)
 
     async def refresh(
         self,
@@ -158,19 +218,23 @@ class AsyncClient:
         lease: Optional[Seconds] = None,
         timeout: Optional[float] = None,
     ) -> Optional[datetime.datetime]:
+        """RefreshLock: extend the lease from now. Returns the new expiry
+        (a datetime). LockLost when the lock is gone: stop working at once."""
         req = session_pb2.RefreshLockRequest(
             session_id=session_id, lock_token=token, lease_ms=c.millis(lease, "lease")
         )
-        resp = await self._call(self._sessions.RefreshLock, req, timeout=timeout, retry=True)
+        resp = await self._call("RefreshLock", req, timeout=timeout)
         return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
 
     async def stats(self, *, timeout: Optional[float] = None) -> Stats:
-        resp = await self._call(self._admin.GetStats, admin_pb2.GetStatsRequest(), timeout=timeout, retry=True)
+        """AdminService.GetStats of the instance this channel reaches."""
+        resp = await self._call("GetStats", admin_pb2.GetStatsRequest(), timeout=timeout)
         return c.stats_from_pb(resp)
 
     # ------------------------------------------------------------ helpers
 
     async def get_or_none(self, session_id: str, **kwargs: Any) -> Optional[Session]:
+        """Like `get`, but None instead of SessionNotFound."""
         try:
             return await self.get(session_id, **kwargs)
         except errors.SessionNotFound:
@@ -179,20 +243,34 @@ class AsyncClient:
     async def update_with_retry(
         self,
         session_id: str,
-        fn: Callable[[SessionState], Union[Any, Awaitable[Any]]],
+        fn: Callable[[SessionState], Any],
         *,
         attempts: int = 10,
         timeout: Optional[float] = None,
     ) -> UpdateResult:
-        """As `Client.update_with_retry`; `fn` may be a plain or an async function."""
+        """Optimistic read-modify-write without a lock (compare-and-set).
+
+        Reads the session, calls `fn(state)` to stage changes on a
+        `SessionState` (`state.fields`, `state.set`, `state.delete`), and
+        writes them with `expected_version` = the version read (0 = create
+        only). On VersionMismatch, or LockHeld while someone holds the lock
+        (nothing was written either way), it reads again (from the store) and
+        calls `fn` again, up to `attempts` times in all, with a short jittered
+        sleep in between; then the error is raised. `fn` must therefore be free
+        of side effects other than staging (the asyncio client also takes an
+        async `fn`). Returns the write's result (or the unchanged version when
+        `fn` staged nothing).
+
+        An error that follows a retried UNAVAILABLE of unknown outcome is
+        raised at once (`maybe_applied` is set): the earlier attempt may have
+        been applied, and running `fn` again could apply it twice.
+        """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         current = await self.get_or_none(session_id, timeout=timeout)
         for attempt in range(attempts):
             state = SessionState(session_id, current)
-            staged = fn(state)
-            if asyncio.iscoroutine(staged):
-                await staged
+            await _io.settle(fn(state))
             to_set, to_delete = state.changes()
             if not to_set and not to_delete:
                 return UpdateResult(version=state.version)
@@ -200,11 +278,16 @@ class AsyncClient:
                 return await self.update(
                     session_id, to_set, to_delete, expected_version=state.version, timeout=timeout
                 )
-            except errors.VersionMismatch as e:
-                if e.maybe_applied or attempt + 1 == attempts:
+            except (errors.VersionMismatch, errors.LockHeld) as e:
+                # By class: an ABORTED without ErrorInfo is a VersionMismatch too.
+                reason = "LOCK_HELD" if isinstance(e, errors.LockHeld) else "VERSION_MISMATCH"
+                if not _retry.restarts_conflict(reason, e.maybe_applied) or attempt + 1 == attempts:
                     raise
-                await asyncio.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
-                floor = max(e.current_version or 0, state.version + 1)
+                await _io.sleep(_retry.conflict_backoff(attempt))
+                if isinstance(e, errors.VersionMismatch):
+                    floor = max(e.current_version or 0, state.version + 1)
+                else:  # LockHeld: the holder has not written yet
+                    floor = state.version
                 current = await self.get_or_none(
                     session_id, consistency=Consistency.STRONG, min_version=floor, timeout=timeout
                 )
@@ -219,12 +302,33 @@ class AsyncClient:
         refresh: bool = True,
         timeout: Optional[float] = None,
     ) -> "AsyncLocked":
-        """`async with client.locked(...) as s:`, as `Client.locked`."""
+        """Lock, hand over the session, write the staged changes and release.
+
+            with client.locked("user-42", lease=10, wait=0) as s:   # async with
+                s.set("last", b"hello")
+
+        Raises LockHeld (wait 0) or LockWaitTimeout at entry when the lock
+        cannot be had. See `Locked` / `AsyncLocked` for what happens at exit.
+        """
         return AsyncLocked(self, session_id, lease=lease, wait=wait, refresh=refresh, timeout=timeout)
 
 
 class AsyncLocked:
-    """Async context manager returned by `AsyncClient.locked`; exit rules as `sessiond.client.Locked`."""
+    """Context manager returned by `locked` (`with`, or `async with`).
+
+    While the body runs, the lease is extended every lease/3 (a thread for the
+    blocking client, a task for the asyncio one). At exit:
+    - the body raised: the lock is released (errors of that unlock are
+      swallowed so the body's exception is the one you see);
+    - the background refresh was told LOCK_LOST: nothing is written, LockLost
+      is raised (the lock was not held throughout the body);
+    - fields were changed: one UpdateSession with the lock token and
+      `release_lock=True` writes them and releases the lock; LockLost if the
+      lease was lost meanwhile (the server refuses the write);
+    - nothing changed: UnlockSession (LockLost if the lease was lost).
+    A refresh that fails otherwise (deadline, overload, store down) is kept in
+    `last_refresh_error` and tried again at the next tick.
+    """
 
     def __init__(
         self,
@@ -246,42 +350,45 @@ class AsyncLocked:
         self.refresh = refresh
         self.timeout = timeout
         self.state: Optional[LockedSession] = None
-        self._task: Optional[asyncio.Task] = None
         self.last_refresh_error: Optional[errors.SessiondError] = None
+        self._ticker: Optional[_io.Ticker] = None
 
-    async def _refresh_loop(self, state: LockedSession) -> None:
+    async def _refresh_once(self) -> bool:
+        """One lease extension; False (stop refreshing) once the lock is lost."""
+        state = self.state
+        assert state is not None
         interval = self.lease / 3.0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                state.lease_expires_at = await self.client.refresh(
-                    state.session_id,
-                    state.token,
-                    lease=self.lease,
-                    timeout=min(self.client.timeout, interval),
-                )
-            except errors.LockLost as e:
-                state.lost_error = e
-                return
-            except errors.SessiondError as e:
-                self.last_refresh_error = e
+        try:
+            # Each attempt must end well before the lease does.
+            state.lease_expires_at = await self.client.refresh(
+                state.session_id,
+                state.token,
+                lease=self.lease,
+                timeout=min(self.client.timeout, interval),
+            )
+        except errors.LockLost as e:
+            state.lost_error = e
+            return False
+        except errors.SessiondError as e:
+            # Transient: try again at the next tick. If the lease runs out
+            # meanwhile the server says LOCK_LOST then, and the final write is
+            # refused anyway.
+            self.last_refresh_error = e
+        return True
 
     async def __aenter__(self) -> LockedSession:
         lock = await self.client.lock(self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout)
         self.state = LockedSession(lock)
         if self.refresh:
-            self._task = asyncio.ensure_future(self._refresh_loop(self.state))
+            self._ticker = _io.Ticker(f"sessiond-refresh-{self.session_id}", self.lease / 3.0, self._refresh_once)
+            self._ticker.start()
         return self.state
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         state = self.state
         assert state is not None
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        if self._ticker is not None:
+            await self._ticker.stop()
         if exc_type is not None:
             try:
                 await self.client.unlock(state.session_id, state.token, timeout=self.timeout)

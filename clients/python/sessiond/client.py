@@ -1,35 +1,47 @@
-"""The blocking client: `Client` and its `locked(...)` context manager."""
+# Generated from sessiond/aio.py by gen_sync.py (unasync): do not edit.
+# Change aio.py (or _sync_io.py) and run `python3 clients/python/gen_sync.py`.
+"""sessiond's client, written once: `AsyncClient` and its `async with
+client.locked(...)` here, on grpc.aio; the blocking `Client` and `Locked` in
+`client.py`, generated from this file by gen_sync.py (unasync), so both have the
+same methods, semantics and retry policy (`_retry`, the table in session.proto).
+Where they must differ (channels, sleeping, the lease refresh: a task here, a
+thread there) the code goes through `_async_io` / `_sync_io`.
+
+Create an `AsyncClient` inside the running event loop (grpc.aio binds the
+channel to it). A `Client` is thread-safe.
+"""
 
 from __future__ import annotations
 
 import datetime
-import random
-import threading
-import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
+from . import _sync_io as _io
 from . import _common as c
+from . import _retry
 from . import errors
-from ._common import Consistency, Lock, Seconds, Session, SessionState, Stats, UpdateResult
+from ._common import Consistency, Lock, LockedSession, Seconds, Session, SessionState, Stats, UpdateResult
 from .v1 import admin_pb2, admin_pb2_grpc, session_pb2, session_pb2_grpc
 
 Metadata = Sequence[Tuple[str, str]]
 
 
 class Client:
-    """A blocking sessiond client over one gRPC channel. Thread-safe.
+    """A sessiond client over one gRPC channel.
 
     Args:
         target: "host:port" of a sessiond instance (or any gRPC target).
         timeout: deadline of each attempt of each call, in seconds. LockSession
             gets its `wait` on top of it.
-        retries: how many times a call that failed with UNAVAILABLE is retried
-            (with exponential backoff and jitter), for the calls where that is
-            safe: reads, RefreshLock, UnlockSession, DeleteSession, and
-            UpdateSession guarded by `expected_version` or a lock token.
-            LockSession and unguarded updates are never retried (see README).
+        retries: how many more attempts a call that failed with UNAVAILABLE
+            gets, with exponential backoff and jitter, where a retry can
+            neither apply a write twice nor take a lock nobody knows of: reads,
+            RefreshLock, UnlockSession, and UpdateSession / DeleteSession
+            guarded by `expected_version` or a lock token, on any UNAVAILABLE;
+            LockSession and unguarded writes only on SHUTTING_DOWN (nothing was
+            done). See the README, "Deadlines and retries".
         credentials: channel credentials for TLS; None for a plaintext channel.
         metadata: sent with every call (e.g. an authorization header).
         channel: an existing channel to use instead of opening one.
@@ -43,14 +55,14 @@ class Client:
         *,
         credentials: Optional[grpc.ChannelCredentials] = None,
         metadata: Optional[Metadata] = None,
-        channel: Optional[grpc.Channel] = None,
+        channel: Optional[_io.Channel] = None,
         options: Optional[Sequence[Tuple[str, Any]]] = None,
     ) -> None:
         if channel is None:
             if credentials is None:
-                channel = grpc.insecure_channel(target, options=options)
+                channel = _io.insecure_channel(target, options=options)
             else:
-                channel = grpc.secure_channel(target, credentials, options=options)
+                channel = _io.secure_channel(target, credentials, options=options)
             self._owns_channel = True
         else:
             self._owns_channel = False
@@ -73,23 +85,35 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable, request: Any, *, timeout: Optional[float], retry: bool) -> Any:
-        """One RPC with a deadline per attempt; UNAVAILABLE retried when `retry`."""
+    def _call(
+        self,
+        name: str,
+        request: Any,
+        *,
+        timeout: Optional[float],
+        lock_token: bool = False,
+        expected_version: bool = False,
+    ) -> Any:
+        """One RPC with a deadline per attempt, retried as `_retry.should_retry`
+        says. The error raised has `maybe_applied` set when an earlier attempt
+        of unknown outcome was retried."""
+        method = getattr(self._admin if name == "GetStats" else self._sessions, name)
         deadline = self.timeout if timeout is None else timeout
         attempt = 0
+        unknown = False
         while True:
             try:
                 return method(request, timeout=deadline, metadata=self._metadata)
             except grpc.RpcError as e:
-                if (
-                    retry
-                    and e.code() == grpc.StatusCode.UNAVAILABLE
-                    and attempt < self.retry_policy.retries
+                exc = errors.from_rpc_error(e, maybe_applied=unknown)
+                if attempt < self.retry_policy.retries and _retry.should_retry(
+                    name, exc.code, exc.reason, lock_token=lock_token, expected_version=expected_version
                 ):
-                    time.sleep(self.retry_policy.backoff(attempt))
+                    unknown = unknown or _retry.outcome_unknown(exc.code, exc.reason)
+                    _io.sleep(self.retry_policy.backoff(attempt))
                     attempt += 1
                     continue
-                raise errors.from_rpc_error(e, maybe_applied=attempt > 0) from e
+                raise exc from e
 
     # ------------------------------------------------------------ the RPCs
 
@@ -103,7 +127,7 @@ class Client:
     ) -> Session:
         """GetSession. Raises SessionNotFound when it does not exist."""
         req = c.get_request(session_id, consistency, min_version)
-        resp = self._call(self._sessions.GetSession, req, timeout=timeout, retry=True)
+        resp = self._call("GetSession", req, timeout=timeout)
         return c.session_from_pb(resp.session, resp.from_cache)
 
     def update(
@@ -120,15 +144,21 @@ class Client:
     ) -> UpdateResult:
         """UpdateSession: set and delete fields in one atomic write.
 
-        Retried on UNAVAILABLE only when guarded by `expected_version` or
-        `lock_token`: a guarded write is never applied on top of a state it
-        was not meant for. An unguarded write is sent once.
+        Retried on any UNAVAILABLE only when guarded by `expected_version` or
+        `lock_token`: a replay of a write that landed is then refused (or, under
+        the lock, lands on the state it made itself). An unguarded write is
+        retried on SHUTTING_DOWN only.
         """
         req = c.update_request(
             session_id, set_fields, delete_fields, replace, lock_token, expected_version, release_lock
         )
-        guarded = bool(lock_token) or expected_version is not None
-        resp = self._call(self._sessions.UpdateSession, req, timeout=timeout, retry=guarded)
+        resp = self._call(
+            "UpdateSession",
+            req,
+            timeout=timeout,
+            lock_token=bool(lock_token),
+            expected_version=expected_version is not None,
+        )
         return c.update_from_pb(resp)
 
     def delete(
@@ -140,11 +170,17 @@ class Client:
         release_lock: bool = False,
         timeout: Optional[float] = None,
     ) -> bool:
-        """DeleteSession. True when something was deleted. Retried on
-        UNAVAILABLE (a retried delete is harmless per the API; the answer of
-        a retry may then be False)."""
+        """DeleteSession. True when something was deleted. Retried as `update`:
+        unguarded, a replay could delete a session someone created in between,
+        so it is retried on SHUTTING_DOWN only."""
         req = c.delete_request(session_id, lock_token, expected_version, release_lock)
-        resp = self._call(self._sessions.DeleteSession, req, timeout=timeout, retry=True)
+        resp = self._call(
+            "DeleteSession",
+            req,
+            timeout=timeout,
+            lock_token=bool(lock_token),
+            expected_version=expected_version is not None,
+        )
         return resp.deleted
 
     def lock(
@@ -159,21 +195,22 @@ class Client:
         FIFO for up to `wait` seconds (LockWaitTimeout). `lease` None is the
         server's default. The call's deadline is `wait` + `timeout`.
 
-        Never retried: a grant whose answer was lost would leave a lock that
-        nobody knows of until its lease ends, and a retry would queue behind it.
+        Retried on SHUTTING_DOWN only: a grant whose answer was lost would leave
+        a lock that nobody knows of until its lease ends, and a retry would
+        meet it as LockHeld or queue behind it.
         """
         req = session_pb2.LockSessionRequest(
             session_id=session_id, lease_ms=c.millis(lease, "lease"), wait_ms=c.millis(wait, "wait")
         )
         deadline = (self.timeout if timeout is None else timeout) + (c.seconds(wait) or 0.0)
-        resp = self._call(self._sessions.LockSession, req, timeout=deadline, retry=False)
+        resp = self._call("LockSession", req, timeout=deadline)
         return c.lock_from_pb(session_id, resp)
 
     def unlock(self, session_id: str, token: str, *, timeout: Optional[float] = None) -> None:
         """UnlockSession. LockLost when the token no longer held the lock
         (with `maybe_applied` set if an earlier attempt may have unlocked)."""
         req = session_pb2.UnlockSessionRequest(session_id=session_id, lock_token=token)
-        self._call(self._sessions.UnlockSession, req, timeout=timeout, retry=True)
+        self._call("UnlockSession", req, timeout=timeout)
 
     def refresh(
         self,
@@ -188,12 +225,12 @@ class Client:
         req = session_pb2.RefreshLockRequest(
             session_id=session_id, lock_token=token, lease_ms=c.millis(lease, "lease")
         )
-        resp = self._call(self._sessions.RefreshLock, req, timeout=timeout, retry=True)
+        resp = self._call("RefreshLock", req, timeout=timeout)
         return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """AdminService.GetStats of the instance this channel reaches."""
-        resp = self._call(self._admin.GetStats, admin_pb2.GetStatsRequest(), timeout=timeout, retry=True)
+        resp = self._call("GetStats", admin_pb2.GetStatsRequest(), timeout=timeout)
         return c.stats_from_pb(resp)
 
     # ------------------------------------------------------------ helpers
@@ -218,22 +255,24 @@ class Client:
         Reads the session, calls `fn(state)` to stage changes on a
         `SessionState` (`state.fields`, `state.set`, `state.delete`), and
         writes them with `expected_version` = the version read (0 = create
-        only). On VersionMismatch it reads again (from the store, at least the
-        version the server reported) and calls `fn` again, up to `attempts`
-        times in all; then the VersionMismatch is raised. `fn` must therefore
-        be free of side effects other than staging. Returns the write's result
-        (or the unchanged version when `fn` staged nothing).
+        only). On VersionMismatch, or LockHeld while someone holds the lock
+        (nothing was written either way), it reads again (from the store) and
+        calls `fn` again, up to `attempts` times in all, with a short jittered
+        sleep in between; then the error is raised. `fn` must therefore be free
+        of side effects other than staging (the asyncio client also takes an
+        async `fn`). Returns the write's result (or the unchanged version when
+        `fn` staged nothing).
 
-        A VersionMismatch that follows a retried UNAVAILABLE is raised at once
-        (`maybe_applied` is set): the earlier attempt may have been applied,
-        and running `fn` again could apply it twice.
+        An error that follows a retried UNAVAILABLE of unknown outcome is
+        raised at once (`maybe_applied` is set): the earlier attempt may have
+        been applied, and running `fn` again could apply it twice.
         """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         current = self.get_or_none(session_id, timeout=timeout)
         for attempt in range(attempts):
             state = SessionState(session_id, current)
-            fn(state)
+            _io.settle(fn(state))
             to_set, to_delete = state.changes()
             if not to_set and not to_delete:
                 return UpdateResult(version=state.version)
@@ -241,11 +280,16 @@ class Client:
                 return self.update(
                     session_id, to_set, to_delete, expected_version=state.version, timeout=timeout
                 )
-            except errors.VersionMismatch as e:
-                if e.maybe_applied or attempt + 1 == attempts:
+            except (errors.VersionMismatch, errors.LockHeld) as e:
+                # By class: an ABORTED without ErrorInfo is a VersionMismatch too.
+                reason = "LOCK_HELD" if isinstance(e, errors.LockHeld) else "VERSION_MISMATCH"
+                if not _retry.restarts_conflict(reason, e.maybe_applied) or attempt + 1 == attempts:
                     raise
-                time.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
-                floor = max(e.current_version or 0, state.version + 1)
+                _io.sleep(_retry.conflict_backoff(attempt))
+                if isinstance(e, errors.VersionMismatch):
+                    floor = max(e.current_version or 0, state.version + 1)
+                else:  # LockHeld: the holder has not written yet
+                    floor = state.version
                 current = self.get_or_none(
                     session_id, consistency=Consistency.STRONG, min_version=floor, timeout=timeout
                 )
@@ -262,83 +306,20 @@ class Client:
     ) -> "Locked":
         """Lock, hand over the session, write the staged changes and release.
 
-            with client.locked("user-42", lease=10, wait=0) as s:
+            with client.locked("user-42", lease=10, wait=0) as s:   # async with
                 s.set("last", b"hello")
 
         Raises LockHeld (wait 0) or LockWaitTimeout at entry when the lock
-        cannot be had. See `Locked` for what happens at exit.
+        cannot be had. See `Locked` / `AsyncLocked` for what happens at exit.
         """
         return Locked(self, session_id, lease=lease, wait=wait, refresh=refresh, timeout=timeout)
 
 
-class LockedSession(SessionState):
-    """The session handed to the body of `with client.locked(...) as s`.
-
-    Besides the staging API of SessionState it has the lock's `token`,
-    `fencing_token` and `lease_expires_at`, `result` (the UpdateResult of the
-    final write, after the block) and `lost` (True once the background refresh
-    was told LOCK_LOST; `check()` raises LockLost then, for long handlers that
-    want to stop early).
-    """
-
-    def __init__(self, lock: Lock) -> None:
-        super().__init__(lock.session_id, lock.session)
-        self.lock = lock
-        self.token = lock.token
-        self.fencing_token = lock.fencing_token
-        self.lease_expires_at = lock.lease_expires_at
-        self.result: Optional[UpdateResult] = None
-        self.lost_error: Optional[errors.LockLost] = None
-
-    @property
-    def lost(self) -> bool:
-        return self.lost_error is not None
-
-    def check(self) -> None:
-        if self.lost_error is not None:
-            raise self.lost_error
-
-
-class _Refresher(threading.Thread):
-    """Extends the lease every lease/3 until stopped or told LOCK_LOST."""
-
-    def __init__(self, client: Client, state: LockedSession, lease: float) -> None:
-        super().__init__(name=f"sessiond-refresh-{state.session_id}", daemon=True)
-        self.client = client
-        self.state = state
-        self.lease = lease
-        self.interval = lease / 3.0
-        self.stopped = threading.Event()
-        self.last_error: Optional[errors.SessiondError] = None
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                # Each attempt must end well before the lease does.
-                self.state.lease_expires_at = self.client.refresh(
-                    self.state.session_id,
-                    self.state.token,
-                    lease=self.lease,
-                    timeout=min(self.client.timeout, self.interval),
-                )
-            except errors.LockLost as e:
-                self.state.lost_error = e
-                return
-            except errors.SessiondError as e:
-                # Transient (deadline, overload, store down): try again at the
-                # next tick. If the lease runs out meanwhile the server says
-                # LOCK_LOST then, and the final write is refused anyway.
-                self.last_error = e
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
-
-
 class Locked:
-    """Context manager returned by `Client.locked`.
+    """Context manager returned by `locked` (`with`, or `async with`).
 
-    At exit:
+    While the body runs, the lease is extended every lease/3 (a thread for the
+    blocking client, a task for the asyncio one). At exit:
     - the body raised: the lock is released (errors of that unlock are
       swallowed so the body's exception is the one you see);
     - the background refresh was told LOCK_LOST: nothing is written, LockLost
@@ -347,6 +328,8 @@ class Locked:
       `release_lock=True` writes them and releases the lock; LockLost if the
       lease was lost meanwhile (the server refuses the write);
     - nothing changed: UnlockSession (LockLost if the lease was lost).
+    A refresh that fails otherwise (deadline, overload, store down) is kept in
+    `last_refresh_error` and tried again at the next tick.
     """
 
     def __init__(
@@ -369,21 +352,45 @@ class Locked:
         self.refresh = refresh
         self.timeout = timeout
         self.state: Optional[LockedSession] = None
-        self._refresher: Optional[_Refresher] = None
+        self.last_refresh_error: Optional[errors.SessiondError] = None
+        self._ticker: Optional[_io.Ticker] = None
+
+    def _refresh_once(self) -> bool:
+        """One lease extension; False (stop refreshing) once the lock is lost."""
+        state = self.state
+        assert state is not None
+        interval = self.lease / 3.0
+        try:
+            # Each attempt must end well before the lease does.
+            state.lease_expires_at = self.client.refresh(
+                state.session_id,
+                state.token,
+                lease=self.lease,
+                timeout=min(self.client.timeout, interval),
+            )
+        except errors.LockLost as e:
+            state.lost_error = e
+            return False
+        except errors.SessiondError as e:
+            # Transient: try again at the next tick. If the lease runs out
+            # meanwhile the server says LOCK_LOST then, and the final write is
+            # refused anyway.
+            self.last_refresh_error = e
+        return True
 
     def __enter__(self) -> LockedSession:
         lock = self.client.lock(self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout)
         self.state = LockedSession(lock)
         if self.refresh:
-            self._refresher = _Refresher(self.client, self.state, self.lease)
-            self._refresher.start()
+            self._ticker = _io.Ticker(f"sessiond-refresh-{self.session_id}", self.lease / 3.0, self._refresh_once)
+            self._ticker.start()
         return self.state
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         state = self.state
         assert state is not None
-        if self._refresher is not None:
-            self._refresher.stop()
+        if self._ticker is not None:
+            self._ticker.stop()
         if exc_type is not None:
             try:
                 self.client.unlock(state.session_id, state.token, timeout=self.timeout)

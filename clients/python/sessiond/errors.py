@@ -50,10 +50,11 @@ class SessiondError(Exception):
         metadata: the ErrorInfo metadata (e.g. {"current_version": "7"}).
         message: the status message.
         maybe_applied: True when an earlier attempt of this same call failed
-            with UNAVAILABLE and was retried: that attempt may have been
-            applied by the server before its answer was lost, so a
-            VersionMismatch or LockLost raised now may be caused by our own
-            earlier attempt (see the README, "Retries").
+            with an UNAVAILABLE of unknown outcome (anything but SHUTTING_DOWN)
+            and was retried: that attempt may have been applied by the server
+            before its answer was lost, so a VersionMismatch or LockLost
+            raised now may be caused by our own earlier attempt (see the
+            README, "Deadlines and retries").
     """
 
     def __init__(
@@ -163,15 +164,19 @@ class Overloaded(SessiondError):
 
 
 class Unavailable(SessiondError):
-    """UNAVAILABLE: the server or its store cannot be reached; safe to retry."""
+    """UNAVAILABLE: the server or its store cannot be reached. Whether a write
+    was applied is unknown (except for ShuttingDown): the client retries only
+    the calls whose replay is harmless (see `sessiond._retry`)."""
 
 
 class StoreUnavailable(Unavailable):
-    """UNAVAILABLE / STORE_UNAVAILABLE: sessiond cannot reach its store."""
+    """UNAVAILABLE / STORE_UNAVAILABLE: sessiond cannot reach its store (or it
+    stopped answering mid-call: a write may have been applied)."""
 
 
 class ShuttingDown(Unavailable):
-    """UNAVAILABLE / SHUTTING_DOWN: this sessiond instance is stopping."""
+    """UNAVAILABLE / SHUTTING_DOWN: this sessiond instance is stopping; the call
+    was not carried out, so any call may be retried."""
 
 
 class Unauthenticated(SessiondError):

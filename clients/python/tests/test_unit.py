@@ -7,13 +7,13 @@ import datetime as dt
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2
 
 import sessiond
 from sessiond import errors
 from sessiond._common import RetryPolicy, SessionState, millis
 from sessiond.v1 import session_pb2
+from _fakes import FakeError, Recorder
 
 EXPECTED = {
     "INVALID_SESSION_ID": (grpc.StatusCode.INVALID_ARGUMENT, sessiond.InvalidSessionId),
@@ -31,34 +31,6 @@ EXPECTED = {
     "STORE_UNAVAILABLE": (grpc.StatusCode.UNAVAILABLE, sessiond.StoreUnavailable),
     "SHUTTING_DOWN": (grpc.StatusCode.UNAVAILABLE, sessiond.ShuttingDown),
 }
-
-
-class FakeError(grpc.RpcError):
-    """What a failed call looks like to the client: code, details, trailers."""
-
-    def __init__(self, code, message="", reason=None, metadata=None, domain="sessiond",
-                 status_code=None, status_message=None):
-        self._code, self._message = code, message
-        self._trailers = ()
-        if reason is not None:
-            info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
-            detail = any_pb2.Any()
-            detail.Pack(info)
-            status = status_pb2.Status(
-                code=code.value[0] if status_code is None else status_code,
-                message=message if status_message is None else status_message,
-                details=[detail],
-            )
-            self._trailers = (("grpc-status-details-bin", status.SerializeToString()),)
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._message
-
-    def trailing_metadata(self):
-        return self._trailers
 
 
 @pytest.mark.parametrize("reason", sorted(EXPECTED))
@@ -150,19 +122,6 @@ def test_backoff_is_jittered_and_capped():
     for attempt in range(8):
         for _ in range(50):
             assert 0 <= p.backoff(attempt) <= min(0.3, 0.1 * 2**attempt)
-
-
-class Recorder:
-    """Stands in for a stub method: fails with the queued errors, then answers."""
-
-    def __init__(self, errors_, answer):
-        self.errors, self.answer, self.calls = list(errors_), answer, []
-
-    def __call__(self, request, timeout=None, metadata=None):
-        self.calls.append((request, timeout))
-        if self.errors:
-            raise self.errors.pop(0)
-        return self.answer
 
 
 def unavailable():
