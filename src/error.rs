@@ -46,7 +46,9 @@ pub enum Error {
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
-    #[error("the store is unavailable: {0}; safe to retry")]
+    #[error(
+        "the store is unavailable: {0}; retry with backoff (a write without a guard may have been applied)"
+    )]
     StoreUnavailable(String),
 
     #[error("the server is shutting down; retry on another instance")]

@@ -1,8 +1,10 @@
 //! What can go wrong between sessiond and Redis, apart from the refusals the
 //! scripts answer with (those are outcomes, in `wire`).
 //!
-//! A connection, timeout or pool fault means the store is unavailable and the
-//! call is safe to retry; a protocol fault means a script and its parser in
+//! A connection, timeout or pool fault means the store is unavailable, and
+//! the call's outcome is unknown (a timeout may come after the script ran:
+//! the proto's retry table says which calls a client may repeat); a protocol
+//! fault means a script and its parser in
 //! `wire` disagree, a bug on our side. `From<Fault> for Error` is the one
 //! place that tells them apart.
 
