@@ -9,10 +9,11 @@
 //! owned by the actor, like the FIFO queues of waiters. Reads go straight to a
 //! redb read transaction (MVCC) from the caller's task.
 //!
-//! Tables: `sessions` (key -> prost-encoded record), `meta` (key -> (highest
-//! version ever given, highest fencing token ever given); never deleted, so
-//! neither goes back across delete and re-create) and `expiry` ((expires_ms,
-//! key) -> ()), the index the sweeper uses to delete idle sessions.
+//! Tables: `sessions` (key -> the session's record; `record` holds the file
+//! format), `meta` (key -> (highest version ever given, highest fencing token
+//! ever given); never deleted, so neither goes back across delete and
+//! re-create) and `expiry` ((expires_ms, key) -> ()), the index the sweeper
+//! uses to delete idle sessions.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +25,10 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 mod actor;
+mod record;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use actor::{Actor, Command};
 use tables::{EXPIRY, META, SESSIONS};

@@ -2,12 +2,10 @@
 //! them inside the actor's transaction. Checks come before writes: a refused
 //! step writes nothing.
 
-use prost::Message;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::store_err;
+use super::{record, store_err};
 use crate::error::{Error, Result};
-use crate::pb;
 use crate::session::{self, Guards, Limits, Mutation, Session, Written};
 use crate::store::now_ms;
 
@@ -46,14 +44,14 @@ pub(super) fn write(
     let version = hwm + 1;
     meta.insert(key, (version, fence))?;
     let expires_ms = now + limits.idle_ttl.as_millis() as i64;
-    let record = Session {
+    let stored = Session {
         fields,
         version,
         created_ms: current.as_ref().map_or(now, |s| s.created_ms),
         updated_ms: now,
         expires_ms,
     };
-    sessions.insert(key, encode_record(&record).as_slice())?;
+    sessions.insert(key, record::encode(&stored).as_slice())?;
     let mut expiry = txn.open_table(EXPIRY)?;
     if let Some(old) = &current {
         expiry.remove((old.expires_ms, key))?;
@@ -123,22 +121,7 @@ pub(super) fn read_session(
     let Some(raw) = table.get(key).map_err(store_err)? else {
         return Ok(None);
     };
-    let session = decode_record(raw.value())?;
-    Ok((session.expires_ms > now).then_some(session))
-}
-
-pub(super) fn encode_record(s: &Session) -> Vec<u8> {
-    pb::Session::from_session("", s).encode_to_vec()
-}
-
-pub(super) fn decode_record(raw: &[u8]) -> Result<Session> {
-    let r = pb::Session::decode(raw)
+    let session = record::decode(raw.value())
         .map_err(|e| Error::Internal(format!("corrupt session record: {e}")))?;
-    Ok(Session {
-        fields: r.fields.into_iter().collect(),
-        version: r.version,
-        created_ms: pb::millis(r.created_at),
-        updated_ms: pb::millis(r.updated_at),
-        expires_ms: pb::millis(r.expires_at),
-    })
+    Ok((session.expires_ms > now).then_some(session))
 }
