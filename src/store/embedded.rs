@@ -5,9 +5,10 @@
 //! all queued commands at once, applies them in order inside one redb write
 //! transaction, commits (one fsync for the whole batch: group commit) and only
 //! then answers them, so an acknowledged write survives a crash. Because one
-//! thread applies everything, the lock table needs no synchronisation: it is
-//! owned by the actor, like the FIFO queues of waiters. Reads go straight to a
-//! redb read transaction (MVCC) from the caller's task.
+//! thread applies everything, the lock table (`locks`) needs no
+//! synchronisation: it is owned by the actor, like the FIFO queues of
+//! waiters. Reads go straight to a redb read transaction (MVCC) from the
+//! caller's task.
 //!
 //! Tables: `sessions` (key -> the session's record; `record` holds the file
 //! format), `meta` (key -> (highest version ever given, highest fencing token
@@ -25,6 +26,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 mod actor;
+mod locks;
 mod record;
 mod tables;
 #[cfg(test)]
@@ -76,7 +78,34 @@ impl EmbeddedStore {
         tables::read_session(&table, &encode_key(key), now_ms())
     }
 
+    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
     pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        if wait.is_zero() {
+            self.try_lock(key, lease).await
+        } else {
+            self.queue_lock(key, lease, wait).await
+        }
+    }
+
+    /// Takes the lock if it is free now; LOCK_HELD otherwise.
+    async fn try_lock(&self, key: &SessionKey, lease: Duration) -> Result<LockGrant> {
+        self.call(|reply| Command::TryLock {
+            key: encode_key(key),
+            token: new_token(),
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes the lock, queueing behind its holder and earlier waiters for up
+    /// to `wait`.
+    async fn queue_lock(
         &self,
         key: &SessionKey,
         lease: Duration,
@@ -84,20 +113,15 @@ impl EmbeddedStore {
     ) -> Result<LockGrant> {
         let token = new_token();
         let (reply, rx) = oneshot::channel();
-        let queue = !wait.is_zero();
-        self.send(Command::Lock {
+        self.send(Command::QueueLock {
             key: encode_key(key),
             token: token.clone(),
             lease,
-            queue,
             reply,
         })?;
-        if !queue {
-            return rx.await.map_err(actor_gone)?;
-        }
-        // Queued: if this future is dropped (deadline, disconnect) or the wait
-        // runs out, the guard tells the actor to forget the waiter and to
-        // release the lock should it have been granted meanwhile.
+        // If this future is dropped (deadline, disconnect) or the wait runs
+        // out, the guard tells the actor to forget the waiter and to release
+        // the lock should it have been granted meanwhile.
         let guard = AbandonOnDrop {
             key: Some(encode_key(key)),
             token,

@@ -82,6 +82,22 @@ pub(super) fn delete(
     Ok(Ok(Some(current.version)))
 }
 
+/// A lock grant's durable part: takes the next fencing token of `key` and
+/// reads the session as it is now.
+pub(super) fn next_fence(
+    txn: &WriteTransaction,
+    key: &[u8],
+) -> std::result::Result<(u64, Option<Session>), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let (version_hwm, fence) = meta.get(key)?.map(|g| g.value()).unwrap_or((0, 0));
+    let fence = fence + 1;
+    meta.insert(key, (version_hwm, fence))?;
+    let sessions = txn.open_table(SESSIONS)?;
+    let session = read_session(&sessions, key, now_ms())
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    Ok((fence, session))
+}
+
 pub(super) fn check_version(g: &Guards, current: Option<&Session>) -> Result<()> {
     let Some(expected) = g.expected_version else {
         return Ok(());

@@ -1,13 +1,16 @@
 //! Tests of [`EmbeddedStore`] as its callers use it: files written by earlier
-//! builds. (The conformance suite runs the semantics over gRPC.)
+//! builds, and the two ways to take a lock. (The conformance suite runs the
+//! semantics over gRPC.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::EmbeddedStore;
+use crate::error::Error;
 use crate::session::{Guards, Limits, Mutation, Session, SessionKey};
 use crate::stats::Stats;
 
@@ -116,4 +119,44 @@ async fn reads_a_file_written_by_the_first_record_format() {
     assert_eq!(again.expires_ms, written.expires_ms);
     assert_eq!(again.fields.get("turn").unwrap().as_ref(), b"3");
     assert_eq!(again.fields.len(), 5);
+}
+
+#[tokio::test]
+async fn trying_once_is_refused_and_queueing_waits_for_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir.path().join("s.redb")));
+    let k = key("default", "locked");
+    let first = store.lock(&k, LEASE, Duration::ZERO).await.unwrap();
+    assert_eq!(first.fence, 1);
+    assert!(matches!(
+        store.lock(&k, LEASE, Duration::ZERO).await,
+        Err(Error::LockHeld)
+    ));
+
+    let queued = tokio::spawn({
+        let (store, k) = (store.clone(), k.clone());
+        async move { store.lock(&k, LEASE, Duration::from_secs(30)).await }
+    });
+    while store.stats.lock_waiting_now.load(Relaxed) == 0 {
+        tokio::task::yield_now().await;
+    }
+    store.unlock(&k, &first.token).await.unwrap();
+    let second = queued.await.unwrap().unwrap();
+    assert_eq!(second.fence, 2);
+    assert!(matches!(
+        store.unlock(&k, &first.token).await,
+        Err(Error::LockLost)
+    ));
+
+    // A wait that runs out leaves nothing behind: once the holder releases,
+    // the lock is free for a caller that tries once.
+    assert!(matches!(
+        store.lock(&k, LEASE, Duration::from_millis(20)).await,
+        Err(Error::LockWaitTimeout { waited_ms: 20 })
+    ));
+    store.unlock(&k, &second.token).await.unwrap();
+    assert_eq!(
+        store.lock(&k, LEASE, Duration::ZERO).await.unwrap().fence,
+        3
+    );
 }
