@@ -13,8 +13,9 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::locks::{LockTable, Waiter};
+use super::outcome::{Fault, Outcome, Refusal};
 use super::tables;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::session::{Guards, Limits, LockGrant, Mutation, Written};
 use crate::stats::Stats;
 use crate::store::now_ms;
@@ -69,37 +70,39 @@ pub(super) enum Command {
     },
 }
 
-/// An answer to send once the batch is committed.
+/// An answer to send once the batch is committed. It holds an [`Outcome`],
+/// never a fault: a fault fails the whole batch instead.
 enum Answer {
-    Grant(Reply<LockGrant>, Result<LockGrant>),
-    Written(Reply<Written>, Result<Written>),
-    Deleted(Reply<Option<u64>>, Result<Option<u64>>),
-    Unit(Reply<()>, Result<()>),
-    Refreshed(Reply<i64>, Result<i64>),
+    Grant(Reply<LockGrant>, Outcome<LockGrant>),
+    Written(Reply<Written>, Outcome<Written>),
+    Deleted(Reply<Option<u64>>, Outcome<Option<u64>>),
+    Unit(Reply<()>, Outcome<()>),
+    Refreshed(Reply<i64>, Outcome<i64>),
 }
 
 impl Answer {
     fn send(self) {
         // A caller that went away no longer needs its answer.
         let _ = match self {
-            Answer::Grant(r, v) => r.send(v).map_err(drop),
-            Answer::Written(r, v) => r.send(v).map_err(drop),
-            Answer::Deleted(r, v) => r.send(v).map_err(drop),
-            Answer::Unit(r, v) => r.send(v).map_err(drop),
-            Answer::Refreshed(r, v) => r.send(v).map_err(drop),
+            Answer::Grant(r, v) => r.send(v.into_result()).map_err(drop),
+            Answer::Written(r, v) => r.send(v.into_result()).map_err(drop),
+            Answer::Deleted(r, v) => r.send(v.into_result()).map_err(drop),
+            Answer::Unit(r, v) => r.send(v.into_result()).map_err(drop),
+            Answer::Refreshed(r, v) => r.send(v.into_result()).map_err(drop),
         };
     }
 
-    fn fail(self, e: &str) {
-        fn err<T>(r: Reply<T>, e: &str) {
-            let _ = r.send(Err(Error::StoreUnavailable(e.to_owned())));
+    /// The batch was rolled back: whatever the outcome was, it did not happen.
+    fn fail(self, fault: &Fault) {
+        fn err<T>(r: Reply<T>, fault: &Fault) {
+            let _ = r.send(Err(fault.rolled_back()));
         }
         match self {
-            Answer::Grant(r, _) => err(r, e),
-            Answer::Written(r, _) => err(r, e),
-            Answer::Deleted(r, _) => err(r, e),
-            Answer::Unit(r, _) => err(r, e),
-            Answer::Refreshed(r, _) => err(r, e),
+            Answer::Grant(r, _) => err(r, fault),
+            Answer::Written(r, _) => err(r, fault),
+            Answer::Deleted(r, _) => err(r, fault),
+            Answer::Unit(r, _) => err(r, fault),
+            Answer::Refreshed(r, _) => err(r, fault),
         }
     }
 }
@@ -152,38 +155,39 @@ impl Actor {
 
     fn apply_batch(&mut self, batch: Vec<Command>, sweep: bool) {
         let mut answers = Vec::with_capacity(batch.len());
-        let result = (|| -> std::result::Result<(), String> {
-            let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let result = (|| -> Result<(), Fault> {
+            let txn = self.db.begin_write()?;
             for cmd in batch {
                 self.apply(&txn, cmd, &mut answers)?;
             }
             self.expire_leases(&txn, &mut answers)?;
             if sweep {
-                tables::sweep_expired(&txn).map_err(|e| e.to_string())?;
+                tables::sweep_expired(&txn)?;
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit()?;
+            Ok(())
         })();
         match result {
             Ok(()) => {
                 self.stats.store_ok();
                 answers.into_iter().for_each(Answer::send);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "embedded store transaction failed");
+            Err(fault) => {
+                tracing::error!(error = %fault, "embedded store transaction failed");
                 self.stats.store_failed();
-                answers.into_iter().for_each(|a| a.fail(&e));
+                answers.into_iter().for_each(|a| a.fail(&fault));
             }
         }
     }
 
     /// Applies one command. Checks come before writes, so a refused command
-    /// writes nothing. `Err` only for storage failures, which abort the batch.
+    /// writes nothing. `Err` only for faults, which abort the batch.
     fn apply(
         &mut self,
         txn: &WriteTransaction,
         cmd: Command,
         out: &mut Vec<Answer>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<(), Fault> {
         let now = Instant::now();
         match cmd {
             Command::TryLock {
@@ -192,12 +196,15 @@ impl Actor {
                 lease,
                 reply,
             } => {
-                let answer = if self.locks.is_free(&key, now) {
-                    Ok(self.grant(txn, &key, token, lease, now)?)
+                let outcome = if self.locks.is_free(&key, now) {
+                    match self.grant(txn, &key, token, lease, now) {
+                        Ok(grant) => Outcome::Done(grant),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    }
                 } else {
-                    Err(Error::LockHeld)
+                    Outcome::Refused(Refusal::LockHeld)
                 };
-                out.push(Answer::Grant(reply, answer));
+                out.push(Answer::Grant(reply, outcome));
             }
             Command::QueueLock {
                 key,
@@ -206,8 +213,10 @@ impl Actor {
                 reply,
             } => {
                 if self.locks.is_free(&key, now) {
-                    let grant = self.grant(txn, &key, token, lease, now)?;
-                    out.push(Answer::Grant(reply, Ok(grant)));
+                    match self.grant(txn, &key, token, lease, now) {
+                        Ok(grant) => out.push(Answer::Grant(reply, Outcome::Done(grant))),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    }
                 } else {
                     let waiter = Waiter {
                         token,
@@ -223,33 +232,37 @@ impl Actor {
                 self.hand_over(txn, &key, now, out)?;
             }
             Command::Update { key, m, g, reply } => {
-                let answer = match self.locks.check(&key, g.lock_token.as_deref(), now) {
-                    Err(e) => Err(e),
-                    Ok(()) => {
-                        tables::write(txn, &key, &m, &g, &self.limits).map_err(|e| e.to_string())?
-                    }
+                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
+                    Err(r) => Outcome::Refused(r),
+                    Ok(()) => match tables::write(txn, &key, &m, &g, &self.limits) {
+                        Ok(outcome) => outcome,
+                        Err(fault) => return Err(answered(reply, fault)),
+                    },
                 };
-                let release = answer.is_ok() && g.release_lock;
-                out.push(Answer::Written(reply, answer));
+                let release = outcome.is_done() && g.release_lock;
+                out.push(Answer::Written(reply, outcome));
                 if release {
                     self.release(txn, &key, now, out)?;
                 }
             }
             Command::Delete { key, g, reply } => {
-                let answer = match self.locks.check(&key, g.lock_token.as_deref(), now) {
-                    Err(e) => Err(e),
-                    Ok(()) => tables::delete(txn, &key, &g).map_err(|e| e.to_string())?,
+                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
+                    Err(r) => Outcome::Refused(r),
+                    Ok(()) => match tables::delete(txn, &key, &g) {
+                        Ok(outcome) => outcome,
+                        Err(fault) => return Err(answered(reply, fault)),
+                    },
                 };
-                let release = answer.is_ok() && g.release_lock;
-                out.push(Answer::Deleted(reply, answer));
+                let release = outcome.is_done() && g.release_lock;
+                out.push(Answer::Deleted(reply, outcome));
                 if release {
                     self.release(txn, &key, now, out)?;
                 }
             }
             Command::Unlock { key, token, reply } => {
-                let answer = self.locks.check(&key, Some(&token), now);
-                let release = answer.is_ok();
-                out.push(Answer::Unit(reply, answer));
+                let outcome = Outcome::from(self.locks.check(&key, Some(&token), now));
+                let release = outcome.is_done();
+                out.push(Answer::Unit(reply, outcome));
                 if release {
                     self.release(txn, &key, now, out)?;
                 }
@@ -261,8 +274,8 @@ impl Actor {
                 reply,
             } => {
                 let refreshed = self.locks.refresh(&key, &token, lease, now);
-                let answer = refreshed.map(|()| now_ms() + lease.as_millis() as i64);
-                out.push(Answer::Refreshed(reply, answer));
+                let outcome = refreshed.map(|()| now_ms() + lease.as_millis() as i64);
+                out.push(Answer::Refreshed(reply, outcome.into()));
             }
         }
         Ok(())
@@ -277,8 +290,8 @@ impl Actor {
         token: String,
         lease: Duration,
         now: Instant,
-    ) -> std::result::Result<LockGrant, String> {
-        let (fence, session) = tables::next_fence(txn, key).map_err(|e| e.to_string())?;
+    ) -> Result<LockGrant, Fault> {
+        let (fence, session) = tables::next_fence(txn, key)?;
         self.locks.hold(key, token.clone(), now + lease);
         self.stats.lock_acquisitions.fetch_add(1, Relaxed);
         Ok(LockGrant {
@@ -295,7 +308,7 @@ impl Actor {
         key: &[u8],
         now: Instant,
         out: &mut Vec<Answer>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<(), Fault> {
         self.locks.release(key);
         self.hand_over(txn, key, now, out)
     }
@@ -308,14 +321,17 @@ impl Actor {
         key: &[u8],
         now: Instant,
         out: &mut Vec<Answer>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<(), Fault> {
         if let Some(w) = self.locks.next_waiter(key) {
-            let grant = self.grant(txn, key, w.token, w.lease, now)?;
+            let grant = match self.grant(txn, key, w.token, w.lease, now) {
+                Ok(grant) => grant,
+                Err(fault) => return Err(answered(w.reply, fault)),
+            };
             self.stats.lock_waits_granted.fetch_add(1, Relaxed);
             self.stats
                 .lock_wait_ms
                 .record(now.duration_since(w.since).as_millis() as u64);
-            out.push(Answer::Grant(w.reply, Ok(grant)));
+            out.push(Answer::Grant(w.reply, Outcome::Done(grant)));
         }
         self.locks.forget_if_idle(key);
         Ok(())
@@ -326,11 +342,19 @@ impl Actor {
         &mut self,
         txn: &WriteTransaction,
         out: &mut Vec<Answer>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<(), Fault> {
         let now = Instant::now();
         for key in self.locks.expire_waited_for(now) {
             self.hand_over(txn, &key, now, out)?;
         }
         Ok(())
     }
+}
+
+/// A command whose own step failed: its caller is told at once (the batch is
+/// lost with it, and nothing after it is applied), and the fault goes on to
+/// fail the rest of the batch.
+fn answered<T>(reply: Reply<T>, fault: Fault) -> Fault {
+    let _ = reply.send(Err(fault.rolled_back()));
+    fault
 }

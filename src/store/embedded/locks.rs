@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::actor::Reply;
-use crate::error::{Error, Result};
+use super::outcome::Refusal;
 use crate::session::LockGrant;
 use crate::stats::Stats;
 
@@ -101,12 +101,17 @@ impl LockTable {
 
     /// The lock guard of a write: the token must hold the lock; without a
     /// token, nobody may hold it.
-    pub(super) fn check(&mut self, key: &[u8], token: Option<&str>, now: Instant) -> Result<()> {
+    pub(super) fn check(
+        &mut self,
+        key: &[u8],
+        token: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         match token {
             Some(token) => self.held_by(key, token, now).map(drop),
             None if self.live(key, now).is_some_and(|s| s.holder.is_some()) => {
                 self.stats.lock_held_rejections.fetch_add(1, Relaxed);
-                Err(Error::LockHeld)
+                Err(Refusal::LockHeld)
             }
             None => Ok(()),
         }
@@ -119,13 +124,13 @@ impl LockTable {
         token: &str,
         lease: Duration,
         now: Instant,
-    ) -> Result<()> {
+    ) -> Result<(), Refusal> {
         self.held_by(key, token, now)?.deadline = now + lease;
         Ok(())
     }
 
     /// The holder, if `token` is it.
-    fn held_by(&mut self, key: &[u8], token: &str, now: Instant) -> Result<&mut Holder> {
+    fn held_by(&mut self, key: &[u8], token: &str, now: Instant) -> Result<&mut Holder, Refusal> {
         // Borrows the map and the stats apart, so the holder can be returned.
         let stats = &self.stats;
         let holder = live(&mut self.locks, key, now, stats).and_then(|s| s.holder.as_mut());
@@ -133,7 +138,7 @@ impl LockTable {
             Some(h) if h.token == token => Ok(h),
             _ => {
                 stats.lock_stale_token.fetch_add(1, Relaxed);
-                Err(Error::LockLost)
+                Err(Refusal::LockLost)
             }
         }
     }
@@ -210,6 +215,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
+    use crate::error::Result;
 
     const KEY: &[u8] = b"ns\0id";
     const LEASE: Duration = Duration::from_secs(10);
@@ -239,8 +245,11 @@ mod tests {
         t.hold(KEY, "a".into(), now + LEASE);
         assert!(!t.is_free(KEY, now));
         assert!(t.check(KEY, Some("a"), now).is_ok());
-        assert!(matches!(t.check(KEY, None, now), Err(Error::LockHeld)));
-        assert!(matches!(t.check(KEY, Some("b"), now), Err(Error::LockLost)));
+        assert!(matches!(t.check(KEY, None, now), Err(Refusal::LockHeld)));
+        assert!(matches!(
+            t.check(KEY, Some("b"), now),
+            Err(Refusal::LockLost)
+        ));
         assert_eq!(stats.lock_contended.load(Relaxed), 1);
         assert_eq!(stats.lock_held_rejections.load(Relaxed), 1);
         assert_eq!(stats.lock_stale_token.load(Relaxed), 1);
@@ -254,7 +263,7 @@ mod tests {
         let later = now + LEASE;
         assert!(matches!(
             t.check(KEY, Some("a"), later),
-            Err(Error::LockLost)
+            Err(Refusal::LockLost)
         ));
         assert!(t.is_free(KEY, later));
         assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
@@ -267,7 +276,7 @@ mod tests {
         t.hold(KEY, "a".into(), now + LEASE);
         assert!(matches!(
             t.refresh(KEY, "b", LEASE, now),
-            Err(Error::LockLost)
+            Err(Refusal::LockLost)
         ));
         t.refresh(KEY, "a", 2 * LEASE, now + LEASE / 2).unwrap();
         assert!(t.check(KEY, Some("a"), now + LEASE).is_ok());

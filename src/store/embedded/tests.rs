@@ -1,6 +1,6 @@
 //! Tests of [`EmbeddedStore`] as its callers use it: files written by earlier
-//! builds, and the two ways to take a lock. (The conformance suite runs the
-//! semantics over gRPC.)
+//! builds, the two ways to take a lock, and faults surfacing as the right
+//! errors. (The conformance suite runs the semantics over gRPC.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
+use redb::Database;
+use tonic::Code;
 
-use super::EmbeddedStore;
+use super::tables::SESSIONS;
+use super::{EmbeddedStore, encode_key};
 use crate::error::Error;
 use crate::session::{Guards, Limits, Mutation, Session, SessionKey};
 use crate::stats::Stats;
@@ -159,4 +162,59 @@ async fn trying_once_is_refused_and_queueing_waits_for_the_release() {
         store.lock(&k, LEASE, Duration::ZERO).await.unwrap().fence,
         3
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_record_is_internal_to_read_and_rolls_back_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let k = key("default", "damaged");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(SESSIONS)
+            .unwrap()
+            .insert(encode_key(&k).as_slice(), &[0xff_u8][..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = open(&path);
+
+    let read = store.get(&k).await.unwrap_err();
+    assert_eq!(read.code_and_reason(), (Code::Internal, "INTERNAL"));
+    assert!(read.to_string().contains("corrupt session record"));
+
+    // Inside a batch the fault rolls it back, and every command of the batch
+    // is told STORE_UNAVAILABLE, as any failed commit.
+    let write = store.update(&k, set("a", b"1"), Guards::default()).await;
+    let e = write.unwrap_err();
+    assert_eq!(
+        e.code_and_reason(),
+        (Code::Unavailable, "STORE_UNAVAILABLE")
+    );
+    assert!(e.to_string().contains("corrupt session record"));
+
+    // Other sessions are unaffected. (Their batch comes after the failed
+    // one, so the failure is counted by then.)
+    let fine = key("default", "fine");
+    let w = store
+        .update(&fine, set("a", b"1"), Guards::default())
+        .await
+        .unwrap();
+    assert_eq!(w.version, 1);
+    assert_eq!(store.stats.store_errors.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_opened_is_store_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-dir").join("s.redb");
+    let e = EmbeddedStore::open(&path, limits(), Arc::new(Stats::default()))
+        .err()
+        .expect("no such directory");
+    assert_eq!(
+        e.code_and_reason(),
+        (Code::Unavailable, "STORE_UNAVAILABLE")
+    );
+    assert!(e.to_string().contains("cannot open"), "{e}");
 }
