@@ -9,10 +9,15 @@
 //! owned by the actor, like the FIFO queues of waiters. Reads go straight to a
 //! redb read transaction (MVCC) from the caller's task.
 //!
-//! Tables: `sessions` (key -> prost-encoded record), `meta` (key -> (highest
-//! version ever given, highest fencing token ever given); never deleted, so
-//! neither goes back across delete and re-create) and `expiry` ((expires_ms,
-//! key) -> ()), the index the sweeper uses to delete idle sessions.
+//! Where things are:
+//! - this file: [`EmbeddedStore`], the handle the callers hold; it sends
+//!   commands to the actor and reads on its own;
+//! - `actor`: the writer thread, its commands and their batches;
+//! - `locks`: the in-memory lock table and its FIFO queues of waiters;
+//! - `tables`: the redb tables and the steps that read and write them;
+//! - `record`: the record of a session on disk, the file format;
+//! - `outcome`: how a step ends (done, refused, or a fault of the store) and
+//!   how each becomes an [`Error`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,10 +29,16 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 mod actor;
+mod locks;
+mod outcome;
+mod record;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use actor::{Actor, Command};
-use tables::{EXPIRY, META, SESSIONS};
+use outcome::Fault;
+use tables::SESSIONS;
 
 use super::{new_token, now_ms};
 use crate::error::{Error, Result};
@@ -42,23 +53,22 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     pub fn open(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore> {
-        let db = Database::create(path)
-            .map_err(|e| Error::StoreUnavailable(format!("cannot open {}: {e}", path.display())))?;
+        Ok(EmbeddedStore::start(path, limits, stats)?)
+    }
+
+    fn start(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore, Fault> {
+        let db = Database::create(path).map_err(|source| Fault::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let db = Arc::new(db);
-        // Create the tables so that readers never meet a missing one.
-        let txn = db.begin_write().map_err(store_err)?;
-        {
-            txn.open_table(SESSIONS).map_err(store_err)?;
-            txn.open_table(META).map_err(store_err)?;
-            txn.open_table(EXPIRY).map_err(store_err)?;
-        }
-        txn.commit().map_err(store_err)?;
+        tables::create(&db)?;
         let (tx, rx) = mpsc::channel();
         let actor = Actor::new(db.clone(), limits, stats.clone());
         std::thread::Builder::new()
             .name("sessiond-embedded".into())
             .spawn(move || actor.run(rx))
-            .map_err(|e| Error::Internal(format!("cannot start the store thread: {e}")))?;
+            .map_err(Fault::Spawn)?;
         Ok(EmbeddedStore {
             db,
             actor: tx,
@@ -67,12 +77,43 @@ impl EmbeddedStore {
     }
 
     pub async fn get(&self, key: &SessionKey) -> Result<Option<Session>> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let table = txn.open_table(SESSIONS).map_err(store_err)?;
+        Ok(self.read(key)?)
+    }
+
+    fn read(&self, key: &SessionKey) -> Result<Option<Session>, Fault> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
         tables::read_session(&table, &encode_key(key), now_ms())
     }
 
+    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
     pub async fn lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        if wait.is_zero() {
+            self.try_lock(key, lease).await
+        } else {
+            self.queue_lock(key, lease, wait).await
+        }
+    }
+
+    /// Takes the lock if it is free now; LOCK_HELD otherwise.
+    async fn try_lock(&self, key: &SessionKey, lease: Duration) -> Result<LockGrant> {
+        self.call(|reply| Command::TryLock {
+            key: encode_key(key),
+            token: new_token(),
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes the lock, queueing behind its holder and earlier waiters for up
+    /// to `wait`.
+    async fn queue_lock(
         &self,
         key: &SessionKey,
         lease: Duration,
@@ -80,20 +121,15 @@ impl EmbeddedStore {
     ) -> Result<LockGrant> {
         let token = new_token();
         let (reply, rx) = oneshot::channel();
-        let queue = !wait.is_zero();
-        self.send(Command::Lock {
+        self.send(Command::QueueLock {
             key: encode_key(key),
             token: token.clone(),
             lease,
-            queue,
             reply,
         })?;
-        if !queue {
-            return rx.await.map_err(actor_gone)?;
-        }
-        // Queued: if this future is dropped (deadline, disconnect) or the wait
-        // runs out, the guard tells the actor to forget the waiter and to
-        // release the lock should it have been granted meanwhile.
+        // If this future is dropped (deadline, disconnect) or the wait runs
+        // out, the guard tells the actor to forget the waiter and to release
+        // the lock should it have been granted meanwhile.
         let guard = AbandonOnDrop {
             key: Some(encode_key(key)),
             token,
@@ -106,7 +142,7 @@ impl EmbeddedStore {
                 guard.disarm();
                 result
             }
-            Ok(Err(e)) => Err(actor_gone(e)),
+            Ok(Err(_)) => Err(Fault::Stopped.into()),
             Err(_) => Err(Error::LockWaitTimeout {
                 waited_ms: wait.as_millis() as u64,
             }),
@@ -152,24 +188,25 @@ impl EmbeddedStore {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.db.begin_read().map_err(store_err)?;
+        self.db.begin_read().map_err(Fault::from)?;
         self.stats.store_ok();
         Ok(())
     }
 
-    async fn call<T>(&self, cmd: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    /// Sends a command to the actor and waits for its answer (given once its
+    /// batch is committed).
+    async fn call<T>(&self, cmd: impl FnOnce(actor::Reply<T>) -> Command) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         self.send(cmd(reply))?;
-        rx.await.map_err(actor_gone)?
+        rx.await.map_err(|_| Fault::Stopped)?
     }
 
-    fn send(&self, cmd: Command) -> Result<()> {
-        self.actor
-            .send(cmd)
-            .map_err(|_| Error::StoreUnavailable("the store thread stopped".into()))
+    fn send(&self, cmd: Command) -> Result<(), Fault> {
+        self.actor.send(cmd).map_err(|_| Fault::Stopped)
     }
 }
 
+/// Counts a caller in `lock_waiting_now` for as long as it waits.
 struct WaitingGauge<'a>(&'a Stats);
 
 impl Drop for WaitingGauge<'_> {
@@ -178,6 +215,8 @@ impl Drop for WaitingGauge<'_> {
     }
 }
 
+/// Tells the actor that a queued caller gave up, unless disarmed once the
+/// lock was received.
 struct AbandonOnDrop {
     key: Option<Vec<u8>>,
     token: String,
@@ -208,12 +247,4 @@ fn encode_key(key: &SessionKey) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.id.as_bytes());
     k
-}
-
-fn store_err(e: impl std::fmt::Display) -> Error {
-    Error::StoreUnavailable(e.to_string())
-}
-
-fn actor_gone(_: oneshot::error::RecvError) -> Error {
-    Error::StoreUnavailable("the store thread stopped".into())
 }
