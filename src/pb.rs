@@ -21,7 +21,7 @@ pub fn millis(t: Option<prost_types::Timestamp>) -> i64 {
 }
 
 impl Session {
-    /// A session as the API returns it (and as the embedded store records it).
+    /// A session as the API returns it.
     pub fn from_session(id: &str, s: &crate::session::Session) -> Session {
         Session {
             session_id: id.to_owned(),

@@ -172,7 +172,7 @@ mod tests {
             Fault::Stopped,
         ];
         for f in faults {
-            let (code, reason) = Error::from(f).code_and_reason();
+            let (code, reason) = crate::status::code_and_reason(&Error::from(f));
             assert_eq!((code, reason), (Code::Unavailable, "STORE_UNAVAILABLE"));
         }
     }
@@ -182,14 +182,14 @@ mod tests {
         let f = corrupt();
         assert!(f.source().is_some());
         assert!(f.to_string().starts_with("corrupt session record: "));
-        let (code, reason) = Error::from(f).code_and_reason();
+        let (code, reason) = crate::status::code_and_reason(&Error::from(f));
         assert_eq!((code, reason), (Code::Internal, "INTERNAL"));
     }
 
     #[test]
     fn a_failed_batch_is_store_unavailable_for_every_fault() {
         let e = corrupt().rolled_back();
-        assert_eq!(e.code_and_reason().1, "STORE_UNAVAILABLE");
+        assert_eq!(crate::status::code_and_reason(&e).1, "STORE_UNAVAILABLE");
         assert!(e.to_string().contains("corrupt session record"));
     }
 
@@ -216,7 +216,10 @@ mod tests {
             ),
         ];
         for (refusal, code, reason) in cases {
-            assert_eq!(Error::from(refusal).code_and_reason(), (code, reason));
+            assert_eq!(
+                crate::status::code_and_reason(&Error::from(refusal)),
+                (code, reason)
+            );
         }
     }
 

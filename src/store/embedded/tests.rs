@@ -181,7 +181,10 @@ async fn a_corrupt_record_is_internal_to_read_and_rolls_back_a_write() {
     let store = open(&path);
 
     let read = store.get(&k).await.unwrap_err();
-    assert_eq!(read.code_and_reason(), (Code::Internal, "INTERNAL"));
+    assert_eq!(
+        crate::status::code_and_reason(&read),
+        (Code::Internal, "INTERNAL")
+    );
     assert!(read.to_string().contains("corrupt session record"));
 
     // Inside a batch the fault rolls it back, and every command of the batch
@@ -189,7 +192,7 @@ async fn a_corrupt_record_is_internal_to_read_and_rolls_back_a_write() {
     let write = store.update(&k, set("a", b"1"), Guards::default()).await;
     let e = write.unwrap_err();
     assert_eq!(
-        e.code_and_reason(),
+        crate::status::code_and_reason(&e),
         (Code::Unavailable, "STORE_UNAVAILABLE")
     );
     assert!(e.to_string().contains("corrupt session record"));
@@ -213,7 +216,7 @@ async fn a_file_that_cannot_be_opened_is_store_unavailable() {
         .err()
         .expect("no such directory");
     assert_eq!(
-        e.code_and_reason(),
+        crate::status::code_and_reason(&e),
         (Code::Unavailable, "STORE_UNAVAILABLE")
     );
     assert!(e.to_string().contains("cannot open"), "{e}");
