@@ -2,6 +2,7 @@
 //! the built binary in a process of its own), real redis-server processes on
 //! free ports, and the client calls every test file makes, written once.
 
+mod history;
 mod process;
 mod redis_server;
 mod rpc;
@@ -9,6 +10,7 @@ mod server;
 
 use std::net::TcpListener as StdListener;
 
+pub use history::{History, Turn, final_state};
 pub use process::Process;
 pub use redis_server::Redis;
 pub use rpc::*;

@@ -12,18 +12,42 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Settings past the defaults (no persistence), kept across restarts.
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// With `args` after the defaults, e.g. `["--appendonly", "yes"]`.
+    pub fn start_with(args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Redis {
             port: free_port(),
             child: None,
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`Redis::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
     }
 
     pub fn url(&self) -> String {
@@ -43,6 +67,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
