@@ -119,6 +119,12 @@ messages are the readable version, and hold when the schema is skipped.
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled: there is no /metrics endpoint to scrape" }}
 {{- end }}
+{{- if and .Values.prometheusRule.enabled (not .Values.metrics.enabled) }}
+{{- fail "prometheusRule.enabled needs metrics.enabled: its alerts read the /metrics endpoint, which is off" }}
+{{- end }}
+{{- if and .Values.grafanaDashboard.enabled (not .Values.metrics.enabled) }}
+{{- fail "grafanaDashboard.enabled needs metrics.enabled: its panels read the /metrics endpoint, which is off" }}
+{{- end }}
 {{- end }}
 
 {{/*
