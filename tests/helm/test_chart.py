@@ -6,10 +6,15 @@ Every rendered manifest is validated against the Kubernetes OpenAPI schemas
 that `kubernetes-validate` ships, in strict mode (unknown fields fail), for the
 oldest Kubernetes the chart supports and the newest the package knows.
 
-Custom resources: kubernetes-validate knows built-in kinds only. The one CRD
-kind the chart renders, ServiceMonitor (monitoring.coreos.com/v1), is validated
-against tests/helm/schemas/servicemonitor-monitoring-v1.json instead; any other
-kind without a schema fails the test rather than being skipped.
+Custom resources: kubernetes-validate knows built-in kinds only. The CRD kinds
+the chart renders, ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1),
+are validated against the schemas in tests/helm/schemas instead; any other kind
+without a schema fails the test rather than being skipped.
+
+The Grafana dashboard and the alerts are checked here for their shape (the
+JSON parses, every panel has a query on the data source variable, every rule
+has its fields); that every metric they name exists on a running sessiond's
+/metrics is checked by tests/it/observability.rs.
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ KUBE_VERSIONS = ["1.30.0", kubeval.latest_version()]
 # Schemas of custom resource kinds, keyed by (apiVersion, kind).
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): HERE / "schemas" / "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): HERE / "schemas" / "prometheusrule-monitoring-v1.json",
+}
+
+DASHBOARD = CHART / "dashboards" / "sessiond.json"
+ALERTS = {
+    "SessiondInternalErrors",
+    "SessiondUnavailable",
+    "SessiondSlowCalls",
+    "SessiondCacheFeedDown",
+    "SessiondStoreDown",
+    "SessiondLeaseExpiries",
+    "SessiondOverloaded",
 }
 
 CASES = ["default"] + [path.stem for path in VALUES_FILES]
@@ -202,6 +219,28 @@ def test_crd_schema_catches_mistakes(rendered):
     broken = json.loads(json.dumps(monitor))
     broken["spec"]["endpoints"][0]["interval"] = "15 seconds"
     with pytest.raises(jsonschema.ValidationError, match="does not match"):
+        jsonschema.Draft202012Validator(schema).validate(broken)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        (lambda rule: rule.update({"for": "five minutes"}), "does not match"),
+        (lambda rule: rule.update({"annotation": rule.pop("annotations")}), "Additional properties"),
+        (lambda rule: rule.pop("expr"), "'expr' is a required property"),
+        (lambda rule: rule.update({"record": "sessiond:errors"}), "is not valid under any of the given schemas"),
+        (lambda rule: rule.update({"labels": {"severity": 2}}), "is not of type 'string'"),
+    ],
+    ids=["bad-for", "misspelt-key", "no-expr", "alert-and-record", "label-not-string"],
+)
+def test_prometheusrule_schema_catches_mistakes(rendered, mistake, message):
+    """The hand-written PrometheusRule schema is not a rubber stamp either."""
+    schema = json.loads(CRD_SCHEMAS[("monitoring.coreos.com/v1", "PrometheusRule")].read_text())
+    rules = one(rendered["all-optional"], "PrometheusRule")
+    jsonschema.Draft202012Validator(schema).validate(rules)
+    broken = json.loads(json.dumps(rules))
+    mistake(broken["spec"]["groups"][0]["rules"][0])
+    with pytest.raises(jsonschema.ValidationError, match=message):
         jsonschema.Draft202012Validator(schema).validate(broken)
 
 
@@ -520,6 +559,187 @@ def test_notes_show_grpcurl_getstats(chart):
     assert "LOST" in ephemeral
 
 
+# --- dashboard and alerts ----------------------------------------------------
+
+
+def dashboard_map(docs: list[dict]) -> dict:
+    (config_map,) = [doc for doc in by_kind(docs, "ConfigMap") if doc["metadata"]["name"] == f"{FULLNAME}-dashboard"]
+    return config_map
+
+
+def alert_rules(docs: list[dict]) -> dict[str, dict]:
+    """The rules of the PrometheusRule, by alert name (a duplicate name fails)."""
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    names = [g["name"] for g in groups]
+    assert len(names) == len(set(names)), f"duplicate rule groups: {names}"
+    rules = [rule for group in groups for rule in group["rules"]]
+    alerts = [rule["alert"] for rule in rules]
+    assert len(alerts) == len(set(alerts)), f"duplicate alerts: {alerts}"
+    return {rule["alert"]: rule for rule in rules}
+
+
+def panels(dashboard: dict) -> list[dict]:
+    """Every panel, those inside collapsed rows included."""
+    found = []
+    for panel in dashboard["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_dashboard_and_rules_only_when_enabled(rendered, case):
+    values = load_values(case)
+    docs = rendered[case]
+    dashboards = [doc for doc in by_kind(docs, "ConfigMap") if doc["metadata"]["name"].endswith("-dashboard")]
+    assert len(dashboards) == int(values.get("grafanaDashboard", {}).get("enabled", False))
+    assert len(by_kind(docs, "PrometheusRule")) == int(values.get("prometheusRule", {}).get("enabled", False))
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar(chart, rendered):
+    # Defaults: the grafana chart's sidecar label, no folder.
+    config_map = dashboard_map(manifests(render(chart, {"grafanaDashboard": {"enabled": True}})))
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in config_map["metadata"]
+    # The file verbatim: Grafana's own format, its {{legend}} templates untouched by Helm.
+    assert list(config_map["data"]) == ["sessiond.json"]
+    assert config_map["data"]["sessiond.json"] == DASHBOARD.read_text().rstrip("\n")
+    assert "{{grpc_method}}" in config_map["data"]["sessiond.json"]
+    # Label, value, folder annotation and namespace from values.
+    config_map = dashboard_map(rendered["all-optional"])
+    meta = config_map["metadata"]
+    assert meta["namespace"] == "monitoring"
+    assert meta["labels"]["grafana.example.com/dashboard"] == "sessiond"
+    assert "grafana_dashboard" not in meta["labels"]
+    assert meta["annotations"] == {"k8s-sidecar-target-directory": "Chat platform"}
+    config_map = dashboard_map(
+        manifests(render(chart, {"grafanaDashboard": {"enabled": True, "folder": "x", "folderAnnotation": "grafana_folder", "annotations": {"a": "b"}}}))
+    )
+    assert config_map["metadata"]["annotations"] == {"a": "b", "grafana_folder": "x"}
+
+
+def test_dashboard_panels_query_the_datasource_variable(rendered):
+    dashboard = json.loads(dashboard_map(rendered["all-optional"])["data"]["sessiond.json"])
+    assert dashboard["uid"] == "sessiond"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for name in ("namespace", "job", "instance"):
+        assert variables[name]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, name
+    queried = [p for p in panels(dashboard) if p["type"] != "row"]
+    assert len(queried) >= 12
+    ids = [p["id"] for p in panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    for panel in queried:
+        title = panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, title
+        assert panel["targets"], f"panel {title!r} has no query"
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs)), title
+        for target in panel["targets"]:
+            assert target["expr"].strip(), f"panel {title!r} has an empty query"
+            assert target.get("datasource", panel["datasource"]) == panel["datasource"], title
+            # Every query keeps to the namespace and job picked in the variables.
+            for selector in ('namespace="$namespace"', 'job="$job"', 'instance=~"$instance"'):
+                assert selector in target["expr"], f"{title}: {target['expr']} lacks {selector}"
+            if "rate(" in target["expr"]:
+                assert "[$__rate_interval]" in target["expr"], title
+    # No data source is named outright anywhere: only the variable (and Grafana's own annotations).
+    text = json.dumps(dashboard)
+    uids = set(re.findall(r'"datasource": \{"type": "[a-z]+", "uid": "([^"]+)"\}', text))
+    assert uids == {"${datasource}", "-- Grafana --"}
+
+
+def test_dashboard_has_the_panels_an_operator_looks_at_first():
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = " ".join(t["expr"] for p in panels(dashboard) for t in p.get("targets", []))
+    for needed in (
+        "grpc_server_started_total",
+        "sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total",
+        "histogram_quantile(0.5, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket",
+        "histogram_quantile(0.99, sum by (grpc_method, le) (rate(grpc_server_handling_seconds_bucket",
+        "sessiond_cache_hits_total",
+        "sessiond_cache_misses_total",
+        "sessiond_cache_feed_losses_total",
+        "sessiond_cache_bypasses_total",
+        "sessiond_lock_wait_seconds_bucket",
+        "sessiond_lock_waiting",
+        "sessiond_lock_lease_expiries_total",
+        "sessiond_store_errors_total",
+        "sessiond_store_up",
+        "sessiond_store_pool_connections",
+        "sessiond_store_pool_idle",
+    ):
+        assert needed in exprs, f"no panel queries {needed}"
+
+
+def test_every_alert_has_its_fields(rendered):
+    monitor_labels = one(rendered["all-optional"], "ServiceMonitor")["metadata"]["labels"]
+    rule = one(rendered["all-optional"], "PrometheusRule")
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    # The label the Prometheus operator's ruleSelector matches, as for the ServiceMonitor.
+    assert rule["metadata"]["labels"]["release"] == monitor_labels["release"] == "kube-prometheus-stack"
+    alerts = alert_rules(rendered["all-optional"])
+    assert set(alerts) == ALERTS - {"SessiondLeaseExpiries"}, "leaseExpiries is disabled in all-optional.yaml"
+    for name, alert in alerts.items():
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
+        assert re.fullmatch(r"[1-9]\d*[smh]", alert["for"]), f"{name}: for {alert['for']!r}"
+        assert alert["labels"]["severity"] in {"critical", "warning"}, name
+        assert alert["labels"]["team"] == "chat", name
+        assert set(alert["annotations"]) == {"summary", "description"}, name
+        summary, description = alert["annotations"]["summary"], alert["annotations"]["description"]
+        assert "{{ $labels.job }}" in summary, name
+        assert len(description) > 150, f"{name}: the description says what to do"
+        # Only Prometheus's own templates are left after rendering.
+        assert "{{`" not in summary + description and "`}}" not in summary + description, name
+        assert "{{" not in alert["expr"], name
+        assert 'namespace="sessiond",job="rel-sessiond"' in alert["expr"], name
+
+
+def test_alert_thresholds_come_from_values(chart, rendered):
+    alerts = alert_rules(rendered["all-optional"])
+    assert alerts["SessiondSlowCalls"]["expr"].endswith("> 0.1")
+    assert alerts["SessiondSlowCalls"]["labels"]["severity"] == "critical"
+    assert "above 0.1s" in alerts["SessiondSlowCalls"]["annotations"]["description"]
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "selector": 'job="sessiond"',
+            "rateWindow": "10m",
+            "alerts": {
+                "internalErrors": {"ratio": 0.002, "for": "15m"},
+                "unavailable": {"enabled": False},
+                "storeDown": {"for": "30s", "severity": "page"},
+            },
+        }
+    }
+    alerts = alert_rules(manifests(render(chart, values)))
+    assert "SessiondUnavailable" not in alerts
+    errors = alerts["SessiondInternalErrors"]
+    assert errors["expr"].endswith("> 0.002")
+    assert errors["for"] == "15m"
+    assert "More than 0.2% of" in errors["annotations"]["description"]
+    assert 'grpc_code=~"Internal|Unknown"' in errors["expr"]
+    assert alerts["SessiondStoreDown"]["for"] == "30s"
+    assert alerts["SessiondStoreDown"]["labels"] == {"severity": "page"}
+    for name, alert in alerts.items():
+        assert '{job="sessiond"' in alert["expr"], name
+        assert "namespace=" not in alert["expr"], name
+        assert "[5m]" not in alert["expr"] and ("[10m]" in alert["expr"] or name == "SessiondStoreDown"), name
+
+
+def test_alerts_tell_errors_unavailable_and_shedding_apart(rendered):
+    alerts = alert_rules(rendered["all-optional"])
+    codes = {name: re.findall(r'grpc_code=~?"([^"]+)"', alert["expr"]) for name, alert in alerts.items()}
+    assert codes["SessiondInternalErrors"] == ["Internal|Unknown"]
+    assert codes["SessiondUnavailable"] == ["Unavailable"]
+    assert codes["SessiondOverloaded"] == ["ResourceExhausted"]
+    # LockSession waits for locks by design: its latency is not an alert.
+    assert 'grpc_method!="LockSession"' in alerts["SessiondSlowCalls"]["expr"]
+    assert "histogram_quantile(0.99," in alerts["SessiondSlowCalls"]["expr"]
+
+
 # --- refusals ----------------------------------------------------------------
 
 EMBEDDED_REPLICAS = "store: embedded keeps sessions in a file that one pod owns, so replicaCount must be 1 (got 3)"
@@ -535,8 +755,16 @@ EMBEDDED_HPA = "store: embedded keeps sessions in a file that one pod owns, so a
         ({"store": "memcached"}, "at '/store': value must be one of 'embedded', 'redis'"),
         ({"replicas": 2}, "additional properties 'replicas' not allowed"),
         ({"config": {"idleTtl": "a day"}}, "at '/config/idleTtl': 'a day' does not match pattern"),
+        ({"prometheusRule": {"alerts": {"overload": {"ratio": 5}}}}, "at '/prometheusRule/alerts/overload/ratio': maximum: got 5, want 1"),
+        ({"prometheusRule": {"alerts": {"storeDown": {"for": "1 minute"}}}}, "at '/prometheusRule/alerts/storeDown/for': '1 minute' does not match pattern"),
+        ({"prometheusRule": {"selector": '{job="x"}'}}, "at '/prometheusRule/selector': '{job=\"x\"}' does not match pattern"),
+        ({"prometheusRule": {"alerts": {"latency": {"p99": 1}}}}, "additional properties 'p99' not allowed"),
+        ({"grafanaDashboard": {"label": ""}}, "at '/grafanaDashboard/label': '' does not match pattern"),
     ],
-    ids=["replicas-not-integer", "embedded-3-replicas", "embedded-autoscaling", "unknown-store", "unknown-key", "bad-duration"],
+    ids=[
+        "replicas-not-integer", "embedded-3-replicas", "embedded-autoscaling", "unknown-store", "unknown-key", "bad-duration",
+        "alert-ratio-above-1", "alert-for-not-duration", "selector-with-braces", "unknown-alert-key", "empty-dashboard-label",
+    ],
 )
 def test_schema_refuses(chart, values, message):
     with pytest.raises(helm.HelmValuesError) as refused:
@@ -575,8 +803,13 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
         ),
         ({"metrics": {"enabled": False}, "serviceMonitor": {"enabled": True}}, "serviceMonitor.enabled needs metrics.enabled"),
         ({"strategy": {"type": "RollingUpdate"}}, "strategy cannot be set with store: embedded"),
+        ({"metrics": {"enabled": False}, "prometheusRule": {"enabled": True}}, "prometheusRule.enabled needs metrics.enabled"),
+        ({"metrics": {"enabled": False}, "grafanaDashboard": {"enabled": True}}, "grafanaDashboard.enabled needs metrics.enabled"),
     ],
-    ids=["redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling"],
+    ids=[
+        "redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling",
+        "rules-without-metrics", "dashboard-without-metrics",
+    ],
 )
 def test_templates_refuse(chart, values, message):
     with pytest.raises(helm.HelmRenderError) as refused:
