@@ -9,5 +9,6 @@ mod durability;
 mod faults;
 mod instances;
 mod lifecycle;
+mod observability;
 mod reflection;
 pub mod support;
