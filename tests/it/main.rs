@@ -8,5 +8,6 @@ mod docs;
 mod durability;
 mod instances;
 mod lifecycle;
+mod redis_durability;
 mod reflection;
 pub mod support;
