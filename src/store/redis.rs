@@ -167,11 +167,14 @@ impl RedisStore {
             // `--redis-durability` stops sessiond at once; one that comes up
             // later is checked when it does, and until then every write
             // fails at its wait.
-            Ok(()) => match store.inner.check_durability().await {
-                Ok(Err(cannot)) => return Err(Error::StoreUnavailable(cannot)),
-                Ok(Ok(())) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read Redis's durability settings yet"),
-            },
+            Ok(()) => {
+                if let Ok(Err(cannot)) = store.inner.can_honour().await {
+                    return Err(Error::StoreUnavailable(cannot));
+                }
+                if let Err(e) = store.inner.check_durability().await {
+                    tracing::warn!(error = %e, "cannot read Redis's durability settings yet");
+                }
+            }
             Err(e) => tracing::warn!(
                 error = %e,
                 "Redis is not reachable yet; calls fail with UNAVAILABLE until it is"

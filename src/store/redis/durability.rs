@@ -179,7 +179,7 @@ impl Inner {
     /// (`Err`: why not, in words for the operator). Probed with the command
     /// itself and a 1 ms timeout, so that a renamed command, an ACL, a
     /// replica or a disabled AOF answer as they would for a write.
-    async fn can_honour(&self) -> Result<Result<(), String>, Fault> {
+    pub(super) async fn can_honour(&self) -> Result<Result<(), String>, Fault> {
         let (probe, name) = match self.durability.mode {
             RedisDurability::None => return Ok(Ok(())),
             RedisDurability::Aof => (
@@ -219,7 +219,7 @@ impl Inner {
     /// Reads the settings and probes the wait, then publishes what was found
     /// to GetStats and `/metrics`, logging each risk the first time it is
     /// seen. A fault of the connection leaves the last report as it was.
-    pub(super) async fn check_durability(&self) -> Result<Result<(), String>, Fault> {
+    pub(super) async fn check_durability(&self) -> Result<(), Fault> {
         let honour = self.can_honour().await?;
         let found = self.read_settings().await?;
         let report = assess(&found, self.durability.mode, &honour);
@@ -240,7 +240,7 @@ impl Inner {
             tracing::info!("Redis durability: the earlier risks are gone");
         }
         *current = report;
-        Ok(honour)
+        Ok(())
     }
 }
 
