@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pb;
 use crate::state::State;
-use crate::stats::{Method, Summary};
+use crate::stats::{Durability, Method, Summary};
 
 pub struct AdminApi {
     state: Arc<State>,
@@ -39,6 +39,15 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 }
 
+/// The store's durability as GetStats and `/metrics` show it: the embedded
+/// store's is fixed; Redis's as last read.
+pub fn durability_of(state: &State) -> Durability {
+    if state.sessions.store().backend() == "embedded" {
+        return Durability::embedded();
+    }
+    state.stats.durability.read().clone()
+}
+
 /// A snapshot of the counters, as GetStats returns them.
 pub fn stats_of(state: &State) -> pb::GetStatsResponse {
     let s = &state.stats;
@@ -47,6 +56,7 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
     let misses = s.cache_misses.load(Relaxed);
     let (pool_size, pool_idle) = state.sessions.store().pool_status();
     let uptime = state.started.elapsed();
+    let durability = durability_of(state);
     pb::GetStatsResponse {
         instance_id: state.instance_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -87,6 +97,10 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             errors: s.store_errors.load(Relaxed),
             pool_size,
             pool_idle,
+            durability: durability.setting.to_owned(),
+            durability_wait: durability.wait,
+            durability_warnings: durability.risks.into_iter().map(|(_, why)| why).collect(),
+            durability_failures: s.durability_failures.load(Relaxed),
         }),
         rpcs: Method::ALL
             .iter()

@@ -53,6 +53,25 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub redis_timeout: Duration,
 
+    /// What a write or a lock grant waits for before it is acknowledged:
+    /// `none` (Redis ran it; its own persistence settings decide the rest),
+    /// `aof` (`WAITAOF`: fsynced to the master's AOF; Redis >= 7.2 with
+    /// appendonly yes) or `replicas:N` (`WAIT`: N replicas have it).
+    #[arg(long, env = "SESSIOND_REDIS_DURABILITY", default_value = "none")]
+    pub redis_durability: RedisDurability,
+
+    /// Longest a write waits to become durable under `--redis-durability`;
+    /// past it the call fails with UNAVAILABLE (the write may have been
+    /// applied). Commands sharing a connection may queue behind the wait, so
+    /// each Redis command gets `--redis-timeout` plus this.
+    #[arg(long, env = "SESSIOND_REDIS_DURABILITY_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    pub redis_durability_timeout: Duration,
+
+    /// How often Redis's persistence and eviction settings are read again
+    /// (also after every reconnect), to report risks to acknowledged writes.
+    #[arg(long, env = "SESSIOND_REDIS_CHECK_INTERVAL", value_parser = parse_duration, default_value = "60s")]
+    pub redis_check_interval: Duration,
+
     /// Turns authentication on: a file of `<token> <namespace>[,...]` lines.
     /// Calls must then send `authorization: Bearer <token>`.
     #[arg(long, env = "SESSIOND_AUTH_TOKENS_FILE")]
@@ -136,6 +155,45 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a Redis write or lock grant waits for before sessiond acknowledges
+/// it (`--redis-durability`). Whatever the choice, Redis has applied the
+/// write when the wait begins: a wait that fails leaves its fate unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisDurability {
+    /// Nothing beyond Redis running the script.
+    None,
+    /// `WAITAOF 1 0`: the master fsynced it to its append-only file.
+    Aof,
+    /// `WAIT N`: N replicas acknowledged it (in memory).
+    Replicas(u32),
+}
+
+impl FromStr for RedisDurability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a durability: write none, aof or replicas:N (N >= 1)");
+        match s.trim() {
+            "none" => Ok(RedisDurability::None),
+            "aof" => Ok(RedisDurability::Aof),
+            other => match other.strip_prefix("replicas:").map(u32::from_str) {
+                Some(Ok(n)) if n >= 1 => Ok(RedisDurability::Replicas(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RedisDurability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisDurability::None => f.write_str("none"),
+            RedisDurability::Aof => f.write_str("aof"),
+            RedisDurability::Replicas(n) => write!(f, "replicas:{n}"),
+        }
+    }
+}
+
 impl Config {
     /// Checks the configuration without keeping what it builds (for callers
     /// that only validate; `Settings::new` is the one that serves).
@@ -181,6 +239,11 @@ pub struct RedisSettings {
     pub pool_size: usize,
     pub key_prefix: String,
     pub timeout: Duration,
+    pub durability: RedisDurability,
+    /// How long a write waits to become durable (unused with `None`).
+    pub durability_timeout: Duration,
+    /// How often the server's persistence settings are read again.
+    pub check_interval: Duration,
 }
 
 impl Settings {
@@ -210,6 +273,15 @@ impl Settings {
         if c.redis_key_prefix.is_empty() || c.redis_key_prefix.contains(['{', '}']) {
             return Err("--redis-key-prefix must be non-empty and contain no '{' or '}'".into());
         }
+        // WAIT and WAITAOF take whole milliseconds, and 0 means forever.
+        if c.redis_durability_timeout < Duration::from_millis(1)
+            || c.redis_durability_timeout.as_millis() > u128::from(u32::MAX)
+        {
+            return Err("--redis-durability-timeout must be at least 1ms and below 49 days".into());
+        }
+        if c.redis_check_interval < Duration::from_millis(100) {
+            return Err("--redis-check-interval must be at least 100ms".into());
+        }
         let store = match (c.store, c.redis_url) {
             (StoreKind::Redis | StoreKind::Auto, Some(url)) => {
                 StoreSettings::Redis(RedisSettings {
@@ -218,6 +290,9 @@ impl Settings {
                     pool_size: c.redis_pool_size,
                     key_prefix: c.redis_key_prefix,
                     timeout: c.redis_timeout,
+                    durability: c.redis_durability,
+                    durability_timeout: c.redis_durability_timeout,
+                    check_interval: c.redis_check_interval,
                 })
             }
             (StoreKind::Redis, None) => {
@@ -361,6 +436,56 @@ mod tests {
         std::fs::write(&path, "short telegram\n").unwrap();
         let c = Config::parse_from(["sessiond", "--auth-tokens-file", path.to_str().unwrap()]);
         assert!(Settings::new(c).unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn redis_durability_parses_and_is_checked() {
+        let redis = |extra: &[&str]| {
+            let mut args = vec!["sessiond", "--redis-url", "redis://127.0.0.1:1/0"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args).map_err(|e| e.to_string())
+        };
+        let durability = |extra: &[&str]| match Settings::new(redis(extra).unwrap()).unwrap().store
+        {
+            StoreSettings::Redis(r) => (r.durability, r.durability_timeout),
+            StoreSettings::Embedded { .. } => panic!("redis expected"),
+        };
+        assert_eq!(
+            durability(&[]),
+            (RedisDurability::None, Duration::from_secs(1))
+        );
+        assert_eq!(
+            durability(&["--redis-durability", "aof"]).0,
+            RedisDurability::Aof
+        );
+        assert_eq!(
+            durability(&[
+                "--redis-durability",
+                "replicas:2",
+                "--redis-durability-timeout",
+                "250ms"
+            ]),
+            (RedisDurability::Replicas(2), Duration::from_millis(250))
+        );
+        for bad in ["replicas:0", "replicas:", "replicas:-1", "always", "AOF"] {
+            let e = redis(&["--redis-durability", bad]).unwrap_err();
+            assert!(e.contains("none, aof or replicas:N"), "{bad}: {e}");
+        }
+        let c = redis(&["--redis-durability-timeout", "0s"]).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("--redis-durability-timeout")
+        );
+        let c = redis(&["--redis-check-interval", "10ms"]).unwrap();
+        assert!(c.validate().unwrap_err().contains("--redis-check-interval"));
+        for d in [
+            RedisDurability::None,
+            RedisDurability::Aof,
+            RedisDurability::Replicas(3),
+        ] {
+            assert_eq!(d.to_string().parse::<RedisDurability>(), Ok(d));
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::admin::durability_of;
 use crate::state::State;
-use crate::stats::{Histogram, Method, RpcStats};
+use crate::stats::{Histogram, Method, Risk, RpcStats};
 
 /// gRPC status codes by number, as the `grpc_code` label spells them.
 const CODES: [&str; 17] = [
@@ -86,6 +87,8 @@ enum Samples {
     Counter(fn(&State) -> u64),
     /// A gauge with one sample and no labels.
     Gauge(fn(&State) -> u64),
+    /// A gauge with one sample per value of its one label.
+    GaugeByLabel(&'static str, fn(&State) -> Vec<(&'static str, u64)>),
     /// A counter with one sample per RPC method.
     CounterPerMethod(fn(&RpcStats) -> u64),
     /// A counter per RPC method and status code; codes never seen are left
@@ -206,6 +209,11 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Counter(|s| s.stats.store_errors.load(Relaxed)),
     },
     Family {
+        name: "sessiond_store_durability_failures_total",
+        help: "Writes and grants Redis ran but could not confirm durable in time.",
+        samples: Samples::Counter(|s| s.stats.durability_failures.load(Relaxed)),
+    },
+    Family {
         name: "sessiond_cache_entries",
         help: "Sessions cached now.",
         samples: Samples::Gauge(|s| s.sessions.cache().size().0),
@@ -236,6 +244,22 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Gauge(|s| s.sessions.store().pool_status().1),
     },
     Family {
+        name: "sessiond_store_durability",
+        help: "What an acknowledged write survives, from the store's settings as last read (1 on the current one).",
+        samples: Samples::GaugeByLabel("setting", |s| vec![(durability_of(s).setting, 1)]),
+    },
+    Family {
+        name: "sessiond_store_durability_risk",
+        help: "1 while the store's settings can lose acknowledged writes or evict sessions this way.",
+        samples: Samples::GaugeByLabel("risk", |s| {
+            let d = durability_of(s);
+            Risk::ALL
+                .iter()
+                .map(|r| (r.name(), u64::from(d.has(*r))))
+                .collect()
+        }),
+    },
+    Family {
         name: "sessiond_lock_wait_seconds",
         help: "Time granted waiters spent queued.",
         samples: Samples::Histogram(|s| &s.stats.lock_wait_ms, WAIT),
@@ -248,7 +272,7 @@ impl Family {
             Samples::Counter(_) | Samples::CounterPerMethod(_) | Samples::CodesPerMethod => {
                 "counter"
             }
-            Samples::Gauge(_) => "gauge",
+            Samples::Gauge(_) | Samples::GaugeByLabel(..) => "gauge",
             Samples::Histogram(..) | Samples::HistogramPerMethod(..) => "histogram",
         }
     }
@@ -265,6 +289,11 @@ impl Family {
         match &self.samples {
             Samples::Counter(read) | Samples::Gauge(read) => {
                 let _ = writeln!(out, "{name} {}", read(state));
+            }
+            Samples::GaugeByLabel(label, read) => {
+                for (value, n) in read(state) {
+                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+                }
             }
             Samples::CounterPerMethod(read) => {
                 for m in Method::ALL {
@@ -379,6 +408,7 @@ mod tests {
             &s.lock_stale_token,
             &s.lock_held_rejections,
             &s.store_errors,
+            &s.durability_failures,
         ];
         for (i, c) in counters.into_iter().enumerate() {
             c.store(101 + i as u64 * 3, Relaxed);

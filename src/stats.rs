@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use parking_lot::RwLock;
+
 /// Everything GetStats reports that is not read from the cache or the pool.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -26,6 +28,11 @@ pub struct Stats {
 
     pub store_errors: AtomicU64,
     pub store_healthy: AtomicBool,
+    /// Writes and grants Redis ran but could not confirm durable in time.
+    pub durability_failures: AtomicU64,
+    /// What the Redis server's settings make of a write, as last read; the
+    /// embedded store reports [`Durability::embedded`] instead.
+    pub durability: RwLock<Durability>,
 
     pub rpcs: [RpcStats; Method::ALL.len()],
 }
@@ -104,6 +111,80 @@ impl Stats {
     pub fn store_failed(&self) {
         self.store_errors.fetch_add(1, Relaxed);
         self.store_healthy.store(false, Relaxed);
+    }
+}
+
+/// What an acknowledged write survives, and what could lose it or evict it,
+/// as the store's settings were last read. A lock, not atomics: it changes
+/// once a minute at most and is read by GetStats and `/metrics` only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Durability {
+    /// The server's persistence: `aof-always`, `aof-everysec`, `aof-no`,
+    /// `none` (no AOF), `unknown` (not readable, or not read yet), or
+    /// `fsync` on the embedded store.
+    pub setting: &'static str,
+    /// What a write waits for before it is acknowledged (`--redis-durability`).
+    pub wait: String,
+    /// Each risk found, with the sentence logged and shown for it.
+    pub risks: Vec<(Risk, String)>,
+}
+
+impl Durability {
+    /// The embedded store: a batch is acknowledged once its redb commit is
+    /// fsynced, and nothing is ever evicted.
+    pub fn embedded() -> Durability {
+        Durability {
+            setting: "fsync",
+            wait: "fsync".into(),
+            risks: Vec::new(),
+        }
+    }
+
+    pub fn has(&self, risk: Risk) -> bool {
+        self.risks.iter().any(|(r, _)| *r == risk)
+    }
+}
+
+/// A way the store's settings can lose an acknowledged write or a session,
+/// one `/metrics` sample each (1 while present), so an alert can name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Risk {
+    /// `appendonly no`: a restart loses what the last snapshot lacks.
+    NoAof,
+    /// AOF on, `appendfsync` not `always`, and writes do not wait for the
+    /// fsync: a crash of the host loses the last second or more.
+    Fsync,
+    /// `maxmemory-policy` other than `noeviction`: sessions can be evicted.
+    Eviction,
+    /// Fewer replicas connected than `--redis-durability replicas:N` needs:
+    /// writes fail until they are back.
+    Replicas,
+    /// The server cannot do what `--redis-durability` asks (found after
+    /// start: a failover, a changed setting): writes fail.
+    Unsupported,
+    /// The settings could not be read (CONFIG renamed, or denied by ACL).
+    Unknown,
+}
+
+impl Risk {
+    pub const ALL: [Risk; 6] = [
+        Risk::NoAof,
+        Risk::Fsync,
+        Risk::Eviction,
+        Risk::Replicas,
+        Risk::Unsupported,
+        Risk::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Risk::NoAof => "no_aof",
+            Risk::Fsync => "fsync",
+            Risk::Eviction => "eviction",
+            Risk::Replicas => "replicas",
+            Risk::Unsupported => "unsupported",
+            Risk::Unknown => "unknown",
+        }
     }
 }
 

@@ -169,7 +169,19 @@ export interface Stats {
     heldRejections: number;
     waitMs: LatencySummary | null;
   } | null;
-  store: { healthy: boolean; errors: number; poolSize: number; poolIdle: number } | null;
+  store: {
+    healthy: boolean;
+    errors: number;
+    poolSize: number;
+    poolIdle: number;
+    /** What an acknowledged write survives: 'aof-always', 'aof-everysec', 'aof-no', 'none', 'unknown'; 'fsync' on the embedded store. */
+    durability: string;
+    /** What a write waits for before it is acknowledged: 'none', 'aof', 'replicas:N'; 'fsync' on the embedded store. */
+    durabilityWait: string;
+    /** Settings that can lose acknowledged writes or evict sessions, one sentence each. */
+    durabilityWarnings: string[];
+    durabilityFailures: number;
+  } | null;
   rpcs: Array<{ method: string; calls: number; errors: number; latencyUs: LatencySummary | null }>;
 }
 

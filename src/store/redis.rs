@@ -23,18 +23,21 @@
 //! and running a command on them within the timeout), `wire` (key encoding,
 //! the data hash, and every script's reply parsed into its outcomes),
 //! `waiting` (the FIFO wait and what this instance does with a lock handed
-//! over), `feed` (the pub/sub connection) and `fault` (what can go wrong on
-//! the way, and which `Error` each fault becomes).
+//! over), `feed` (the pub/sub connection), `durability` (the server's
+//! persistence settings, and the wait that makes a write durable before it
+//! is acknowledged) and `fault` (what can go wrong on the way, and which
+//! `Error` each fault becomes).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
-use redis::{Script, Value};
+use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
+use redis::{AsyncConnectionConfig, Script, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 mod conns;
+mod durability;
 mod fault;
 mod feed;
 mod waiting;
@@ -46,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
 use conns::Conns;
+use durability::Policy;
 use fault::Fault;
 use waiting::Waiters;
 use wire::{
@@ -97,7 +101,11 @@ struct Inner {
     prefix: String,
     limits: Limits,
     stats: Arc<Stats>,
+    /// How long one command may take: `--redis-timeout`, plus the durability
+    /// wait's timeout when there is one (a command may queue behind a wait).
     timeout: Duration,
+    /// What a write waits for before it is acknowledged.
+    durability: Policy,
     /// This instance's wake-up channel, named in its waiters' queue entries.
     wake_channel: String,
     /// Where write scripts announce new versions (for other instances' caches).
@@ -127,20 +135,18 @@ impl RedisStore {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        let mut pool_config = PoolConfig::new(config.pool_size);
-        pool_config.timeouts = Timeouts {
-            wait: Some(config.timeout),
-            create: Some(config.timeout),
-            recycle: Some(config.timeout),
+        let durability = Policy::new(
+            config.durability,
+            config.durability_timeout,
+            config.check_interval,
+        );
+        let timeout = config.timeout + durability.extra_time();
+        *stats.durability.write() = crate::stats::Durability {
+            setting: "unknown",
+            wait: config.durability.to_string(),
+            risks: Vec::new(),
         };
-        let cfg = deadpool_redis::Config {
-            url: None,
-            connection: Some(info.clone().into()),
-            pool: Some(pool_config),
-        };
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))?;
+        let pool = pool(&info, config, &durability, timeout)?;
         let prefix = config.key_prefix.clone();
         let instance = new_token();
         let inner = Arc::new(Inner {
@@ -151,17 +157,35 @@ impl RedisStore {
             prefix,
             limits,
             stats,
-            timeout: config.timeout,
+            timeout,
+            durability,
             waiters: Waiters::default(),
         });
+        let store = RedisStore { inner };
+        match store.ping().await {
+            // Checked before serving, so that a server that cannot honour
+            // `--redis-durability` stops sessiond at once; one that comes up
+            // later is checked when it does, and until then every write
+            // fails at its wait.
+            Ok(()) => {
+                if let Ok(Err(cannot)) = store.inner.can_honour().await {
+                    return Err(Error::StoreUnavailable(cannot));
+                }
+                if let Err(e) = store.inner.check_durability().await {
+                    tracing::warn!(error = %e, "cannot read Redis's durability settings yet");
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "Redis is not reachable yet; calls fail with UNAVAILABLE until it is"
+            ),
+        }
+        let inner = &store.inner;
         let client = redis::Client::open(info)
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
-        tokio::spawn(feed::subscribe(client, Arc::downgrade(&inner), feed));
-        tokio::spawn(feed::heartbeat(Arc::downgrade(&inner)));
-        let store = RedisStore { inner };
-        if let Err(e) = store.ping().await {
-            tracing::warn!(error = %e, "Redis is not reachable yet; calls fail with UNAVAILABLE until it is");
-        }
+        tokio::spawn(feed::subscribe(client, Arc::downgrade(inner), feed));
+        tokio::spawn(feed::heartbeat(Arc::downgrade(inner)));
+        tokio::spawn(durability::watch(Arc::downgrade(inner)));
         Ok(store)
     }
 
@@ -357,6 +381,36 @@ impl Inner {
             )),
         }
     }
+}
+
+/// The pool the shared connections come from. With a durability wait, a
+/// connection's answers may come as late as `timeout` (queued behind a
+/// wait), beyond redis-rs's default response timeout.
+fn pool(
+    info: &redis::ConnectionInfo,
+    config: &RedisSettings,
+    durability: &Policy,
+    timeout: Duration,
+) -> Result<Pool> {
+    let mut pool_config = PoolConfig::new(config.pool_size);
+    pool_config.timeouts = Timeouts {
+        wait: Some(config.timeout),
+        create: Some(config.timeout),
+        recycle: Some(config.timeout),
+    };
+    let manager = match durability.wait {
+        None => Manager::new(info.clone()),
+        Some(_) => Manager::new_with_config(
+            info.clone(),
+            AsyncConnectionConfig::new().set_response_timeout(Some(timeout)),
+        ),
+    }
+    .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
+    Pool::builder(manager)
+        .config(pool_config)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))
 }
 
 impl Keys {

@@ -333,6 +333,9 @@ def test_config_block_becomes_env(rendered):
         "SESSIOND_REDIS_POOL_SIZE": "64",
         "SESSIOND_REDIS_KEY_PREFIX": "prod",
         "SESSIOND_REDIS_TIMEOUT": "1s",
+        "SESSIOND_REDIS_DURABILITY": "replicas:1",
+        "SESSIOND_REDIS_DURABILITY_TIMEOUT": "500ms",
+        "SESSIOND_REDIS_CHECK_INTERVAL": "30s",
         "SESSIOND_CACHE_MAX_BYTES": "1GiB",
         "SESSIOND_CACHE_MAX_AGE": "15s",
         "SESSIOND_LEASE_DEFAULT": "15s",
@@ -760,10 +763,12 @@ EMBEDDED_HPA = "store: embedded keeps sessions in a file that one pod owns, so a
         ({"prometheusRule": {"selector": '{job="x"}'}}, "at '/prometheusRule/selector': '{job=\"x\"}' does not match pattern"),
         ({"prometheusRule": {"alerts": {"latency": {"p99": 1}}}}, "additional properties 'p99' not allowed"),
         ({"grafanaDashboard": {"label": ""}}, "at '/grafanaDashboard/label': '' does not match pattern"),
+        ({"config": {"redisDurability": "replicas:0"}}, "at '/config/redisDurability': 'replicas:0' does not match pattern"),
     ],
     ids=[
         "replicas-not-integer", "embedded-3-replicas", "embedded-autoscaling", "unknown-store", "unknown-key", "bad-duration",
         "alert-ratio-above-1", "alert-for-not-duration", "selector-with-braces", "unknown-alert-key", "empty-dashboard-label",
+        "bad-durability",
     ],
 )
 def test_schema_refuses(chart, values, message):

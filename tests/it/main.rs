@@ -10,5 +10,6 @@ mod faults;
 mod instances;
 mod lifecycle;
 mod observability;
+mod redis_durability;
 mod reflection;
 pub mod support;

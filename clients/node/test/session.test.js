@@ -246,4 +246,8 @@ test('stats reflect the calls made', async () => {
   assert.equal(st.cache.feedHealthy, true, 'the embedded store always trusts its cache');
   assert.equal(st.cache.feedLosses, 0);
   assert.equal(st.store.healthy, true);
+  assert.equal(st.store.durability, 'fsync', 'the embedded store fsyncs every write before answering');
+  assert.equal(st.store.durabilityWait, 'fsync');
+  assert.deepEqual(st.store.durabilityWarnings, []);
+  assert.equal(st.store.durabilityFailures, 0);
 });

@@ -103,6 +103,13 @@ class StoreStats:
     errors: int = 0
     pool_size: int = 0
     pool_idle: int = 0
+    # What an acknowledged write survives ("aof-always", "none", "unknown", ...; "fsync" embedded).
+    durability: str = ""
+    # What a write waits for before it is acknowledged ("none", "aof", "replicas:N"; "fsync").
+    durability_wait: str = ""
+    # Settings that can lose acknowledged writes or evict sessions, one sentence each.
+    durability_warnings: Tuple[str, ...] = ()
+    durability_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,7 +223,14 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             wait_ms=_latency(lk.wait_ms),
         ),
         store=StoreStats(
-            healthy=st.healthy, errors=st.errors, pool_size=st.pool_size, pool_idle=st.pool_idle
+            healthy=st.healthy,
+            errors=st.errors,
+            pool_size=st.pool_size,
+            pool_idle=st.pool_idle,
+            durability=st.durability,
+            durability_wait=st.durability_wait,
+            durability_warnings=tuple(st.durability_warnings),
+            durability_failures=st.durability_failures,
         ),
         rpcs={
             r.method: RpcStats(

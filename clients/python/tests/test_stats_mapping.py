@@ -41,6 +41,10 @@ def _fill(msg, counter):
                 _fill(getattr(msg, f.name).add(), counter)
             else:
                 _fill(getattr(msg, f.name), counter)
+        elif f.is_repeated:
+            # Repeated scalars (StoreStats.durability_warnings): two values each.
+            assert f.type == descriptor.FieldDescriptor.TYPE_STRING, f.full_name
+            getattr(msg, f.name).extend([f"s{next(counter)}", f"s{next(counter)}"])
         elif f.type == descriptor.FieldDescriptor.TYPE_BOOL:
             setattr(msg, f.name, True)
         elif f.type == descriptor.FieldDescriptor.TYPE_STRING:
@@ -56,10 +60,12 @@ def _compare(msg, value, path):
         where = f"{path}.{f.name}"
         if f.message_type is not None and f.message_type.full_name == "google.protobuf.Duration":
             assert ours == theirs.ToTimedelta(), where
-        elif f.is_repeated:
+        elif f.is_repeated and f.message_type is not None:
             assert len(ours) == len(theirs), where
             for item in theirs:
                 _compare(item, ours[item.method], f"{where}[{item.method}]")
+        elif f.is_repeated:
+            assert list(ours) == list(theirs), where
         elif f.message_type is not None:
             _compare(theirs, ours, where)
         else:
@@ -77,3 +83,10 @@ def test_real_server_reports_a_healthy_feed(client):
     cache = client.stats().cache
     assert cache.feed_healthy is True, "always true on the embedded store"
     assert cache.feed_losses == 0
+
+
+def test_real_server_reports_its_durability(client):
+    store = client.stats().store
+    assert (store.durability, store.durability_wait) == ("fsync", "fsync"), "the embedded store"
+    assert store.durability_warnings == ()
+    assert store.durability_failures == 0

@@ -1,8 +1,11 @@
 //! The connections calls share, and the one way a call runs a command or a
 //! script on them: within the Redis timeout, with its outcome counted in the
-//! store's health, and a script's reply parsed by `wire` into its outcome.
+//! store's health, a script followed by the durability wait when
+//! `--redis-durability` asks for one, and its reply parsed by `wire` into its
+//! outcome.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use super::Inner;
+use super::durability::Durable;
 use super::fault::Fault;
 use super::wire::Reply;
 
@@ -28,6 +32,9 @@ pub(super) struct Conns {
     /// Never empty (see `new`).
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    /// Told each time a slot opens a connection: Redis may have restarted
+    /// or failed over, so its durability settings are read again.
+    pub(super) opened: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -60,6 +67,7 @@ impl Conns {
             pool,
             slots: (0..n.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
+            opened: Arc::default(),
         }
     }
 
@@ -109,6 +117,7 @@ impl Conns {
         let pooled = self.pool.get().await?;
         let conn = MultiplexedConnection::clone(&pooled);
         *slot.conn.lock() = Some(pooled);
+        self.opened.notify_waiters();
         Ok(conn)
     }
 }
@@ -128,20 +137,47 @@ impl Inner {
         self.settle(result)
     }
 
+    /// Runs a command that is not a call (the durability checks): an error
+    /// reply to it (CONFIG denied by an ACL, a command renamed) says nothing
+    /// of the store's health, so its outcome is not counted.
+    pub(super) async fn ask<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Fault> {
+        self.conns
+            .run(self.timeout, |mut c| async move {
+                cmd.query_async::<T>(&mut c).await
+            })
+            .await
+    }
+
     /// Runs a script on a shared connection and reads its reply with `parse`
-    /// (one of `wire`'s parsers); counts a lease found expired.
+    /// (one of `wire`'s parsers); counts a lease found expired. Under
+    /// `--redis-durability` the wait follows the script in the same write,
+    /// and an answer not confirmed durable is a fault whatever the script
+    /// said: a grant or a write that may yet be lost is not acknowledged.
     pub(super) async fn invoke<T>(
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
         parse: fn(&Value) -> Result<Reply<T>, Fault>,
     ) -> Result<T, Fault> {
+        let wait = self.durability.wait.as_ref();
         let result = self
             .conns
             .run(self.timeout, |mut c| async move {
-                inv.invoke_async::<Value>(&mut c).await
+                let Some(wait) = wait else {
+                    return inv.invoke_async::<Value>(&mut c).await.map(|v| (v, Ok(())));
+                };
+                let mut durable = Durable::new(c, wait);
+                let value = inv.invoke_async::<Value>(&mut durable).await?;
+                Ok((value, wait.judge(durable.answer())))
             })
             .await;
-        let reply = parse(&self.settle(result)?)?;
+        let (value, durable) = self.settle(result)?;
+        if let Err(why) = durable {
+            self.stats.durability_failures.fetch_add(1, Relaxed);
+            self.stats.store_failed();
+            let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, why);
+            return Err(Fault::Redis(timed_out.into()));
+        }
+        let reply = parse(&value)?;
         if reply.expired {
             self.stats.lock_lease_expiries.fetch_add(1, Relaxed);
         }

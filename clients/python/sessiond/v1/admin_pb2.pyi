@@ -80,16 +80,24 @@ class LockStats(_message.Message):
     def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
 
 class StoreStats(_message.Message):
-    __slots__ = ("healthy", "errors", "pool_size", "pool_idle")
+    __slots__ = ("healthy", "errors", "pool_size", "pool_idle", "durability", "durability_wait", "durability_warnings", "durability_failures")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
     POOL_IDLE_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_WAIT_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FAILURES_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     errors: int
     pool_size: int
     pool_idle: int
-    def __init__(self, healthy: _Optional[bool] = ..., errors: _Optional[int] = ..., pool_size: _Optional[int] = ..., pool_idle: _Optional[int] = ...) -> None: ...
+    durability: str
+    durability_wait: str
+    durability_warnings: _containers.RepeatedScalarFieldContainer[str]
+    durability_failures: int
+    def __init__(self, healthy: _Optional[bool] = ..., errors: _Optional[int] = ..., pool_size: _Optional[int] = ..., pool_idle: _Optional[int] = ..., durability: _Optional[str] = ..., durability_wait: _Optional[str] = ..., durability_warnings: _Optional[_Iterable[str]] = ..., durability_failures: _Optional[int] = ...) -> None: ...
 
 class RpcStats(_message.Message):
     __slots__ = ("method", "calls", "errors", "latency_us")

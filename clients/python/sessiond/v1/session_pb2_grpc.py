@@ -126,9 +126,11 @@ class SessionServiceServicer:
 
     def DeleteSession(self, request, context):
         """Deletes a session, with the same guards as UpdateSession. Deleting a
-        session that does not exist succeeds with `deleted` = false, so a retried
-        delete is harmless. Versions and fencing tokens continue after a
-        re-create: they are never reused.
+        session that does not exist succeeds with `deleted` = false. A retried
+        delete is harmless only when guarded (see "Retrying" above): unguarded,
+        the retry could delete a session another caller created in between.
+        Versions and fencing tokens continue after a re-create: they are never
+        reused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
