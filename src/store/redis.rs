@@ -146,7 +146,7 @@ impl RedisStore {
             wait: config.durability.to_string(),
             risks: Vec::new(),
         };
-        let pool = pool(&info, config, &durability, timeout)?;
+        let pool = pool(&info, config, timeout)?;
         let prefix = config.key_prefix.clone();
         let instance = new_token();
         let inner = Arc::new(Inner {
@@ -383,28 +383,21 @@ impl Inner {
     }
 }
 
-/// The pool the shared connections come from. With a durability wait, a
-/// connection's answers may come as late as `timeout` (queued behind a
-/// wait), beyond redis-rs's default response timeout.
-fn pool(
-    info: &redis::ConnectionInfo,
-    config: &RedisSettings,
-    durability: &Policy,
-    timeout: Duration,
-) -> Result<Pool> {
+/// The pool the shared connections come from. Their answers may take up to
+/// `timeout` (`--redis-timeout`, plus the durability wait's when there is
+/// one): redis-rs's own response timeout (500 ms by default) would
+/// otherwise cut every call short of the configured one.
+fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration) -> Result<Pool> {
     let mut pool_config = PoolConfig::new(config.pool_size);
     pool_config.timeouts = Timeouts {
         wait: Some(config.timeout),
         create: Some(config.timeout),
         recycle: Some(config.timeout),
     };
-    let manager = match durability.wait {
-        None => Manager::new(info.clone()),
-        Some(_) => Manager::new_with_config(
-            info.clone(),
-            AsyncConnectionConfig::new().set_response_timeout(Some(timeout)),
-        ),
-    }
+    let manager = Manager::new_with_config(
+        info.clone(),
+        AsyncConnectionConfig::new().set_response_timeout(Some(timeout)),
+    )
     .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
     Pool::builder(manager)
         .config(pool_config)

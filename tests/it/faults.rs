@@ -331,3 +331,28 @@ async fn embedded_callers_giving_up_leave_no_lock_or_waiter_behind() {
 async fn redis_callers_giving_up_leave_no_lock_or_waiter_behind() {
     callers_giving_up(Backend::Redis).await;
 }
+
+/// `--redis-timeout` is the bound on a Redis call, not the client
+/// library's own shorter default: a pause shorter than it only delays calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_pause_shorter_than_the_timeout_only_delays_calls() {
+    let s = Server::start_with(Some(Redis::start()), &["--redis-timeout", "5s"]).await;
+    let mut c = s.client().await;
+    c.update_session(crate::support::set("paused", &[("n", "1")]))
+        .await
+        .unwrap();
+    let redis = s.redis.as_ref().unwrap();
+    redis.pause();
+    let mut c2 = c.clone();
+    let write = tokio::spawn(async move {
+        c2.update_session(crate::support::set("paused", &[("n", "2")]))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.resume();
+    let written = write
+        .await
+        .unwrap()
+        .expect("the write waits through the pause");
+    assert_eq!(written.into_inner().version, 2);
+}
