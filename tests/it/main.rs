@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod docs;
 mod durability;
+mod hostile;
 mod instances;
 mod lifecycle;
 mod reflection;
