@@ -41,7 +41,7 @@ async fn malformed_messages_are_invalid_argument(b: Backend) {
     }
     let open = raw.open("UpdateSession", &[]).await;
     let mut body = open.body;
-    body.send_data(bytes::Bytes::new(), true).unwrap();
+    body.send_data(bytes::Bytes::new(), true).unwrap(); // admitted: it waits for this
     assert_eq!(
         pair(super::raw::answer_of(open.response).await),
         answer(Code::InvalidArgument, "MALFORMED_REQUEST"),
