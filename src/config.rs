@@ -129,6 +129,29 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS", default_value_t = 4096)]
     pub max_concurrent_calls: usize,
 
+    // Fair shares among namespaces (see server/shares.rs). The defaults
+    // change nothing for a single tenant.
+    /// SessionService calls of one namespace handled at once, refused beyond
+    /// it with RESOURCE_EXHAUSTED / OVERLOADED. 0: only
+    /// --max-concurrent-calls bounds them. To keep namespaces from crowding
+    /// each other out, make the namespaces' limits add up to no more than
+    /// --max-concurrent-calls.
+    #[arg(long, env = "SESSIOND_MAX_CALLS_PER_NAMESPACE", default_value_t = 0)]
+    pub max_calls_per_namespace: usize,
+
+    /// LockSession callers of one namespace queued for locks at once, beyond
+    /// which they are refused with RESOURCE_EXHAUSTED / OVERLOADED. Set, a
+    /// queued caller holds one of these slots instead of a call slot while
+    /// it waits; 0: queued callers hold their call slot like any call.
+    #[arg(long, env = "SESSIOND_MAX_WAITERS_PER_NAMESPACE", default_value_t = 0)]
+    pub max_waiters_per_namespace: usize,
+
+    /// LockSession callers queued for one session's lock on this instance,
+    /// beyond which they are refused with RESOURCE_EXHAUSTED / OVERLOADED.
+    /// 0: no cap.
+    #[arg(long, env = "SESSIOND_MAX_WAITERS_PER_SESSION", default_value_t = 0)]
+    pub max_waiters_per_session: usize,
+
     /// On SIGTERM/SIGINT, how long in-flight calls get to finish.
     #[arg(long, env = "SESSIOND_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
@@ -223,6 +246,12 @@ pub struct Settings {
     pub cache_max_age: Duration,
     pub max_concurrent_calls: usize,
     pub shutdown_grace: Duration,
+    /// `usize::MAX` when unset.
+    pub max_calls_per_namespace: usize,
+    /// 0 when unset: waiters hold their call slot.
+    pub max_waiters_per_namespace: usize,
+    /// 0 when unset: no cap.
+    pub max_waiters_per_session: usize,
 }
 
 /// The store a configuration chose.
@@ -249,6 +278,7 @@ pub struct RedisSettings {
 impl Settings {
     /// Validates `c`; `Err` is one line that says what to fix.
     pub fn new(c: Config) -> Result<Settings, String> {
+        check_bounds(&c)?;
         let metrics_addr = match c.metrics_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse().map_err(|_| {
@@ -349,8 +379,47 @@ impl Settings {
             cache_max_age: c.cache_max_age,
             max_concurrent_calls: c.max_concurrent_calls,
             shutdown_grace: c.shutdown_grace,
+            max_calls_per_namespace: match c.max_calls_per_namespace {
+                0 => usize::MAX,
+                n => n,
+            },
+            max_waiters_per_namespace: c.max_waiters_per_namespace,
+            max_waiters_per_session: c.max_waiters_per_session,
         })
     }
+}
+
+/// Longest duration a setting may have: beyond it, times in milliseconds
+/// since the epoch (expiry times, Redis PEXPIRE) overflow or come close,
+/// and moka refuses a time to live with a panic.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Most fields a session may be allowed.
+const MAX_FIELDS: usize = 1_000_000;
+
+/// Largest session a setting may allow: the decoding limit derived from it
+/// (`Limits::max_request_bytes`) stays below 2 GiB.
+const MAX_SESSION_BYTES: u64 = 1 << 30;
+
+/// Refuses durations and sizes that would overflow where they are used.
+fn check_bounds(c: &Config) -> Result<(), String> {
+    for (flag, d) in [
+        ("--idle-ttl", c.idle_ttl),
+        ("--cache-max-age", c.cache_max_age),
+        ("--redis-timeout", c.redis_timeout),
+        ("--shutdown-grace", c.shutdown_grace),
+    ] {
+        if d > MAX_DURATION {
+            return Err(format!("{flag} must be at most 100 years (36500d)"));
+        }
+    }
+    if c.max_fields > MAX_FIELDS {
+        return Err(format!("--max-fields must be at most {MAX_FIELDS}"));
+    }
+    if c.max_session_bytes > MAX_SESSION_BYTES || c.max_field_bytes > MAX_SESSION_BYTES {
+        return Err("--max-session-bytes and --max-field-bytes must be at most 1GiB".into());
+    }
+    Ok(())
 }
 
 /// `250ms`, `10s`, `5m`, `24h`, ... (humantime).
@@ -486,6 +555,45 @@ mod tests {
         ] {
             assert_eq!(d.to_string().parse::<RedisDurability>(), Ok(d));
         }
+    }
+
+    #[test]
+    fn settings_that_would_overflow_are_refused() {
+        for (flag, value) in [
+            ("--idle-ttl", "300000000years"),
+            ("--idle-ttl", "101years"),
+            ("--cache-max-age", "2000years"),
+            ("--redis-timeout", "1000000years"),
+            ("--shutdown-grace", "1000000years"),
+            ("--max-session-bytes", "2GiB"),
+            ("--max-field-bytes", "1000000GiB"),
+            ("--max-fields", "1000001"),
+        ] {
+            let c = Config::parse_from(["sessiond", flag, value]);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
+        for (flag, value) in [
+            ("--idle-ttl", "36500d"),
+            ("--cache-max-age", "36500d"),
+            ("--max-session-bytes", "1GiB"),
+            ("--max-fields", "1000000"),
+        ] {
+            let c = Config::parse_from(["sessiond", flag, value]);
+            assert!(c.validate().is_ok(), "{flag} {value}");
+        }
+    }
+
+    #[test]
+    fn shares_default_to_no_limit_of_their_own() {
+        let s = Settings::new(Config::defaults()).unwrap();
+        assert_eq!(s.max_calls_per_namespace, usize::MAX);
+        assert_eq!(
+            (s.max_waiters_per_namespace, s.max_waiters_per_session),
+            (0, 0)
+        );
+        let c = Config::parse_from(["sessiond", "--max-calls-per-namespace", "8"]);
+        assert_eq!(Settings::new(c).unwrap().max_calls_per_namespace, 8);
     }
 
     #[test]

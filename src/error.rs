@@ -46,6 +46,11 @@ pub enum Error {
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
+    /// A caller's fair share is used up: its namespace's calls or lock
+    /// waiters, or the waiters of one session (`limit` names the flag).
+    #[error("the {limit} limit is reached; retry with backoff")]
+    ShareExceeded { limit: &'static str },
+
     #[error(
         "the store is unavailable: {0}; retry with backoff (a write without a guard may have been applied)"
     )]
@@ -67,6 +72,10 @@ pub enum InvalidReason {
     Lease,
     Wait,
     LockToken,
+    /// The `sessiond-namespace` metadata is repeated or malformed.
+    Namespace,
+    /// The request is not a well-formed message of its method.
+    Request,
 }
 
 impl Error {

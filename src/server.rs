@@ -2,9 +2,13 @@
 //! reflection, the background tasks, and the drain.
 //!
 //! A call passes, top-down: `observe` (request id, counts, latency, the log
-//! line; every service), then for SessionService `admission` (drain,
-//! shedding, the concurrency limit) and `release` (a grant whose answer is
-//! never sent is released), then the handler in `service.rs`.
+//! line; every service), then for SessionService `authenticate` (the
+//! caller's namespace from its headers, before anything else is spent on
+//! it), `admission` (drain, the namespace's share and the instance's limit),
+//! `release` (a grant whose answer is never sent is released) and `decoding`
+//! (the codec's refusals as sessiond's answers), then the handler in
+//! `service.rs`. SessionService reads requests of at most
+//! `Limits::max_request_bytes`, derived from `--max-session-bytes`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,8 +37,13 @@ use crate::stats::Stats;
 use crate::store::{Feed, Store};
 
 mod admission;
+mod authenticate;
+mod decoding;
 mod observe;
 mod release;
+pub mod shares;
+
+pub use shares::ShareLimits;
 
 /// How often readiness follows the store's health.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
@@ -88,7 +97,15 @@ pub async fn serve(
         stats.clone(),
     );
     let sessions = Sessions::new(store, cache, stats.clone(), feed.is_some());
-    let state = Arc::new(State::new(sessions, settings.auth, settings.limits, stats));
+    let shares = ShareLimits {
+        calls: settings.max_concurrent_calls,
+        calls_per_namespace: settings.max_calls_per_namespace,
+        waiters_per_namespace: settings.max_waiters_per_namespace,
+        waiters_per_session: settings.max_waiters_per_session,
+    };
+    let max_request_bytes = settings.limits.max_request_bytes();
+    let state =
+        Arc::new(State::new(sessions, settings.auth, settings.limits, stats).with_shares(shares));
 
     // The background tasks, owned here: dropping a set (any return from
     // here) ends its tasks. The feed and readiness end when the drain
@@ -120,11 +137,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let session_service = ServiceBuilder::new()
+        .layer(authenticate::layer(state.clone()))
         .layer(admission::layer(state.clone()))
-        .load_shed()
-        .concurrency_limit(settings.max_concurrent_calls)
         .layer(release::layer(state.clone()))
-        .service(SessionServiceServer::new(SessionApi::new(state.clone())));
+        .layer(decoding::layer(max_request_bytes))
+        .service(
+            SessionServiceServer::new(SessionApi::new(state.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        );
 
     let local = listener
         .local_addr()

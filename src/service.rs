@@ -12,7 +12,7 @@ use crate::state::State;
 
 mod request;
 
-use request::{deadline_wait, guards, key_of, require_token};
+use request::{caller, deadline_wait, guards, key_of, require_token};
 
 pub struct SessionApi {
     state: Arc<State>,
@@ -30,7 +30,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let consistency = match r.consistency() {
             pb::Consistency::Strong => Consistency::Strong,
@@ -51,15 +51,23 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::LockSessionRequest>,
     ) -> Result<Response<pb::LockSessionResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let st = &self.state;
         let lease = st.limits.lease(r.lease_ms)?;
         let wait = deadline_wait(&req, st.limits.wait(r.wait_ms)?);
+        // A caller that may queue counts as a waiter of its session and
+        // namespace until its wait ends (see server/shares.rs).
+        let waiting = if wait.is_zero() {
+            None
+        } else {
+            Some(st.shares.wait(&caller(&req)?.0, &key)?)
+        };
         let grant = tokio::select! {
             grant = st.sessions.lock(&key, lease, wait) => grant?,
             () = st.draining() => return Err(crate::error::Error::ShuttingDown.into()),
         };
+        drop(waiting);
         let mut response = Response::new(pb::LockSessionResponse {
             lock_token: grant.token.clone(),
             fencing_token: grant.fence,
@@ -82,18 +90,18 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.into_inner();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
-        let mut delete = r.delete_fields;
-        delete.sort_unstable();
-        delete.dedup();
-        let m = crate::session::Mutation {
+        let mut m = crate::session::Mutation {
             set: r.set_fields.into_iter().collect(),
-            delete,
+            delete: r.delete_fields,
             replace: r.replace,
         };
+        // Checked before anything costs more than the request's size.
         self.state.limits.check_mutation(&m)?;
+        m.delete.sort_unstable();
+        m.delete.dedup();
         let written = self.state.sessions.update(&key, m, g).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
             version: written.version,
@@ -105,7 +113,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UnlockSessionRequest>,
     ) -> Result<Response<pb::UnlockSessionResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let token = require_token(&req.get_ref().lock_token)?;
         self.state.sessions.unlock(&key, &token).await?;
         Ok(Response::new(pb::UnlockSessionResponse {}))
@@ -115,7 +123,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::RefreshLockRequest>,
     ) -> Result<Response<pb::RefreshLockResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let token = require_token(&r.lock_token)?;
         let lease = self.state.limits.lease(r.lease_ms)?;
@@ -129,7 +137,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let key = key_of(&req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let deleted = self.state.sessions.delete(&key, g).await?;

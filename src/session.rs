@@ -35,7 +35,8 @@ pub struct SessionKey {
 }
 
 impl SessionKey {
-    /// Validates `id` (1..=256 bytes of UTF-8, no control characters).
+    /// Validates `id` (1..=256 bytes of UTF-8, no control characters, no
+    /// invisible formatting characters: see [`hidden`]).
     pub fn new(namespace: &str, id: &str) -> Result<SessionKey> {
         let namespace = match namespace {
             DEFAULT_NAMESPACE => default_namespace().clone(),
@@ -46,7 +47,7 @@ impl SessionKey {
 
     /// As [`SessionKey::new`], sharing the namespace string.
     pub fn in_namespace(namespace: &Arc<str>, id: &str) -> Result<SessionKey> {
-        check_name(id)
+        check_id(id)
             .map_err(|why| Error::invalid(InvalidReason::SessionId, format!("session_id {why}")))?;
         Ok(SessionKey {
             namespace: namespace.clone(),
@@ -70,6 +71,37 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `Err(why)` unless `id` is a name ([`check_name`]) that also shows what it
+/// is: an id is what operators search logs and dashboards for, so two ids
+/// that print alike must not be two sessions (`user\u{200B}42` beside
+/// `user42`), and an id must not reorder or break the line it is printed on.
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    check_name(id)?;
+    match id.chars().find(|&c| hidden(c)) {
+        Some(c) => Err(format!(
+            "must not contain invisible, bidirectional or line-breaking formatting characters (found U+{:04X})",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The formatting characters an id may not hold (besides control
+/// characters): bidirectional controls, zero-width characters and the line
+/// and paragraph separators. The proto's `GetSessionRequest.session_id`
+/// lists them.
+pub fn hidden(c: char) -> bool {
+    matches!(c,
+        '\u{061C}'                 // Arabic letter mark
+        | '\u{180E}'               // Mongolian vowel separator (once a space)
+        | '\u{200B}'..='\u{200F}'  // zero-width space, non-joiner, joiner; LRM, RLM
+        | '\u{2028}'..='\u{202E}'  // line, paragraph separators; LRE, RLE, PDF, LRO, RLO
+        | '\u{2060}'..='\u{2064}'  // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}'  // LRI, RLI, FSI, PDI
+        | '\u{FEFF}' // zero-width no-break space
+    )
 }
 
 /// A session as stored. Times are milliseconds since the Unix epoch, on the
@@ -177,6 +209,32 @@ mod tests {
             );
         }
         assert!(SessionKey::new("default", &"x".repeat(257)).is_err());
+        for hidden in [
+            "user\u{200B}42",
+            "a\u{200D}b",
+            "evil\u{202E}gpj.exe",
+            "x\u{2066}y\u{2069}",
+            "line\u{2028}break",
+            "para\u{2029}",
+            "\u{FEFF}bom",
+            "\u{061C}",
+        ] {
+            let err = SessionKey::new("default", hidden).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidArgument {
+                        reason: InvalidReason::SessionId,
+                        ..
+                    }
+                ),
+                "{hidden:?}: {err:?}"
+            );
+        }
+        // Visible scripts, marks and symbols stay welcome.
+        for fine in ["عربي", "עברית", "e\u{301}", "👍", "한국어", "a\u{00A0}b"] {
+            assert!(SessionKey::new("default", fine).is_ok(), "{fine:?}");
+        }
         assert!(SessionKey::new("default", &"x".repeat(256)).is_ok());
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::server::shares::{ShareLimits, Shares};
 use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::stats::Stats;
@@ -15,6 +16,8 @@ pub struct State {
     /// `None` while authentication is off.
     pub auth: Option<Auth>,
     pub limits: Limits,
+    /// Calls and lock waiters in flight, per namespace and in all.
+    pub shares: Arc<Shares>,
     pub stats: Arc<Stats>,
     pub instance_id: String,
     pub started: Instant,
@@ -23,8 +26,10 @@ pub struct State {
 }
 
 impl State {
+    /// A state without limits on calls in flight (see [`State::with_shares`]).
     pub fn new(sessions: Sessions, auth: Option<Auth>, limits: Limits, stats: Arc<Stats>) -> State {
         State {
+            shares: Arc::new(Shares::new(auth.as_ref(), ShareLimits::NONE)),
             sessions,
             auth,
             limits,
@@ -33,6 +38,12 @@ impl State {
             started: Instant::now(),
             drain: watch::channel(false).0,
         }
+    }
+
+    /// The same state, with these limits on calls and waiters in flight.
+    pub fn with_shares(mut self, limits: ShareLimits) -> State {
+        self.shares = Arc::new(Shares::new(self.auth.as_ref(), limits));
+        self
     }
 
     pub fn start_draining(&self) {

@@ -25,7 +25,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
         Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
-        Error::Overloaded => (Code::ResourceExhausted, "OVERLOADED"),
+        Error::Overloaded | Error::ShareExceeded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
         Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
         Error::Internal(_) => (Code::Internal, "INTERNAL"),
@@ -39,6 +39,8 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::Lease => "INVALID_LEASE",
         InvalidReason::Wait => "INVALID_WAIT",
         InvalidReason::LockToken => "INVALID_LOCK_TOKEN",
+        InvalidReason::Namespace => "INVALID_NAMESPACE",
+        InvalidReason::Request => "MALFORMED_REQUEST",
     }
 }
 
@@ -46,8 +48,11 @@ fn invalid(reason: InvalidReason) -> &'static str {
 fn metadata(err: &Error) -> HashMap<String, String> {
     let mut m = HashMap::new();
     match err {
-        Error::LimitExceeded { limit, .. } => {
+        Error::LimitExceeded { limit, .. } | Error::ShareExceeded { limit } => {
             m.insert("limit".to_owned(), (*limit).to_owned());
+        }
+        Error::Overloaded => {
+            m.insert("limit".to_owned(), "max_concurrent_calls".to_owned());
         }
         Error::VersionMismatch { expected, current } => {
             m.insert("expected_version".to_owned(), expected.to_string());

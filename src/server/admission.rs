@@ -1,12 +1,14 @@
-//! The door of SessionService: calls are refused while the server drains
-//! (SHUTTING_DOWN) and shed at once beyond `--max-concurrent-calls`
+//! The door of SessionService, after `authenticate`: calls are refused while
+//! the server drains (SHUTTING_DOWN), and beyond their namespace's share or
+//! the instance's `--max-concurrent-calls` they are refused at once
 //! (OVERLOADED) instead of queueing. Health, reflection and AdminService are
 //! mounted beside it, not behind it, so probes see NOT_SERVING during a drain
 //! and operators can look at an overloaded instance.
 //!
-//! The limit itself is tower's: `LoadShed` over `ConcurrencyLimit`, whose
-//! permit is held until the handler's answer is ready. `Admission` sits
-//! above both and turns their refusal into sessiond's status.
+//! The counts are `Shares` (see `shares.rs`), not tower's `ConcurrencyLimit`:
+//! a LockSession that queues for a lock hands its working slot back while it
+//! waits, which an opaque semaphore permit held by the response future
+//! cannot do. A call counts until its answer is ready (or it is dropped).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,16 +18,14 @@ use std::task::{Context, Poll};
 
 use tonic::Status;
 use tonic::codegen::http;
-use tonic::server::NamedService;
-use tower::BoxError;
-use tower::load_shed::error::Overloaded;
 
+use super::shares::Caller;
 use crate::error::Error;
 use crate::state::State;
 
 type Resp = http::Response<tonic::body::Body>;
 
-/// SessionService behind its admission: drain, shedding, the limit.
+/// SessionService behind its admission: drain, shares, the limit.
 pub fn layer(state: Arc<State>) -> AdmissionLayer {
     AdmissionLayer { state }
 }
@@ -42,7 +42,6 @@ impl<S> tower::Layer<S> for AdmissionLayer {
         Admission {
             inner,
             state: self.state.clone(),
-            not_ready: None,
         }
     }
 }
@@ -51,20 +50,11 @@ impl<S> tower::Layer<S> for AdmissionLayer {
 pub struct Admission<S> {
     inner: S,
     state: Arc<State>,
-    /// Why the inner service failed to get ready, answered by the next call.
-    not_ready: Option<String>,
-}
-
-/// Only SessionService is admitted through here, so the router finds it
-/// under its own name.
-impl<S> NamedService for Admission<S> {
-    const NAME: &'static str = crate::pb::session_service_server::SERVICE_NAME;
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Admission<S>
 where
-    S: tower::Service<http::Request<B>, Response = Resp>,
-    S::Error: Into<BoxError>,
+    S: tower::Service<http::Request<B>, Response = Resp, Error = Infallible>,
     S::Future: Send + 'static,
 {
     type Response = Resp;
@@ -72,41 +62,31 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // `LoadShed` is always ready: it sheds in `call` instead of waiting.
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => {
-                self.not_ready = Some(e.into().to_string());
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if let Some(why) = self.not_ready.take() {
-            return Box::pin(std::future::ready(Ok(Status::internal(why).into_http())));
-        }
         if self.state.is_draining() {
-            return Box::pin(std::future::ready(Ok(refusal(Error::ShuttingDown))));
+            return refusal(Error::ShuttingDown);
         }
+        let Some(Caller(share)) = req.extensions().get::<Caller>() else {
+            return refusal(Error::Internal(
+                "the call did not pass authentication".into(),
+            ));
+        };
+        let admitted = match self.state.shares.admit(share.clone()) {
+            Ok(admitted) => admitted,
+            Err(e) => return refusal(e),
+        };
         let call = self.inner.call(req);
         Box::pin(async move {
-            Ok(match call.await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    let e: BoxError = e.into();
-                    if e.is::<Overloaded>() {
-                        refusal(Error::Overloaded)
-                    } else {
-                        Status::internal(e.to_string()).into_http()
-                    }
-                }
-            })
+            let resp = call.await;
+            drop(admitted);
+            resp
         })
     }
 }
 
-fn refusal(e: Error) -> Resp {
-    Status::from(e).into_http()
+fn refusal(e: Error) -> Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>> {
+    Box::pin(std::future::ready(Ok(Status::from(e).into_http())))
 }

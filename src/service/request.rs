@@ -8,25 +8,25 @@ use tonic::Request;
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, InvalidReason, Result};
+use crate::server::shares::Caller;
 use crate::session::{self, Guards, SessionKey};
-use crate::state::State;
 
 /// Time kept between the end of a lock wait and the caller's deadline, for
 /// the answer to reach it.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
-/// The key of a call's session: its namespace comes from the caller's
-/// credentials when authentication is on, else it is the default one.
-pub(super) fn key_of<T>(state: &State, req: &Request<T>, session_id: &str) -> Result<SessionKey> {
-    let Some(auth) = &state.auth else {
-        return SessionKey::in_namespace(session::default_namespace(), session_id);
-    };
-    let header = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok());
-    let namespace = auth.namespace(
-        header("authorization"),
-        header(crate::auth::NAMESPACE_HEADER),
-    )?;
-    SessionKey::in_namespace(&namespace, session_id)
+/// The key of a call's session, in the namespace `authenticate` found for
+/// the caller (from its credentials when authentication is on, else the
+/// default one).
+pub(super) fn key_of<T>(req: &Request<T>, session_id: &str) -> Result<SessionKey> {
+    SessionKey::in_namespace(&caller(req)?.0.namespace, session_id)
+}
+
+/// Who the call is for, as `authenticate` put it in the request.
+pub(super) fn caller<T>(req: &Request<T>) -> Result<&Caller> {
+    req.extensions()
+        .get::<Caller>()
+        .ok_or_else(|| Error::Internal("the call did not pass authentication".into()))
 }
 
 fn token_of(token: &str) -> Result<Option<String>> {

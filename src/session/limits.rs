@@ -1,9 +1,10 @@
 //! `Limits`: the bounds a configuration sets on leases, waits and
 //! sessions, and the checks of a mutation against them.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Mutation, check_name, printable};
+use super::{MAX_ID_BYTES, Mutation, check_name, printable};
 use crate::error::{Error, InvalidReason, Result};
 
 /// Limits and bounds from the configuration, checked at the edge and (for the
@@ -56,9 +57,33 @@ impl Limits {
         Ok(wait)
     }
 
-    /// Validates what can be checked without the stored state: names, value
-    /// sizes, and the limits the mutation alone already exceeds.
+    /// Validates what can be checked without the stored state: counts,
+    /// sizes, names, and the limits the mutation alone already exceeds.
+    ///
+    /// Every check costs O(size of the request), the cheapest first: the
+    /// counts, then the sizes, then one pass over the names, and the overlap
+    /// of sets and deletes through a hash set. A request of a million names
+    /// is refused on its count before any name is looked at.
     pub fn check_mutation(&self, m: &Mutation) -> Result<()> {
+        if m.set.len() > self.max_fields {
+            return Err(self.too_many_fields(m.set.len()));
+        }
+        // A session never holds more than max_fields fields, so deleting
+        // more names than that can never be useful (duplicates included).
+        if m.delete.len() > self.max_fields {
+            return Err(Error::LimitExceeded {
+                limit: "max_fields",
+                message: format!(
+                    "delete_fields names {} fields; a session has at most max_fields {}",
+                    m.delete.len(),
+                    self.max_fields
+                ),
+            });
+        }
+        let set_bytes: u64 = m.set.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        if set_bytes > self.max_session_bytes {
+            return Err(self.too_large(set_bytes));
+        }
         for (name, value) in &m.set {
             check_field_name(name)?;
             if value.len() as u64 > self.max_field_bytes {
@@ -75,7 +100,10 @@ impl Limits {
         }
         for name in &m.delete {
             check_field_name(name)?;
-            if m.set.iter().any(|(n, _)| n == name) {
+        }
+        if !m.delete.is_empty() && !m.set.is_empty() {
+            let deleted: HashSet<&str> = m.delete.iter().map(String::as_str).collect();
+            if let Some((name, _)) = m.set.iter().find(|(n, _)| deleted.contains(n.as_str())) {
                 return Err(Error::invalid(
                     InvalidReason::Field,
                     format!(
@@ -85,14 +113,26 @@ impl Limits {
                 ));
             }
         }
-        if m.set.len() > self.max_fields {
-            return Err(self.too_many_fields(m.set.len()));
-        }
-        let set_bytes: u64 = m.set.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        if set_bytes > self.max_session_bytes {
-            return Err(self.too_large(set_bytes));
-        }
         Ok(())
+    }
+
+    /// The largest request message a call within these limits can need, the
+    /// decoding limit of SessionService: an UpdateSession that sets
+    /// `max_session_bytes` of names and values in `max_fields` fields and
+    /// deletes `max_fields` names of the longest length, plus its id, token
+    /// and flags. So `max_session_bytes + max_fields * (256 + 32) + 4 KiB`:
+    /// per field, a deleted name of at most 256 bytes with its tag and
+    /// length (259 bytes) and the framing of a set entry (at most 15), with
+    /// room to spare; 4 KiB covers the id, the token and the scalars. With
+    /// the defaults, 1 MiB + 72 KiB + 4 KiB = 1,126,400 bytes.
+    pub fn max_request_bytes(&self) -> usize {
+        const PER_FIELD: u64 = MAX_ID_BYTES as u64 + 32;
+        const FIXED: u64 = 4096;
+        let bytes = (self.max_fields as u64)
+            .saturating_mul(PER_FIELD)
+            .saturating_add(self.max_session_bytes)
+            .saturating_add(FIXED);
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
     /// Checks the session a mutation would produce (done inside the store's
@@ -165,6 +205,106 @@ mod tests {
             replace: false,
         };
         assert!(l.check_mutation(&both).is_err());
+    }
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[test]
+    fn counts_are_checked_before_names() {
+        let l = limits();
+        // More deletes than a session can hold fields: refused on the count,
+        // even though a name is malformed and another is also set.
+        let mut delete = names("d", l.max_fields + 1);
+        delete.push(String::new());
+        let m = Mutation {
+            set: vec![("d0".into(), Bytes::new())],
+            delete,
+            replace: false,
+        };
+        match l.check_mutation(&m) {
+            Err(Error::LimitExceeded { limit, message }) => {
+                assert_eq!(limit, "max_fields");
+                assert!(message.contains("delete_fields"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let m = Mutation {
+            set: names("s", l.max_fields + 1)
+                .into_iter()
+                .map(|n| (n, Bytes::new()))
+                .collect(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            l.check_mutation(&m),
+            Err(Error::LimitExceeded {
+                limit: "max_fields",
+                ..
+            })
+        ));
+        // Exactly max_fields of each is fine.
+        let m = Mutation {
+            set: names("s", l.max_fields)
+                .into_iter()
+                .map(|n| (n, Bytes::new()))
+                .collect(),
+            delete: names("d", l.max_fields),
+            replace: false,
+        };
+        assert!(l.check_mutation(&m).is_ok());
+    }
+
+    #[test]
+    fn overlap_is_found_wherever_it_is() {
+        let mut l = limits();
+        l.max_fields = 100_000;
+        let set: Vec<(String, Bytes)> = names("s", 60_000)
+            .into_iter()
+            .map(|n| (n, Bytes::new()))
+            .collect();
+        let mut delete = names("d", 89_999);
+        delete.push("s59999".into());
+        let m = Mutation {
+            set,
+            delete,
+            replace: false,
+        };
+        let started = std::time::Instant::now();
+        match l.check_mutation(&m) {
+            Err(Error::InvalidArgument { reason, message }) => {
+                assert_eq!(reason, InvalidReason::Field);
+                assert!(message.contains("s59999"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Quadratic, this was 5.4e9 comparisons (seconds); linear, a few ms.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_request_limit_leaves_room_for_a_full_update() {
+        let l = limits();
+        assert_eq!(l.max_request_bytes(), (1 << 20) + 256 * 288 + 4096);
+        // An UpdateSession at every limit at once fits.
+        use prost::Message;
+        let value_len = (l.max_session_bytes as usize / l.max_fields) - 256;
+        let set_fields = (0..l.max_fields)
+            .map(|i| (format!("{i:0>256}"), Bytes::from(vec![7u8; value_len])))
+            .collect();
+        let req = crate::pb::UpdateSessionRequest {
+            session_id: "i".repeat(256),
+            set_fields,
+            delete_fields: (0..l.max_fields).map(|i| format!("{i:x>256}")).collect(),
+            replace: true,
+            lock_token: "t".repeat(64),
+            expected_version: Some(u64::MAX),
+            release_lock: true,
+        };
+        let len = req.encoded_len();
+        assert!(len <= l.max_request_bytes(), "{len}");
+        assert!(len > l.max_session_bytes as usize);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod conformance;
 mod docs;
 mod durability;
 mod faults;
+mod hostile;
 mod instances;
 mod lifecycle;
 mod observability;
