@@ -11,15 +11,16 @@
 //! cannot do. A call counts until its answer is ready (or it is dropped).
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::Either;
 use tonic::Status;
 use tonic::codegen::http;
 
-use super::shares::Caller;
+use super::shares::{Admitted, Caller};
 use crate::error::Error;
 use crate::state::State;
 
@@ -55,11 +56,11 @@ pub struct Admission<S> {
 impl<S, B> tower::Service<http::Request<B>> for Admission<S>
 where
     S: tower::Service<http::Request<B>, Response = Resp, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Resp;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
+    type Future = Either<Counted<S::Future>, Ready<Result<Resp, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -78,15 +79,33 @@ where
             Ok(admitted) => admitted,
             Err(e) => return refusal(e),
         };
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            let resp = call.await;
-            drop(admitted);
-            resp
+        Either::Left(Counted {
+            inner: self.inner.call(req),
+            admitted: Some(admitted),
         })
     }
 }
 
-fn refusal(e: Error) -> Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>> {
-    Box::pin(std::future::ready(Ok(Status::from(e).into_http())))
+/// A call admitted: it counts against its share until its answer is ready
+/// or the call is dropped. No allocation: the futures below are `Unpin`.
+pub struct Counted<F> {
+    inner: F,
+    admitted: Option<Admitted>,
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<Resp, Infallible>> + Unpin,
+{
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        self.admitted = None;
+        Poll::Ready(answer)
+    }
+}
+
+fn refusal<F>(e: Error) -> Either<F, Ready<Result<Resp, Infallible>>> {
+    Either::Right(ready(Ok(Status::from(e).into_http())))
 }

@@ -49,27 +49,46 @@ pub struct ReleaseUnlessSent<S> {
 impl<S, B> tower::Service<http::Request<B>> for ReleaseUnlessSent<S>
 where
     S: tower::Service<http::Request<B>, Response = Resp>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Resp;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Resp, S::Error>> + Send>>;
+    type Future = Answer<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let state = self.state.clone();
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            let mut resp = call.await?;
-            if let Some(lock) = resp.extensions_mut().remove::<GrantedLock>() {
-                let guard = Some((state, lock));
-                resp = resp.map(|inner| tonic::body::Body::new(Guarded { inner, guard }));
-            }
-            Ok(resp)
-        })
+        Answer {
+            inner: self.inner.call(req),
+            state: Some(self.state.clone()),
+        }
+    }
+}
+
+/// The handler's answer; a LockSession grant in it gets its body guarded.
+/// No allocation: the futures below are `Unpin`.
+pub struct Answer<F> {
+    inner: F,
+    state: Option<Arc<State>>,
+}
+
+impl<F, E> Future for Answer<F>
+where
+    F: Future<Output = Result<Resp, E>> + Unpin,
+{
+    type Output = Result<Resp, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut resp = std::task::ready!(Pin::new(&mut self.inner).poll(cx))?;
+        if let Some(lock) = resp.extensions_mut().remove::<GrantedLock>()
+            && let Some(state) = self.state.take()
+        {
+            let guard = Some((state, lock));
+            resp = resp.map(|inner| tonic::body::Body::new(Guarded { inner, guard }));
+        }
+        Poll::Ready(Ok(resp))
     }
 }
 
