@@ -219,6 +219,11 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Gauge(|s| s.sessions.cache().size().0),
     },
     Family {
+        name: "sessiond_cache_feed_up",
+        help: "1 while CACHED reads may use the cache (a shared store's invalidation feed is up), else 0.",
+        samples: Samples::Gauge(|s| u64::from(s.sessions.feed_healthy())),
+    },
+    Family {
         name: "sessiond_cache_bytes",
         help: "Weighted bytes cached now.",
         samples: Samples::Gauge(|s| s.sessions.cache().size().1),

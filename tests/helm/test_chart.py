@@ -348,6 +348,9 @@ def test_config_block_becomes_env(rendered):
         # A large integer stays an integer, never 4.194304e+06.
         "SESSIOND_MAX_SESSION_BYTES": "4194304",
         "SESSIOND_MAX_CONCURRENT_CALLS": "8192",
+        "SESSIOND_MAX_CALLS_PER_NAMESPACE": "2048",
+        "SESSIOND_MAX_WAITERS_PER_NAMESPACE": "1024",
+        "SESSIOND_MAX_WAITERS_PER_SESSION": "64",
         "SESSIOND_SHUTDOWN_GRACE": "25s",
         "SESSIOND_STORE": "redis",
     }
@@ -729,7 +732,9 @@ def test_alert_thresholds_come_from_values(chart, rendered):
     for name, alert in alerts.items():
         assert '{job="sessiond"' in alert["expr"], name
         assert "namespace=" not in alert["expr"], name
-        assert "[5m]" not in alert["expr"] and ("[10m]" in alert["expr"] or name == "SessiondStoreDown"), name
+        # The two gauge alerts read no window.
+        gauge = name in ("SessiondStoreDown", "SessiondCacheFeedDown")
+        assert "[5m]" not in alert["expr"] and ("[10m]" in alert["expr"] or gauge), name
 
 
 def test_alerts_tell_errors_unavailable_and_shedding_apart(rendered):

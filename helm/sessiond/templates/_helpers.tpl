@@ -180,6 +180,9 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "maxFieldBytes" "SESSIOND_MAX_FIELD_BYTES"
   "maxSessionBytes" "SESSIOND_MAX_SESSION_BYTES"
   "maxConcurrentCalls" "SESSIOND_MAX_CONCURRENT_CALLS"
+  "maxCallsPerNamespace" "SESSIOND_MAX_CALLS_PER_NAMESPACE"
+  "maxWaitersPerNamespace" "SESSIOND_MAX_WAITERS_PER_NAMESPACE"
+  "maxWaitersPerSession" "SESSIOND_MAX_WAITERS_PER_SESSION"
 }}
 {{- range $key, $name := $vars }}
 {{- $value := index $.Values.config $key }}
