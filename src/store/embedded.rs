@@ -45,6 +45,24 @@ use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
 
+/// How often idle sessions are swept from the file, unless told otherwise.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// How the embedded store runs, beyond its file and the limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often idle sessions are swept from the file.
+    pub sweep_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sweep_every: DEFAULT_SWEEP_EVERY,
+        }
+    }
+}
+
 pub struct EmbeddedStore {
     db: Arc<Database>,
     actor: mpsc::Sender<Command>,
@@ -52,11 +70,26 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Opens the store with the default [`Options`].
     pub fn open(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore> {
-        Ok(EmbeddedStore::start(path, limits, stats)?)
+        EmbeddedStore::open_with(path, Options::default(), limits, stats)
     }
 
-    fn start(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore, Fault> {
+    pub fn open_with(
+        path: &Path,
+        options: Options,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Result<EmbeddedStore> {
+        Ok(EmbeddedStore::start(path, options, limits, stats)?)
+    }
+
+    fn start(
+        path: &Path,
+        options: Options,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Result<EmbeddedStore, Fault> {
         let db = Database::create(path).map_err(|source| Fault::Open {
             path: path.to_owned(),
             source,
@@ -64,7 +97,7 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         tables::create(&db)?;
         let (tx, rx) = mpsc::channel();
-        let actor = Actor::new(db.clone(), limits, stats.clone());
+        let actor = Actor::new(db.clone(), limits, stats.clone(), options.sweep_every);
         std::thread::Builder::new()
             .name("sessiond-embedded".into())
             .spawn(move || actor.run(rx))

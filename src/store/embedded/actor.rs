@@ -23,9 +23,6 @@ use crate::store::now_ms;
 /// Commands applied by the actor in one transaction at most.
 pub(super) const MAX_BATCH: usize = 512;
 
-/// How often idle sessions are swept from the file.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
 pub(super) enum Command {
@@ -112,21 +109,28 @@ pub(super) struct Actor {
     limits: Limits,
     stats: Arc<Stats>,
     locks: LockTable,
+    sweep_every: Duration,
 }
 
 impl Actor {
-    pub(super) fn new(db: Arc<Database>, limits: Limits, stats: Arc<Stats>) -> Actor {
+    pub(super) fn new(
+        db: Arc<Database>,
+        limits: Limits,
+        stats: Arc<Stats>,
+        sweep_every: Duration,
+    ) -> Actor {
         Actor {
             db,
             limits,
             locks: LockTable::new(stats.clone()),
             stats,
+            sweep_every,
         }
     }
 
     /// Applies commands until every sender is gone.
     pub(super) fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_sweep = Instant::now() + self.sweep_every;
         loop {
             let now = Instant::now();
             let wake = self
@@ -147,7 +151,7 @@ impl Actor {
             }
             let sweep = Instant::now() >= next_sweep;
             if sweep {
-                next_sweep = Instant::now() + SWEEP_EVERY;
+                next_sweep = Instant::now() + self.sweep_every;
             }
             self.apply_batch(batch, sweep);
         }
