@@ -166,7 +166,7 @@ impl Actor {
             }
             self.expire_leases(&txn, &mut answers)?;
             if sweep {
-                tables::sweep_expired(&txn)?;
+                tables::sweep(&txn, now_ms())?;
             }
             txn.commit()?;
             Ok(())
@@ -238,7 +238,7 @@ impl Actor {
             Command::Update { key, m, g, reply } => {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::write(txn, &key, &m, &g, &self.limits) {
+                    Ok(()) => match tables::write(txn, &key, &m, &g, &self.limits, now_ms()) {
                         Ok(outcome) => outcome,
                         Err(fault) => return Err(answered(reply, fault)),
                     },
@@ -252,7 +252,7 @@ impl Actor {
             Command::Delete { key, g, reply } => {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::delete(txn, &key, &g) {
+                    Ok(()) => match tables::delete(txn, &key, &g, now_ms()) {
                         Ok(outcome) => outcome,
                         Err(fault) => return Err(answered(reply, fault)),
                     },
@@ -295,7 +295,8 @@ impl Actor {
         lease: Duration,
         now: Instant,
     ) -> Result<LockGrant, Fault> {
-        let (fence, session) = tables::next_fence(txn, key)?;
+        let fence = tables::next_fence(txn, key)?;
+        let session = tables::read_session(&txn.open_table(tables::SESSIONS)?, key, now_ms())?;
         self.locks.hold(key, token.clone(), now + lease);
         self.stats.lock_acquisitions.fetch_add(1, Relaxed);
         Ok(LockGrant {
