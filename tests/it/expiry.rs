@@ -1,12 +1,13 @@
 //! Idle expiry never loses an acknowledged write: a session resumed just
-//! after it expired survives the sweeps that follow.
+//! after it expired survives the sweeps that follow, and a locked session
+//! does not expire under its holder.
 
 use std::time::Duration;
 
 use sessiond::pb::*;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Client, Server, get, reason, set};
+use crate::support::{Backend, Client, Server, get, lock, reason, set};
 
 /// A session resumed after it expired: one write, a pause of `gap` past the
 /// idle TTL (3 s), then five writes 400 ms apart. Every write is
@@ -53,3 +54,66 @@ async fn a_session_resumed_after_it_expired_survives_the_sweeps(b: Backend) {
 }
 
 on_both_backends!(a_session_resumed_after_it_expired_survives_the_sweeps);
+
+fn guarded(id: &str, pairs: &[(&str, &str)], l: &LockSessionResponse) -> UpdateSessionRequest {
+    let mut w = set(id, pairs);
+    w.lock_token = l.lock_token.clone();
+    w
+}
+
+async fn strong_fields(c: &mut Client, id: &str) -> (u64, Vec<String>) {
+    let got = get(c, id, Consistency::Strong).await.unwrap();
+    let got = got.session.unwrap_or_else(|| panic!("{id} expired"));
+    let mut names: Vec<String> = got.fields.into_keys().collect();
+    names.sort();
+    (got.version, names)
+}
+
+/// Lock and refresh keep the session alive at least until the lease ends,
+/// and so does a write under the lock. (Embedded only in this change: the
+/// Redis scripts get the same rule on their own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_session_does_not_expire_under_its_holder() {
+    let args = ["--idle-ttl", "1s", "--sweep-every", "100ms"];
+    let s = Server::start(Backend::Embedded, &args).await;
+    let mut c = s.client().await;
+
+    // Locked with a lease longer than the idle TTL, and written at once.
+    c.update_session(set("l", &[("a", "1")])).await.unwrap();
+    let l = lock(&mut c, "l", 4000, 0).await.unwrap();
+    let lease_end = l.lease_expires_at.unwrap();
+    let session = l.session.clone().unwrap();
+    assert!(session.expires_at.unwrap().seconds >= lease_end.seconds);
+    let w = c.update_session(guarded("l", &[("b", "2")], &l)).await;
+    let w = w.unwrap().into_inner();
+    assert!(w.expires_at.unwrap().seconds >= lease_end.seconds);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        strong_fields(&mut c, "l").await,
+        (2, vec!["a".into(), "b".into()])
+    );
+    let mut w = guarded("l", &[("c", "3")], &l);
+    w.release_lock = true;
+    assert_eq!(c.update_session(w).await.unwrap().into_inner().version, 3);
+
+    // Refreshed, past the idle TTL of the last write and the first lease.
+    c.update_session(set("r", &[("a", "1")])).await.unwrap();
+    let l = lock(&mut c, "r", 1500, 0).await.unwrap();
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let refresh = RefreshLockRequest {
+            session_id: "r".into(),
+            lock_token: l.lock_token.clone(),
+            lease_ms: 1500,
+        };
+        c.refresh_lock(refresh).await.unwrap();
+    }
+    assert_eq!(strong_fields(&mut c, "r").await, (1, vec!["a".into()]));
+    let mut w = guarded("r", &[("b", "2")], &l);
+    w.release_lock = true;
+    assert_eq!(c.update_session(w).await.unwrap().into_inner().version, 2);
+    assert_eq!(
+        strong_fields(&mut c, "r").await,
+        (2, vec!["a".into(), "b".into()])
+    );
+}

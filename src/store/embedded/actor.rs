@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::locks::{LockTable, Waiter};
+use super::locks::{Held, LockTable, Waiter};
 use super::outcome::{Fault, Outcome, Refusal};
 use super::tables;
 use crate::error::Result;
@@ -238,12 +238,21 @@ impl Actor {
             Command::Update { key, m, g, reply } => {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::write(txn, &key, &m, &g, &self.limits, now_ms()) {
-                        Ok(outcome) => outcome,
-                        Err(fault) => return Err(answered(reply, fault)),
-                    },
+                    Ok(held) => {
+                        let written =
+                            tables::write(txn, &key, &m, &g, &self.limits, now_ms(), held);
+                        match written {
+                            Ok(outcome) => {
+                                if let (Outcome::Done(w), Some(_)) = (&outcome, held) {
+                                    self.locks.saw(&key, w.version);
+                                }
+                                outcome
+                            }
+                            Err(fault) => return Err(answered(reply, fault)),
+                        }
+                    }
                 };
-                let release = outcome.is_done() && g.release_lock;
+                let release = ends_lock(&outcome, g.release_lock);
                 out.push(Answer::Written(reply, outcome));
                 if release {
                     self.release(txn, &key, now, out)?;
@@ -252,19 +261,24 @@ impl Actor {
             Command::Delete { key, g, reply } => {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::delete(txn, &key, &g, now_ms()) {
-                        Ok(outcome) => outcome,
+                    Ok(held) => match tables::delete(txn, &key, &g, now_ms(), held) {
+                        Ok(outcome) => {
+                            if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
+                                self.locks.saw(&key, 0);
+                            }
+                            outcome
+                        }
                         Err(fault) => return Err(answered(reply, fault)),
                     },
                 };
-                let release = outcome.is_done() && g.release_lock;
+                let release = ends_lock(&outcome, g.release_lock);
                 out.push(Answer::Deleted(reply, outcome));
                 if release {
                     self.release(txn, &key, now, out)?;
                 }
             }
             Command::Unlock { key, token, reply } => {
-                let outcome = Outcome::from(self.locks.check(&key, Some(&token), now));
+                let outcome = Outcome::from(self.locks.check(&key, Some(&token), now).map(drop));
                 let release = outcome.is_done();
                 out.push(Answer::Unit(reply, outcome));
                 if release {
@@ -277,16 +291,25 @@ impl Actor {
                 lease,
                 reply,
             } => {
-                let refreshed = self.locks.refresh(&key, &token, lease, now);
-                let outcome = refreshed.map(|()| now_ms() + lease.as_millis() as i64);
-                out.push(Answer::Refreshed(reply, outcome.into()));
+                let now_ms = now_ms();
+                let until = now_ms + lease.as_millis() as i64;
+                let outcome = match self.locks.refresh(&key, &token, lease, now, until) {
+                    Err(r) => Outcome::Refused(r),
+                    // The session lives at least as long as the lease.
+                    Ok(()) => match tables::keep_alive(txn, &key, now_ms, until) {
+                        Ok(_) => Outcome::Done(until),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    },
+                };
+                out.push(Answer::Refreshed(reply, outcome));
             }
         }
         Ok(())
     }
 
     /// Makes `token` the holder: takes the next fencing token (durably, in
-    /// this transaction) and reads the session as it is now.
+    /// this transaction) and reads the session as it is now, kept alive at
+    /// least until the lease ends.
     fn grant(
         &mut self,
         txn: &WriteTransaction,
@@ -295,14 +318,20 @@ impl Actor {
         lease: Duration,
         now: Instant,
     ) -> Result<LockGrant, Fault> {
+        let now_ms = now_ms();
+        let until_ms = now_ms + lease.as_millis() as i64;
         let fence = tables::next_fence(txn, key)?;
-        let session = tables::read_session(&txn.open_table(tables::SESSIONS)?, key, now_ms())?;
-        self.locks.hold(key, token.clone(), now + lease);
+        let session = tables::keep_alive(txn, key, now_ms, until_ms)?;
+        let held = Held {
+            saw: session.as_ref().map_or(0, |s| s.version),
+            until_ms,
+        };
+        self.locks.hold(key, token.clone(), now + lease, held);
         self.stats.lock_acquisitions.fetch_add(1, Relaxed);
         Ok(LockGrant {
             token,
             fence,
-            lease_expires_ms: now_ms() + lease.as_millis() as i64,
+            lease_expires_ms: until_ms,
             session,
         })
     }
@@ -362,4 +391,13 @@ impl Actor {
 fn answered<T>(reply: Reply<T>, fault: Fault) -> Fault {
     let _ = reply.send(Err(fault.rolled_back()));
     fault
+}
+
+/// Whether a step's outcome ends the lock: a release asked for with a write
+/// that was done, or a session that expired under its holder.
+fn ends_lock<T>(outcome: &Outcome<T>, release_lock: bool) -> bool {
+    match outcome {
+        Outcome::Done(_) => release_lock,
+        Outcome::Refused(r) => matches!(r, Refusal::SessionLost),
+    }
 }

@@ -25,9 +25,21 @@ pub(super) struct Waiter {
     pub reply: Reply<LockGrant>,
 }
 
+/// What a token-guarded step needs to know of the lock its token holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    /// The version of the session the holder works on: the one it was
+    /// granted with or last wrote (0: none).
+    pub saw: u64,
+    /// When the lease ends, in ms since the epoch: the session lives at
+    /// least that long.
+    pub until_ms: i64,
+}
+
 struct Holder {
     token: String,
     deadline: Instant,
+    held: Held,
 }
 
 #[derive(Default)]
@@ -90,8 +102,13 @@ impl LockTable {
     }
 
     /// Makes `token` the holder until `deadline`.
-    pub(super) fn hold(&mut self, key: &[u8], token: String, deadline: Instant) {
-        self.locks.entry(key.to_vec()).or_default().holder = Some(Holder { token, deadline });
+    pub(super) fn hold(&mut self, key: &[u8], token: String, deadline: Instant, held: Held) {
+        let holder = Holder {
+            token,
+            deadline,
+            held,
+        };
+        self.locks.entry(key.to_vec()).or_default().holder = Some(holder);
     }
 
     /// Puts a waiter at the back of `key`'s queue.
@@ -99,34 +116,46 @@ impl LockTable {
         self.locks.entry(key).or_default().queue.push_back(waiter);
     }
 
-    /// The lock guard of a write: the token must hold the lock; without a
-    /// token, nobody may hold it.
+    /// The lock guard of a write: the token must hold the lock (what it holds
+    /// is returned); without a token, nobody may hold it.
     pub(super) fn check(
         &mut self,
         key: &[u8],
         token: Option<&str>,
         now: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Held>, Refusal> {
         match token {
-            Some(token) => self.held_by(key, token, now).map(drop),
+            Some(token) => self.held_by(key, token, now).map(|h| Some(h.held)),
             None if self.live(key, now).is_some_and(|s| s.holder.is_some()) => {
                 self.stats.lock_held_rejections.fetch_add(1, Relaxed);
                 Err(Refusal::LockHeld)
             }
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
-    /// Extends the lease of `token`, which must hold the lock.
+    /// Extends the lease of `token`, which must hold the lock, to `lease`
+    /// from `now` (`until_ms` on the wall clock).
     pub(super) fn refresh(
         &mut self,
         key: &[u8],
         token: &str,
         lease: Duration,
         now: Instant,
+        until_ms: i64,
     ) -> Result<(), Refusal> {
-        self.held_by(key, token, now)?.deadline = now + lease;
+        let h = self.held_by(key, token, now)?;
+        h.deadline = now + lease;
+        h.held.until_ms = until_ms;
         Ok(())
+    }
+
+    /// The holder wrote (or deleted: 0) the session; this is now the one it
+    /// works on.
+    pub(super) fn saw(&mut self, key: &[u8], version: u64) {
+        if let Some(h) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) {
+            h.held.saw = version;
+        }
     }
 
     /// The holder, if `token` is it.
@@ -219,6 +248,10 @@ mod tests {
 
     const KEY: &[u8] = b"ns\0id";
     const LEASE: Duration = Duration::from_secs(10);
+    const HELD: Held = Held {
+        saw: 0,
+        until_ms: 0,
+    };
 
     fn table() -> (LockTable, Arc<Stats>) {
         let stats = Arc::new(Stats::default());
@@ -242,7 +275,7 @@ mod tests {
         let now = Instant::now();
         assert!(t.is_free(KEY, now));
         assert!(t.check(KEY, None, now).is_ok());
-        t.hold(KEY, "a".into(), now + LEASE);
+        t.hold(KEY, "a".into(), now + LEASE, HELD);
         assert!(!t.is_free(KEY, now));
         assert!(t.check(KEY, Some("a"), now).is_ok());
         assert!(matches!(t.check(KEY, None, now), Err(Refusal::LockHeld)));
@@ -259,7 +292,7 @@ mod tests {
     fn an_expired_lease_frees_the_lock_and_loses_the_token() {
         let (mut t, stats) = table();
         let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
+        t.hold(KEY, "a".into(), now + LEASE, HELD);
         let later = now + LEASE;
         assert!(matches!(
             t.check(KEY, Some("a"), later),
@@ -273,12 +306,12 @@ mod tests {
     fn refresh_extends_only_the_holders_lease() {
         let (mut t, _) = table();
         let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
+        t.hold(KEY, "a".into(), now + LEASE, HELD);
         assert!(matches!(
-            t.refresh(KEY, "b", LEASE, now),
+            t.refresh(KEY, "b", LEASE, now, 0),
             Err(Refusal::LockLost)
         ));
-        t.refresh(KEY, "a", 2 * LEASE, now + LEASE / 2).unwrap();
+        t.refresh(KEY, "a", 2 * LEASE, now + LEASE / 2, 0).unwrap();
         assert!(t.check(KEY, Some("a"), now + LEASE).is_ok());
         assert!(t.check(KEY, Some("a"), now + 3 * LEASE).is_err());
     }
@@ -287,7 +320,7 @@ mod tests {
     fn waiters_are_served_in_order_skipping_those_that_left() {
         let (mut t, _) = table();
         let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
+        t.hold(KEY, "a".into(), now + LEASE, HELD);
         let (w1, rx1) = waiter("w1");
         let (w2, _rx2) = waiter("w2");
         let (w3, _rx3) = waiter("w3");
@@ -298,7 +331,7 @@ mod tests {
         drop(rx1);
         t.release(KEY);
         assert_eq!(t.next_waiter(KEY).unwrap().token, "w2");
-        t.hold(KEY, "w2".into(), now + LEASE);
+        t.hold(KEY, "w2".into(), now + LEASE, HELD);
         t.forget_if_idle(KEY);
         t.release(KEY);
         assert_eq!(t.next_waiter(KEY).unwrap().token, "w3");
@@ -310,7 +343,7 @@ mod tests {
     fn abandon_forgets_a_waiter_and_frees_a_lock_granted_too_late() {
         let (mut t, stats) = table();
         let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
+        t.hold(KEY, "a".into(), now + LEASE, HELD);
         let (w, _rx) = waiter("w");
         t.enqueue(KEY.to_vec(), w);
         t.abandon(KEY, "w");
@@ -325,8 +358,8 @@ mod tests {
     fn only_waited_for_leases_are_deadlines_and_expire_for_handover() {
         let (mut t, stats) = table();
         let now = Instant::now();
-        t.hold(b"alone", "a".into(), now + LEASE);
-        t.hold(KEY, "b".into(), now + 2 * LEASE);
+        t.hold(b"alone", "a".into(), now + LEASE, HELD);
+        t.hold(KEY, "b".into(), now + 2 * LEASE, HELD);
         assert_eq!(t.next_deadline(), None);
         let (w, _rx) = waiter("w");
         t.enqueue(KEY.to_vec(), w);
@@ -336,5 +369,26 @@ mod tests {
         assert_eq!(t.next_waiter(KEY).unwrap().token, "w");
         assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
         assert!(!t.is_free(b"alone", now), "a lease nobody waits for stays");
+    }
+
+    #[test]
+    fn the_guard_tells_what_the_holder_saw_and_until_when() {
+        let (mut t, _) = table();
+        let now = Instant::now();
+        let held = Held {
+            saw: 4,
+            until_ms: 1_000,
+        };
+        t.hold(KEY, "a".into(), now + LEASE, held);
+        assert_eq!(t.check(KEY, None, now + LEASE).unwrap(), None);
+        t.hold(KEY, "a".into(), now + LEASE, held);
+        assert_eq!(t.check(KEY, Some("a"), now).unwrap(), Some(held));
+        t.saw(KEY, 5);
+        t.refresh(KEY, "a", LEASE, now, 2_000).unwrap();
+        let now_held = Held {
+            saw: 5,
+            until_ms: 2_000,
+        };
+        assert_eq!(t.check(KEY, Some("a"), now).unwrap(), Some(now_held));
     }
 }

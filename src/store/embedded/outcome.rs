@@ -53,6 +53,11 @@ pub(super) enum Refusal {
     LockHeld,
     /// The token does not hold the lock (expired, released, never did).
     LockLost,
+    /// The session its holder locked expired under the lock (a wall clock
+    /// that jumped past the lease's end): the lock ends with it, and its
+    /// holder is told LOCK_LOST, as for a lease that ran out, since what it
+    /// must do is the same (lock again, read the session as it now is).
+    SessionLost,
     /// The compare-and-set guard did not match.
     VersionMismatch { expected: u64, current: u64 },
     /// The write would exceed a limit; the error as [`crate::session::Limits`]
@@ -64,7 +69,7 @@ impl From<Refusal> for Error {
     fn from(r: Refusal) -> Error {
         match r {
             Refusal::LockHeld => Error::LockHeld,
-            Refusal::LockLost => Error::LockLost,
+            Refusal::LockLost | Refusal::SessionLost => Error::LockLost,
             Refusal::VersionMismatch { expected, current } => {
                 Error::VersionMismatch { expected, current }
             }
@@ -198,6 +203,7 @@ mod tests {
         let cases = [
             (Refusal::LockHeld, Code::FailedPrecondition, "LOCK_HELD"),
             (Refusal::LockLost, Code::FailedPrecondition, "LOCK_LOST"),
+            (Refusal::SessionLost, Code::FailedPrecondition, "LOCK_LOST"),
             (
                 Refusal::VersionMismatch {
                     expected: 3,

@@ -27,7 +27,7 @@ mod session;
 mod tests;
 
 pub(super) use meta::next_fence;
-pub(super) use session::{delete, write};
+pub(super) use session::{delete, keep_alive, write};
 
 pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 

@@ -1,17 +1,19 @@
 //! The steps on the `sessions` table and its `expiry` index: write, delete,
-//! and the sweep of idle sessions.
+//! keep alive under a lock, and the sweep of idle sessions.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::{EXPIRY, SESSIONS, meta, stored};
 use crate::session::{self, Guards, Limits, Mutation, Session, Written};
+use crate::store::embedded::locks::Held;
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
 use crate::store::embedded::record;
 
 type Sessions<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type Expiry<'t> = Table<'t, (i64, &'static [u8]), ()>;
 
-/// UpdateSession's atomic step, after the lock guard passed.
+/// UpdateSession's atomic step, after the lock guard passed (`held`: the
+/// lock its token holds, if it brought one).
 pub(in crate::store::embedded) fn write(
     txn: &WriteTransaction,
     key: &[u8],
@@ -19,11 +21,12 @@ pub(in crate::store::embedded) fn write(
     g: &Guards,
     limits: &Limits,
     now: i64,
+    held: Option<Held>,
 ) -> Result<Outcome<Written>, Fault> {
     let mut sessions = txn.open_table(SESSIONS)?;
     let stored = stored(&sessions, key)?;
     let current = stored.as_ref().filter(|s| s.expires_ms > now);
-    if let Err(r) = check_version(g, current) {
+    if let Err(r) = check_holder(held, current).and_then(|()| check_version(g, current)) {
         return Ok(Outcome::Refused(r));
     }
     let mut fields = current.map(|s| s.fields.clone()).unwrap_or_default();
@@ -32,7 +35,8 @@ pub(in crate::store::embedded) fn write(
         return Ok(Outcome::Refused(Refusal::Limit(e)));
     }
     let version = meta::next_version(txn, key)?;
-    let expires_ms = now + limits.idle_ttl.as_millis() as i64;
+    // Under a lock the session lives at least as long as the lease.
+    let expires_ms = (now + limits.idle_ttl.as_millis() as i64).max(held.map_or(0, |h| h.until_ms));
     let new = Session {
         fields,
         version,
@@ -57,11 +61,12 @@ pub(in crate::store::embedded) fn delete(
     key: &[u8],
     g: &Guards,
     now: i64,
+    held: Option<Held>,
 ) -> Result<Outcome<Option<u64>>, Fault> {
     let mut sessions = txn.open_table(SESSIONS)?;
     let stored = stored(&sessions, key)?;
     let current = stored.as_ref().filter(|s| s.expires_ms > now);
-    if let Err(r) = check_version(g, current) {
+    if let Err(r) = check_holder(held, current).and_then(|()| check_version(g, current)) {
         return Ok(Outcome::Refused(r));
     }
     let version = current.map(|s| s.version);
@@ -70,6 +75,28 @@ pub(in crate::store::embedded) fn delete(
         txn.open_table(EXPIRY)?.remove((old.expires_ms, key))?;
     }
     Ok(Outcome::Done(version))
+}
+
+/// Keeps the session alive until at least `until` (a lease's end): the
+/// session as it is now, its expiry pushed if it was earlier. Not a write:
+/// the version stays.
+pub(in crate::store::embedded) fn keep_alive(
+    txn: &WriteTransaction,
+    key: &[u8],
+    now: i64,
+    until: i64,
+) -> Result<Option<Session>, Fault> {
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let Some(mut session) = stored(&sessions, key)?.filter(|s| s.expires_ms > now) else {
+        return Ok(None);
+    };
+    if session.expires_ms < until {
+        let old_expiry = session.expires_ms;
+        session.expires_ms = until;
+        let mut expiry = txn.open_table(EXPIRY)?;
+        put(&mut sessions, &mut expiry, key, Some(old_expiry), &session)?;
+    }
+    Ok(Some(session))
 }
 
 /// Stores `new` in place of the record that expired at `old_expiry` (if
@@ -87,6 +114,17 @@ fn put(
     }
     expiry.insert((new.expires_ms, key), ())?;
     Ok(())
+}
+
+/// A holder writes only to the session it holds: the one it was granted
+/// with or last wrote (version 0: none). Another one means the session
+/// expired under the lock (a wall clock that jumped past the lease's end),
+/// and merging into a new one would drop what the holder read.
+fn check_holder(held: Option<Held>, current: Option<&Session>) -> Result<(), Refusal> {
+    match held {
+        Some(h) if h.saw != current.map_or(0, |s| s.version) => Err(Refusal::SessionLost),
+        _ => Ok(()),
+    }
 }
 
 fn check_version(g: &Guards, current: Option<&Session>) -> Result<(), Refusal> {

@@ -8,7 +8,8 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::session::{Guards, Limits, Mutation, Written};
-use crate::store::embedded::outcome::Outcome;
+use crate::store::embedded::locks::Held;
+use crate::store::embedded::outcome::{Outcome, Refusal};
 
 const T0: i64 = 1_800_000_000_000;
 const TTL: i64 = 2_000;
@@ -49,9 +50,9 @@ fn set(name: &str) -> Mutation {
     }
 }
 
-fn write_at(db: &Database, name: &str, now: i64) -> Outcome<Written> {
+fn write_at(db: &Database, name: &str, now: i64, held: Option<Held>) -> Outcome<Written> {
     step(db, |t| {
-        write(t, KEY, &set(name), &Guards::default(), &limits(), now)
+        write(t, KEY, &set(name), &Guards::default(), &limits(), now, held)
     })
 }
 
@@ -85,14 +86,14 @@ fn sweep_at(db: &Database, now: i64) -> Swept {
 #[test]
 fn a_session_written_again_after_it_expired_survives_the_sweep() {
     let (_dir, db) = db();
-    assert_eq!(written(write_at(&db, "a", T0)).version, 1);
+    assert_eq!(written(write_at(&db, "a", T0, None)).version, 1);
     assert_eq!(read_at(&db, T0 + TTL), None, "expired");
-    let n1 = written(write_at(&db, "n1", T0 + 2_600));
+    let n1 = written(write_at(&db, "n1", T0 + 2_600, None));
     assert_eq!((n1.version, n1.expires_ms), (2, T0 + 2_600 + TTL));
     assert_eq!(rows(&db), [n1.expires_ms], "the expired record's row went");
 
     assert_eq!(sweep_at(&db, T0 + 2_700), Swept::default());
-    written(write_at(&db, "n2", T0 + 3_000));
+    written(write_at(&db, "n2", T0 + 3_000, None));
     assert_eq!(sweep_at(&db, T0 + 3_100), Swept::default());
     let s = read_at(&db, T0 + 3_100).expect("the live session stays");
     assert_eq!((names(&s), s.version), (vec!["n1", "n2"], 3));
@@ -106,7 +107,7 @@ fn a_session_written_again_after_it_expired_survives_the_sweep() {
 #[test]
 fn a_stale_row_from_an_older_build_never_deletes_a_live_session() {
     let (_dir, db) = db();
-    let w = written(write_at(&db, "a", T0));
+    let w = written(write_at(&db, "a", T0, None));
     // Builds before this rule left the row of an expired record behind.
     step(&db, |t| {
         t.open_table(EXPIRY)?.insert((T0 - 10, KEY), ())?;
@@ -115,4 +116,71 @@ fn a_stale_row_from_an_older_build_never_deletes_a_live_session() {
     assert_eq!(sweep_at(&db, T0 + 1), Swept::default());
     assert!(read_at(&db, T0 + 1).is_some());
     assert_eq!(rows(&db), [w.expires_ms], "only the stale row went");
+}
+
+#[test]
+fn keeping_alive_pushes_the_expiry_and_moves_its_row() {
+    let (_dir, db) = db();
+    written(write_at(&db, "a", T0, None));
+    let until = T0 + 5_000;
+    let kept = step(&db, |t| keep_alive(t, KEY, T0 + 100, until)).unwrap();
+    assert_eq!((kept.version, kept.expires_ms), (1, until));
+    assert_eq!(rows(&db), [until]);
+    // A shorter lease never shortens it.
+    let again = step(&db, |t| keep_alive(t, KEY, T0 + 200, T0 + 4_000)).unwrap();
+    assert_eq!(again.expires_ms, until);
+    assert_eq!(sweep_at(&db, T0 + TTL + 1), Swept::default());
+    assert_eq!(read_at(&db, T0 + 4_999), Some(again));
+    // An expired session is not brought back.
+    assert_eq!(step(&db, |t| keep_alive(t, KEY, until, until + 9)), None);
+    assert_eq!(sweep_at(&db, until + 1).sessions, 1);
+}
+
+#[test]
+fn a_write_under_a_lock_lives_until_the_lease_ends() {
+    let (_dir, db) = db();
+    let held = Held {
+        saw: 0,
+        until_ms: T0 + 9_000,
+    };
+    let w = written(write_at(&db, "a", T0, Some(held)));
+    assert_eq!(w.expires_ms, T0 + 9_000);
+    let short = Held {
+        saw: 1,
+        until_ms: T0 + 10,
+    };
+    let w = written(write_at(&db, "b", T0 + 100, Some(short)));
+    assert_eq!(
+        w.expires_ms,
+        T0 + 100 + TTL,
+        "the idle TTL when it is later"
+    );
+    assert_eq!(rows(&db), [w.expires_ms]);
+}
+
+#[test]
+fn a_holder_never_writes_into_a_session_that_expired_under_it() {
+    let (_dir, db) = db();
+    written(write_at(&db, "a", T0, None));
+    let held = Held {
+        saw: 1,
+        until_ms: T0 + 1_000,
+    };
+    // The wall clock jumped past the idle TTL while the lease ran.
+    let later = T0 + TTL + 500;
+    assert!(matches!(
+        write_at(&db, "b", later, Some(held)),
+        Outcome::Refused(Refusal::SessionLost)
+    ));
+    let deleted = step(&db, |t| {
+        delete(t, KEY, &Guards::default(), later, Some(held))
+    });
+    assert!(matches!(deleted, Outcome::Refused(Refusal::SessionLost)));
+    assert_eq!(rows(&db), [T0 + TTL], "nothing was written");
+    // A holder that saw no session creates one.
+    let fresh = Held { saw: 0, ..held };
+    let w = written(write_at(&db, "b", later, Some(fresh)));
+    assert_eq!(w.version, 2, "versions go on");
+    let s = read_at(&db, later).unwrap();
+    assert_eq!((names(&s), s.created_ms), (vec!["b"], later));
 }
