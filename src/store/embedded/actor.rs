@@ -128,9 +128,11 @@ impl Actor {
         }
     }
 
-    /// Applies commands until every sender is gone.
+    /// Applies commands until every sender is gone. The first sweep runs at
+    /// once: it drops what an earlier run left (meta rows of the locks that
+    /// ended with it).
     pub(super) fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut next_sweep = Instant::now() + self.sweep_every;
+        let mut next_sweep = Instant::now();
         loop {
             let now = Instant::now();
             let wake = self
@@ -166,7 +168,7 @@ impl Actor {
             }
             self.expire_leases(&txn, &mut answers)?;
             if sweep {
-                tables::sweep(&txn, now_ms())?;
+                self.sweep(&txn)?;
             }
             txn.commit()?;
             Ok(())
@@ -347,8 +349,9 @@ impl Actor {
         self.hand_over(txn, key, now, out)
     }
 
-    /// Grants a free lock to the first waiter still waiting, then forgets the
-    /// lock's entry if nobody holds or waits for it.
+    /// Grants a free lock to the first waiter still waiting; if nobody holds
+    /// or waits for it then, forgets the lock's entry and drops the meta row
+    /// of an id that was never written.
     fn hand_over(
         &mut self,
         txn: &WriteTransaction,
@@ -367,7 +370,9 @@ impl Actor {
                 .record(now.duration_since(w.since).as_millis() as u64);
             out.push(Answer::Grant(w.reply, Outcome::Done(grant)));
         }
-        self.locks.forget_if_idle(key);
+        if self.locks.forget_if_idle(key) {
+            tables::drop_if_unwritten(txn, key)?;
+        }
         Ok(())
     }
 
@@ -380,6 +385,19 @@ impl Actor {
         let now = Instant::now();
         for key in self.locks.expire_waited_for(now) {
             self.hand_over(txn, &key, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes idle sessions, forgets leases that ran out unwaited, and drops
+    /// the meta rows of ids never written that nobody holds or waits for.
+    fn sweep(&mut self, txn: &WriteTransaction) -> Result<(), Fault> {
+        let now = Instant::now();
+        self.locks.forget_expired(now);
+        let locks = &self.locks;
+        let swept = tables::sweep(txn, now_ms(), |key| locks.in_use(key, now))?;
+        if swept != tables::Swept::default() {
+            tracing::debug!(?swept, "embedded store swept");
         }
         Ok(())
     }

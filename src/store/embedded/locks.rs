@@ -208,11 +208,31 @@ impl LockTable {
         std::iter::from_fn(|| state.queue.pop_front()).find(|w| !w.reply.is_closed())
     }
 
-    /// Drops the entry of a lock that nobody holds or waits for.
-    pub(super) fn forget_if_idle(&mut self, key: &[u8]) {
-        if self.locks.get(key).is_some_and(LockState::is_idle) {
+    /// Drops the entry of a lock that nobody holds or waits for; true if it
+    /// did.
+    pub(super) fn forget_if_idle(&mut self, key: &[u8]) -> bool {
+        let idle = self.locks.get(key).is_some_and(LockState::is_idle);
+        if idle {
             self.locks.remove(key);
         }
+        idle
+    }
+
+    /// Whether someone holds the lock or waits for it.
+    pub(super) fn in_use(&self, key: &[u8], now: Instant) -> bool {
+        self.locks.get(key).is_some_and(|s| {
+            !s.queue.is_empty() || s.holder.as_ref().is_some_and(|h| h.deadline > now)
+        })
+    }
+
+    /// Drops the entries whose lease ran out with nobody waiting (nothing
+    /// else looks at them again).
+    pub(super) fn forget_expired(&mut self, now: Instant) {
+        let stats = &self.stats;
+        self.locks.retain(|_, s| {
+            s.expire(now, stats);
+            !s.is_idle()
+        });
     }
 
     /// The earliest lease that, when it runs out, must hand the lock to a
@@ -390,5 +410,26 @@ mod tests {
             until_ms: 2_000,
         };
         assert_eq!(t.check(KEY, Some("a"), now).unwrap(), Some(now_held));
+    }
+
+    #[test]
+    fn leases_that_ran_out_unwaited_are_not_in_use_and_are_forgotten() {
+        let (mut t, stats) = table();
+        let now = Instant::now();
+        t.hold(b"short", "a".into(), now + LEASE, HELD);
+        t.hold(KEY, "b".into(), now + 3 * LEASE, HELD);
+        let (w, _rx) = waiter("w");
+        t.enqueue(b"queued".to_vec(), w);
+        let later = now + 2 * LEASE;
+        assert!(!t.in_use(b"short", later));
+        assert!(t.in_use(KEY, later));
+        assert!(
+            t.in_use(b"queued", later),
+            "a waiter keeps a free lock in use"
+        );
+        assert!(!t.in_use(b"never", now));
+        t.forget_expired(later);
+        assert_eq!(t.locks.len(), 2);
+        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
     }
 }

@@ -13,9 +13,16 @@
 //!   due: a row left behind (files written before this rule have them)
 //!   never deletes a live session.
 //! - `meta`: key -> (highest version ever given, highest fencing token ever
-//!   given). Never deleted, so neither goes back across delete and re-create.
+//!   given). The row of a session ever written stays for good, so its
+//!   versions never go back across delete, expiry and re-create.
+//! - `unwritten`: the keys whose meta row a lock made and no write followed
+//!   (version 0). Their rows are dropped once nobody holds or waits for the
+//!   lock, so locking random ids leaves nothing behind.
+//! - `floors`: the fence floor, the highest fencing token of any dropped meta
+//!   row. A new fencing token is above its row's and the floor, so an id
+//!   whose row was dropped still never sees a fencing token go back.
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use super::outcome::Fault;
 use super::record;
@@ -26,7 +33,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(super) use meta::next_fence;
+pub(super) use meta::{drop_if_unwritten, next_fence};
 pub(super) use session::{delete, keep_alive, write};
 
 pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
@@ -35,14 +42,25 @@ pub(super) const META: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new
 
 pub(super) const EXPIRY: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("expiry");
 
+pub(super) const UNWRITTEN: TableDefinition<&[u8], ()> = TableDefinition::new("unwritten");
+
+pub(super) const FLOORS: TableDefinition<&str, u64> = TableDefinition::new("floors");
+
 /// Creates the tables that do not exist yet, so that readers never meet a
-/// missing one.
+/// missing one. A file written before `unwritten` existed has its lock-only
+/// meta rows listed there once, for the first sweep to drop.
 pub(super) fn create(db: &Database) -> Result<(), Fault> {
     let txn = db.begin_write()?;
+    let listed = txn.list_tables()?.any(|t| t.name() == UNWRITTEN.name());
     {
         txn.open_table(SESSIONS)?;
         txn.open_table(META)?;
         txn.open_table(EXPIRY)?;
+        txn.open_table(UNWRITTEN)?;
+        txn.open_table(FLOORS)?;
+    }
+    if !listed {
+        meta::list_unwritten(&txn)?;
     }
     txn.commit()?;
     Ok(())
@@ -53,12 +71,20 @@ pub(super) fn create(db: &Database) -> Result<(), Fault> {
 pub(super) struct Swept {
     /// Sessions whose idle TTL ran out.
     pub sessions: usize,
+    /// Meta rows of ids never written that nobody held or waited for.
+    pub metas: usize,
 }
 
-/// Deletes the sessions whose idle TTL ran out (their meta rows stay).
-pub(super) fn sweep(txn: &WriteTransaction, now: i64) -> Result<Swept, Fault> {
+/// Deletes the sessions whose idle TTL ran out (their meta rows stay), and
+/// drops the meta rows of ids never written whose lock is not `in_use`.
+pub(super) fn sweep(
+    txn: &WriteTransaction,
+    now: i64,
+    in_use: impl Fn(&[u8]) -> bool,
+) -> Result<Swept, Fault> {
     Ok(Swept {
         sessions: session::sweep_expired(txn, now)?,
+        metas: meta::sweep_unwritten(txn, in_use)?,
     })
 }
 

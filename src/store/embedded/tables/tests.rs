@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 use tempfile::TempDir;
 
 use super::*;
@@ -79,8 +79,13 @@ fn rows(db: &Database) -> Vec<i64> {
     rows.collect()
 }
 
+fn meta_rows(db: &Database) -> u64 {
+    let txn = db.begin_read().unwrap();
+    txn.open_table(META).unwrap().len().unwrap()
+}
+
 fn sweep_at(db: &Database, now: i64) -> Swept {
-    step(db, |t| sweep(t, now))
+    step(db, |t| sweep(t, now, |_| false))
 }
 
 #[test]
@@ -183,4 +188,61 @@ fn a_holder_never_writes_into_a_session_that_expired_under_it() {
     assert_eq!(w.version, 2, "versions go on");
     let s = read_at(&db, later).unwrap();
     assert_eq!((names(&s), s.created_ms), (vec!["b"], later));
+}
+
+#[test]
+fn dropped_rows_raise_the_fence_floor_and_written_rows_stay() {
+    let (_dir, db) = db();
+    assert_eq!(step(&db, |t| next_fence(t, b"a")), 1);
+    assert_eq!(step(&db, |t| next_fence(t, b"a")), 2);
+    assert!(step(&db, |t| drop_if_unwritten(t, b"a")));
+    assert!(!step(&db, |t| drop_if_unwritten(t, b"a")), "once");
+    assert_eq!(meta_rows(&db), 0);
+    assert_eq!(
+        step(&db, |t| next_fence(t, b"a")),
+        3,
+        "above its old fences"
+    );
+    assert_eq!(step(&db, |t| next_fence(t, b"b")), 3, "above the floor");
+
+    // A session written once keeps its row: versions are never reused.
+    assert_eq!(step(&db, |t| next_fence(t, KEY)), 3);
+    written(write_at(&db, "x", T0, None));
+    assert!(!step(&db, |t| drop_if_unwritten(t, KEY)));
+    let deleted = step(&db, |t| delete(t, KEY, &Guards::default(), T0, None));
+    assert!(matches!(deleted, Outcome::Done(Some(1))));
+    assert_eq!(written(write_at(&db, "x", T0, None)).version, 2);
+    assert_eq!(step(&db, |t| next_fence(t, KEY)), 4);
+}
+
+#[test]
+fn the_sweep_drops_the_unwritten_rows_of_locks_not_in_use() {
+    let (_dir, db) = db();
+    step(&db, |t| next_fence(t, b"held"));
+    step(&db, |t| next_fence(t, b"gone"));
+    step(&db, |t| next_fence(t, b"gone"));
+    let swept = step(&db, |t| sweep(t, T0, |k| k == b"held"));
+    assert_eq!(swept.metas, 1);
+    assert_eq!(meta_rows(&db), 1);
+    assert_eq!(step(&db, |t| next_fence(t, b"gone")), 3);
+    assert_eq!(step(&db, |t| sweep(t, T0, |_| false)).metas, 2);
+    assert_eq!(meta_rows(&db), 0);
+}
+
+#[test]
+fn a_file_from_before_the_list_has_its_lock_only_rows_dropped_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("old.redb")).unwrap();
+    step(&db, |t| {
+        let mut meta = t.open_table(META)?;
+        meta.insert(&b"locked-only"[..], (0, 7))?;
+        meta.insert(KEY, (3, 2))?;
+        Ok(())
+    });
+    create(&db).unwrap();
+    assert_eq!(sweep_at(&db, T0).metas, 1);
+    assert_eq!(meta_rows(&db), 1, "the written session's row stays");
+    assert_eq!(step(&db, |t| next_fence(t, b"locked-only")), 8);
+    create(&db).unwrap();
+    assert_eq!(step(&db, |t| next_fence(t, KEY)), 8, "the floor stands");
 }
