@@ -6,6 +6,13 @@
 //! redb: taking a fencing token (which must be durable) is the actor's step,
 //! done before [`LockTable::hold`] makes the grant visible here. Entries exist
 //! only for sessions that are locked or have waiters.
+//!
+//! The commands of a batch see each other's lock changes at once, but a
+//! batch whose transaction fails must leave no grant behind. So every change
+//! of a holder or a queue is journaled until the batch ends:
+//! [`LockTable::committed`] forgets the journal, [`LockTable::roll_back`]
+//! undoes it, newest first. Only what no outcome can undo is left out: a
+//! lease that ran out, a waiter that gave up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,6 +23,9 @@ use super::actor::Reply;
 use super::outcome::Refusal;
 use crate::session::LockGrant;
 use crate::stats::Stats;
+
+#[cfg(test)]
+mod tests;
 
 /// A queued LockSession call.
 pub(super) struct Waiter {
@@ -62,6 +72,16 @@ impl LockState {
     }
 }
 
+/// How to undo one change of the batch.
+enum Undo {
+    /// The holder had been this.
+    Holder(Vec<u8>, Option<Holder>),
+    /// The holder's lease and what it knew had been these.
+    Held(Vec<u8>, Instant, Held),
+    /// The batch queued the waiter with this token.
+    Queued(Vec<u8>, String),
+}
+
 fn live<'a>(
     locks: &'a mut HashMap<Vec<u8>, LockState>,
     key: &[u8],
@@ -73,8 +93,27 @@ fn live<'a>(
     Some(state)
 }
 
+/// The holder, if `token` is it.
+fn held_by<'a>(
+    locks: &'a mut HashMap<Vec<u8>, LockState>,
+    key: &[u8],
+    token: &str,
+    now: Instant,
+    stats: &Stats,
+) -> Result<&'a mut Holder, Refusal> {
+    match live(locks, key, now, stats).and_then(|s| s.holder.as_mut()) {
+        Some(h) if h.token == token => Ok(h),
+        _ => {
+            stats.lock_stale_token.fetch_add(1, Relaxed);
+            Err(Refusal::LockLost)
+        }
+    }
+}
+
 pub(super) struct LockTable {
     locks: HashMap<Vec<u8>, LockState>,
+    /// The changes of the batch being applied.
+    journal: Vec<Undo>,
     stats: Arc<Stats>,
 }
 
@@ -82,6 +121,7 @@ impl LockTable {
     pub(super) fn new(stats: Arc<Stats>) -> LockTable {
         LockTable {
             locks: HashMap::new(),
+            journal: Vec::new(),
             stats,
         }
     }
@@ -108,12 +148,22 @@ impl LockTable {
             deadline,
             held,
         };
-        self.locks.entry(key.to_vec()).or_default().holder = Some(holder);
+        let state = self.locks.entry(key.to_vec()).or_default();
+        let before = state.holder.replace(holder);
+        self.journal.push(Undo::Holder(key.to_vec(), before));
     }
 
     /// Puts a waiter at the back of `key`'s queue.
     pub(super) fn enqueue(&mut self, key: Vec<u8>, waiter: Waiter) {
+        self.journal
+            .push(Undo::Queued(key.clone(), waiter.token.clone()));
         self.locks.entry(key).or_default().queue.push_back(waiter);
+    }
+
+    /// Puts a waiter back at the head of `key`'s queue: its grant did not
+    /// happen.
+    pub(super) fn requeue(&mut self, key: Vec<u8>, waiter: Waiter) {
+        self.locks.entry(key).or_default().queue.push_front(waiter);
     }
 
     /// The lock guard of a write: the token must hold the lock (what it holds
@@ -125,7 +175,10 @@ impl LockTable {
         now: Instant,
     ) -> Result<Option<Held>, Refusal> {
         match token {
-            Some(token) => self.held_by(key, token, now).map(|h| Some(h.held)),
+            Some(token) => {
+                let h = held_by(&mut self.locks, key, token, now, &self.stats)?;
+                Ok(Some(h.held))
+            }
             None if self.live(key, now).is_some_and(|s| s.holder.is_some()) => {
                 self.stats.lock_held_rejections.fetch_add(1, Relaxed);
                 Err(Refusal::LockHeld)
@@ -144,38 +197,31 @@ impl LockTable {
         now: Instant,
         until_ms: i64,
     ) -> Result<(), Refusal> {
-        let h = self.held_by(key, token, now)?;
+        let h = held_by(&mut self.locks, key, token, now, &self.stats)?;
+        let before = (h.deadline, h.held);
         h.deadline = now + lease;
         h.held.until_ms = until_ms;
+        self.journal
+            .push(Undo::Held(key.to_vec(), before.0, before.1));
         Ok(())
     }
 
     /// The holder wrote (or deleted: 0) the session; this is now the one it
     /// works on.
     pub(super) fn saw(&mut self, key: &[u8], version: u64) {
-        if let Some(h) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) {
-            h.held.saw = version;
-        }
-    }
-
-    /// The holder, if `token` is it.
-    fn held_by(&mut self, key: &[u8], token: &str, now: Instant) -> Result<&mut Holder, Refusal> {
-        // Borrows the map and the stats apart, so the holder can be returned.
-        let stats = &self.stats;
-        let holder = live(&mut self.locks, key, now, stats).and_then(|s| s.holder.as_mut());
-        match holder {
-            Some(h) if h.token == token => Ok(h),
-            _ => {
-                stats.lock_stale_token.fetch_add(1, Relaxed);
-                Err(Refusal::LockLost)
-            }
-        }
+        let Some(h) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) else {
+            return;
+        };
+        let before = (h.deadline, h.held);
+        h.held.saw = version;
+        self.journal
+            .push(Undo::Held(key.to_vec(), before.0, before.1));
     }
 
     /// Frees the lock (whoever holds it); its waiters stay queued.
     pub(super) fn release(&mut self, key: &[u8]) {
-        if let Some(state) = self.locks.get_mut(key) {
-            state.holder = None;
+        if let Some(before) = self.locks.get_mut(key).and_then(|s| s.holder.take()) {
+            self.journal.push(Undo::Holder(key.to_vec(), Some(before)));
         }
     }
 
@@ -193,12 +239,14 @@ impl LockTable {
             self.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
         }
         if holds {
-            state.holder = None;
+            let before = state.holder.take();
+            self.journal.push(Undo::Holder(key.to_vec(), before));
         }
     }
 
     /// The first waiter still waiting, taken off the queue, if the lock is
-    /// free; the caller grants it the lock (or the batch fails).
+    /// free; the caller grants it the lock (or puts it back with
+    /// [`LockTable::requeue`]).
     pub(super) fn next_waiter(&mut self, key: &[u8]) -> Option<Waiter> {
         let state = self.locks.get_mut(key)?;
         if state.holder.is_some() {
@@ -246,7 +294,7 @@ impl LockTable {
     }
 
     /// Forgets the leases that ran out while others were waiting, and names
-    /// the locks that now must be handed over.
+    /// the locks that now must be handed over (free ones with waiters too).
     pub(super) fn expire_waited_for(&mut self, now: Instant) -> Vec<Vec<u8>> {
         let mut due = Vec::new();
         for (key, state) in &mut self.locks {
@@ -257,179 +305,45 @@ impl LockTable {
         }
         due
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use tokio::sync::oneshot;
-
-    use super::*;
-    use crate::error::Result;
-
-    const KEY: &[u8] = b"ns\0id";
-    const LEASE: Duration = Duration::from_secs(10);
-    const HELD: Held = Held {
-        saw: 0,
-        until_ms: 0,
-    };
-
-    fn table() -> (LockTable, Arc<Stats>) {
-        let stats = Arc::new(Stats::default());
-        (LockTable::new(stats.clone()), stats)
+    /// The batch committed: its changes stand.
+    pub(super) fn committed(&mut self) {
+        self.journal.clear();
     }
 
-    fn waiter(token: &str) -> (Waiter, oneshot::Receiver<Result<LockGrant>>) {
-        let (reply, rx) = oneshot::channel();
-        let w = Waiter {
-            token: token.into(),
-            lease: LEASE,
-            since: Instant::now(),
-            reply,
-        };
-        (w, rx)
-    }
-
-    #[test]
-    fn the_holder_passes_the_guard_and_others_are_refused() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        assert!(t.is_free(KEY, now));
-        assert!(t.check(KEY, None, now).is_ok());
-        t.hold(KEY, "a".into(), now + LEASE, HELD);
-        assert!(!t.is_free(KEY, now));
-        assert!(t.check(KEY, Some("a"), now).is_ok());
-        assert!(matches!(t.check(KEY, None, now), Err(Refusal::LockHeld)));
-        assert!(matches!(
-            t.check(KEY, Some("b"), now),
-            Err(Refusal::LockLost)
-        ));
-        assert_eq!(stats.lock_contended.load(Relaxed), 1);
-        assert_eq!(stats.lock_held_rejections.load(Relaxed), 1);
-        assert_eq!(stats.lock_stale_token.load(Relaxed), 1);
-    }
-
-    #[test]
-    fn an_expired_lease_frees_the_lock_and_loses_the_token() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE, HELD);
-        let later = now + LEASE;
-        assert!(matches!(
-            t.check(KEY, Some("a"), later),
-            Err(Refusal::LockLost)
-        ));
-        assert!(t.is_free(KEY, later));
-        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
-    }
-
-    #[test]
-    fn refresh_extends_only_the_holders_lease() {
-        let (mut t, _) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE, HELD);
-        assert!(matches!(
-            t.refresh(KEY, "b", LEASE, now, 0),
-            Err(Refusal::LockLost)
-        ));
-        t.refresh(KEY, "a", 2 * LEASE, now + LEASE / 2, 0).unwrap();
-        assert!(t.check(KEY, Some("a"), now + LEASE).is_ok());
-        assert!(t.check(KEY, Some("a"), now + 3 * LEASE).is_err());
-    }
-
-    #[test]
-    fn waiters_are_served_in_order_skipping_those_that_left() {
-        let (mut t, _) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE, HELD);
-        let (w1, rx1) = waiter("w1");
-        let (w2, _rx2) = waiter("w2");
-        let (w3, _rx3) = waiter("w3");
-        t.enqueue(KEY.to_vec(), w1);
-        t.enqueue(KEY.to_vec(), w2);
-        t.enqueue(KEY.to_vec(), w3);
-        assert!(t.next_waiter(KEY).is_none(), "held: nobody is served");
-        drop(rx1);
-        t.release(KEY);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w2");
-        t.hold(KEY, "w2".into(), now + LEASE, HELD);
-        t.forget_if_idle(KEY);
-        t.release(KEY);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w3");
-        t.forget_if_idle(KEY);
-        assert!(t.locks.is_empty(), "idle entries are dropped");
-    }
-
-    #[test]
-    fn abandon_forgets_a_waiter_and_frees_a_lock_granted_too_late() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE, HELD);
-        let (w, _rx) = waiter("w");
-        t.enqueue(KEY.to_vec(), w);
-        t.abandon(KEY, "w");
-        assert!(t.next_deadline().is_none(), "no waiter left");
-        t.abandon(KEY, "a");
-        assert!(t.is_free(KEY, now));
-        t.abandon(KEY, "nobody");
-        assert_eq!(stats.lock_waits_abandoned.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn only_waited_for_leases_are_deadlines_and_expire_for_handover() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(b"alone", "a".into(), now + LEASE, HELD);
-        t.hold(KEY, "b".into(), now + 2 * LEASE, HELD);
-        assert_eq!(t.next_deadline(), None);
-        let (w, _rx) = waiter("w");
-        t.enqueue(KEY.to_vec(), w);
-        assert_eq!(t.next_deadline(), Some(now + 2 * LEASE));
-        assert!(t.expire_waited_for(now + LEASE).is_empty());
-        assert_eq!(t.expire_waited_for(now + 2 * LEASE), vec![KEY.to_vec()]);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w");
-        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
-        assert!(!t.is_free(b"alone", now), "a lease nobody waits for stays");
-    }
-
-    #[test]
-    fn the_guard_tells_what_the_holder_saw_and_until_when() {
-        let (mut t, _) = table();
-        let now = Instant::now();
-        let held = Held {
-            saw: 4,
-            until_ms: 1_000,
-        };
-        t.hold(KEY, "a".into(), now + LEASE, held);
-        assert_eq!(t.check(KEY, None, now + LEASE).unwrap(), None);
-        t.hold(KEY, "a".into(), now + LEASE, held);
-        assert_eq!(t.check(KEY, Some("a"), now).unwrap(), Some(held));
-        t.saw(KEY, 5);
-        t.refresh(KEY, "a", LEASE, now, 2_000).unwrap();
-        let now_held = Held {
-            saw: 5,
-            until_ms: 2_000,
-        };
-        assert_eq!(t.check(KEY, Some("a"), now).unwrap(), Some(now_held));
-    }
-
-    #[test]
-    fn leases_that_ran_out_unwaited_are_not_in_use_and_are_forgotten() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(b"short", "a".into(), now + LEASE, HELD);
-        t.hold(KEY, "b".into(), now + 3 * LEASE, HELD);
-        let (w, _rx) = waiter("w");
-        t.enqueue(b"queued".to_vec(), w);
-        let later = now + 2 * LEASE;
-        assert!(!t.in_use(b"short", later));
-        assert!(t.in_use(KEY, later));
-        assert!(
-            t.in_use(b"queued", later),
-            "a waiter keeps a free lock in use"
-        );
-        assert!(!t.in_use(b"never", now));
-        t.forget_expired(later);
-        assert_eq!(t.locks.len(), 2);
-        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
+    /// The batch failed: undoes its changes, newest first, and returns the
+    /// waiters it queued (their callers are told the fault).
+    pub(super) fn roll_back(&mut self) -> Vec<Waiter> {
+        let mut dropped = Vec::new();
+        while let Some(undo) = self.journal.pop() {
+            let key = match undo {
+                Undo::Holder(key, before) => {
+                    self.locks.entry(key.clone()).or_default().holder = before;
+                    key
+                }
+                Undo::Held(key, deadline, held) => {
+                    let holder = self.locks.get_mut(&key).and_then(|s| s.holder.as_mut());
+                    if let Some(h) = holder {
+                        (h.deadline, h.held) = (deadline, held);
+                    }
+                    key
+                }
+                Undo::Queued(key, token) => {
+                    if let Some(state) = self.locks.get_mut(&key) {
+                        let queue = std::mem::take(&mut state.queue);
+                        for w in queue {
+                            if w.token == token {
+                                dropped.push(w);
+                            } else {
+                                state.queue.push_back(w);
+                            }
+                        }
+                    }
+                    key
+                }
+            };
+            self.forget_if_idle(&key);
+        }
+        dropped
     }
 }

@@ -103,9 +103,28 @@ pub(super) enum Fault {
     /// The actor thread is gone, so nothing can be written any more.
     #[error("the store thread stopped")]
     Stopped,
+
+    /// A write failed on the file (a full disk, an I/O error) and redb
+    /// refuses everything until it is opened again; the store retries that.
+    #[error("the store file is being opened again after a failed write")]
+    Closed,
 }
 
 impl Fault {
+    /// Whether redb refuses everything after this fault until the database
+    /// is opened again (`PreviousIo`: an I/O failure poisons the handle).
+    pub(super) fn closes_file(&self) -> bool {
+        matches!(
+            self,
+            Fault::Storage(
+                redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::Backend(_)
+                    | redb::Error::DatabaseClosed
+            )
+        )
+    }
+
     /// What every command of a batch that failed is told. The batch was
     /// rolled back, so none of its writes happened and a retry is safe:
     /// STORE_UNAVAILABLE for all of them, whatever the fault (a corrupt
@@ -121,7 +140,7 @@ impl Fault {
 impl From<Fault> for Error {
     fn from(f: Fault) -> Error {
         match f {
-            Fault::Open { .. } | Fault::Storage(_) | Fault::Stopped => {
+            Fault::Open { .. } | Fault::Storage(_) | Fault::Stopped | Fault::Closed => {
                 Error::StoreUnavailable(f.to_string())
             }
             Fault::Corrupt(_) | Fault::Spawn(_) => Error::Internal(f.to_string()),
@@ -175,11 +194,25 @@ mod tests {
             Fault::from(redb::TableError::TableIsMultimap("sessions".into())),
             Fault::from(redb::CommitError::TransactionPoisoned),
             Fault::Stopped,
+            Fault::Closed,
         ];
         for f in faults {
             let (code, reason) = crate::status::code_and_reason(&Error::from(f));
             assert_eq!((code, reason), (Code::Unavailable, "STORE_UNAVAILABLE"));
         }
+    }
+
+    #[test]
+    fn only_io_failures_close_the_file() {
+        let io = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(Fault::from(redb::StorageError::Io(io())).closes_file());
+        assert!(
+            Fault::from(redb::CommitError::Storage(redb::StorageError::Io(io()))).closes_file()
+        );
+        assert!(Fault::from(redb::StorageError::PreviousIo).closes_file());
+        assert!(!Fault::from(redb::TransactionError::WouldBlock).closes_file());
+        assert!(!corrupt().closes_file());
+        assert!(!Fault::Closed.closes_file());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::store::embedded::tables::META;
 use crate::store::embedded::{EmbeddedStore, Options};
 
 fn meta_rows(store: &EmbeddedStore) -> u64 {
-    let txn = store.db.begin_read().unwrap();
+    let txn = store.file.get().unwrap().begin_read().unwrap();
     txn.open_table(META).unwrap().len().unwrap()
 }
 
