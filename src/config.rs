@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_DB_PATH", default_value = "sessiond.redb")]
     pub db_path: PathBuf,
 
+    /// How often the embedded store sweeps idle sessions from its file (tests
+    /// shorten it).
+    #[arg(long, env = "SESSIOND_SWEEP_EVERY", value_parser = parse_duration, default_value = "30s", hide = true)]
+    pub sweep_every: Duration,
+
     /// Redis URL, e.g. `redis://127.0.0.1:6379/0`.
     #[arg(long, env = "SESSIOND_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -257,7 +262,10 @@ pub struct Settings {
 /// The store a configuration chose.
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    Embedded { path: PathBuf },
+    Embedded {
+        path: PathBuf,
+        sweep_every: Duration,
+    },
     Redis(RedisSettings),
 }
 
@@ -328,9 +336,10 @@ impl Settings {
             (StoreKind::Redis, None) => {
                 return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
             }
-            (StoreKind::Embedded | StoreKind::Auto, _) => {
-                StoreSettings::Embedded { path: c.db_path }
-            }
+            (StoreKind::Embedded | StoreKind::Auto, _) => StoreSettings::Embedded {
+                path: c.db_path,
+                sweep_every: c.sweep_every,
+            },
         };
         if c.lease_min.is_zero() || c.lease_min > c.lease_max {
             return Err(format!(

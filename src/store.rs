@@ -64,8 +64,11 @@ impl Store {
                 let store = redis::RedisStore::open(redis, limits, stats, tx).await?;
                 (Store::Redis(store), Some(rx))
             }
-            StoreSettings::Embedded { path } => {
-                let store = embedded::EmbeddedStore::open(path, limits, stats)?;
+            StoreSettings::Embedded { path, sweep_every } => {
+                let options = embedded::Options {
+                    sweep_every: *sweep_every,
+                };
+                let store = embedded::EmbeddedStore::open_with(path, options, limits, stats)?;
                 (Store::Embedded(store), None)
             }
         })

@@ -9,12 +9,21 @@
 //! owned by the actor, like the FIFO queues of waiters. Reads go straight to a
 //! redb read transaction (MVCC) from the caller's task.
 //!
+//! A batch that fails leaves nothing behind, in the file or in memory (see
+//! `actor`), and a full disk does not end the store: once a write fits
+//! again, the file is opened again and calls succeed (see `file`).
+//!
 //! Where things are:
 //! - this file: [`EmbeddedStore`], the handle the callers hold; it sends
 //!   commands to the actor and reads on its own;
-//! - `actor`: the writer thread, its commands and their batches;
-//! - `locks`: the in-memory lock table and its FIFO queues of waiters;
-//! - `tables`: the redb tables and the steps that read and write them;
+//! - `actor`: the writer thread and its batches, undone when they fail;
+//!   `actor/command`: the commands it takes and the answers it keeps;
+//! - `locks`: the in-memory lock table, its FIFO queues of waiters and the
+//!   journal that undoes a failed batch's changes;
+//! - `file`: the redb file, opened again after an I/O failure;
+//! - `tables`: the redb tables and the steps that read and write them
+//!   (`tables/session`: sessions and their expiry; `tables/meta`: versions,
+//!   fencing tokens and what bounds them);
 //! - `record`: the record of a session on disk, the file format;
 //! - `outcome`: how a step ends (done, refused, or a fault of the store) and
 //!   how each becomes an [`Error`].
@@ -25,10 +34,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase};
+use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 mod actor;
+mod file;
 mod locks;
 mod outcome;
 mod record;
@@ -37,6 +47,7 @@ mod tables;
 mod tests;
 
 use actor::{Actor, Command};
+use file::{DbFile, Opener};
 use outcome::Fault;
 use tables::SESSIONS;
 
@@ -45,32 +56,62 @@ use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
 
+/// How often idle sessions are swept from the file, unless told otherwise.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// How the embedded store runs, beyond its file and the limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often idle sessions (and the meta rows of ids never written) are
+    /// swept from the file.
+    pub sweep_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sweep_every: DEFAULT_SWEEP_EVERY,
+        }
+    }
+}
+
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    file: Arc<DbFile>,
     actor: mpsc::Sender<Command>,
     stats: Arc<Stats>,
 }
 
 impl EmbeddedStore {
+    /// Opens the store with the default [`Options`].
     pub fn open(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore> {
-        Ok(EmbeddedStore::start(path, limits, stats)?)
+        EmbeddedStore::open_with(path, Options::default(), limits, stats)
     }
 
-    fn start(path: &Path, limits: Limits, stats: Arc<Stats>) -> Result<EmbeddedStore, Fault> {
-        let db = Database::create(path).map_err(|source| Fault::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let db = Arc::new(db);
-        tables::create(&db)?;
+    pub fn open_with(
+        path: &Path,
+        options: Options,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Result<EmbeddedStore> {
+        let opener = Opener::Path(path.to_owned());
+        Ok(EmbeddedStore::start(opener, options, limits, stats)?)
+    }
+
+    fn start(
+        opener: Opener,
+        options: Options,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Result<EmbeddedStore, Fault> {
+        let file = Arc::new(DbFile::open(opener)?);
         let (tx, rx) = mpsc::channel();
-        let actor = Actor::new(db.clone(), limits, stats.clone());
+        let actor = Actor::new(file.clone(), limits, stats.clone(), options.sweep_every);
         std::thread::Builder::new()
             .name("sessiond-embedded".into())
             .spawn(move || actor.run(rx))
             .map_err(Fault::Spawn)?;
         Ok(EmbeddedStore {
-            db,
+            file,
             actor: tx,
             stats,
         })
@@ -81,7 +122,7 @@ impl EmbeddedStore {
     }
 
     fn read(&self, key: &SessionKey) -> Result<Option<Session>, Fault> {
-        let txn = self.db.begin_read()?;
+        let txn = self.file.get()?.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
         tables::read_session(&table, &encode_key(key), now_ms())
     }
@@ -188,7 +229,7 @@ impl EmbeddedStore {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.db.begin_read().map_err(Fault::from)?;
+        self.file.get()?.begin_read().map_err(Fault::from)?;
         self.stats.store_ok();
         Ok(())
     }

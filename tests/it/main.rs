@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod docs;
 mod durability;
+mod expiry;
 mod faults;
 mod hostile;
 mod instances;

@@ -1,138 +1,87 @@
 //! The actor: the one thread that applies every mutation of the embedded
 //! store, in batches (one redb write transaction and one fsync each: group
 //! commit), and answers them only once the batch is committed. It owns the
-//! [`LockTable`], and the commands it takes are the protocol between
-//! [`EmbeddedStore`](super::EmbeddedStore) and it.
+//! [`LockTable`]; the commands it takes are in `command`, how it applies
+//! each in `apply`.
+//!
+//! A batch that fails (a step's fault, a failed commit) leaves nothing
+//! behind: the transaction is rolled back, the lock table's changes are
+//! undone (a waiter handed the lock waits on at its place, one queued by the
+//! batch is told), every caller is told STORE_UNAVAILABLE, and abandons
+//! stand. After an I/O failure the file is closed and opened again (see
+//! `file`); the actor retries, with a growing delay, until a batch commits.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
-use tokio::sync::oneshot;
+use redb::Database;
 
-use super::locks::{LockTable, Waiter};
-use super::outcome::{Fault, Outcome, Refusal};
-use super::tables;
-use crate::error::Result;
-use crate::session::{Guards, Limits, LockGrant, Mutation, Written};
+use super::file::DbFile;
+use super::locks::LockTable;
+use super::outcome::Fault;
+use crate::session::Limits;
 use crate::stats::Stats;
-use crate::store::now_ms;
+
+mod apply;
+mod command;
+
+use command::Answer;
+pub(super) use command::{Command, Reply};
 
 /// Commands applied by the actor in one transaction at most.
 pub(super) const MAX_BATCH: usize = 512;
 
-/// How often idle sessions are swept from the file.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The first delay before a failed batch is retried (by opening the file
+/// again, handing free locks to their waiters); doubled up to the second.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
-
-pub(super) enum Command {
-    /// Take the lock if it is free now; LOCK_HELD otherwise.
-    TryLock {
-        key: Vec<u8>,
-        token: String,
-        lease: Duration,
-        reply: Reply<LockGrant>,
-    },
-    /// Take the lock if it is free now, else join the FIFO queue of waiters
-    /// (answered when granted; the caller bounds the wait).
-    QueueLock {
-        key: Vec<u8>,
-        token: String,
-        lease: Duration,
-        reply: Reply<LockGrant>,
-    },
-    /// A queued caller gave up (see `AbandonOnDrop`).
-    Abandon { key: Vec<u8>, token: String },
-    Update {
-        key: Vec<u8>,
-        m: Mutation,
-        g: Guards,
-        reply: Reply<Written>,
-    },
-    Delete {
-        key: Vec<u8>,
-        g: Guards,
-        reply: Reply<Option<u64>>,
-    },
-    Unlock {
-        key: Vec<u8>,
-        token: String,
-        reply: Reply<()>,
-    },
-    Refresh {
-        key: Vec<u8>,
-        token: String,
-        lease: Duration,
-        reply: Reply<i64>,
-    },
-}
-
-/// An answer to send once the batch is committed. It holds an [`Outcome`],
-/// never a fault: a fault fails the whole batch instead.
-enum Answer {
-    Grant(Reply<LockGrant>, Outcome<LockGrant>),
-    Written(Reply<Written>, Outcome<Written>),
-    Deleted(Reply<Option<u64>>, Outcome<Option<u64>>),
-    Unit(Reply<()>, Outcome<()>),
-    Refreshed(Reply<i64>, Outcome<i64>),
-}
-
-impl Answer {
-    fn send(self) {
-        // A caller that went away no longer needs its answer.
-        let _ = match self {
-            Answer::Grant(r, v) => r.send(v.into_result()).map_err(drop),
-            Answer::Written(r, v) => r.send(v.into_result()).map_err(drop),
-            Answer::Deleted(r, v) => r.send(v.into_result()).map_err(drop),
-            Answer::Unit(r, v) => r.send(v.into_result()).map_err(drop),
-            Answer::Refreshed(r, v) => r.send(v.into_result()).map_err(drop),
-        };
-    }
-
-    /// The batch was rolled back: whatever the outcome was, it did not happen.
-    fn fail(self, fault: &Fault) {
-        fn err<T>(r: Reply<T>, fault: &Fault) {
-            let _ = r.send(Err(fault.rolled_back()));
-        }
-        match self {
-            Answer::Grant(r, _) => err(r, fault),
-            Answer::Written(r, _) => err(r, fault),
-            Answer::Deleted(r, _) => err(r, fault),
-            Answer::Unit(r, _) => err(r, fault),
-            Answer::Refreshed(r, _) => err(r, fault),
-        }
-    }
+/// When to try again after a failed batch.
+#[derive(Clone, Copy)]
+struct Retry {
+    at: Instant,
+    backoff: Duration,
 }
 
 pub(super) struct Actor {
-    db: Arc<Database>,
+    file: Arc<DbFile>,
     limits: Limits,
     stats: Arc<Stats>,
     locks: LockTable,
+    sweep_every: Duration,
+    /// Set while the last batch failed.
+    retry: Option<Retry>,
 }
 
 impl Actor {
-    pub(super) fn new(db: Arc<Database>, limits: Limits, stats: Arc<Stats>) -> Actor {
+    pub(super) fn new(
+        file: Arc<DbFile>,
+        limits: Limits,
+        stats: Arc<Stats>,
+        sweep_every: Duration,
+    ) -> Actor {
         Actor {
-            db,
+            file,
             limits,
             locks: LockTable::new(stats.clone()),
             stats,
+            sweep_every,
+            retry: None,
         }
     }
 
-    /// Applies commands until every sender is gone.
+    /// Applies commands until every sender is gone. The first sweep runs at
+    /// once: it drops what an earlier run left (meta rows of the locks that
+    /// ended with it).
     pub(super) fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_sweep = Instant::now();
         loop {
             let now = Instant::now();
-            let wake = self
-                .locks
-                .next_deadline()
-                .map_or(next_sweep, |d| d.min(next_sweep));
+            let wake = [self.locks.next_deadline(), self.retry.map(|r| r.at)]
+                .into_iter()
+                .flatten()
+                .fold(next_sweep, Instant::min);
             let first = match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(cmd) => Some(cmd),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -147,7 +96,7 @@ impl Actor {
             }
             let sweep = Instant::now() >= next_sweep;
             if sweep {
-                next_sweep = Instant::now() + SWEEP_EVERY;
+                next_sweep = Instant::now() + self.sweep_every;
             }
             self.apply_batch(batch, sweep);
         }
@@ -155,206 +104,105 @@ impl Actor {
 
     fn apply_batch(&mut self, batch: Vec<Command>, sweep: bool) {
         let mut answers = Vec::with_capacity(batch.len());
-        let result = (|| -> Result<(), Fault> {
-            let txn = self.db.begin_write()?;
-            for cmd in batch {
-                self.apply(&txn, cmd, &mut answers)?;
-            }
-            self.expire_leases(&txn, &mut answers)?;
-            if sweep {
-                tables::sweep_expired(&txn)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })();
+        let mut abandons = Vec::new();
+        let mut pending = batch.into_iter();
+        let result = self
+            .writer()
+            .and_then(|db| self.run_batch(&db, &mut pending, sweep, &mut answers, &mut abandons));
         match result {
             Ok(()) => {
+                self.locks.committed();
+                self.retry = None;
                 self.stats.store_ok();
-                answers.into_iter().for_each(Answer::send);
+                answers.into_iter().for_each(|a| a.send(&self.stats));
             }
-            Err(fault) => {
-                tracing::error!(error = %fault, "embedded store transaction failed");
-                self.stats.store_failed();
-                answers.into_iter().for_each(|a| a.fail(&fault));
-            }
+            Err(fault) => self.roll_back(&fault, answers, pending, abandons),
         }
     }
 
-    /// Applies one command. Checks come before writes, so a refused command
-    /// writes nothing. `Err` only for faults, which abort the batch.
-    fn apply(
-        &mut self,
-        txn: &WriteTransaction,
-        cmd: Command,
-        out: &mut Vec<Answer>,
-    ) -> Result<(), Fault> {
-        let now = Instant::now();
-        match cmd {
-            Command::TryLock {
-                key,
-                token,
-                lease,
-                reply,
-            } => {
-                let outcome = if self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
-                        Ok(grant) => Outcome::Done(grant),
-                        Err(fault) => return Err(answered(reply, fault)),
-                    }
-                } else {
-                    Outcome::Refused(Refusal::LockHeld)
-                };
-                out.push(Answer::Grant(reply, outcome));
+    /// The open database, opened again if an I/O failure closed it and the
+    /// retry is due.
+    fn writer(&mut self) -> Result<Arc<Database>, Fault> {
+        match self.file.get() {
+            Err(Fault::Closed) if self.retry.is_none_or(|r| Instant::now() >= r.at) => {
+                let db = self.file.reopen()?;
+                tracing::info!("embedded store file opened again");
+                Ok(db)
             }
-            Command::QueueLock {
-                key,
-                token,
-                lease,
-                reply,
-            } => {
-                if self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
-                        Ok(grant) => out.push(Answer::Grant(reply, Outcome::Done(grant))),
-                        Err(fault) => return Err(answered(reply, fault)),
-                    }
-                } else {
-                    let waiter = Waiter {
-                        token,
-                        lease,
-                        since: now,
-                        reply,
-                    };
-                    self.locks.enqueue(key, waiter);
-                }
-            }
-            Command::Abandon { key, token } => {
-                self.locks.abandon(&key, &token);
-                self.hand_over(txn, &key, now, out)?;
-            }
-            Command::Update { key, m, g, reply } => {
-                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
-                    Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::write(txn, &key, &m, &g, &self.limits) {
-                        Ok(outcome) => outcome,
-                        Err(fault) => return Err(answered(reply, fault)),
-                    },
-                };
-                let release = outcome.is_done() && g.release_lock;
-                out.push(Answer::Written(reply, outcome));
-                if release {
-                    self.release(txn, &key, now, out)?;
-                }
-            }
-            Command::Delete { key, g, reply } => {
-                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
-                    Err(r) => Outcome::Refused(r),
-                    Ok(()) => match tables::delete(txn, &key, &g) {
-                        Ok(outcome) => outcome,
-                        Err(fault) => return Err(answered(reply, fault)),
-                    },
-                };
-                let release = outcome.is_done() && g.release_lock;
-                out.push(Answer::Deleted(reply, outcome));
-                if release {
-                    self.release(txn, &key, now, out)?;
-                }
-            }
-            Command::Unlock { key, token, reply } => {
-                let outcome = Outcome::from(self.locks.check(&key, Some(&token), now));
-                let release = outcome.is_done();
-                out.push(Answer::Unit(reply, outcome));
-                if release {
-                    self.release(txn, &key, now, out)?;
-                }
-            }
-            Command::Refresh {
-                key,
-                token,
-                lease,
-                reply,
-            } => {
-                let refreshed = self.locks.refresh(&key, &token, lease, now);
-                let outcome = refreshed.map(|()| now_ms() + lease.as_millis() as i64);
-                out.push(Answer::Refreshed(reply, outcome.into()));
-            }
+            db => db,
         }
+    }
+
+    fn run_batch(
+        &mut self,
+        db: &Database,
+        pending: &mut impl Iterator<Item = Command>,
+        sweep: bool,
+        answers: &mut Vec<Answer>,
+        abandons: &mut Vec<(Vec<u8>, String)>,
+    ) -> Result<(), Fault> {
+        let txn = db.begin_write()?;
+        for cmd in pending {
+            if let Command::Abandon { key, token } = &cmd {
+                abandons.push((key.clone(), token.clone()));
+            }
+            self.apply(&txn, cmd, answers)?;
+        }
+        self.expire_leases(&txn, answers)?;
+        if sweep {
+            self.sweep(&txn)?;
+        }
+        txn.commit()?;
         Ok(())
     }
 
-    /// Makes `token` the holder: takes the next fencing token (durably, in
-    /// this transaction) and reads the session as it is now.
-    fn grant(
+    /// Undoes a failed batch (see the module doc).
+    fn roll_back(
         &mut self,
-        txn: &WriteTransaction,
-        key: &[u8],
-        token: String,
-        lease: Duration,
-        now: Instant,
-    ) -> Result<LockGrant, Fault> {
-        let (fence, session) = tables::next_fence(txn, key)?;
-        self.locks.hold(key, token.clone(), now + lease);
-        self.stats.lock_acquisitions.fetch_add(1, Relaxed);
-        Ok(LockGrant {
-            token,
-            fence,
-            lease_expires_ms: now_ms() + lease.as_millis() as i64,
-            session,
-        })
-    }
-
-    fn release(
-        &mut self,
-        txn: &WriteTransaction,
-        key: &[u8],
-        now: Instant,
-        out: &mut Vec<Answer>,
-    ) -> Result<(), Fault> {
-        self.locks.release(key);
-        self.hand_over(txn, key, now, out)
-    }
-
-    /// Grants a free lock to the first waiter still waiting, then forgets the
-    /// lock's entry if nobody holds or waits for it.
-    fn hand_over(
-        &mut self,
-        txn: &WriteTransaction,
-        key: &[u8],
-        now: Instant,
-        out: &mut Vec<Answer>,
-    ) -> Result<(), Fault> {
-        if let Some(w) = self.locks.next_waiter(key) {
-            let grant = match self.grant(txn, key, w.token, w.lease, now) {
-                Ok(grant) => grant,
-                Err(fault) => return Err(answered(w.reply, fault)),
-            };
-            self.stats.lock_waits_granted.fetch_add(1, Relaxed);
-            self.stats
-                .lock_wait_ms
-                .record(now.duration_since(w.since).as_millis() as u64);
-            out.push(Answer::Grant(w.reply, Outcome::Done(grant)));
+        fault: &Fault,
+        answers: Vec<Answer>,
+        pending: impl Iterator<Item = Command>,
+        mut abandons: Vec<(Vec<u8>, String)>,
+    ) {
+        // While the file is closed every batch fails at once: that is no
+        // news, and no reason to retry later.
+        let closed = matches!(fault, Fault::Closed);
+        if closed {
+            tracing::debug!("embedded store batch refused while its file is closed");
+        } else {
+            tracing::error!(error = %fault, "embedded store transaction failed and was rolled back");
         }
-        self.locks.forget_if_idle(key);
-        Ok(())
-    }
-
-    /// Passes on the locks whose lease ran out while others were waiting.
-    fn expire_leases(
-        &mut self,
-        txn: &WriteTransaction,
-        out: &mut Vec<Answer>,
-    ) -> Result<(), Fault> {
-        let now = Instant::now();
-        for key in self.locks.expire_waited_for(now) {
-            self.hand_over(txn, &key, now, out)?;
+        self.stats.store_failed();
+        // Closed before anyone is told, so that nobody reads it in between.
+        if fault.closes_file() {
+            self.file.close();
         }
-        Ok(())
+        // Newest first, so that waiters handed the lock regain their order.
+        for answer in answers.into_iter().rev() {
+            if let Some((key, waiter)) = answer.fail(fault) {
+                self.locks.requeue(key, waiter);
+            }
+        }
+        for waiter in self.locks.roll_back() {
+            command::err(waiter.reply, fault);
+        }
+        abandons.extend(pending.filter_map(|cmd| cmd.fail(fault)));
+        // A caller that gave up never holds a lock, whatever became of the
+        // batch; a lock it frees is handed over by the retry.
+        for (key, token) in abandons {
+            self.locks.abandon(&key, &token);
+            self.locks.forget_if_idle(&key);
+        }
+        self.locks.committed();
+        if closed && self.retry.is_some() {
+            return;
+        }
+        let backoff = self
+            .retry
+            .map_or(RETRY_FIRST, |r| (r.backoff * 2).min(RETRY_MAX));
+        self.retry = Some(Retry {
+            at: Instant::now() + backoff,
+            backoff,
+        });
     }
-}
-
-/// A command whose own step failed: its caller is told at once (the batch is
-/// lost with it, and nothing after it is applied), and the fault goes on to
-/// fail the rest of the batch.
-fn answered<T>(reply: Reply<T>, fault: Fault) -> Fault {
-    let _ = reply.send(Err(fault.rolled_back()));
-    fault
 }

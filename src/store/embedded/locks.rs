@@ -6,6 +6,13 @@
 //! redb: taking a fencing token (which must be durable) is the actor's step,
 //! done before [`LockTable::hold`] makes the grant visible here. Entries exist
 //! only for sessions that are locked or have waiters.
+//!
+//! The commands of a batch see each other's lock changes at once, but a
+//! batch whose transaction fails must leave no grant behind. So every change
+//! of a holder or a queue is journaled until the batch ends:
+//! [`LockTable::committed`] forgets the journal, [`LockTable::roll_back`]
+//! undoes it, newest first. Only what no outcome can undo is left out: a
+//! lease that ran out, a waiter that gave up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +24,9 @@ use super::outcome::Refusal;
 use crate::session::LockGrant;
 use crate::stats::Stats;
 
+#[cfg(test)]
+mod tests;
+
 /// A queued LockSession call.
 pub(super) struct Waiter {
     pub token: String,
@@ -25,9 +35,21 @@ pub(super) struct Waiter {
     pub reply: Reply<LockGrant>,
 }
 
+/// What a token-guarded step needs to know of the lock its token holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    /// The version of the session the holder works on: the one it was
+    /// granted with or last wrote (0: none).
+    pub saw: u64,
+    /// When the lease ends, in ms since the epoch: the session lives at
+    /// least that long.
+    pub until_ms: i64,
+}
+
 struct Holder {
     token: String,
     deadline: Instant,
+    held: Held,
 }
 
 #[derive(Default)]
@@ -50,6 +72,16 @@ impl LockState {
     }
 }
 
+/// How to undo one change of the batch.
+enum Undo {
+    /// The holder had been this.
+    Holder(Vec<u8>, Option<Holder>),
+    /// The holder's lease and what it knew had been these.
+    Held(Vec<u8>, Instant, Held),
+    /// The batch queued the waiter with this token.
+    Queued(Vec<u8>, String),
+}
+
 fn live<'a>(
     locks: &'a mut HashMap<Vec<u8>, LockState>,
     key: &[u8],
@@ -61,8 +93,27 @@ fn live<'a>(
     Some(state)
 }
 
+/// The holder, if `token` is it.
+fn held_by<'a>(
+    locks: &'a mut HashMap<Vec<u8>, LockState>,
+    key: &[u8],
+    token: &str,
+    now: Instant,
+    stats: &Stats,
+) -> Result<&'a mut Holder, Refusal> {
+    match live(locks, key, now, stats).and_then(|s| s.holder.as_mut()) {
+        Some(h) if h.token == token => Ok(h),
+        _ => {
+            stats.lock_stale_token.fetch_add(1, Relaxed);
+            Err(Refusal::LockLost)
+        }
+    }
+}
+
 pub(super) struct LockTable {
     locks: HashMap<Vec<u8>, LockState>,
+    /// The changes of the batch being applied.
+    journal: Vec<Undo>,
     stats: Arc<Stats>,
 }
 
@@ -70,6 +121,7 @@ impl LockTable {
     pub(super) fn new(stats: Arc<Stats>) -> LockTable {
         LockTable {
             locks: HashMap::new(),
+            journal: Vec::new(),
             stats,
         }
     }
@@ -90,63 +142,86 @@ impl LockTable {
     }
 
     /// Makes `token` the holder until `deadline`.
-    pub(super) fn hold(&mut self, key: &[u8], token: String, deadline: Instant) {
-        self.locks.entry(key.to_vec()).or_default().holder = Some(Holder { token, deadline });
+    pub(super) fn hold(&mut self, key: &[u8], token: String, deadline: Instant, held: Held) {
+        let holder = Holder {
+            token,
+            deadline,
+            held,
+        };
+        let state = self.locks.entry(key.to_vec()).or_default();
+        let before = state.holder.replace(holder);
+        self.journal.push(Undo::Holder(key.to_vec(), before));
     }
 
     /// Puts a waiter at the back of `key`'s queue.
     pub(super) fn enqueue(&mut self, key: Vec<u8>, waiter: Waiter) {
+        self.journal
+            .push(Undo::Queued(key.clone(), waiter.token.clone()));
         self.locks.entry(key).or_default().queue.push_back(waiter);
     }
 
-    /// The lock guard of a write: the token must hold the lock; without a
-    /// token, nobody may hold it.
+    /// Puts a waiter back at the head of `key`'s queue: its grant did not
+    /// happen.
+    pub(super) fn requeue(&mut self, key: Vec<u8>, waiter: Waiter) {
+        self.locks.entry(key).or_default().queue.push_front(waiter);
+    }
+
+    /// The lock guard of a write: the token must hold the lock (what it holds
+    /// is returned); without a token, nobody may hold it.
     pub(super) fn check(
         &mut self,
         key: &[u8],
         token: Option<&str>,
         now: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Held>, Refusal> {
         match token {
-            Some(token) => self.held_by(key, token, now).map(drop),
+            Some(token) => {
+                let h = held_by(&mut self.locks, key, token, now, &self.stats)?;
+                Ok(Some(h.held))
+            }
             None if self.live(key, now).is_some_and(|s| s.holder.is_some()) => {
                 self.stats.lock_held_rejections.fetch_add(1, Relaxed);
                 Err(Refusal::LockHeld)
             }
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
-    /// Extends the lease of `token`, which must hold the lock.
+    /// Extends the lease of `token`, which must hold the lock, to `lease`
+    /// from `now` (`until_ms` on the wall clock).
     pub(super) fn refresh(
         &mut self,
         key: &[u8],
         token: &str,
         lease: Duration,
         now: Instant,
+        until_ms: i64,
     ) -> Result<(), Refusal> {
-        self.held_by(key, token, now)?.deadline = now + lease;
+        let h = held_by(&mut self.locks, key, token, now, &self.stats)?;
+        let before = (h.deadline, h.held);
+        h.deadline = now + lease;
+        h.held.until_ms = until_ms;
+        self.journal
+            .push(Undo::Held(key.to_vec(), before.0, before.1));
         Ok(())
     }
 
-    /// The holder, if `token` is it.
-    fn held_by(&mut self, key: &[u8], token: &str, now: Instant) -> Result<&mut Holder, Refusal> {
-        // Borrows the map and the stats apart, so the holder can be returned.
-        let stats = &self.stats;
-        let holder = live(&mut self.locks, key, now, stats).and_then(|s| s.holder.as_mut());
-        match holder {
-            Some(h) if h.token == token => Ok(h),
-            _ => {
-                stats.lock_stale_token.fetch_add(1, Relaxed);
-                Err(Refusal::LockLost)
-            }
-        }
+    /// The holder wrote (or deleted: 0) the session; this is now the one it
+    /// works on.
+    pub(super) fn saw(&mut self, key: &[u8], version: u64) {
+        let Some(h) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) else {
+            return;
+        };
+        let before = (h.deadline, h.held);
+        h.held.saw = version;
+        self.journal
+            .push(Undo::Held(key.to_vec(), before.0, before.1));
     }
 
     /// Frees the lock (whoever holds it); its waiters stay queued.
     pub(super) fn release(&mut self, key: &[u8]) {
-        if let Some(state) = self.locks.get_mut(key) {
-            state.holder = None;
+        if let Some(before) = self.locks.get_mut(key).and_then(|s| s.holder.take()) {
+            self.journal.push(Undo::Holder(key.to_vec(), Some(before)));
         }
     }
 
@@ -164,12 +239,14 @@ impl LockTable {
             self.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
         }
         if holds {
-            state.holder = None;
+            let before = state.holder.take();
+            self.journal.push(Undo::Holder(key.to_vec(), before));
         }
     }
 
     /// The first waiter still waiting, taken off the queue, if the lock is
-    /// free; the caller grants it the lock (or the batch fails).
+    /// free; the caller grants it the lock (or puts it back with
+    /// [`LockTable::requeue`]).
     pub(super) fn next_waiter(&mut self, key: &[u8]) -> Option<Waiter> {
         let state = self.locks.get_mut(key)?;
         if state.holder.is_some() {
@@ -179,11 +256,31 @@ impl LockTable {
         std::iter::from_fn(|| state.queue.pop_front()).find(|w| !w.reply.is_closed())
     }
 
-    /// Drops the entry of a lock that nobody holds or waits for.
-    pub(super) fn forget_if_idle(&mut self, key: &[u8]) {
-        if self.locks.get(key).is_some_and(LockState::is_idle) {
+    /// Drops the entry of a lock that nobody holds or waits for; true if it
+    /// did.
+    pub(super) fn forget_if_idle(&mut self, key: &[u8]) -> bool {
+        let idle = self.locks.get(key).is_some_and(LockState::is_idle);
+        if idle {
             self.locks.remove(key);
         }
+        idle
+    }
+
+    /// Whether someone holds the lock or waits for it.
+    pub(super) fn in_use(&self, key: &[u8], now: Instant) -> bool {
+        self.locks.get(key).is_some_and(|s| {
+            !s.queue.is_empty() || s.holder.as_ref().is_some_and(|h| h.deadline > now)
+        })
+    }
+
+    /// Drops the entries whose lease ran out with nobody waiting (nothing
+    /// else looks at them again).
+    pub(super) fn forget_expired(&mut self, now: Instant) {
+        let stats = &self.stats;
+        self.locks.retain(|_, s| {
+            s.expire(now, stats);
+            !s.is_idle()
+        });
     }
 
     /// The earliest lease that, when it runs out, must hand the lock to a
@@ -197,7 +294,7 @@ impl LockTable {
     }
 
     /// Forgets the leases that ran out while others were waiting, and names
-    /// the locks that now must be handed over.
+    /// the locks that now must be handed over (free ones with waiters too).
     pub(super) fn expire_waited_for(&mut self, now: Instant) -> Vec<Vec<u8>> {
         let mut due = Vec::new();
         for (key, state) in &mut self.locks {
@@ -208,133 +305,45 @@ impl LockTable {
         }
         due
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use tokio::sync::oneshot;
-
-    use super::*;
-    use crate::error::Result;
-
-    const KEY: &[u8] = b"ns\0id";
-    const LEASE: Duration = Duration::from_secs(10);
-
-    fn table() -> (LockTable, Arc<Stats>) {
-        let stats = Arc::new(Stats::default());
-        (LockTable::new(stats.clone()), stats)
+    /// The batch committed: its changes stand.
+    pub(super) fn committed(&mut self) {
+        self.journal.clear();
     }
 
-    fn waiter(token: &str) -> (Waiter, oneshot::Receiver<Result<LockGrant>>) {
-        let (reply, rx) = oneshot::channel();
-        let w = Waiter {
-            token: token.into(),
-            lease: LEASE,
-            since: Instant::now(),
-            reply,
-        };
-        (w, rx)
-    }
-
-    #[test]
-    fn the_holder_passes_the_guard_and_others_are_refused() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        assert!(t.is_free(KEY, now));
-        assert!(t.check(KEY, None, now).is_ok());
-        t.hold(KEY, "a".into(), now + LEASE);
-        assert!(!t.is_free(KEY, now));
-        assert!(t.check(KEY, Some("a"), now).is_ok());
-        assert!(matches!(t.check(KEY, None, now), Err(Refusal::LockHeld)));
-        assert!(matches!(
-            t.check(KEY, Some("b"), now),
-            Err(Refusal::LockLost)
-        ));
-        assert_eq!(stats.lock_contended.load(Relaxed), 1);
-        assert_eq!(stats.lock_held_rejections.load(Relaxed), 1);
-        assert_eq!(stats.lock_stale_token.load(Relaxed), 1);
-    }
-
-    #[test]
-    fn an_expired_lease_frees_the_lock_and_loses_the_token() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
-        let later = now + LEASE;
-        assert!(matches!(
-            t.check(KEY, Some("a"), later),
-            Err(Refusal::LockLost)
-        ));
-        assert!(t.is_free(KEY, later));
-        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
-    }
-
-    #[test]
-    fn refresh_extends_only_the_holders_lease() {
-        let (mut t, _) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
-        assert!(matches!(
-            t.refresh(KEY, "b", LEASE, now),
-            Err(Refusal::LockLost)
-        ));
-        t.refresh(KEY, "a", 2 * LEASE, now + LEASE / 2).unwrap();
-        assert!(t.check(KEY, Some("a"), now + LEASE).is_ok());
-        assert!(t.check(KEY, Some("a"), now + 3 * LEASE).is_err());
-    }
-
-    #[test]
-    fn waiters_are_served_in_order_skipping_those_that_left() {
-        let (mut t, _) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
-        let (w1, rx1) = waiter("w1");
-        let (w2, _rx2) = waiter("w2");
-        let (w3, _rx3) = waiter("w3");
-        t.enqueue(KEY.to_vec(), w1);
-        t.enqueue(KEY.to_vec(), w2);
-        t.enqueue(KEY.to_vec(), w3);
-        assert!(t.next_waiter(KEY).is_none(), "held: nobody is served");
-        drop(rx1);
-        t.release(KEY);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w2");
-        t.hold(KEY, "w2".into(), now + LEASE);
-        t.forget_if_idle(KEY);
-        t.release(KEY);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w3");
-        t.forget_if_idle(KEY);
-        assert!(t.locks.is_empty(), "idle entries are dropped");
-    }
-
-    #[test]
-    fn abandon_forgets_a_waiter_and_frees_a_lock_granted_too_late() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(KEY, "a".into(), now + LEASE);
-        let (w, _rx) = waiter("w");
-        t.enqueue(KEY.to_vec(), w);
-        t.abandon(KEY, "w");
-        assert!(t.next_deadline().is_none(), "no waiter left");
-        t.abandon(KEY, "a");
-        assert!(t.is_free(KEY, now));
-        t.abandon(KEY, "nobody");
-        assert_eq!(stats.lock_waits_abandoned.load(Relaxed), 2);
-    }
-
-    #[test]
-    fn only_waited_for_leases_are_deadlines_and_expire_for_handover() {
-        let (mut t, stats) = table();
-        let now = Instant::now();
-        t.hold(b"alone", "a".into(), now + LEASE);
-        t.hold(KEY, "b".into(), now + 2 * LEASE);
-        assert_eq!(t.next_deadline(), None);
-        let (w, _rx) = waiter("w");
-        t.enqueue(KEY.to_vec(), w);
-        assert_eq!(t.next_deadline(), Some(now + 2 * LEASE));
-        assert!(t.expire_waited_for(now + LEASE).is_empty());
-        assert_eq!(t.expire_waited_for(now + 2 * LEASE), vec![KEY.to_vec()]);
-        assert_eq!(t.next_waiter(KEY).unwrap().token, "w");
-        assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
-        assert!(!t.is_free(b"alone", now), "a lease nobody waits for stays");
+    /// The batch failed: undoes its changes, newest first, and returns the
+    /// waiters it queued (their callers are told the fault).
+    pub(super) fn roll_back(&mut self) -> Vec<Waiter> {
+        let mut dropped = Vec::new();
+        while let Some(undo) = self.journal.pop() {
+            let key = match undo {
+                Undo::Holder(key, before) => {
+                    self.locks.entry(key.clone()).or_default().holder = before;
+                    key
+                }
+                Undo::Held(key, deadline, held) => {
+                    let holder = self.locks.get_mut(&key).and_then(|s| s.holder.as_mut());
+                    if let Some(h) = holder {
+                        (h.deadline, h.held) = (deadline, held);
+                    }
+                    key
+                }
+                Undo::Queued(key, token) => {
+                    if let Some(state) = self.locks.get_mut(&key) {
+                        let queue = std::mem::take(&mut state.queue);
+                        for w in queue {
+                            if w.token == token {
+                                dropped.push(w);
+                            } else {
+                                state.queue.push_back(w);
+                            }
+                        }
+                    }
+                    key
+                }
+            };
+            self.forget_if_idle(&key);
+        }
+        dropped
     }
 }

@@ -53,6 +53,11 @@ pub(super) enum Refusal {
     LockHeld,
     /// The token does not hold the lock (expired, released, never did).
     LockLost,
+    /// The session its holder locked expired under the lock (a wall clock
+    /// that jumped past the lease's end): the lock ends with it, and its
+    /// holder is told LOCK_LOST, as for a lease that ran out, since what it
+    /// must do is the same (lock again, read the session as it now is).
+    SessionLost,
     /// The compare-and-set guard did not match.
     VersionMismatch { expected: u64, current: u64 },
     /// The write would exceed a limit; the error as [`crate::session::Limits`]
@@ -64,7 +69,7 @@ impl From<Refusal> for Error {
     fn from(r: Refusal) -> Error {
         match r {
             Refusal::LockHeld => Error::LockHeld,
-            Refusal::LockLost => Error::LockLost,
+            Refusal::LockLost | Refusal::SessionLost => Error::LockLost,
             Refusal::VersionMismatch { expected, current } => {
                 Error::VersionMismatch { expected, current }
             }
@@ -98,9 +103,28 @@ pub(super) enum Fault {
     /// The actor thread is gone, so nothing can be written any more.
     #[error("the store thread stopped")]
     Stopped,
+
+    /// A write failed on the file (a full disk, an I/O error) and redb
+    /// refuses everything until it is opened again; the store retries that.
+    #[error("the store file is being opened again after a failed write")]
+    Closed,
 }
 
 impl Fault {
+    /// Whether redb refuses everything after this fault until the database
+    /// is opened again (`PreviousIo`: an I/O failure poisons the handle).
+    pub(super) fn closes_file(&self) -> bool {
+        matches!(
+            self,
+            Fault::Storage(
+                redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::Backend(_)
+                    | redb::Error::DatabaseClosed
+            )
+        )
+    }
+
     /// What every command of a batch that failed is told. The batch was
     /// rolled back, so none of its writes happened and a retry is safe:
     /// STORE_UNAVAILABLE for all of them, whatever the fault (a corrupt
@@ -116,7 +140,7 @@ impl Fault {
 impl From<Fault> for Error {
     fn from(f: Fault) -> Error {
         match f {
-            Fault::Open { .. } | Fault::Storage(_) | Fault::Stopped => {
+            Fault::Open { .. } | Fault::Storage(_) | Fault::Stopped | Fault::Closed => {
                 Error::StoreUnavailable(f.to_string())
             }
             Fault::Corrupt(_) | Fault::Spawn(_) => Error::Internal(f.to_string()),
@@ -170,11 +194,25 @@ mod tests {
             Fault::from(redb::TableError::TableIsMultimap("sessions".into())),
             Fault::from(redb::CommitError::TransactionPoisoned),
             Fault::Stopped,
+            Fault::Closed,
         ];
         for f in faults {
             let (code, reason) = crate::status::code_and_reason(&Error::from(f));
             assert_eq!((code, reason), (Code::Unavailable, "STORE_UNAVAILABLE"));
         }
+    }
+
+    #[test]
+    fn only_io_failures_close_the_file() {
+        let io = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(Fault::from(redb::StorageError::Io(io())).closes_file());
+        assert!(
+            Fault::from(redb::CommitError::Storage(redb::StorageError::Io(io()))).closes_file()
+        );
+        assert!(Fault::from(redb::StorageError::PreviousIo).closes_file());
+        assert!(!Fault::from(redb::TransactionError::WouldBlock).closes_file());
+        assert!(!corrupt().closes_file());
+        assert!(!Fault::Closed.closes_file());
     }
 
     #[test]
@@ -198,6 +236,7 @@ mod tests {
         let cases = [
             (Refusal::LockHeld, Code::FailedPrecondition, "LOCK_HELD"),
             (Refusal::LockLost, Code::FailedPrecondition, "LOCK_LOST"),
+            (Refusal::SessionLost, Code::FailedPrecondition, "LOCK_LOST"),
             (
                 Refusal::VersionMismatch {
                     expected: 3,

@@ -1,19 +1,40 @@
 //! The redb tables of the embedded store and the steps that read and write
 //! them inside the actor's transaction. Checks come before writes: a refused
-//! step writes nothing.
+//! step writes nothing. Every step takes the time (`now`, ms since the epoch)
+//! from its caller: one clock reading decides a command, and tests drive the
+//! clock.
 //!
-//! - `sessions`: key -> [`record`](super::record) (the file format).
+//! - `sessions`: key -> [`record`](super::record) (the file format). A record
+//!   past its expiry is never returned; the sweep or the next write removes it.
+//! - `expiry`: (expires_ms, key) -> (), the index the sweep finds idle
+//!   sessions by. Every step that replaces or removes a record removes the
+//!   row of the record it found, expired or not, so a session has one row.
+//!   The sweep still deletes a session only if its record's own expiry is
+//!   due: a row left behind (files written before this rule have them)
+//!   never deletes a live session.
 //! - `meta`: key -> (highest version ever given, highest fencing token ever
-//!   given). Never deleted, so neither goes back across delete and re-create.
-//! - `expiry`: (expires_ms, key) -> (), the index the sweeper deletes idle
-//!   sessions by.
+//!   given). The row of a session ever written stays for good, so its
+//!   versions never go back across delete, expiry and re-create.
+//! - `unwritten`: the keys whose meta row a lock made and no write followed
+//!   (version 0). Their rows are dropped once nobody holds or waits for the
+//!   lock, so locking random ids leaves nothing behind.
+//! - `floors`: the fence floor, the highest fencing token of any dropped meta
+//!   row. A new fencing token is above its row's and the floor, so an id
+//!   whose row was dropped still never sees a fencing token go back.
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
-use super::outcome::{Fault, Outcome, Refusal};
+use super::outcome::Fault;
 use super::record;
-use crate::session::{self, Guards, Limits, Mutation, Session, Written};
-use crate::store::now_ms;
+use crate::session::Session;
+
+mod meta;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub(super) use meta::{drop_if_unwritten, next_fence};
+pub(super) use session::{delete, keep_alive, write};
 
 pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 
@@ -21,130 +42,50 @@ pub(super) const META: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new
 
 pub(super) const EXPIRY: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("expiry");
 
+pub(super) const UNWRITTEN: TableDefinition<&[u8], ()> = TableDefinition::new("unwritten");
+
+pub(super) const FLOORS: TableDefinition<&str, u64> = TableDefinition::new("floors");
+
 /// Creates the tables that do not exist yet, so that readers never meet a
-/// missing one.
+/// missing one. A file written before `unwritten` existed has its lock-only
+/// meta rows listed there once, for the first sweep to drop.
 pub(super) fn create(db: &Database) -> Result<(), Fault> {
     let txn = db.begin_write()?;
+    let listed = txn.list_tables()?.any(|t| t.name() == UNWRITTEN.name());
     {
         txn.open_table(SESSIONS)?;
         txn.open_table(META)?;
         txn.open_table(EXPIRY)?;
+        txn.open_table(UNWRITTEN)?;
+        txn.open_table(FLOORS)?;
+    }
+    if !listed {
+        meta::list_unwritten(&txn)?;
     }
     txn.commit()?;
     Ok(())
 }
 
-/// UpdateSession's atomic step, after the lock guard passed.
-pub(super) fn write(
+/// What a sweep removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Swept {
+    /// Sessions whose idle TTL ran out.
+    pub sessions: usize,
+    /// Meta rows of ids never written that nobody held or waited for.
+    pub metas: usize,
+}
+
+/// Deletes the sessions whose idle TTL ran out (their meta rows stay), and
+/// drops the meta rows of ids never written whose lock is not `in_use`.
+pub(super) fn sweep(
     txn: &WriteTransaction,
-    key: &[u8],
-    m: &Mutation,
-    g: &Guards,
-    limits: &Limits,
-) -> Result<Outcome<Written>, Fault> {
-    let now = now_ms();
-    let mut sessions = txn.open_table(SESSIONS)?;
-    let current = read_session(&sessions, key, now)?;
-    if let Err(r) = check_version(g, current.as_ref()) {
-        return Ok(Outcome::Refused(r));
-    }
-    let mut fields = current
-        .as_ref()
-        .map(|s| s.fields.clone())
-        .unwrap_or_default();
-    session::apply(&mut fields, m);
-    let bytes = fields.bytes();
-    if let Err(e) = limits.check_result(fields.len(), bytes) {
-        return Ok(Outcome::Refused(Refusal::Limit(e)));
-    }
-    let mut meta = txn.open_table(META)?;
-    let (hwm, fence) = meta.get(key)?.map(|g| g.value()).unwrap_or((0, 0));
-    let version = hwm + 1;
-    meta.insert(key, (version, fence))?;
-    let expires_ms = now + limits.idle_ttl.as_millis() as i64;
-    let stored = Session {
-        fields,
-        version,
-        created_ms: current.as_ref().map_or(now, |s| s.created_ms),
-        updated_ms: now,
-        expires_ms,
-    };
-    sessions.insert(key, record::encode(&stored).as_slice())?;
-    let mut expiry = txn.open_table(EXPIRY)?;
-    if let Some(old) = &current {
-        expiry.remove((old.expires_ms, key))?;
-    }
-    expiry.insert((expires_ms, key), ())?;
-    Ok(Outcome::Done(Written {
-        version,
-        expires_ms,
-    }))
-}
-
-/// DeleteSession's atomic step, after the lock guard passed: the version the
-/// session had, `None` when there was nothing to delete.
-pub(super) fn delete(
-    txn: &WriteTransaction,
-    key: &[u8],
-    g: &Guards,
-) -> Result<Outcome<Option<u64>>, Fault> {
-    let mut sessions = txn.open_table(SESSIONS)?;
-    let current = read_session(&sessions, key, now_ms())?;
-    if let Err(r) = check_version(g, current.as_ref()) {
-        return Ok(Outcome::Refused(r));
-    }
-    let Some(current) = current else {
-        return Ok(Outcome::Done(None));
-    };
-    sessions.remove(key)?;
-    txn.open_table(EXPIRY)?.remove((current.expires_ms, key))?;
-    Ok(Outcome::Done(Some(current.version)))
-}
-
-/// A lock grant's durable part: takes the next fencing token of `key` and
-/// reads the session as it is now.
-pub(super) fn next_fence(
-    txn: &WriteTransaction,
-    key: &[u8],
-) -> Result<(u64, Option<Session>), Fault> {
-    let mut meta = txn.open_table(META)?;
-    let (version_hwm, fence) = meta.get(key)?.map(|g| g.value()).unwrap_or((0, 0));
-    let fence = fence + 1;
-    meta.insert(key, (version_hwm, fence))?;
-    let sessions = txn.open_table(SESSIONS)?;
-    let session = read_session(&sessions, key, now_ms())?;
-    Ok((fence, session))
-}
-
-fn check_version(g: &Guards, current: Option<&Session>) -> Result<(), Refusal> {
-    let Some(expected) = g.expected_version else {
-        return Ok(());
-    };
-    let actual = current.map_or(0, |s| s.version);
-    if actual != expected {
-        return Err(Refusal::VersionMismatch {
-            expected,
-            current: actual,
-        });
-    }
-    Ok(())
-}
-
-/// Deletes the sessions whose idle TTL ran out (their meta rows stay).
-pub(super) fn sweep_expired(txn: &WriteTransaction) -> Result<(), Fault> {
-    let now = now_ms();
-    let mut expiry = txn.open_table(EXPIRY)?;
-    let mut sessions = txn.open_table(SESSIONS)?;
-    let mut due = Vec::new();
-    for entry in expiry.range((i64::MIN, &[][..])..(now, &[][..]))? {
-        let (k, _) = entry?;
-        due.push(k.value().1.to_vec());
-    }
-    expiry.retain_in((i64::MIN, &[][..])..(now, &[][..]), |_, _| false)?;
-    for key in due {
-        sessions.remove(key.as_slice())?;
-    }
-    Ok(())
+    now: i64,
+    in_use: impl Fn(&[u8]) -> bool,
+) -> Result<Swept, Fault> {
+    Ok(Swept {
+        sessions: session::sweep_expired(txn, now)?,
+        metas: meta::sweep_unwritten(txn, in_use)?,
+    })
 }
 
 /// The session stored under `key`, `None` when there is none or it expired.
@@ -153,9 +94,16 @@ pub(super) fn read_session(
     key: &[u8],
     now: i64,
 ) -> Result<Option<Session>, Fault> {
-    let Some(raw) = table.get(key)? else {
-        return Ok(None);
-    };
-    let session = record::decode(raw.value())?;
-    Ok((session.expires_ms > now).then_some(session))
+    Ok(stored(table, key)?.filter(|s| s.expires_ms > now))
+}
+
+/// The record stored under `key`, expired or not.
+fn stored(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Session>, Fault> {
+    match table.get(key)? {
+        Some(raw) => Ok(Some(record::decode(raw.value())?)),
+        None => Ok(None),
+    }
 }

@@ -1,6 +1,8 @@
 //! Tests of [`EmbeddedStore`] as its callers use it: files written by earlier
 //! builds, the two ways to take a lock, and faults surfacing as the right
-//! errors. (The conformance suite runs the semantics over gRPC.)
+//! errors; `full_disk`: batches that fail on a real file and leave nothing
+//! behind; `unwritten`: locks leave no meta rows behind. (The conformance
+//! suite runs the semantics over gRPC.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +18,9 @@ use super::{EmbeddedStore, encode_key};
 use crate::error::Error;
 use crate::session::{Guards, Limits, Mutation, Session, SessionKey};
 use crate::stats::Stats;
+
+mod full_disk;
+mod unwritten;
 
 const LEASE: Duration = Duration::from_secs(10);
 

@@ -1,0 +1,251 @@
+//! How the actor applies one command inside its batch's transaction, and
+//! the lock steps commands share: grant, release, hand over, and the sweep.
+//! Checks come before writes, so a refused command writes nothing; `Err` is
+//! only for faults, which fail the batch.
+
+use std::time::{Duration, Instant};
+
+use redb::WriteTransaction;
+
+use super::Actor;
+use super::command::{self, Answer, Command, Reply};
+use crate::session::LockGrant;
+use crate::store::embedded::locks::{Held, Waiter};
+use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
+use crate::store::embedded::tables;
+use crate::store::now_ms;
+
+impl Actor {
+    /// Applies one command.
+    pub(super) fn apply(
+        &mut self,
+        txn: &WriteTransaction,
+        cmd: Command,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), Fault> {
+        let now = Instant::now();
+        match cmd {
+            Command::TryLock {
+                key,
+                token,
+                lease,
+                reply,
+            } => {
+                let outcome = if self.locks.is_free(&key, now) {
+                    match self.grant(txn, &key, token, lease, now) {
+                        Ok(grant) => Outcome::Done(grant),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    }
+                } else {
+                    Outcome::Refused(Refusal::LockHeld)
+                };
+                out.push(Answer::Granted(reply, outcome));
+            }
+            Command::QueueLock {
+                key,
+                token,
+                lease,
+                reply,
+            } => {
+                if self.locks.is_free(&key, now) {
+                    match self.grant(txn, &key, token, lease, now) {
+                        Ok(grant) => out.push(Answer::Granted(reply, Outcome::Done(grant))),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    }
+                } else {
+                    let waiter = Waiter {
+                        token,
+                        lease,
+                        since: now,
+                        reply,
+                    };
+                    self.locks.enqueue(key, waiter);
+                }
+            }
+            Command::Abandon { key, token } => {
+                self.locks.abandon(&key, &token);
+                self.hand_over(txn, &key, now, out)?;
+            }
+            Command::Update { key, m, g, reply } => {
+                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
+                    Err(r) => Outcome::Refused(r),
+                    Ok(held) => {
+                        let written =
+                            tables::write(txn, &key, &m, &g, &self.limits, now_ms(), held);
+                        match written {
+                            Ok(outcome) => {
+                                if let (Outcome::Done(w), Some(_)) = (&outcome, held) {
+                                    self.locks.saw(&key, w.version);
+                                }
+                                outcome
+                            }
+                            Err(fault) => return Err(answered(reply, fault)),
+                        }
+                    }
+                };
+                let release = ends_lock(&outcome, g.release_lock);
+                out.push(Answer::Written(reply, outcome));
+                if release {
+                    self.release(txn, &key, now, out)?;
+                }
+            }
+            Command::Delete { key, g, reply } => {
+                let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
+                    Err(r) => Outcome::Refused(r),
+                    Ok(held) => match tables::delete(txn, &key, &g, now_ms(), held) {
+                        Ok(outcome) => {
+                            if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
+                                self.locks.saw(&key, 0);
+                            }
+                            outcome
+                        }
+                        Err(fault) => return Err(answered(reply, fault)),
+                    },
+                };
+                let release = ends_lock(&outcome, g.release_lock);
+                out.push(Answer::Deleted(reply, outcome));
+                if release {
+                    self.release(txn, &key, now, out)?;
+                }
+            }
+            Command::Unlock { key, token, reply } => {
+                let outcome = Outcome::from(self.locks.check(&key, Some(&token), now).map(drop));
+                let release = outcome.is_done();
+                out.push(Answer::Unit(reply, outcome));
+                if release {
+                    self.release(txn, &key, now, out)?;
+                }
+            }
+            Command::Refresh {
+                key,
+                token,
+                lease,
+                reply,
+            } => {
+                let now_ms = now_ms();
+                let until = now_ms + lease.as_millis() as i64;
+                let outcome = match self.locks.refresh(&key, &token, lease, now, until) {
+                    Err(r) => Outcome::Refused(r),
+                    // The session lives at least as long as the lease.
+                    Ok(()) => match tables::keep_alive(txn, &key, now_ms, until) {
+                        Ok(_) => Outcome::Done(until),
+                        Err(fault) => return Err(answered(reply, fault)),
+                    },
+                };
+                out.push(Answer::Refreshed(reply, outcome));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `token` the holder: takes the next fencing token (durably, in
+    /// this transaction) and reads the session as it is now, kept alive at
+    /// least until the lease ends.
+    fn grant(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        token: String,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<LockGrant, Fault> {
+        let now_ms = now_ms();
+        let until_ms = now_ms + lease.as_millis() as i64;
+        let fence = tables::next_fence(txn, key)?;
+        let session = tables::keep_alive(txn, key, now_ms, until_ms)?;
+        let held = Held {
+            saw: session.as_ref().map_or(0, |s| s.version),
+            until_ms,
+        };
+        self.locks.hold(key, token.clone(), now + lease, held);
+        Ok(LockGrant {
+            token,
+            fence,
+            lease_expires_ms: until_ms,
+            session,
+        })
+    }
+
+    fn release(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        now: Instant,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), Fault> {
+        self.locks.release(key);
+        self.hand_over(txn, key, now, out)
+    }
+
+    /// Grants a free lock to the first waiter still waiting; if nobody holds
+    /// or waits for it then, forgets the lock's entry and drops the meta row
+    /// of an id that was never written.
+    fn hand_over(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        now: Instant,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), Fault> {
+        if let Some(waiter) = self.locks.next_waiter(key) {
+            match self.grant(txn, key, waiter.token.clone(), waiter.lease, now) {
+                Ok(grant) => out.push(Answer::HandedOver {
+                    key: key.to_vec(),
+                    waiter,
+                    grant,
+                }),
+                Err(fault) => {
+                    self.locks.requeue(key.to_vec(), waiter);
+                    return Err(fault);
+                }
+            }
+        }
+        if self.locks.forget_if_idle(key) {
+            tables::drop_if_unwritten(txn, key)?;
+        }
+        Ok(())
+    }
+
+    /// Passes on the locks whose lease ran out while others were waiting,
+    /// and the free ones with waiters (left by a failed batch).
+    pub(super) fn expire_leases(
+        &mut self,
+        txn: &WriteTransaction,
+        out: &mut Vec<Answer>,
+    ) -> Result<(), Fault> {
+        let now = Instant::now();
+        for key in self.locks.expire_waited_for(now) {
+            self.hand_over(txn, &key, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes idle sessions, forgets leases that ran out unwaited, and drops
+    /// the meta rows of ids never written that nobody holds or waits for.
+    pub(super) fn sweep(&mut self, txn: &WriteTransaction) -> Result<(), Fault> {
+        let now = Instant::now();
+        self.locks.forget_expired(now);
+        let locks = &self.locks;
+        let swept = tables::sweep(txn, now_ms(), |key| locks.in_use(key, now))?;
+        if swept != tables::Swept::default() {
+            tracing::debug!(?swept, "embedded store swept");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a step's outcome ends the lock: a release asked for with a write
+/// that was done, or a session that expired under its holder.
+fn ends_lock<T>(outcome: &Outcome<T>, release_lock: bool) -> bool {
+    match outcome {
+        Outcome::Done(_) => release_lock,
+        Outcome::Refused(r) => matches!(r, Refusal::SessionLost),
+    }
+}
+
+/// A command whose own step failed: its caller is told at once, and the
+/// fault goes on to fail the rest of the batch.
+fn answered<T>(reply: Reply<T>, fault: Fault) -> Fault {
+    command::err(reply, &fault);
+    fault
+}
