@@ -8,5 +8,6 @@ mod docs;
 mod durability;
 mod instances;
 mod lifecycle;
+mod redis_locks;
 mod reflection;
 pub mod support;
