@@ -1,6 +1,8 @@
 //! Redis locks and the data they guard (issue 11): a grant is never taken
-//! back behind its holder's back, idle expiry never eats a locked session,
-//! and a holder never writes into another incarnation of its session.
+//! back behind its holder's back, idle expiry never eats a locked session, a
+//! holder never writes into another incarnation of its session, the meta of
+//! ids never written goes away, and fences never go back, even when Redis
+//! loses its data.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,28 @@ async fn raw(s: &Server) -> MultiplexedConnection {
 /// prefix and namespace.
 fn key(id: &str, suffix: char) -> String {
     format!("sd:{{default/{id}}}:{suffix}")
+}
+
+/// How many keys match `pattern` (SCAN, as an operator would count them).
+async fn count_keys(conn: &mut MultiplexedConnection, pattern: &str) -> usize {
+    let mut cursor = 0u64;
+    let mut n = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        n += keys.len();
+        if next == 0 {
+            return n;
+        }
+        cursor = next;
+    }
 }
 
 const CALLERS: usize = 300;
@@ -290,4 +314,101 @@ async fn a_holders_own_recreate_is_still_its_session() {
             .unwrap();
     }
     assert_eq!(strong_fields(&mut c, "new").await.version, 2);
+}
+
+/// Locking ids that are never written leaves nothing behind once their locks
+/// are over (released, or run out); the meta of a session ever written stays,
+/// so its versions go on after a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_of_ids_never_written_goes_away() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let mut c = s.client().await;
+    let mut conn = raw(&s).await;
+    for i in 0..200 {
+        let id = format!("probe-{i}");
+        let l = lock(&mut c, &id, 5000, 0).await.unwrap();
+        unlock(&mut c, &id, l.lock_token).await.unwrap();
+    }
+    for i in 0..50 {
+        lock(&mut c, &format!("lapse-{i}"), 100, 0).await.unwrap();
+    }
+    c.update_session(set("kept", &[("a", "1")])).await.unwrap();
+    let l = lock(&mut c, "kept", 5000, 0).await.unwrap();
+    let del = DeleteSessionRequest {
+        session_id: "kept".into(),
+        lock_token: l.lock_token,
+        release_lock: true,
+        ..Default::default()
+    };
+    assert!(c.delete_session(del).await.unwrap().into_inner().deleted);
+    assert!(count_keys(&mut conn, "sd:*:m").await >= 251);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = usize::MAX;
+    while Instant::now() < deadline {
+        left = count_keys(&mut conn, "sd:*:m").await;
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(left, 1, "only the meta of the session ever written is left");
+    assert_eq!(count_keys(&mut conn, "sd:*").await, 1, "and nothing else");
+    let version = c
+        .update_session(set("kept", &[("b", "2")]))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    assert_eq!(version, 2, "versions go on after the delete");
+}
+
+/// Fences never go back, even when the meta that held their high-water mark
+/// is gone: expired (an id never written), flushed, or lost in a restart
+/// without persistence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_never_go_back_when_redis_loses_data() {
+    let mut s = Server::start(Backend::Redis, &[]).await;
+    let mut c = s.client().await;
+    let mut conn = raw(&s).await;
+    // Many fences in a row on one id: the high-water mark may run ahead of
+    // the clock.
+    let mut last = 0;
+    for _ in 0..500 {
+        let l = lock(&mut c, "f", 5000, 0).await.unwrap();
+        assert!(l.fencing_token > last);
+        last = l.fencing_token;
+        unlock(&mut c, "f", l.lock_token).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_keys(&mut conn, "sd:*").await > 0 {
+        assert!(Instant::now() < deadline, "the meta of 'f' went away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let l = lock(&mut c, "f", 5000, 0).await.unwrap();
+    assert!(l.fencing_token > last, "after the meta expired");
+    last = l.fencing_token;
+    c.update_session(held("f", &l.lock_token, &[("a", "1")]))
+        .await
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let l = lock(&mut c, "f", 5000, 0).await.unwrap();
+    assert!(l.fencing_token > last, "after FLUSHALL");
+    last = l.fencing_token;
+    let redis = s.redis.as_mut().unwrap();
+    redis.stop();
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let l = loop {
+        match lock(&mut c, "f", 5000, 0).await {
+            Ok(l) => break l,
+            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        l.fencing_token > last,
+        "after a restart that lost everything"
+    );
 }

@@ -5,7 +5,8 @@
 --       6 this instance's wake channel
 -- Returns {'OK', deleted version (0 if there was none), 0, expired, release's answer or false}, or a guard's refusal as in
 -- update.lua. The invalidation carries the lowest version a re-created
--- session can have, so caches drop every older copy.
+-- session can have, so caches drop every older copy. The meta stays (a
+-- session that had a version keeps its meta for good).
 local now = now_ms()
 local t, expired = holder()
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)

@@ -6,7 +6,9 @@
 --                   PX the idle TTL, and never less than a lock's lease
 --   KEYS[2] meta    hash: v (highest version ever given), f (highest fencing
 --                   token ever given), h (token of the holder, while held);
---                   no TTL, so neither counter ever goes back
+--                   no TTL once a version was given, so versions never go
+--                   back; the meta of an id never written expires after its
+--                   lock (see meta_lasts)
 --   KEYS[3] lock    hash: t (holder's token), f (its fencing token), c (the
 --                   incarnation it was granted on: the data's c, '0' for
 --                   none); PX lease
@@ -50,6 +52,12 @@ local function live_head(now)
   end
 end
 
+-- How long the meta of an id never written outlives its last lease (see
+-- meta_lasts): a margin for the clock stepping back a little, and the time
+-- within which a lease that ran out unseen is still counted by the next call
+-- (holder).
+local META_GRACE_MS = 2000
+
 -- Keeps the data alive at least `ms` more (a lock's lease), and says so in
 -- its e: idle expiry never takes a session from under its holder.
 local function keep_data(now, ms)
@@ -60,14 +68,31 @@ local function keep_data(now, ms)
   end
 end
 
--- Gives the lock to `token` for `lease` ms; returns its fencing token. The
--- lock records the incarnation it is granted on (check_guards).
+-- The meta of an id never written (no version given) holds only the fence
+-- high-water mark and the holder: it lasts while a lock may be held (`ms`
+-- more), then goes, so locking ids that are never written leaves nothing
+-- behind. It lasts at least until the clock passes its high-water mark, and
+-- `take` floors fences by the clock, so a fence given after it is gone is
+-- still above every fence given before. A write PERSISTs it.
+local function meta_lasts(now, ms)
+  local m = redis.call('HMGET', M, 'v', 'f')
+  if tonumber(m[1] or '0') > 0 or not m[2] then return end
+  local ahead = math.max(tonumber(m[2]) - now, 0)
+  redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
+end
+
+-- Gives the lock to `token` for `lease` ms; returns its fencing token: above
+-- the high-water mark, and never below the clock's ms, so that a meta lost
+-- (expired, flushed, a restart without persistence) never makes a fence go
+-- back. The lock records the incarnation it is granted on (check_guards).
 local function take(token, lease, now)
-  local fence = redis.call('HINCRBY', M, 'f', 1)
-  redis.call('HSET', M, 'h', token)
+  local fence = tonumber(redis.call('HGET', M, 'f') or '0') + 1
+  if fence < now then fence = now end
+  redis.call('HSET', M, 'f', fence, 'h', token)
   redis.call('HSET', L, 't', token, 'f', fence, 'c', redis.call('HGET', D, 'c') or '0')
   redis.call('PEXPIRE', L, lease)
   keep_data(now, lease)
+  meta_lasts(now, lease)
   return fence
 end
 
@@ -76,13 +101,18 @@ end
 -- returns {token, fencing token, lease expires ms, data...} (data as HGETALL
 -- gives it), and the calling instance gives it to that waiter with no
 -- further round trip. Any other waiter is woken over pub/sub and takes the
--- lock itself: returns {token}. Nobody waiting: false.
+-- lock itself: returns {token}. Nobody waiting: false. Unless the lock was
+-- handed on here, the meta of an id never written begins to expire.
 local function release(now, mine)
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   local head, channel, lease = live_head(now)
-  if not head then return false end
+  if not head then
+    meta_lasts(now, 0)
+    return false
+  end
   if channel ~= mine then
+    meta_lasts(now, 0)
     redis.call('PUBLISH', channel, head)
     return {head}
   end
@@ -99,6 +129,7 @@ end
 local function revoke(now)
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
+  meta_lasts(now, 0)
   local head, channel = live_head(now)
   if head then redis.call('PUBLISH', channel, head) end
 end

@@ -11,4 +11,5 @@ if t ~= ARGV[1] or not same_incarnation(now) then return {'LOCK_LOST', 0, 0, exp
 local lease = tonumber(ARGV[2])
 redis.call('PEXPIRE', L, lease)
 keep_data(now, lease)
+meta_lasts(now, lease)
 return {'OK', now + lease, 0, expired}

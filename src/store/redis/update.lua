@@ -65,12 +65,14 @@ local created = now
 if cur > 0 then created = tonumber(d[4]) end
 if replace then redis.call('DEL', D) end
 in_chunks('HDEL', D, deleted)
--- Versions come from meta, which outlives the data: never reused.
+-- Versions come from meta, which outlives the data: never reused. Written
+-- once, it never expires (see the prelude's meta_lasts).
 local version = redis.call('HINCRBY', M, 'v', 1)
 if version <= cur then
   version = cur + 1
   redis.call('HSET', M, 'v', version)
 end
+redis.call('PERSIST', M)
 -- The idle TTL, but a holder that keeps the lock keeps its session too.
 local holds = ARGV[1] ~= '' and ARGV[3] ~= '1'
 local ttl = tonumber(ARGV[5])
