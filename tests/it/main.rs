@@ -13,5 +13,6 @@ mod instances;
 mod lifecycle;
 mod observability;
 mod redis_durability;
+mod redis_locks;
 mod reflection;
 pub mod support;

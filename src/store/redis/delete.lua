@@ -5,10 +5,11 @@
 --       6 this instance's wake channel
 -- Returns {'OK', deleted version (0 if there was none), 0, expired, release's answer or false}, or a guard's refusal as in
 -- update.lua. The invalidation carries the lowest version a re-created
--- session can have, so caches drop every older copy.
+-- session can have, so caches drop every older copy. The meta stays (a
+-- session that had a version keeps its meta for good).
 local now = now_ms()
 local t, expired = holder()
-local refused = check_guards(t, ARGV[1], ARGV[2], expired)
+local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
 if refused then return refused end
 local cur = tonumber(redis.call('HGET', D, 'v') or '0')
 if cur > 0 then
@@ -16,5 +17,10 @@ if cur > 0 then
   redis.call('PUBLISH', ARGV[4], (cur + 1) .. ' ' .. ARGV[5])
 end
 local woken = false
-if ARGV[3] == '1' then woken = release(now, ARGV[6]) end
+if ARGV[3] == '1' then
+  woken = release(now, ARGV[6])
+elseif ARGV[1] ~= '' and cur > 0 then
+  -- The holder's own delete: its grant now stands on no session.
+  redis.call('HSET', L, 'c', '0')
+end
 return {'OK', cur, 0, expired, woken}

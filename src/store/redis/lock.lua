@@ -6,7 +6,8 @@
 -- ARGV: 1 token  2 lease ms  3 'try' | 'wait'  4 waiter alive ms
 --       5 this instance's wake channel
 -- Returns {'GRANTED', fencing token, lease expires ms, expired, data...}
---         (data: the data hash as HGETALL returns it; empty if none)
+--         (data: the data hash as HGETALL returns it; empty if none; kept
+--         alive at least to the lease's end)
 --      or {'LOCK_HELD', 0, 0, expired}
 --      or {'QUEUED', ms until the lease runs out (-2: free now), 0, expired}
 local now = now_ms()
@@ -30,7 +31,7 @@ if not t then
       redis.call('LPOP', Q)
       redis.call('HDEL', W, token)
     end
-    return granted(take(token, lease), now + lease)
+    return granted(take(token, lease, now), now + lease)
   end
 end
 if ARGV[3] == 'try' then return {'LOCK_HELD', 0, 0, expired} end

@@ -2,11 +2,16 @@
 -- keys of one session, all with the same hash tag, so they live in one
 -- Cluster slot:
 --   KEYS[1] data    hash: 'f:<name>' -> value, plus v (version), c/u/e
---                   (created/updated/expires ms), k (field count), n (bytes)
+--                   (created/updated/expires ms), k (field count), n (bytes);
+--                   PX the idle TTL, and never less than a lock's lease
 --   KEYS[2] meta    hash: v (highest version ever given), f (highest fencing
 --                   token ever given), h (token of the holder, while held);
---                   no TTL, so neither counter ever goes back
---   KEYS[3] lock    hash: t (holder's token), f (its fencing token); PX lease
+--                   no TTL once a version was given, so versions never go
+--                   back; the meta of an id never written expires after its
+--                   lock (see meta_lasts)
+--   KEYS[3] lock    hash: t (holder's token), f (its fencing token), c (the
+--                   incarnation it was granted on: the data's c, '0' for
+--                   none); PX lease
 --   KEYS[4] queue   list of waiting tokens, oldest first
 --   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>'
 -- Every reply is an array whose 4th element is 1 when this call found that a
@@ -47,12 +52,47 @@ local function live_head(now)
   end
 end
 
--- Gives the lock to `token` for `lease` ms; returns its fencing token.
-local function take(token, lease)
-  local fence = redis.call('HINCRBY', M, 'f', 1)
-  redis.call('HSET', L, 't', token, 'f', fence)
+-- How long the meta of an id never written outlives its last lease (see
+-- meta_lasts): a margin for the clock stepping back a little, and the time
+-- within which a lease that ran out unseen is still counted by the next call
+-- (holder).
+local META_GRACE_MS = 2000
+
+-- Keeps the data alive at least `ms` more (a lock's lease), and says so in
+-- its e: idle expiry never takes a session from under its holder.
+local function keep_data(now, ms)
+  local ttl = redis.call('PTTL', D)
+  if ttl >= 0 and ttl < ms then
+    redis.call('PEXPIRE', D, ms)
+    redis.call('HSET', D, 'e', now + ms)
+  end
+end
+
+-- The meta of an id never written (no version given) holds only the fence
+-- high-water mark and the holder: it lasts while a lock may be held (`ms`
+-- more), then goes, so locking ids that are never written leaves nothing
+-- behind. It lasts at least until the clock passes its high-water mark, and
+-- `take` floors fences by the clock, so a fence given after it is gone is
+-- still above every fence given before. A write PERSISTs it.
+local function meta_lasts(now, ms)
+  local m = redis.call('HMGET', M, 'v', 'f')
+  if tonumber(m[1] or '0') > 0 or not m[2] then return end
+  local ahead = math.max(tonumber(m[2]) - now, 0)
+  redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
+end
+
+-- Gives the lock to `token` for `lease` ms; returns its fencing token: above
+-- the high-water mark, and never below the clock's ms, so that a meta lost
+-- (expired, flushed, a restart without persistence) never makes a fence go
+-- back. The lock records the incarnation it is granted on (check_guards).
+local function take(token, lease, now)
+  local fence = tonumber(redis.call('HGET', M, 'f') or '0') + 1
+  if fence < now then fence = now end
+  redis.call('HSET', M, 'f', fence, 'h', token)
+  redis.call('HSET', L, 't', token, 'f', fence, 'c', redis.call('HGET', D, 'c') or '0')
   redis.call('PEXPIRE', L, lease)
-  redis.call('HSET', M, 'h', token)
+  keep_data(now, lease)
+  meta_lasts(now, lease)
   return fence
 end
 
@@ -61,27 +101,59 @@ end
 -- returns {token, fencing token, lease expires ms, data...} (data as HGETALL
 -- gives it), and the calling instance gives it to that waiter with no
 -- further round trip. Any other waiter is woken over pub/sub and takes the
--- lock itself: returns {token}. Nobody waiting: false.
+-- lock itself: returns {token}. Nobody waiting: false. Unless the lock was
+-- handed on here, the meta of an id never written begins to expire.
 local function release(now, mine)
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   local head, channel, lease = live_head(now)
-  if not head then return false end
+  if not head then
+    meta_lasts(now, 0)
+    return false
+  end
   if channel ~= mine then
+    meta_lasts(now, 0)
     redis.call('PUBLISH', channel, head)
     return {head}
   end
   redis.call('LPOP', Q)
   redis.call('HDEL', W, head)
-  local handed = {head, take(head, lease), now + lease}
+  local handed = {head, take(head, lease, now), now + lease}
   for _, v in ipairs(redis.call('HGETALL', D)) do handed[#handed + 1] = v end
   return handed
 end
 
--- The lock and version guards of a write; nil when they pass.
-local function check_guards(t, token, expected, expired)
+-- Ends the grant of a holder whose session changed incarnation behind its
+-- back (see check_guards): the lock is released and the first live waiter,
+-- of whichever instance, woken to take it.
+local function revoke(now)
+  redis.call('DEL', L)
+  redis.call('HDEL', M, 'h')
+  meta_lasts(now, 0)
+  local head, channel = live_head(now)
+  if head then redis.call('PUBLISH', channel, head) end
+end
+
+-- Whether the holder's grant still stands on the session it was granted on.
+-- The data can go, or be replaced, behind a holder's back only by Redis
+-- (eviction under maxmemory, a key deleted or restored by hand): its own
+-- writes keep the lock's c in step, and nobody else can write. A write
+-- would then merge into a session its holder never read, so the grant is
+-- over: revoked, and the caller told LOCK_LOST, which says what to do (lock
+-- again, which reads the session afresh). A lock granted before c was
+-- recorded has none and passes.
+local function same_incarnation(now)
+  local c = redis.call('HGET', L, 'c')
+  if not c or c == (redis.call('HGET', D, 'c') or '0') then return true end
+  revoke(now)
+  return false
+end
+
+-- The lock and version guards of a write; nil when they pass. The only
+-- write before a refusal is a revoked grant (see same_incarnation).
+local function check_guards(now, t, token, expected, expired)
   if token ~= '' then
-    if t ~= token then return {'LOCK_LOST', 0, 0, expired} end
+    if t ~= token or not same_incarnation(now) then return {'LOCK_LOST', 0, 0, expired} end
   elseif t then
     return {'LOCK_HELD', 0, 0, expired}
   end

@@ -9,12 +9,15 @@
 --       12 .. 11+2S: name, value pairs to set;  the rest: names to delete
 --       (deduplicated, disjoint from the set names)
 -- Returns {'OK', new version, expires ms, expired, release's answer or false}
---      or {'LOCK_LOST'|'LOCK_HELD', 0, 0, expired}
+--         (expires: the idle TTL from now, or the lease's end if later and
+--         the holder keeps the lock)
+--      or {'LOCK_LOST'|'LOCK_HELD', 0, 0, expired} (LOCK_LOST also when the
+--         session changed incarnation since the grant: see the prelude)
 --      or {'VERSION_MISMATCH', current version, 0, expired}
 --      or {'LIMIT_EXCEEDED', 'max_fields'|'max_session_bytes', value, expired}
 local now = now_ms()
 local t, expired = holder()
-local refused = check_guards(t, ARGV[1], ARGV[2], expired)
+local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
 if refused then return refused end
 
 local replace = ARGV[4] == '1'
@@ -62,18 +65,25 @@ local created = now
 if cur > 0 then created = tonumber(d[4]) end
 if replace then redis.call('DEL', D) end
 in_chunks('HDEL', D, deleted)
--- Versions come from meta, which outlives the data: never reused.
+-- Versions come from meta, which outlives the data: never reused. Written
+-- once, it never expires (see the prelude's meta_lasts).
 local version = redis.call('HINCRBY', M, 'v', 1)
 if version <= cur then
   version = cur + 1
   redis.call('HSET', M, 'v', version)
 end
+redis.call('PERSIST', M)
+-- The idle TTL, but a holder that keeps the lock keeps its session too.
+local holds = ARGV[1] ~= '' and ARGV[3] ~= '1'
 local ttl = tonumber(ARGV[5])
+if holds then ttl = math.max(ttl, redis.call('PTTL', L)) end
 local i = #h
 h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6] = 'v', version, 'c', created, 'u', now
 h[i + 7], h[i + 8], h[i + 9], h[i + 10], h[i + 11], h[i + 12] = 'e', now + ttl, 'k', count, 'n', bytes
 in_chunks('HSET', D, h)
 redis.call('PEXPIRE', D, ttl)
+-- The holder's own (re-)create: its grant stands on this incarnation now.
+if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
 redis.call('PUBLISH', ARGV[8], version .. ' ' .. ARGV[9])

@@ -29,27 +29,87 @@ struct Waiter {
 
 /// The callers queued for a lock through this instance, by token: the
 /// releasing scripts and the wake-up channel name them by token.
+///
+/// A releasing script can hand the lock to a waiter of this instance while
+/// that waiter's own retry finds the lock already its own and returns it to
+/// its caller: two answers for one grant, and the handover's may be read
+/// second. So a waiter that takes the lock by its own attempt leaves a mark
+/// ([`Registry::taken`]) that tells a late handover of that grant apart from
+/// one whose waiter has gone; only the latter is abandoned. Never abandoning
+/// a token a caller of this instance holds is what keeps a grant from being
+/// taken back behind its holder's back.
 #[derive(Default)]
-pub(super) struct Waiters(Mutex<HashMap<String, Arc<Waiter>>>);
+pub(super) struct Waiters(Mutex<Registry>);
+
+#[derive(Default)]
+struct Registry {
+    waiting: HashMap<String, Arc<Waiter>>,
+    /// Tokens that took the lock by their own attempt, while a handover of
+    /// the same grant may still be on its way, until when it may arrive.
+    taken: HashMap<String, Instant>,
+    /// `taken` is rid of marks past their time when it reaches this length
+    /// (doubling, so that pruning costs O(1) a mark).
+    prune_at: usize,
+}
+
+/// What became of a grant a releasing script handed to a waiter of ours.
+enum Delivery {
+    /// Given to its waiter.
+    Given,
+    /// Its waiter already took the lock by its own attempt: the same grant,
+    /// in use. Nothing to do.
+    AlreadyTaken,
+    /// Nobody of ours waits for it any more: the lock must be released.
+    Orphaned(LockGrant),
+}
 
 impl Waiters {
     fn add(&self, token: String) -> Arc<Waiter> {
         let waiter = Arc::new(Waiter::default());
-        self.0.lock().insert(token, waiter.clone());
+        self.0.lock().waiting.insert(token, waiter.clone());
         waiter
     }
 
     fn remove(&self, token: &str) {
-        self.0.lock().remove(token);
+        self.0.lock().waiting.remove(token);
     }
 
-    fn get(&self, token: &str) -> Option<Arc<Waiter>> {
-        self.0.lock().get(token).cloned()
+    /// `token`'s own attempt was granted the lock. Unless a handover of it
+    /// was already delivered, one may still come, until `handovers_end`.
+    fn took(&self, token: &str, handovers_end: Instant) {
+        let mut r = self.0.lock();
+        let delivered = match r.waiting.remove(token) {
+            Some(w) => w.handed.lock().take().is_some(),
+            None => false,
+        };
+        if delivered {
+            return;
+        }
+        r.taken.insert(token.to_owned(), handovers_end);
+        if r.taken.len() >= r.prune_at {
+            let now = Instant::now();
+            r.taken.retain(|_, end| *end > now);
+            r.prune_at = (2 * r.taken.len()).max(64);
+        }
+    }
+
+    /// Delivers a grant a releasing script handed to one of our waiters.
+    fn deliver(&self, grant: LockGrant) -> Delivery {
+        let mut r = self.0.lock();
+        if let Some(w) = r.waiting.get(&grant.token) {
+            *w.handed.lock() = Some(grant);
+            w.notify.notify_one();
+            return Delivery::Given;
+        }
+        if r.taken.remove(&grant.token).is_some() {
+            return Delivery::AlreadyTaken;
+        }
+        Delivery::Orphaned(grant)
     }
 
     /// Wakes the waiter `token` names, when it is one of this instance's.
     pub(super) fn wake(&self, token: &str) {
-        if let Some(w) = self.0.lock().get(token) {
+        if let Some(w) = self.0.lock().waiting.get(token) {
             w.notify.notify_one();
         }
     }
@@ -93,7 +153,18 @@ impl Inner {
                     self.stats.lock_acquisitions.fetch_add(1, Relaxed);
                     Queued::Granted(grant)
                 }
-                None => self.try_queued(&guard.keys, &guard.token, lease).await?,
+                None => {
+                    let attempt = self.try_queued(&guard.keys, &guard.token, lease).await?;
+                    if let Queued::Granted(_) = attempt {
+                        // A handover of this grant is read within the Redis
+                        // timeout of the call whose script made it, which
+                        // ran before this attempt's (a second more for the
+                        // timers' slack).
+                        let end = Instant::now() + self.timeout + Duration::from_secs(1);
+                        self.waiters.took(&guard.token, end);
+                    }
+                    attempt
+                }
             };
             let free_in = match attempt {
                 Queued::Granted(grant) => {
@@ -149,19 +220,17 @@ impl Inner {
     }
 
     /// Acts on what a releasing script did with the lock. Handed to a waiter
-    /// of this instance: give it the grant. If that waiter has just gone
-    /// (its call ended meanwhile), release the lock again. Woken a waiter:
+    /// of this instance: give it the grant, or nothing when that waiter took
+    /// the lock by its own attempt meanwhile. If that waiter has gone (its
+    /// call ended without the lock), release the lock again. Woken a waiter:
     /// when it is one of ours, wake it now rather than after the pub/sub hop.
     pub(super) fn hand_over(self: &Arc<Self>, handover: Handover, keys: &Keys) {
         match handover {
             Handover::Nobody => {}
             Handover::Woke { token } => self.waiters.wake(&token),
-            Handover::Handed(grant) => match self.waiters.get(&grant.token) {
-                Some(w) => {
-                    *w.handed.lock() = Some(grant);
-                    w.notify.notify_one();
-                }
-                None => self.abandon(keys.clone(), grant.token),
+            Handover::Handed(grant) => match self.waiters.deliver(grant) {
+                Delivery::Given | Delivery::AlreadyTaken => {}
+                Delivery::Orphaned(grant) => self.abandon(keys.clone(), grant.token),
             },
             Handover::Unreadable(fault) => {
                 tracing::error!(error = %fault, "unreadable lock handover");
