@@ -31,9 +31,9 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_DB_PATH", default_value = "sessiond.redb")]
     pub db_path: PathBuf,
 
-    /// How often the embedded store sweeps idle sessions from its file (tests
-    /// shorten it).
-    #[arg(long, env = "SESSIOND_SWEEP_EVERY", value_parser = parse_duration, default_value = "30s", hide = true)]
+    /// How often the embedded store sweeps idle sessions (and the records of
+    /// ids locked but never written) from its file.
+    #[arg(long, env = "SESSIOND_SWEEP_EVERY", value_parser = parse_duration, default_value = "30s")]
     pub sweep_every: Duration,
 
     /// Redis URL, e.g. `redis://127.0.0.1:6379/0`.
