@@ -101,6 +101,7 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             durability_wait: durability.wait,
             durability_warnings: durability.risks.into_iter().map(|(_, why)| why).collect(),
             durability_failures: s.durability_failures.load(Relaxed),
+            data_losses: s.store_data_losses.load(Relaxed),
         }),
         rpcs: Method::ALL
             .iter()

@@ -21,6 +21,12 @@ pub enum Error {
     #[error("session not found")]
     NotFound,
 
+    /// The store holds an older session than the caller has seen.
+    #[error(
+        "the session is at version {current}, below the version {seen} you have seen: the store lost data (e.g. Redis restarted without persistence) or min_version is wrong; read without min_version to see what is there now"
+    )]
+    VersionLost { seen: u64, current: u64 },
+
     #[error(
         "expected version {expected} but the session is at version {current} (0 = it does not exist)"
     )]

@@ -43,6 +43,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod sessions;
+pub mod shares;
 pub mod state;
 pub mod stats;
 pub mod status;

@@ -209,6 +209,11 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Counter(|s| s.stats.store_errors.load(Relaxed)),
     },
     Family {
+        name: "sessiond_store_data_losses_total",
+        help: "Times the store was found to have lost its data (sessions and versions gone; fencing tokens stay safe).",
+        samples: Samples::Counter(|s| s.stats.store_data_losses.load(Relaxed)),
+    },
+    Family {
         name: "sessiond_store_durability_failures_total",
         help: "Writes and grants Redis ran but could not confirm durable in time.",
         samples: Samples::Counter(|s| s.stats.durability_failures.load(Relaxed)),
@@ -414,6 +419,7 @@ mod tests {
             &s.lock_held_rejections,
             &s.store_errors,
             &s.durability_failures,
+            &s.store_data_losses,
         ];
         for (i, c) in counters.into_iter().enumerate() {
             c.store(101 + i as u64 * 3, Relaxed);

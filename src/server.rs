@@ -41,9 +41,8 @@ mod authenticate;
 mod decoding;
 mod observe;
 mod release;
-pub mod shares;
 
-pub use shares::ShareLimits;
+use crate::shares::ShareLimits;
 
 /// How often readiness follows the store's health.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);

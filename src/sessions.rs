@@ -96,7 +96,17 @@ impl Sessions {
                 self.stats.cache_bypasses.fetch_add(1, Relaxed);
             }
         }
-        let session = Arc::new(self.store.get(key).await?.ok_or(Error::NotFound)?);
+        let session = self.store.get(key).await?.ok_or(Error::NotFound)?;
+        // Versions never go back, unless the store lost data: a caller that
+        // has seen a later version is told so, not handed the older session
+        // as if it were current.
+        if session.version < min_version {
+            return Err(Error::VersionLost {
+                seen: min_version,
+                current: session.version,
+            });
+        }
+        let session = Arc::new(session);
         self.fill(key, session.clone(), epoch).await;
         Ok(Read {
             session,

@@ -6,9 +6,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::server::shares::{ShareLimits, Shares};
 use crate::session::Limits;
 use crate::sessions::Sessions;
+use crate::shares::{ShareLimits, Shares};
 use crate::stats::Stats;
 
 pub struct State {

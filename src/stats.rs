@@ -29,6 +29,8 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     pub store_healthy: AtomicBool,
     /// Writes and grants Redis ran but could not confirm durable in time.
+    /// Times the store was found to have lost its data (see `redis/loss.rs`).
+    pub store_data_losses: AtomicU64,
     pub durability_failures: AtomicU64,
     /// What the Redis server's settings make of a write, as last read; the
     /// embedded store reports [`Durability::embedded`] instead.

@@ -19,6 +19,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::InvalidArgument { reason, .. } => (Code::InvalidArgument, invalid(*reason)),
         Error::LimitExceeded { .. } => (Code::InvalidArgument, "LIMIT_EXCEEDED"),
         Error::NotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
+        Error::VersionLost { .. } => (Code::DataLoss, "VERSION_LOST"),
         Error::VersionMismatch { .. } => (Code::Aborted, "VERSION_MISMATCH"),
         Error::LockHeld => (Code::FailedPrecondition, "LOCK_HELD"),
         Error::LockLost => (Code::FailedPrecondition, "LOCK_LOST"),
@@ -53,6 +54,10 @@ fn metadata(err: &Error) -> HashMap<String, String> {
         }
         Error::Overloaded => {
             m.insert("limit".to_owned(), "max_concurrent_calls".to_owned());
+        }
+        Error::VersionLost { seen, current } => {
+            m.insert("min_version".to_owned(), seen.to_string());
+            m.insert("current_version".to_owned(), current.to_string());
         }
         Error::VersionMismatch { expected, current } => {
             m.insert("expected_version".to_owned(), expected.to_string());

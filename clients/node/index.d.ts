@@ -181,6 +181,8 @@ export interface Stats {
     /** Settings that can lose acknowledged writes or evict sessions, one sentence each. */
     durabilityWarnings: string[];
     durabilityFailures: number;
+    /** Times the store was found to have lost its data (sessions and versions gone). */
+    dataLosses: number;
   } | null;
   rpcs: Array<{ method: string; calls: number; errors: number; latencyUs: LatencySummary | null }>;
 }

@@ -20,8 +20,8 @@ use futures::future::Either;
 use tonic::Status;
 use tonic::codegen::http;
 
-use super::shares::{Admitted, Caller};
 use crate::error::Error;
+use crate::shares::{Admitted, Caller};
 use crate::state::State;
 
 type Resp = http::Response<tonic::body::Body>;
@@ -75,7 +75,7 @@ where
                 "the call did not pass authentication".into(),
             ));
         };
-        let admitted = match self.state.shares.admit(share.clone()) {
+        let admitted = match self.state.shares.admit(share) {
             Ok(admitted) => admitted,
             Err(e) => return refusal(e),
         };

@@ -18,9 +18,9 @@ use tonic::codegen::http;
 use tonic::codegen::http::HeaderMap;
 use tonic::server::NamedService;
 
-use super::shares::{Caller, Share};
 use crate::auth::{self, NAMESPACE_HEADER};
 use crate::error::{Error, InvalidReason, Result};
+use crate::shares::{Caller, Share};
 use crate::state::State;
 
 type Resp = http::Response<tonic::body::Body>;

@@ -8,8 +8,8 @@ use tonic::Request;
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, InvalidReason, Result};
-use crate::server::shares::Caller;
 use crate::session::{self, Guards, SessionKey};
+use crate::shares::Caller;
 
 /// Time kept between the end of a lock wait and the caller's deadline, for
 /// the answer to reach it.

@@ -204,3 +204,25 @@ async fn strong_reads_are_not_bypasses() {
         .unwrap();
     assert_eq!(f.stats.cache_bypasses.load(Relaxed), 0);
 }
+
+#[tokio::test]
+async fn a_min_version_the_store_does_not_have_is_refused_not_answered_older() {
+    let f = fixture(false);
+    f.write("1").await;
+    for consistency in [Consistency::Cached, Consistency::Strong] {
+        match f.sessions.get(&key(), consistency, 5).await {
+            Err(Error::VersionLost {
+                seen: 5,
+                current: 1,
+            }) => {}
+            other => panic!("{consistency:?}: {other:?}"),
+        }
+    }
+    // What the caller has seen is there: answered as usual.
+    let r = f
+        .sessions
+        .get(&key(), Consistency::Strong, 1)
+        .await
+        .unwrap();
+    assert_eq!(r.session.version, 1);
+}

@@ -29,7 +29,7 @@
 //! `Error` each fault becomes).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
@@ -40,6 +40,7 @@ mod conns;
 mod durability;
 mod fault;
 mod feed;
+mod loss;
 mod waiting;
 pub mod wire;
 
@@ -112,6 +113,8 @@ struct Inner {
     invalidation_channel: String,
     /// The callers queued for a lock through this instance.
     waiters: Waiters,
+    /// Whether this instance has looked for the data-loss marker yet.
+    marker_seen: AtomicBool,
 }
 
 /// The five keys of one session, in the order the scripts expect, and the
@@ -160,6 +163,7 @@ impl RedisStore {
             timeout,
             durability,
             waiters: Waiters::default(),
+            marker_seen: AtomicBool::new(false),
         });
         let store = RedisStore { inner };
         match store.ping().await {
@@ -170,6 +174,9 @@ impl RedisStore {
             Ok(()) => {
                 if let Ok(Err(cannot)) = store.inner.can_honour().await {
                     return Err(Error::StoreUnavailable(cannot));
+                }
+                if let Err(e) = store.inner.check_marker().await {
+                    tracing::warn!(error = %e, "cannot set the data-loss marker yet");
                 }
                 if let Err(e) = store.inner.check_durability().await {
                     tracing::warn!(error = %e, "cannot read Redis's durability settings yet");

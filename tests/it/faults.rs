@@ -236,6 +236,31 @@ async fn redis_restarted_without_persistence_fences_still_go_on() {
             crate::support::counter_of(end.as_ref()) < acked,
             "{id}: a restart without persistence lost nothing?"
         );
+        // A caller that saw a version the store no longer has is told so,
+        // not handed the newer incarnation's older version as current.
+        let seen = h.highest_acked_version(id);
+        let read = c
+            .get_session(sessiond::pb::GetSessionRequest {
+                session_id: id.clone(),
+                consistency: sessiond::pb::Consistency::Strong as i32,
+                min_version: seen,
+            })
+            .await;
+        let still_there = end.as_ref().is_some_and(|s| s.version >= seen);
+        if !still_there {
+            let (code, reason) = crate::support::reason(read);
+            assert!(
+                (code, reason.as_str()) == (tonic::Code::DataLoss, "VERSION_LOST")
+                    || (code, reason.as_str()) == (tonic::Code::NotFound, "SESSION_NOT_FOUND"),
+                "{id}: min_version {seen}: {code:?} {reason}"
+            );
+        }
+    }
+    // sessiond noticed, and says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().await.store.map_or(0, |s| s.data_losses) == 0 {
+        assert!(Instant::now() < deadline, "the loss was not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Whatever Redis forgot, a fence is never handed out twice.
     assert_fences_go_on(&h, &sessions, restarted);

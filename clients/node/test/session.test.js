@@ -250,4 +250,5 @@ test('stats reflect the calls made', async () => {
   assert.equal(st.store.durabilityWait, 'fsync');
   assert.deepEqual(st.store.durabilityWarnings, []);
   assert.equal(st.store.durabilityFailures, 0);
+  assert.equal(st.store.dataLosses, 0);
 });

@@ -110,6 +110,8 @@ class StoreStats:
     # Settings that can lose acknowledged writes or evict sessions, one sentence each.
     durability_warnings: Tuple[str, ...] = ()
     durability_failures: int = 0
+    # Times the store was found to have lost its data (sessions and versions gone).
+    data_losses: int = 0
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             durability_wait=st.durability_wait,
             durability_warnings=tuple(st.durability_warnings),
             durability_failures=st.durability_failures,
+            data_losses=st.data_losses,
         ),
         rpcs={
             r.method: RpcStats(

@@ -90,3 +90,4 @@ def test_real_server_reports_its_durability(client):
     assert (store.durability, store.durability_wait) == ("fsync", "fsync"), "the embedded store"
     assert store.durability_warnings == ()
     assert store.durability_failures == 0
+    assert store.data_losses == 0

@@ -263,6 +263,9 @@ pub(super) async fn watch(inner: Weak<Inner>) {
             _ = &mut reopened => tokio::time::sleep(SETTLE).await,
         }
         let Some(inner) = inner.upgrade() else { return };
+        if let Err(fault) = inner.check_marker().await {
+            tracing::debug!(error = %fault, "cannot look for the data-loss marker now");
+        }
         if let Err(fault) = inner.check_durability().await {
             tracing::debug!(error = %fault, "cannot read Redis's durability settings now");
         }

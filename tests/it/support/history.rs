@@ -216,6 +216,20 @@ impl History {
         }
     }
 
+    /// The highest version acknowledged on `id` (0: none).
+    pub fn highest_acked_version(&self, id: &str) -> u64 {
+        let log = self.0.lock();
+        log.writes
+            .iter()
+            .filter(|w| w.session == id)
+            .filter_map(|w| match w.outcome {
+                Outcome::Acked(v) => Some(v),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn grants(&self, id: &str) -> Vec<Grant> {
         let log = self.0.lock();
         log.grants

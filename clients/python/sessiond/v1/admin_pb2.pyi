@@ -80,7 +80,7 @@ class LockStats(_message.Message):
     def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
 
 class StoreStats(_message.Message):
-    __slots__ = ("healthy", "errors", "pool_size", "pool_idle", "durability", "durability_wait", "durability_warnings", "durability_failures")
+    __slots__ = ("healthy", "errors", "pool_size", "pool_idle", "durability", "durability_wait", "durability_warnings", "durability_failures", "data_losses")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class StoreStats(_message.Message):
     DURABILITY_WAIT_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    DATA_LOSSES_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     errors: int
     pool_size: int
@@ -97,7 +98,8 @@ class StoreStats(_message.Message):
     durability_wait: str
     durability_warnings: _containers.RepeatedScalarFieldContainer[str]
     durability_failures: int
-    def __init__(self, healthy: _Optional[bool] = ..., errors: _Optional[int] = ..., pool_size: _Optional[int] = ..., pool_idle: _Optional[int] = ..., durability: _Optional[str] = ..., durability_wait: _Optional[str] = ..., durability_warnings: _Optional[_Iterable[str]] = ..., durability_failures: _Optional[int] = ...) -> None: ...
+    data_losses: int
+    def __init__(self, healthy: _Optional[bool] = ..., errors: _Optional[int] = ..., pool_size: _Optional[int] = ..., pool_idle: _Optional[int] = ..., durability: _Optional[str] = ..., durability_wait: _Optional[str] = ..., durability_warnings: _Optional[_Iterable[str]] = ..., durability_failures: _Optional[int] = ..., data_losses: _Optional[int] = ...) -> None: ...
 
 class RpcStats(_message.Message):
     __slots__ = ("method", "calls", "errors", "latency_us")

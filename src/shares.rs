@@ -118,20 +118,27 @@ impl Shares {
     /// Counts a new call of `share`, or refuses it: the namespace's working
     /// calls first, then the instance's. The count ends when the
     /// [`Admitted`] is dropped.
-    pub fn admit(self: &Arc<Self>, share: Arc<Share>) -> Result<Admitted> {
+    pub fn admit(self: &Arc<Self>, share: &Arc<Share>) -> Result<Admitted> {
         let working =
             |calls: usize, waiting: &AtomicUsize| calls.saturating_sub(waiting.load(Relaxed));
-        let mine = share.calls.fetch_add(1, Relaxed) + 1;
-        if working(mine, &share.waiting) > self.limits.calls_per_namespace {
-            share.calls.fetch_sub(1, Relaxed);
-            return Err(Error::ShareExceeded {
-                limit: "max_calls_per_namespace",
-            });
+        // A namespace's calls are counted only where its limit applies: the
+        // count is two atomic operations on a line every call shares.
+        let share = (self.limits.calls_per_namespace != usize::MAX).then(|| share.clone());
+        if let Some(share) = &share {
+            let mine = share.calls.fetch_add(1, Relaxed) + 1;
+            if working(mine, &share.waiting) > self.limits.calls_per_namespace {
+                share.calls.fetch_sub(1, Relaxed);
+                return Err(Error::ShareExceeded {
+                    limit: "max_calls_per_namespace",
+                });
+            }
         }
         let all = self.calls.fetch_add(1, Relaxed) + 1;
         if working(all, &self.waiting) > self.limits.calls {
             self.calls.fetch_sub(1, Relaxed);
-            share.calls.fetch_sub(1, Relaxed);
+            if let Some(share) = &share {
+                share.calls.fetch_sub(1, Relaxed);
+            }
             return Err(Error::Overloaded);
         }
         Ok(Admitted {
@@ -197,13 +204,16 @@ impl Shares {
 #[derive(Debug)]
 pub struct Admitted {
     shares: Arc<Shares>,
-    share: Arc<Share>,
+    /// `None` while namespaces have no limit of their own.
+    share: Option<Arc<Share>>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.shares.calls.fetch_sub(1, Relaxed);
-        self.share.calls.fetch_sub(1, Relaxed);
+        if let Some(share) = &self.share {
+            share.calls.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -265,14 +275,14 @@ mod tests {
             ..ShareLimits::NONE
         };
         let (s, a, b) = shares(limits);
-        let a1 = s.admit(a.clone()).unwrap();
-        let _a2 = s.admit(a.clone()).unwrap();
-        assert_eq!(refused_by(s.admit(a.clone())), "max_calls_per_namespace");
-        let _b1 = s.admit(b.clone()).unwrap();
-        assert_eq!(refused_by(s.admit(b.clone())), "max_concurrent_calls");
+        let a1 = s.admit(&a).unwrap();
+        let _a2 = s.admit(&a).unwrap();
+        assert_eq!(refused_by(s.admit(&a)), "max_calls_per_namespace");
+        let _b1 = s.admit(&b).unwrap();
+        assert_eq!(refused_by(s.admit(&b)), "max_concurrent_calls");
         assert_eq!(s.counts(&a), [3, 0, 2, 0], "refusals are not counted");
         drop(a1);
-        let _b2 = s.admit(b.clone()).unwrap();
+        let _b2 = s.admit(&b).unwrap();
         assert_eq!(s.counts(&b), [3, 0, 2, 0]);
     }
 
@@ -286,11 +296,11 @@ mod tests {
         };
         let (s, a, _) = shares(limits);
         let key = SessionKey::new("a", "k").unwrap();
-        let _c1 = s.admit(a.clone()).unwrap();
+        let _c1 = s.admit(&a).unwrap();
         let w1 = s.wait(&a, &key).unwrap();
-        let _c2 = s.admit(a.clone()).unwrap();
+        let _c2 = s.admit(&a).unwrap();
         let _w2 = s.wait(&a, &key).unwrap();
-        let _c3 = s.admit(a.clone()).unwrap();
+        let _c3 = s.admit(&a).unwrap();
         assert_eq!(s.counts(&a), [3, 2, 3, 2]);
         assert_eq!(refused_by(s.wait(&a, &key)), "max_waiters_per_namespace");
         assert_eq!(
@@ -298,7 +308,7 @@ mod tests {
             [3, 2, 3, 2],
             "the refused waiter is not counted"
         );
-        assert_eq!(refused_by(s.admit(a.clone())), "max_calls_per_namespace");
+        assert_eq!(refused_by(s.admit(&a)), "max_calls_per_namespace");
         drop(w1);
         assert_eq!(s.counts(&a), [3, 1, 3, 1]);
     }
@@ -311,9 +321,9 @@ mod tests {
         };
         let (s, a, _) = shares(limits);
         let key = SessionKey::new("a", "k").unwrap();
-        let _c = s.admit(a.clone()).unwrap();
+        let _c = s.admit(&a).unwrap();
         let _w = s.wait(&a, &key).unwrap();
-        assert_eq!(refused_by(s.admit(a.clone())), "max_concurrent_calls");
+        assert_eq!(refused_by(s.admit(&a)), "max_concurrent_calls");
     }
 
     #[test]
