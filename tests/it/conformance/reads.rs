@@ -6,7 +6,7 @@ use sessiond::pb::*;
 use tonic::Code;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Server, fields, get, lock, reason, set};
+use crate::support::{Backend, Server, details, fields, get, lock, reason, set};
 
 async fn get_missing_is_not_found(b: Backend) {
     let s = Server::start(b, &[]).await;
@@ -96,6 +96,21 @@ async fn min_version_forces_a_fresh_read(b: Backend) {
         .await
         .unwrap();
     assert!(r.get_ref().from_cache, "version 1 is cached and new enough");
+    // Above the cached copy, the store is read; a store behind the version
+    // the caller has seen lost data, and says so rather than answering the
+    // older session as current.
+    let r = c
+        .get_session(GetSessionRequest {
+            session_id: "mv".into(),
+            consistency: 0,
+            min_version: 2,
+        })
+        .await;
+    let (code, reason, metadata) = details(r);
+    assert_eq!((code, reason.as_str()), (Code::DataLoss, "VERSION_LOST"));
+    assert_eq!(metadata["current_version"], "1", "the store was read");
+    assert_eq!(metadata["min_version"], "2");
+    c.update_session(set("mv", &[("a", "2")])).await.unwrap();
     let r = c
         .get_session(GetSessionRequest {
             session_id: "mv".into(),
@@ -104,11 +119,7 @@ async fn min_version_forces_a_fresh_read(b: Backend) {
         })
         .await
         .unwrap();
-    assert!(
-        !r.get_ref().from_cache,
-        "min_version above the cached copy reads the store"
-    );
-    assert_eq!(r.get_ref().session.as_ref().unwrap().version, 1);
+    assert_eq!(r.get_ref().session.as_ref().unwrap().version, 2);
 }
 
 async fn crafted_ids_stay_apart(b: Backend) {
