@@ -40,6 +40,7 @@ mod conns;
 mod durability;
 mod fault;
 mod feed;
+mod keys;
 mod loss;
 mod waiting;
 pub mod wire;
@@ -52,10 +53,10 @@ use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
 use fault::Fault;
+use keys::{Keys, add_guards, flag};
 use waiting::Waiters;
 use wire::{
-    DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, encode_into,
-    parse_session,
+    DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
 };
 
 /// How often a queued waiter retries and renews its place in the queue.
@@ -115,14 +116,6 @@ struct Inner {
     waiters: Waiters,
     /// Whether this instance has looked for the data-loss marker yet.
     marker_seen: AtomicBool,
-}
-
-/// The five keys of one session, in the order the scripts expect, and the
-/// invalidation subject (the encoded `ns/id`).
-#[derive(Clone, Default)]
-struct Keys {
-    keys: [String; 5],
-    subject: String,
 }
 
 impl RedisStore {
@@ -320,28 +313,6 @@ impl RedisStore {
 }
 
 impl Inner {
-    fn keys(&self, key: &SessionKey) -> Keys {
-        let mut subject = String::with_capacity(key.namespace.len() + key.id.len() + 8);
-        encode_into(&mut subject, &key.namespace);
-        subject.push('/');
-        encode_into(&mut subject, &key.id);
-        // `<prefix>:{<subject>}:<suffix>`, without the formatting machinery:
-        // this runs on every call.
-        let k = |suffix: char| {
-            let mut k = String::with_capacity(self.prefix.len() + subject.len() + 5);
-            k.push_str(&self.prefix);
-            k.push_str(":{");
-            k.push_str(&subject);
-            k.push_str("}:");
-            k.push(suffix);
-            k
-        };
-        Keys {
-            keys: [k('d'), k('m'), k('l'), k('q'), k('w')],
-            subject,
-        }
-    }
-
     /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`).
     async fn attempt(
         &self,
@@ -413,14 +384,6 @@ fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration)
         .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))
 }
 
-impl Keys {
-    fn add_to(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        for k in &self.keys {
-            inv.key(k);
-        }
-    }
-}
-
 /// What a guard's refusal means to the caller.
 fn refused(refusal: Refusal, g: &Guards) -> Error {
     match refusal {
@@ -431,19 +394,4 @@ fn refused(refusal: Refusal, g: &Guards) -> Error {
             current,
         },
     }
-}
-
-/// ARGV 1-3 of the write scripts: lock token, expected version, release.
-fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
-    inv.arg(g.lock_token.as_deref().unwrap_or(""))
-        .arg(
-            g.expected_version
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-        )
-        .arg(flag(g.release_lock));
-}
-
-fn flag(b: bool) -> &'static str {
-    if b { "1" } else { "0" }
 }
