@@ -50,12 +50,30 @@ impl Server {
         let task = tokio::spawn(sessiond::run(config, listener, async {
             let _ = stopped.await;
         }));
-        Server {
+        let shared = redis.is_some();
+        let server = Server {
             addr,
             redis,
             _dir: dir,
             stop: Some(stop),
             task: Some(task),
+        };
+        if shared {
+            server.wait_for_feed().await;
+        }
+        server
+    }
+
+    /// Waits until the invalidation feed is up, so that CACHED reads may use
+    /// the cache (a server on Redis trusts it only from then on).
+    pub async fn wait_for_feed(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.stats().await.cache.is_some_and(|c| c.feed_healthy) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the invalidation feed never came up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
