@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::auth::Auth;
 use crate::session::Limits;
+use crate::tls::{Tls, TlsFiles};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -81,6 +82,26 @@ pub struct Config {
     /// Calls must then send `authorization: Bearer <token>`.
     #[arg(long, env = "SESSIOND_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
+
+    // TLS, mTLS and the files followed while serving (see tls.rs, auth.rs).
+    /// Turns TLS on: the server's certificate chain (PEM). Plaintext clients
+    /// are then refused. Reloaded when the file changes.
+    #[arg(long, env = "SESSIOND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SESSIOND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Turns mTLS on: clients must present a certificate issued by one of
+    /// these CAs (PEM). Needs `--tls-cert`.
+    #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files and the tokens file are read again; a change
+    /// is loaded without a restart (SIGHUP reloads the tokens file at once).
+    #[arg(long, env = "SESSIOND_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    pub reload_interval: Duration,
 
     /// Address of the Prometheus `/metrics` HTTP endpoint, e.g. `0.0.0.0:9090`;
     /// unset or empty: no endpoint.
@@ -245,6 +266,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `None` while authentication is off.
     pub auth: Option<Auth>,
+    /// `None` while TLS is off.
+    pub tls: Option<Tls>,
     /// The `/metrics` endpoint's address, if it is on.
     pub metrics_addr: Option<SocketAddr>,
     pub cache_max_bytes: u64,
@@ -301,6 +324,26 @@ impl Settings {
                 let auth = Auth::parse(&text)
                     .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
                 Some(auth)
+            }
+        };
+        if c.reload_interval < Duration::from_millis(10) {
+            return Err("--reload-interval must be at least 10ms".into());
+        }
+        let tls = match (c.tls_cert, c.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(
+                TlsFiles {
+                    cert,
+                    key,
+                    client_ca: c.tls_client_ca,
+                },
+                c.reload_interval,
+            )?),
+            (None, None) if c.tls_client_ca.is_none() => None,
+            _ => {
+                return Err(
+                    "TLS needs both --tls-cert and --tls-key (and they with --tls-client-ca)"
+                        .into(),
+                );
             }
         };
         // Checked whichever store is chosen, so a setting that is wrong
@@ -383,6 +426,7 @@ impl Settings {
                 idle_ttl: c.idle_ttl,
             },
             auth,
+            tls,
             metrics_addr,
             cache_max_bytes: c.cache_max_bytes,
             cache_max_age: c.cache_max_age,

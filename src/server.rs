@@ -103,6 +103,7 @@ pub async fn serve(
         waiters_per_session: settings.max_waiters_per_session,
     };
     let max_request_bytes = settings.limits.max_request_bytes();
+    let tls = settings.tls.map(Arc::new);
     let state =
         Arc::new(State::new(sessions, settings.auth, settings.limits, stats).with_shares(shares));
 
@@ -160,16 +161,20 @@ pub async fn serve(
     let mut server = tokio::spawn(
         router.serve_with_incoming_shutdown(
             // Settings on the builder apply only to listeners tonic binds itself.
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60)))
-                .map_ok(Conn),
+            // With TLS, sessiond terminates it itself (see tls.rs).
+            crate::tls::incoming(
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60)))
+                    .map_ok(Conn),
+                tls.clone(),
+            ),
             async {
                 let _ = stopped.await;
             },
         ),
     );
-    tracing::info!(addr = %local, store = state.sessions.store().backend(), "sessiond serving");
+    tracing::info!(addr = %local, store = state.sessions.store().backend(), tls = tls.is_some(), "sessiond serving");
 
     tokio::select! {
         result = &mut server => return Ok(result??),
