@@ -79,7 +79,9 @@ pub struct Config {
     pub redis_check_interval: Duration,
 
     /// Turns authentication on: a file of `<token> <namespace>[,...]` lines.
-    /// Calls must then send `authorization: Bearer <token>`.
+    /// Calls must then send `authorization: Bearer <token>`. Read again on
+    /// SIGHUP and when it changes; a file that does not parse is logged and
+    /// the tokens in force stay.
     #[arg(long, env = "SESSIOND_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
 
@@ -310,6 +312,9 @@ impl Settings {
     /// Validates `c`; `Err` is one line that says what to fix.
     pub fn new(c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
+        if c.reload_interval < Duration::from_millis(10) {
+            return Err("--reload-interval must be at least 10ms".into());
+        }
         let metrics_addr = match c.metrics_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse().map_err(|_| {
@@ -318,17 +323,11 @@ impl Settings {
         };
         let auth = match &c.auth_tokens_file {
             None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
-                let auth = Auth::parse(&text)
-                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
-                Some(auth)
-            }
+            Some(path) => Some(
+                Auth::load(path.clone(), c.reload_interval)
+                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?,
+            ),
         };
-        if c.reload_interval < Duration::from_millis(10) {
-            return Err("--reload-interval must be at least 10ms".into());
-        }
         let tls = match (c.tls_cert, c.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::load(
                 TlsFiles {

@@ -115,6 +115,14 @@ pub async fn serve(
     if let Some(feed) = feed {
         tasks.spawn(follow_feed(state.clone(), feed));
     }
+    if state.auth.is_some() {
+        let state = state.clone();
+        tasks.spawn(async move {
+            if let Some(auth) = &state.auth {
+                auth.follow().await;
+            }
+        });
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     // Ready only once the store answers (this also sets the store's health
     // in GetStats from the start).

@@ -17,3 +17,4 @@ mod redis_locks;
 mod reflection;
 pub mod support;
 mod tls;
+mod tokens;
