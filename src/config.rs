@@ -100,6 +100,12 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Address of a plaintext listener serving only `grpc.health.v1`, e.g.
+    /// `0.0.0.0:50052`, for probes that cannot speak TLS (the kubelet's gRPC
+    /// probes); it carries no session data. Unset or empty: none.
+    #[arg(long, env = "SESSIOND_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
+
     /// How often the TLS files and the tokens file are read again; a change
     /// is loaded without a restart (SIGHUP reloads the tokens file at once).
     #[arg(long, env = "SESSIOND_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "5s")]
@@ -270,6 +276,8 @@ pub struct Settings {
     pub auth: Option<Auth>,
     /// `None` while TLS is off.
     pub tls: Option<Tls>,
+    /// The plaintext health-only listener's address, if it is on.
+    pub health_addr: Option<SocketAddr>,
     /// The `/metrics` endpoint's address, if it is on.
     pub metrics_addr: Option<SocketAddr>,
     pub cache_max_bytes: u64,
@@ -327,6 +335,12 @@ impl Settings {
                 Auth::load(path.clone(), c.reload_interval)
                     .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?,
             ),
+        };
+        let health_addr = match c.health_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("--health-listen `{a}` is not an address: write it like 0.0.0.0:50052")
+            })?),
         };
         let tls = match (c.tls_cert, c.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::load(
@@ -426,6 +440,7 @@ impl Settings {
             },
             auth,
             tls,
+            health_addr,
             metrics_addr,
             cache_max_bytes: c.cache_max_bytes,
             cache_max_age: c.cache_max_age,

@@ -60,6 +60,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot listen for health checks on {addr}")]
+    Health {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the server failed")]
@@ -134,6 +140,22 @@ pub async fn serve(
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
         metrics.spawn(endpoint);
+    }
+
+    if let Some(addr) = settings.health_addr {
+        // Probes that cannot speak TLS ask here; like `/metrics`, it keeps
+        // answering (NOT_SERVING) through the drain.
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Health { addr, source })?;
+        let health_only = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming(TcpIncoming::from(listener));
+        metrics.spawn(async move {
+            if let Err(e) = health_only.await {
+                tracing::error!(error = %e, "health listener failed");
+            }
+        });
     }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()

@@ -270,8 +270,18 @@ def test_pods_are_locked_down(rendered, case):
 @pytest.mark.parametrize("case", CASES)
 def test_probes_are_native_grpc(rendered, case):
     main = container(rendered[case])
-    grpc_port = {p["name"]: p["containerPort"] for p in main["ports"]}["grpc"]
-    assert grpc_port == 50051
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports["grpc"] == 50051
+    # The kubelet's gRPC probes cannot speak TLS: with TLS on they ask the
+    # plaintext health-only listener, which the server is told to open.
+    if "SESSIOND_TLS_CERT" in env_of(rendered[case]):
+        grpc_port = ports["health"]
+        assert grpc_port == 50052
+        assert env_value(rendered[case], "SESSIOND_HEALTH_LISTEN") == "0.0.0.0:50052"
+    else:
+        grpc_port = ports["grpc"]
+        assert "health" not in ports
+        assert "SESSIOND_HEALTH_LISTEN" not in env_of(rendered[case])
     # Readiness and startup ask about the session service; liveness about the
     # server as a whole (the session service's status follows the store, and a
     # restart cannot mend a store outage).
@@ -500,7 +510,11 @@ def test_all_optional_resources(rendered):
     assert env_value(docs, "SESSIOND_AUTH_TOKENS_FILE") == "/etc/sessiond/auth/tokens"
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     (auth_volume,) = [v for v in pod["volumes"] if v["name"] == "auth"]
-    assert auth_volume["secret"] == {"secretName": "sessiond-tokens", "items": [{"key": "tokens", "path": "tokens"}]}
+    assert auth_volume["secret"] == {
+        "secretName": "sessiond-tokens",
+        "defaultMode": 0o400,
+        "items": [{"key": "tokens", "path": "tokens"}],
+    }
     mounts = pod["containers"][0]["volumeMounts"]
     assert {"name": "auth", "mountPath": "/etc/sessiond/auth", "readOnly": True} in mounts
 
@@ -815,13 +829,45 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
         ({"strategy": {"type": "RollingUpdate"}}, "strategy cannot be set with store: embedded"),
         ({"metrics": {"enabled": False}, "prometheusRule": {"enabled": True}}, "prometheusRule.enabled needs metrics.enabled"),
         ({"metrics": {"enabled": False}, "grafanaDashboard": {"enabled": True}}, "grafanaDashboard.enabled needs metrics.enabled"),
+        ({"tls": {"clientCa": {"existingSecret": "ca"}}}, "tls.clientCa.existingSecret turns mTLS on, which needs TLS"),
     ],
     ids=[
         "redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling",
-        "rules-without-metrics", "dashboard-without-metrics",
+        "rules-without-metrics", "dashboard-without-metrics", "mtls-without-tls",
     ],
 )
 def test_templates_refuse(chart, values, message):
     with pytest.raises(helm.HelmRenderError) as refused:
         render(chart, values)
     assert message in str(refused.value)
+
+
+def test_tls_and_mtls_from_secrets_mounted_read_only_0400(rendered):
+    docs = rendered["tls"]
+    assert env_value(docs, "SESSIOND_TLS_CERT") == "/etc/sessiond/tls/tls.crt"
+    assert env_value(docs, "SESSIOND_TLS_KEY") == "/etc/sessiond/tls/tls.key"
+    assert env_value(docs, "SESSIOND_TLS_CLIENT_CA") == "/etc/sessiond/client-ca/ca.crt"
+    assert env_value(docs, "SESSIOND_RELOAD_INTERVAL") == "10s"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"] == {
+        "secretName": "sessiond-tls",
+        "defaultMode": 0o400,
+        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "private.key", "path": "tls.key"}],
+    }
+    assert volumes["client-ca"]["secret"] == {
+        "secretName": "chatbots-ca",
+        "defaultMode": 0o400,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    mounts = container(docs)["volumeMounts"]
+    assert {"name": "tls", "mountPath": "/etc/sessiond/tls", "readOnly": True} in mounts
+    assert {"name": "client-ca", "mountPath": "/etc/sessiond/client-ca", "readOnly": True} in mounts
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "tls"])
+def test_tls_is_off_unless_a_secret_is_given(rendered, case):
+    env = env_of(rendered[case])
+    assert not {"SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA"} & set(env)
+    names = {v["name"] for v in one(rendered[case], "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert not {"tls", "client-ca"} & names

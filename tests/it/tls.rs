@@ -266,3 +266,37 @@ fn bad_tls_settings_are_refused_at_start() {
     assert!(bad(&["--tls-cert", cert, "--tls-key", cert]));
     assert!(bad(&["--tls-cert", key, "--tls-key", key]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_that_cannot_speak_tls_use_the_health_only_listener() {
+    let ca = Ca::new("server CA");
+    let files = Files::new(&ca, &ca);
+    let health_port = crate::support::free_port();
+    let health_listen = format!("127.0.0.1:{health_port}");
+    let mut args = files.args(true);
+    args.extend(["--health-listen", &health_listen]);
+    let s = Server::start(Backend::Embedded, &args).await;
+    let good = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
+    wait_up(s.addr, &ca, Some(&good)).await;
+
+    let plain = crate::support::connect(health_listen.parse().unwrap()).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(plain.clone());
+    for service in ["", "sessiond.v1.SessionService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+    // Nothing but health answers there.
+    let refused = call(&plain, "plain").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+}

@@ -116,6 +116,9 @@ messages are the readable version, and hold when the schema is skipped.
 {{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.tls.clientCa.existingSecret (not .Values.tls.existingSecret) }}
+{{- fail "tls.clientCa.existingSecret turns mTLS on, which needs TLS: set tls.existingSecret to the Secret holding the server's certificate and key" }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled: there is no /metrics endpoint to scrape" }}
 {{- end }}
@@ -184,6 +187,7 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "maxCallsPerNamespace" "SESSIOND_MAX_CALLS_PER_NAMESPACE"
   "maxWaitersPerNamespace" "SESSIOND_MAX_WAITERS_PER_NAMESPACE"
   "maxWaitersPerSession" "SESSIOND_MAX_WAITERS_PER_SESSION"
+  "reloadInterval" "SESSIOND_RELOAD_INTERVAL"
 }}
 {{- range $key, $name := $vars }}
 {{- $value := index $.Values.config $key }}
@@ -196,6 +200,18 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+{{- if .Values.tls.existingSecret }}
+- name: SESSIOND_TLS_CERT
+  value: "/etc/sessiond/tls/tls.crt"
+- name: SESSIOND_TLS_KEY
+  value: "/etc/sessiond/tls/tls.key"
+- name: SESSIOND_HEALTH_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.health) | quote }}
+{{- end }}
+{{- if .Values.tls.clientCa.existingSecret }}
+- name: SESSIOND_TLS_CLIENT_CA
+  value: "/etc/sessiond/client-ca/ca.crt"
+{{- end }}
 {{- if .Values.auth.existingSecret }}
 - name: SESSIOND_AUTH_TOKENS_FILE
   value: {{ printf "/etc/sessiond/auth/%s" .Values.auth.key | quote }}
@@ -204,5 +220,17 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ printf "%ds" (int .Values.config.shutdownGraceSeconds) | quote }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Port the probes ask: the gRPC port, or while TLS is on the plaintext
+health-only listener (the kubelet's gRPC probes cannot speak TLS).
+*/}}
+{{- define "sessiond.probePort" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.containerPorts.health }}
+{{- else }}
+{{- .Values.containerPorts.grpc }}
 {{- end }}
 {{- end }}
