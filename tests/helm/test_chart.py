@@ -871,3 +871,39 @@ def test_tls_is_off_unless_a_secret_is_given(rendered, case):
     assert not {"SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA"} & set(env)
     names = {v["name"] for v in one(rendered[case], "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert not {"tls", "client-ca"} & names
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_images_are_referenced_by_digest_when_one_is_given(chart):
+    docs = manifests(render(chart, {
+        "image": {"repository": "registry.example.com/sessiond", "tag": "0.1.0", "digest": DIGEST},
+        "tests": {"image": {"repository": "fullstorydev/grpcurl", "digest": DIGEST}},
+    }))
+    assert container(docs)["image"] == f"registry.example.com/sessiond@{DIGEST}"
+    (probe,) = one(docs, "Pod", f"{FULLNAME}-test-grpc")["spec"]["containers"]
+    assert probe["image"] == f"fullstorydev/grpcurl@{DIGEST}"
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha256:" + "G" * 64])
+def test_schema_refuses_a_malformed_digest(chart, digest):
+    with pytest.raises(helm.HelmValuesError):
+        render(chart, {"image": {"digest": digest}})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2@redis:6379/0", "rediss://sessiond:hunter2@redis:6380", "redis://u:@redis"],
+)
+def test_a_redis_password_in_the_url_is_refused(chart, url):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, {"store": "redis", "redis": {"url": url}})
+    assert "redis.url carries a password" in str(refused.value)
+
+
+def test_a_redis_user_without_password_may_sit_in_the_url(chart):
+    values = {"store": "redis", "redis": {"url": "redis://sessiond@redis:6379/0", "existingSecret": "r", "passwordKey": "pw"}}
+    docs = manifests(render(chart, values))
+    assert env_value(docs, "SESSIOND_REDIS_URL") == "redis://sessiond@redis:6379/0"
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "r", "key": "pw"}

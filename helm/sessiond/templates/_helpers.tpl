@@ -116,6 +116,9 @@ messages are the readable version, and hold when the schema is skipped.
 {{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
 {{- end }}
 {{- end }}
+{{- if regexMatch "^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@" (.Values.redis.url | default "") }}
+{{- fail "redis.url carries a password, which would sit in plain text in the Deployment: put the password in a Secret and name it with redis.existingSecret and redis.passwordKey (or move the whole URL there with redis.urlKey)" }}
+{{- end }}
 {{- if and .Values.tls.clientCa.existingSecret (not .Values.tls.existingSecret) }}
 {{- fail "tls.clientCa.existingSecret turns mTLS on, which needs TLS: set tls.existingSecret to the Secret holding the server's certificate and key" }}
 {{- end }}
@@ -232,5 +235,18 @@ health-only listener (the kubelet's gRPC probes cannot speak TLS).
 {{- .Values.containerPorts.health }}
 {{- else }}
 {{- .Values.containerPorts.grpc }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference: by digest when one is given (what runs is then exactly
+what was vetted, whatever the tag points to later), else by tag.
+Takes (dict "image" <image values> "tag" <default tag>).
+*/}}
+{{- define "sessiond.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (.image.tag | default .tag) }}
 {{- end }}
 {{- end }}
