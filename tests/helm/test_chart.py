@@ -38,6 +38,8 @@ RELEASE = "rel"
 NAMESPACE = "sessiond"
 FULLNAME = "rel-sessiond"
 HEALTH_SERVICE = "sessiond.v1.SessionService"
+# What a render without tokens and without TLS must say.
+INSECURE = {"insecure": True}
 
 # The chart's floor (Chart.yaml kubeVersion: the native preStop sleep is on by
 # default from 1.30) and the newest version kubernetes-validate ships schemas for.
@@ -69,7 +71,9 @@ CASES = ["default"] + [path.stem for path in VALUES_FILES]
 def load_values(case: str) -> dict:
     """User values of a case, parsed by Helm's own values parser (as `-f` does)."""
     if case == "default":
-        return {}
+        # The chart's defaults, plus the one value they cannot do without: no
+        # tokens and no TLS must be chosen knowingly.
+        return {"insecure": True}
     return helm.values_from_yaml((HERE / "values" / f"{case}.yaml").read_text())
 
 
@@ -434,7 +438,7 @@ def test_claim_settings(rendered):
 
 
 def test_existing_claim_is_used_not_created(chart):
-    docs = manifests(render(chart, {"persistence": {"existingClaim": "sessions-pv"}}))
+    docs = manifests(render(chart, {**INSECURE, "persistence": {"existingClaim": "sessions-pv"}}))
     assert by_kind(docs, "PersistentVolumeClaim") == []
     volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "sessions-pv"}
@@ -572,7 +576,7 @@ def test_helm_test_pod_checks_health_and_reflection(rendered):
 
 
 def test_notes_show_grpcurl_getstats(chart):
-    notes = render(chart, {})["sessiond/templates/NOTES.txt"]
+    notes = render(chart, INSECURE)["sessiond/templates/NOTES.txt"]
     assert f"kubectl --namespace {NAMESPACE} port-forward svc/{FULLNAME} 50051:50051" in notes
     assert "grpcurl -plaintext localhost:50051 sessiond.v1.AdminService/GetStats" in notes
     ephemeral = render(chart, load_values("embedded-ephemeral"))["sessiond/templates/NOTES.txt"]
@@ -618,7 +622,7 @@ def test_dashboard_and_rules_only_when_enabled(rendered, case):
 
 def test_dashboard_configmap_for_the_grafana_sidecar(chart, rendered):
     # Defaults: the grafana chart's sidecar label, no folder.
-    config_map = dashboard_map(manifests(render(chart, {"grafanaDashboard": {"enabled": True}})))
+    config_map = dashboard_map(manifests(render(chart, {**INSECURE, "grafanaDashboard": {"enabled": True}})))
     assert config_map["metadata"]["namespace"] == NAMESPACE
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert "annotations" not in config_map["metadata"]
@@ -634,7 +638,7 @@ def test_dashboard_configmap_for_the_grafana_sidecar(chart, rendered):
     assert "grafana_dashboard" not in meta["labels"]
     assert meta["annotations"] == {"k8s-sidecar-target-directory": "Chat platform"}
     config_map = dashboard_map(
-        manifests(render(chart, {"grafanaDashboard": {"enabled": True, "folder": "x", "folderAnnotation": "grafana_folder", "annotations": {"a": "b"}}}))
+        manifests(render(chart, {**INSECURE, "grafanaDashboard": {"enabled": True, "folder": "x", "folderAnnotation": "grafana_folder", "annotations": {"a": "b"}}}))
     )
     assert config_map["metadata"]["annotations"] == {"a": "b", "grafana_folder": "x"}
 
@@ -723,6 +727,7 @@ def test_alert_thresholds_come_from_values(chart, rendered):
     assert alerts["SessiondSlowCalls"]["labels"]["severity"] == "critical"
     assert "above 0.1s" in alerts["SessiondSlowCalls"]["annotations"]["description"]
     values = {
+        **INSECURE,
         "prometheusRule": {
             "enabled": True,
             "selector": 'job="sessiond"',
@@ -838,7 +843,7 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
 )
 def test_templates_refuse(chart, values, message):
     with pytest.raises(helm.HelmRenderError) as refused:
-        render(chart, values)
+        render(chart, {**INSECURE, **values})
     assert message in str(refused.value)
 
 
@@ -878,6 +883,7 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 def test_images_are_referenced_by_digest_when_one_is_given(chart):
     docs = manifests(render(chart, {
+        **INSECURE,
         "image": {"repository": "registry.example.com/sessiond", "tag": "0.1.0", "digest": DIGEST},
         "tests": {"image": {"repository": "fullstorydev/grpcurl", "digest": DIGEST}},
     }))
@@ -903,7 +909,16 @@ def test_a_redis_password_in_the_url_is_refused(chart, url):
 
 
 def test_a_redis_user_without_password_may_sit_in_the_url(chart):
-    values = {"store": "redis", "redis": {"url": "redis://sessiond@redis:6379/0", "existingSecret": "r", "passwordKey": "pw"}}
+    values = {**INSECURE, "store": "redis", "redis": {"url": "redis://sessiond@redis:6379/0", "existingSecret": "r", "passwordKey": "pw"}}
     docs = manifests(render(chart, values))
     assert env_value(docs, "SESSIOND_REDIS_URL") == "redis://sessiond@redis:6379/0"
     assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "r", "key": "pw"}
+
+
+def test_no_auth_and_no_tls_needs_insecure(chart):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, {})
+    assert "set insecure: true to deploy without them knowingly" in str(refused.value)
+    # Either protection alone is enough.
+    manifests(render(chart, {"auth": {"existingSecret": "tokens"}}))
+    manifests(render(chart, {"tls": {"existingSecret": "tls"}}))

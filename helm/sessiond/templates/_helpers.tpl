@@ -131,6 +131,9 @@ messages are the readable version, and hold when the schema is skipped.
 {{- if and .Values.grafanaDashboard.enabled (not .Values.metrics.enabled) }}
 {{- fail "grafanaDashboard.enabled needs metrics.enabled: its panels read the /metrics endpoint, which is off" }}
 {{- end }}
+{{- if not (or .Values.auth.existingSecret .Values.tls.existingSecret .Values.insecure) }}
+{{- fail "neither auth.existingSecret (bearer tokens) nor tls.existingSecret (TLS) is set, so any pod that reaches sessiond could read and write every session, in clear: set one or both, or set insecure: true to deploy without them knowingly" }}
+{{- end }}
 {{- end }}
 
 {{/*
