@@ -100,6 +100,12 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Serve `/metrics` over TLS too, with the certificate (and client CA)
+    /// of `--tls-cert` (`--tls-client-ca`): scrapers then need the CA, and a
+    /// client certificate under mTLS.
+    #[arg(long, env = "SESSIOND_METRICS_TLS", requires = "tls_cert")]
+    pub metrics_tls: bool,
+
     /// Address of a plaintext listener serving only `grpc.health.v1`, e.g.
     /// `0.0.0.0:50052`, for probes that cannot speak TLS (the kubelet's gRPC
     /// probes); it carries no session data. Unset or empty: none.
@@ -276,6 +282,8 @@ pub struct Settings {
     pub auth: Option<Auth>,
     /// `None` while TLS is off.
     pub tls: Option<Tls>,
+    /// `/metrics` over TLS (only with `tls`).
+    pub metrics_tls: bool,
     /// The plaintext health-only listener's address, if it is on.
     pub health_addr: Option<SocketAddr>,
     /// The `/metrics` endpoint's address, if it is on.
@@ -440,6 +448,7 @@ impl Settings {
             },
             auth,
             tls,
+            metrics_tls: c.metrics_tls,
             health_addr,
             metrics_addr,
             cache_max_bytes: c.cache_max_bytes,

@@ -136,7 +136,8 @@ pub async fn serve(
     set_readiness(&health, ready).await;
     tasks.spawn(follow_store_health(state.clone(), health.clone(), ready));
     if let Some(addr) = settings.metrics_addr {
-        let endpoint = crate::metrics::bind(addr, state.clone())
+        let metrics_tls = tls.clone().filter(|_| settings.metrics_tls);
+        let endpoint = crate::metrics::bind(addr, state.clone(), metrics_tls)
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
         metrics.spawn(endpoint);
@@ -198,6 +199,7 @@ pub async fn serve(
                     .with_keepalive(Some(Duration::from_secs(60)))
                     .map_ok(Conn),
                 tls.clone(),
+                crate::tls::Protocol::Grpc,
             ),
             async {
                 let _ = stopped.await;

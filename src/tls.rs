@@ -15,6 +15,7 @@
 //! at the next look. With TLS on, a plaintext client fails its handshake.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -32,7 +33,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto};
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
 use crate::conn::Conn;
 
@@ -65,7 +66,25 @@ struct Contents {
 pub struct Tls {
     files: TlsFiles,
     reload_interval: Duration,
-    current: RwLock<(Arc<Contents>, Arc<ServerConfig>)>,
+    current: RwLock<(Arc<Contents>, Configs)>,
+}
+
+/// The configuration of each kind of listener: they differ only in the
+/// application protocol offered (rustls refuses a client that offers none
+/// of the server's).
+#[derive(Clone)]
+struct Configs {
+    grpc: Arc<ServerConfig>,
+    http1: Arc<ServerConfig>,
+}
+
+/// What a TLS listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: HTTP/2 (ALPN `h2`).
+    Grpc,
+    /// `/metrics`: HTTP/1.1 (ALPN `http/1.1`).
+    Http1,
 }
 
 impl std::fmt::Debug for Tls {
@@ -90,8 +109,12 @@ impl Tls {
     }
 
     /// The configuration a new handshake uses.
-    fn config(&self) -> Arc<ServerConfig> {
-        self.current.read().1.clone()
+    fn config(&self, protocol: Protocol) -> Arc<ServerConfig> {
+        let current = self.current.read();
+        match protocol {
+            Protocol::Grpc => current.1.grpc.clone(),
+            Protocol::Http1 => current.1.http1.clone(),
+        }
     }
 
     /// Reads the files and, if they changed, swaps in what they hold.
@@ -121,7 +144,7 @@ fn read(files: &TlsFiles) -> Result<Contents, String> {
     })
 }
 
-fn build(files: &TlsFiles, contents: &Contents) -> Result<Arc<ServerConfig>, String> {
+fn build(files: &TlsFiles, contents: &Contents) -> Result<Configs, String> {
     let certs = certificates(&contents.cert)
         .map_err(|e| format!("--tls-cert {}: {e}", files.cert.display()))?;
     let key = PrivateKeyDer::from_pem_slice(&contents.key)
@@ -155,8 +178,13 @@ fn build(files: &TlsFiles, contents: &Contents) -> Result<Arc<ServerConfig>, Str
             files.key.display()
         )
     })?;
+    let mut http1 = config.clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Configs {
+        grpc: Arc::new(config),
+        http1: Arc::new(http1),
+    })
 }
 
 /// Every certificate of a PEM file; at least one.
@@ -198,16 +226,21 @@ async fn follow(tls: Weak<Tls>) {
 /// connection once its TLS handshake is done. Handshakes run side by side
 /// (a slow one delays no other) and are bounded by [`HANDSHAKE_TIMEOUT`];
 /// failed ones are dropped and logged at debug.
-pub fn incoming<S>(tcp: S, tls: Option<Arc<Tls>>) -> BoxStream<'static, io::Result<Io>>
+pub fn incoming<S>(
+    tcp: S,
+    tls: Option<Arc<Tls>>,
+    protocol: Protocol,
+) -> BoxStream<'static, io::Result<Io>>
 where
     S: Stream<Item = io::Result<Conn>> + Send + 'static,
 {
     let Some(tls) = tls else {
         return tcp.map(|c| c.map(Io::Plain)).boxed();
     };
+    // One follower per listener: each stops with its own listener.
     tokio::spawn(follow(Arc::downgrade(&tls)));
     let (ready, rx) = mpsc::channel(READY_QUEUE);
-    tokio::spawn(accept(tcp, tls, ready));
+    tokio::spawn(accept(tcp, tls, protocol, ready));
     futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|conn| (conn, rx))
     })
@@ -215,7 +248,7 @@ where
 }
 
 /// Takes connections from `tcp` until the server stops taking them.
-async fn accept<S>(tcp: S, tls: Arc<Tls>, ready: mpsc::Sender<io::Result<Io>>)
+async fn accept<S>(tcp: S, tls: Arc<Tls>, protocol: Protocol, ready: mpsc::Sender<io::Result<Io>>)
 where
     S: Stream<Item = io::Result<Conn>> + Send + 'static,
 {
@@ -235,7 +268,7 @@ where
             }
             Some(Ok(conn)) => conn,
         };
-        let acceptor = TlsAcceptor::from(tls.config());
+        let acceptor = TlsAcceptor::from(tls.config(protocol));
         let ready = ready.clone();
         tokio::spawn(async move {
             let peer = conn.0.peer_addr().ok();
@@ -247,6 +280,50 @@ where
                 Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// `/metrics` connections over TLS, for axum.
+pub struct Listener {
+    conns: BoxStream<'static, io::Result<Io>>,
+    local: SocketAddr,
+}
+
+impl Listener {
+    /// TLS over `listener`'s connections, with `tls`'s HTTP/1.1 configuration.
+    pub fn new(listener: tokio::net::TcpListener, tls: Arc<Tls>) -> io::Result<Listener> {
+        let local = listener.local_addr()?;
+        let tcp = TcpIncoming::from(listener).map(|c| c.map(Conn));
+        Ok(Listener {
+            conns: incoming(tcp, Some(tls), Protocol::Http1),
+            local,
+        })
+    }
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Io;
+    type Addr = Option<SocketAddr>;
+
+    async fn accept(&mut self) -> (Io, Option<SocketAddr>) {
+        loop {
+            match self.conns.next().await {
+                Some(Ok(io)) => {
+                    let peer = io.connect_info().remote_addr();
+                    return (io, peer);
+                }
+                // Out of file descriptors and the like: wait, as axum does.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
+        Ok(Some(self.local))
     }
 }
 

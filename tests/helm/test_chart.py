@@ -835,10 +835,11 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
         ({"metrics": {"enabled": False}, "prometheusRule": {"enabled": True}}, "prometheusRule.enabled needs metrics.enabled"),
         ({"metrics": {"enabled": False}, "grafanaDashboard": {"enabled": True}}, "grafanaDashboard.enabled needs metrics.enabled"),
         ({"tls": {"clientCa": {"existingSecret": "ca"}}}, "tls.clientCa.existingSecret turns mTLS on, which needs TLS"),
+        ({"metrics": {"tls": True}}, "metrics.tls serves /metrics with the gRPC port's certificate, which needs TLS"),
     ],
     ids=[
         "redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling",
-        "rules-without-metrics", "dashboard-without-metrics", "mtls-without-tls",
+        "rules-without-metrics", "dashboard-without-metrics", "mtls-without-tls", "metrics-tls-without-tls",
     ],
 )
 def test_templates_refuse(chart, values, message):
@@ -865,6 +866,11 @@ def test_tls_and_mtls_from_secrets_mounted_read_only_0400(rendered):
         "defaultMode": 0o400,
         "items": [{"key": "ca.crt", "path": "ca.crt"}],
     }
+    # /metrics over TLS too, scraped over https.
+    assert env_value(docs, "SESSIOND_METRICS_TLS") == "true"
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"ca": {"secret": {"name": "sessiond-tls", "key": "ca.crt"}}, "serverName": FULLNAME}
     mounts = container(docs)["volumeMounts"]
     assert {"name": "tls", "mountPath": "/etc/sessiond/tls", "readOnly": True} in mounts
     assert {"name": "client-ca", "mountPath": "/etc/sessiond/client-ca", "readOnly": True} in mounts
@@ -873,7 +879,9 @@ def test_tls_and_mtls_from_secrets_mounted_read_only_0400(rendered):
 @pytest.mark.parametrize("case", [c for c in CASES if c != "tls"])
 def test_tls_is_off_unless_a_secret_is_given(rendered, case):
     env = env_of(rendered[case])
-    assert not {"SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA"} & set(env)
+    assert not {"SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA", "SESSIOND_METRICS_TLS"} & set(env)
+    for monitor in by_kind(rendered[case], "ServiceMonitor"):
+        assert [e["scheme"] for e in monitor["spec"]["endpoints"]] == ["http"]
     names = {v["name"] for v in one(rendered[case], "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert not {"tls", "client-ca"} & names
 

@@ -116,6 +116,9 @@ messages are the readable version, and hold when the schema is skipped.
 {{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.metrics.tls (not .Values.tls.existingSecret) }}
+{{- fail "metrics.tls serves /metrics with the gRPC port's certificate, which needs TLS: set tls.existingSecret" }}
+{{- end }}
 {{- if regexMatch "^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@" (.Values.redis.url | default "") }}
 {{- fail "redis.url carries a password, which would sit in plain text in the Deployment: put the password in a Secret and name it with redis.existingSecret and redis.passwordKey (or move the whole URL there with redis.urlKey)" }}
 {{- end }}
@@ -213,6 +216,10 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: "/etc/sessiond/tls/tls.key"
 - name: SESSIOND_HEALTH_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.health) | quote }}
+{{- end }}
+{{- if .Values.metrics.tls }}
+- name: SESSIOND_METRICS_TLS
+  value: "true"
 {{- end }}
 {{- if .Values.tls.clientCa.existingSecret }}
 - name: SESSIOND_TLS_CLIENT_CA
