@@ -482,7 +482,25 @@ def test_production_hpa_and_spread(rendered):
 def test_optional_resources_off_by_default(rendered):
     assert "SESSIOND_AUTH_TOKENS_FILE" not in env_of(rendered["default"])
     kinds = {doc["kind"] for doc in rendered["default"]}
-    assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"}
+    # The NetworkPolicy is on by default: only the listeners' ports are open.
+    assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod", "NetworkPolicy"}
+    policy = one(rendered["default"], "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [
+        [{"port": "grpc", "protocol": "TCP"}],
+        [{"port": "metrics", "protocol": "TCP"}],
+    ]
+
+
+def test_the_network_policy_can_be_turned_off(chart):
+    docs = manifests(render(chart, {**INSECURE, "networkPolicy": {"enabled": False}}))
+    assert not by_kind(docs, "NetworkPolicy")
+
+
+def test_with_tls_the_network_policy_opens_the_health_port(rendered):
+    policy = one(rendered["tls"], "NetworkPolicy")
+    ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert ports == ["grpc", "health", "metrics"]
 
 
 def test_all_optional_resources(rendered):
