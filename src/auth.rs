@@ -10,9 +10,23 @@
 //!
 //! The file holds one token a line, `<token> <namespace>[,<namespace>...]`;
 //! blank lines and lines starting with `#` are skipped.
+//!
+//! Tokens are kept only as their SHA-256 digests: a memory dump or a core
+//! file shows no token, and a call's token is found by the digest of what it
+//! sent (a lookup whose timing tells nothing about any token's text).
+//!
+//! The file is read again on SIGHUP and every `--reload-interval`, and a
+//! changed file replaces the whole set at once: revoking a token takes
+//! effect for the next call. A file that does not parse keeps the set in
+//! force, and the reason is logged.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use ring::digest::{SHA256, digest};
 
 use crate::error::Error;
 use crate::session::printable;
@@ -23,51 +37,107 @@ pub const NAMESPACE_HEADER: &str = "sessiond-namespace";
 /// Shortest token accepted: guessable tokens are refused at start-up.
 const MIN_TOKEN_LEN: usize = 16;
 
+/// The SHA-256 digest of a token, or of the whole file's text.
+type Digest = [u8; 32];
+
+/// The namespaces one token grants, its first the default.
+pub type Granted = Arc<[Arc<str>]>;
+
 #[derive(Debug)]
 pub struct Auth {
-    tokens: HashMap<String, Vec<Arc<str>>>,
+    /// Where the tokens come from: `None` for a set parsed from text.
+    file: Option<(PathBuf, Duration)>,
+    /// The set in force, and the digest of the text it was parsed from.
+    current: RwLock<(Digest, Arc<HashMap<Digest, Granted>>)>,
+}
+
+fn sha256(bytes: &[u8]) -> Digest {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
 }
 
 impl Auth {
     /// Parses the tokens file's text; `Err` names the line to fix.
     pub fn parse(text: &str) -> Result<Auth, String> {
-        let mut tokens = HashMap::new();
-        for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
+        Ok(Auth {
+            file: None,
+            current: RwLock::new((sha256(text.as_bytes()), Arc::new(parse(text)?))),
+        })
+    }
+
+    /// Reads and parses the tokens file at `path`, to be read again every
+    /// `every` by [`Auth::follow`].
+    pub fn load(path: PathBuf, every: Duration) -> Result<Auth, String> {
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut auth = Auth::parse(&text)?;
+        auth.file = Some((path, every));
+        Ok(auth)
+    }
+
+    /// Reads the file again and, if its text changed and parses, swaps in
+    /// the new set. `Ok(Some(n))`: a set of `n` tokens is now in force.
+    pub fn reload(&self) -> Result<Option<usize>, String> {
+        let Some((path, _)) = &self.file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let seen = sha256(text.as_bytes());
+        if self.current.read().0 == seen {
+            return Ok(None);
+        }
+        let tokens = parse(&text)?;
+        let n = tokens.len();
+        *self.current.write() = (seen, Arc::new(tokens));
+        Ok(Some(n))
+    }
+
+    /// Reloads the file on SIGHUP and when it changes, for as long as the
+    /// future is polled (nothing to do for a set parsed from text).
+    pub async fn follow(&self) {
+        let Some((path, every)) = &self.file else {
+            return;
+        };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: the tokens file is only polled");
+                None
             }
-            let (token, namespaces) = line.split_once(char::is_whitespace).ok_or_else(|| {
-                format!("line {n}: write it as `<token> <namespace>[,<namespace>...]`")
-            })?;
-            if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "line {n}: tokens must be at least {MIN_TOKEN_LEN} printable characters"
-                ));
-            }
-            let namespaces: Vec<Arc<str>> = namespaces
-                .trim()
-                .split(',')
-                .map(|ns| Arc::from(ns.trim()))
-                .collect();
-            if let Some(bad) = namespaces.iter().find(|ns| !valid_namespace(ns)) {
-                return Err(format!(
-                    "line {n}: namespace `{bad}` must be 1..=64 of [A-Za-z0-9._-]"
-                ));
-            }
-            if tokens.insert(token.to_owned(), namespaces).is_some() {
-                return Err(format!("line {n}: the token appears twice"));
+        };
+        loop {
+            let signalled = tokio::select! {
+                () = tokio::time::sleep(*every) => false,
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
+            match self.reload() {
+                Ok(Some(tokens)) => {
+                    tracing::info!(file = %path.display(), tokens, "tokens file reloaded");
+                }
+                Ok(None) if signalled => {
+                    tracing::info!(file = %path.display(), "SIGHUP: the tokens file is unchanged");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "tokens file not reloaded; the tokens in force stay"
+                ),
             }
         }
-        if tokens.is_empty() {
-            return Err("the tokens file grants no token".into());
-        }
-        Ok(Auth { tokens })
     }
 
     /// Every namespace some token grants (a namespace granted by several
     /// tokens comes once per token).
-    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.tokens.values().flatten()
+    pub fn namespaces(&self) -> Vec<Arc<str>> {
+        let tokens = self.current.read().1.clone();
+        tokens.values().flat_map(|g| g.iter().cloned()).collect()
     }
 
     /// The namespace of a call with these `authorization` and
@@ -76,23 +146,62 @@ impl Auth {
         &self,
         authorization: Option<&str>,
         wanted: Option<&str>,
-    ) -> Result<&Arc<str>, Error> {
-        choose(self.granted(authorization)?, wanted)
+    ) -> Result<Arc<str>, Error> {
+        choose(&self.granted(authorization)?, wanted).cloned()
     }
 
     /// The namespaces the bearer token of an `authorization` value grants.
     /// The scheme is matched without regard to case (RFC 9110 §11.1).
-    pub fn granted(&self, authorization: Option<&str>) -> Result<&[Arc<str>], Error> {
+    pub fn granted(&self, authorization: Option<&str>) -> Result<Granted, Error> {
         let token = authorization
             .and_then(|v| v.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| Error::Unauthenticated("send `authorization: Bearer <token>`".into()))?;
-        self.tokens
-            .get(token)
-            .map(Vec::as_slice)
+        let tokens = self.current.read().1.clone();
+        tokens
+            .get(&sha256(token.as_bytes()))
+            .cloned()
             .ok_or_else(|| Error::Unauthenticated("the bearer token is not known".into()))
     }
+}
+
+/// The tokens of a file's text, by digest; `Err` names the line to fix.
+fn parse(text: &str) -> Result<HashMap<Digest, Granted>, String> {
+    let mut tokens = HashMap::new();
+    for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (token, namespaces) = line.split_once(char::is_whitespace).ok_or_else(|| {
+            format!("line {n}: write it as `<token> <namespace>[,<namespace>...]`")
+        })?;
+        if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "line {n}: tokens must be at least {MIN_TOKEN_LEN} printable characters"
+            ));
+        }
+        let namespaces: Granted = namespaces
+            .trim()
+            .split(',')
+            .map(|ns| Arc::from(ns.trim()))
+            .collect();
+        if let Some(bad) = namespaces.iter().find(|ns| !valid_namespace(ns)) {
+            return Err(format!(
+                "line {n}: namespace `{bad}` must be 1..=64 of [A-Za-z0-9._-]"
+            ));
+        }
+        if tokens
+            .insert(sha256(token.as_bytes()), namespaces)
+            .is_some()
+        {
+            return Err(format!("line {n}: the token appears twice"));
+        }
+    }
+    if tokens.is_empty() {
+        return Err("the tokens file grants no token".into());
+    }
+    Ok(tokens)
 }
 
 /// The namespace a call works in: `wanted` if the token grants it, else the
@@ -129,12 +238,12 @@ mod tests {
     fn tokens_grant_namespaces() {
         let a = Auth::parse(FILE).unwrap();
         assert_eq!(
-            &**a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None)
+            &*a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None)
                 .unwrap(),
             "telegram"
         );
         assert_eq!(
-            &**a.namespace(Some("Bearer BBBBBBBBBBBBBBBBBBBB"), Some("line"))
+            &*a.namespace(Some("Bearer BBBBBBBBBBBBBBBBBBBB"), Some("line"))
                 .unwrap(),
             "line"
         );
@@ -162,7 +271,7 @@ mod tests {
             "BEARER AAAAAAAAAAAAAAAAAAAA",
             "BeArEr   AAAAAAAAAAAAAAAAAAAA ",
         ] {
-            assert_eq!(&**a.namespace(Some(v), None).unwrap(), "telegram", "{v:?}");
+            assert_eq!(&*a.namespace(Some(v), None).unwrap(), "telegram", "{v:?}");
         }
         for v in [
             "Basic AAAAAAAAAAAAAAAAAAAA",
@@ -181,7 +290,8 @@ mod tests {
     #[test]
     fn every_granted_namespace_is_listed() {
         let a = Auth::parse(FILE).unwrap();
-        let mut all: Vec<&str> = a.namespaces().map(|ns| &**ns).collect();
+        let all = a.namespaces();
+        let mut all: Vec<&str> = all.iter().map(|ns| &**ns).collect();
         all.sort_unstable();
         assert_eq!(all, ["line", "slack", "telegram"]);
     }
@@ -200,5 +310,44 @@ mod tests {
                 .contains("line 2")
         );
         assert!(Auth::parse("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn a_changed_file_replaces_the_set_and_a_bad_one_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, FILE).unwrap();
+        let a = Auth::load(path.clone(), Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            a.reload(),
+            Ok(None),
+            "an unchanged file is not parsed again"
+        );
+
+        std::fs::write(&path, "CCCCCCCCCCCCCCCCCCCC viber\n").unwrap();
+        assert_eq!(a.reload(), Ok(Some(1)));
+        let old = a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None);
+        assert!(matches!(old, Err(Error::Unauthenticated(_))));
+        let new = a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None);
+        assert_eq!(&*new.unwrap(), "viber");
+
+        std::fs::write(&path, "CCCCCCCCCCCCCCCCCCCC bad/ns\n").unwrap();
+        assert!(a.reload().unwrap_err().contains("line 1"));
+        let kept = a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None);
+        assert_eq!(&*kept.unwrap(), "viber");
+        std::fs::remove_file(&path).unwrap();
+        assert!(a.reload().is_err());
+        assert!(
+            a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_token_is_kept_in_clear() {
+        let a = Auth::parse(FILE).unwrap();
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("AAAAAAAAAAAAAAAAAAAA"), "{shown}");
+        assert!(!shown.contains("BBBBBBBBBBBBBBBBBBBB"), "{shown}");
     }
 }

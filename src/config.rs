@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::auth::Auth;
 use crate::session::Limits;
+use crate::tls::{Tls, TlsFiles};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -78,9 +79,43 @@ pub struct Config {
     pub redis_check_interval: Duration,
 
     /// Turns authentication on: a file of `<token> <namespace>[,...]` lines.
-    /// Calls must then send `authorization: Bearer <token>`.
+    /// Calls must then send `authorization: Bearer <token>`. Read again on
+    /// SIGHUP and when it changes; a file that does not parse is logged and
+    /// the tokens in force stay.
     #[arg(long, env = "SESSIOND_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
+
+    // TLS, mTLS and the files followed while serving (see tls.rs, auth.rs).
+    /// Turns TLS on: the server's certificate chain (PEM). Plaintext clients
+    /// are then refused. Reloaded when the file changes.
+    #[arg(long, env = "SESSIOND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SESSIOND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Turns mTLS on: clients must present a certificate issued by one of
+    /// these CAs (PEM). Needs `--tls-cert`.
+    #[arg(long, env = "SESSIOND_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve `/metrics` over TLS too, with the certificate (and client CA)
+    /// of `--tls-cert` (`--tls-client-ca`): scrapers then need the CA, and a
+    /// client certificate under mTLS.
+    #[arg(long, env = "SESSIOND_METRICS_TLS", requires = "tls_cert")]
+    pub metrics_tls: bool,
+
+    /// Address of a plaintext listener serving only `grpc.health.v1`, e.g.
+    /// `0.0.0.0:50052`, for probes that cannot speak TLS (the kubelet's gRPC
+    /// probes); it carries no session data. Unset or empty: none.
+    #[arg(long, env = "SESSIOND_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
+
+    /// How often the TLS files and the tokens file are read again; a change
+    /// is loaded without a restart (SIGHUP reloads the tokens file at once).
+    #[arg(long, env = "SESSIOND_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    pub reload_interval: Duration,
 
     /// Address of the Prometheus `/metrics` HTTP endpoint, e.g. `0.0.0.0:9090`;
     /// unset or empty: no endpoint.
@@ -245,6 +280,12 @@ pub struct Settings {
     pub limits: Limits,
     /// `None` while authentication is off.
     pub auth: Option<Auth>,
+    /// `None` while TLS is off.
+    pub tls: Option<Tls>,
+    /// `/metrics` over TLS (only with `tls`).
+    pub metrics_tls: bool,
+    /// The plaintext health-only listener's address, if it is on.
+    pub health_addr: Option<SocketAddr>,
     /// The `/metrics` endpoint's address, if it is on.
     pub metrics_addr: Option<SocketAddr>,
     pub cache_max_bytes: u64,
@@ -287,6 +328,9 @@ impl Settings {
     /// Validates `c`; `Err` is one line that says what to fix.
     pub fn new(c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
+        if c.reload_interval < Duration::from_millis(10) {
+            return Err("--reload-interval must be at least 10ms".into());
+        }
         let metrics_addr = match c.metrics_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse().map_err(|_| {
@@ -295,12 +339,32 @@ impl Settings {
         };
         let auth = match &c.auth_tokens_file {
             None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
-                let auth = Auth::parse(&text)
-                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?;
-                Some(auth)
+            Some(path) => Some(
+                Auth::load(path.clone(), c.reload_interval)
+                    .map_err(|e| format!("--auth-tokens-file {}: {e}", path.display()))?,
+            ),
+        };
+        let health_addr = match c.health_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("--health-listen `{a}` is not an address: write it like 0.0.0.0:50052")
+            })?),
+        };
+        let tls = match (c.tls_cert, c.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(
+                TlsFiles {
+                    cert,
+                    key,
+                    client_ca: c.tls_client_ca,
+                },
+                c.reload_interval,
+            )?),
+            (None, None) if c.tls_client_ca.is_none() => None,
+            _ => {
+                return Err(
+                    "TLS needs both --tls-cert and --tls-key (and they with --tls-client-ca)"
+                        .into(),
+                );
             }
         };
         // Checked whichever store is chosen, so a setting that is wrong
@@ -383,6 +447,9 @@ impl Settings {
                 idle_ttl: c.idle_ttl,
             },
             auth,
+            tls,
+            metrics_tls: c.metrics_tls,
+            health_addr,
             metrics_addr,
             cache_max_bytes: c.cache_max_bytes,
             cache_max_age: c.cache_max_age,

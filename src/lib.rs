@@ -49,6 +49,7 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use config::Settings;

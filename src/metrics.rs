@@ -13,10 +13,12 @@ use axum::extract::State as Extract;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use futures::future::Either;
 
 use crate::admin::durability_of;
 use crate::state::State;
 use crate::stats::{Histogram, Method, Risk, RpcStats};
+use crate::tls::Tls;
 
 /// gRPC status codes by number, as the `grpc_code` label spells them.
 const CODES: [&str; 17] = [
@@ -39,18 +41,28 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// Binds `addr`; the future it returns serves `/metrics` until dropped.
+/// Binds `addr`; the future it returns serves `/metrics` until dropped,
+/// over TLS if `tls` is given (`--metrics-tls`).
 pub async fn bind(
     addr: SocketAddr,
     state: Arc<State>,
+    tls: Option<Arc<Tls>>,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);
-    tracing::info!(%addr, "metrics on /metrics");
+    tracing::info!(%addr, tls = tls.is_some(), "metrics on /metrics");
+    let listener = match tls {
+        None => Either::Left(listener),
+        Some(tls) => Either::Right(crate::tls::Listener::new(listener, tls)?),
+    };
     Ok(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let served = match listener {
+            Either::Left(plain) => axum::serve(plain, app).await,
+            Either::Right(tls) => axum::serve(tls, app).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "metrics endpoint failed");
         }
     })

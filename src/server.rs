@@ -60,6 +60,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot listen for health checks on {addr}")]
+    Health {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the server failed")]
@@ -103,6 +109,7 @@ pub async fn serve(
         waiters_per_session: settings.max_waiters_per_session,
     };
     let max_request_bytes = settings.limits.max_request_bytes();
+    let tls = settings.tls.map(Arc::new);
     let state =
         Arc::new(State::new(sessions, settings.auth, settings.limits, stats).with_shares(shares));
 
@@ -114,6 +121,14 @@ pub async fn serve(
     if let Some(feed) = feed {
         tasks.spawn(follow_feed(state.clone(), feed));
     }
+    if state.auth.is_some() {
+        let state = state.clone();
+        tasks.spawn(async move {
+            if let Some(auth) = &state.auth {
+                auth.follow().await;
+            }
+        });
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     // Ready only once the store answers (this also sets the store's health
     // in GetStats from the start).
@@ -121,10 +136,27 @@ pub async fn serve(
     set_readiness(&health, ready).await;
     tasks.spawn(follow_store_health(state.clone(), health.clone(), ready));
     if let Some(addr) = settings.metrics_addr {
-        let endpoint = crate::metrics::bind(addr, state.clone())
+        let metrics_tls = tls.clone().filter(|_| settings.metrics_tls);
+        let endpoint = crate::metrics::bind(addr, state.clone(), metrics_tls)
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
         metrics.spawn(endpoint);
+    }
+
+    if let Some(addr) = settings.health_addr {
+        // Probes that cannot speak TLS ask here; like `/metrics`, it keeps
+        // answering (NOT_SERVING) through the drain.
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Health { addr, source })?;
+        let health_only = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming(TcpIncoming::from(listener));
+        metrics.spawn(async move {
+            if let Err(e) = health_only.await {
+                tracing::error!(error = %e, "health listener failed");
+            }
+        });
     }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -160,16 +192,21 @@ pub async fn serve(
     let mut server = tokio::spawn(
         router.serve_with_incoming_shutdown(
             // Settings on the builder apply only to listeners tonic binds itself.
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60)))
-                .map_ok(Conn),
+            // With TLS, sessiond terminates it itself (see tls.rs).
+            crate::tls::incoming(
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60)))
+                    .map_ok(Conn),
+                tls.clone(),
+                crate::tls::Protocol::Grpc,
+            ),
             async {
                 let _ = stopped.await;
             },
         ),
     );
-    tracing::info!(addr = %local, store = state.sessions.store().backend(), "sessiond serving");
+    tracing::info!(addr = %local, store = state.sessions.store().backend(), tls = tls.is_some(), "sessiond serving");
 
     tokio::select! {
         result = &mut server => return Ok(result??),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::auth::Auth;
 use crate::error::{Error, Result};
@@ -80,9 +80,9 @@ pub struct Shares {
     limits: ShareLimits,
     calls: AtomicUsize,
     waiting: AtomicUsize,
-    /// Every namespace a token grants, built once; with authentication off,
-    /// only `default` is used.
-    namespaces: HashMap<Arc<str>, Arc<Share>>,
+    /// Every namespace a token grants, and those granted since by a
+    /// reloaded tokens file; with authentication off, only `default` is used.
+    namespaces: RwLock<HashMap<Arc<str>, Arc<Share>>>,
     default: Arc<Share>,
     /// Callers waiting per session, while `waiters_per_session` is set.
     session_waiters: Mutex<HashMap<SessionKey, usize>>,
@@ -93,13 +93,13 @@ impl Shares {
         let namespaces = auth
             .into_iter()
             .flat_map(Auth::namespaces)
-            .map(|ns| (ns.clone(), Arc::new(Share::new(ns.clone()))))
+            .map(|ns| (ns.clone(), Arc::new(Share::new(ns))))
             .collect();
         Shares {
             limits,
             calls: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            namespaces,
+            namespaces: RwLock::new(namespaces),
             default: Arc::new(Share::new(default_namespace().clone())),
             session_waiters: Mutex::new(HashMap::new()),
         }
@@ -110,9 +110,18 @@ impl Shares {
         &self.default
     }
 
-    /// The share of a namespace a token granted.
-    pub fn of(&self, namespace: &str) -> Option<&Arc<Share>> {
-        self.namespaces.get(namespace)
+    /// The share of a namespace a token granted. A namespace first granted
+    /// by a reloaded tokens file gets its share at its first call (only
+    /// granted namespaces get here, so callers cannot grow the map).
+    pub fn of(&self, namespace: &Arc<str>) -> Arc<Share> {
+        if let Some(share) = self.namespaces.read().get(namespace) {
+            return share.clone();
+        }
+        self.namespaces
+            .write()
+            .entry(namespace.clone())
+            .or_insert_with(|| Arc::new(Share::new(namespace.clone())))
+            .clone()
     }
 
     /// Counts a new call of `share`, or refuses it: the namespace's working
@@ -255,7 +264,7 @@ mod tests {
     fn shares(limits: ShareLimits) -> (Arc<Shares>, Arc<Share>, Arc<Share>) {
         let auth = Auth::parse("AAAAAAAAAAAAAAAAAAAA a\nBBBBBBBBBBBBBBBBBBBB b,a\n").unwrap();
         let s = Arc::new(Shares::new(Some(&auth), limits));
-        let (a, b) = (s.of("a").unwrap().clone(), s.of("b").unwrap().clone());
+        let (a, b) = (s.of(&"a".into()), s.of(&"b".into()));
         (s, a, b)
     }
 

@@ -90,12 +90,8 @@ fn caller(state: &State, headers: &HeaderMap) -> Result<Arc<Share>> {
         return Ok(state.shares.default_share().clone());
     };
     let granted = auth.granted(authorization(headers)?)?;
-    let namespace = auth::choose(granted, wanted?)?;
-    state
-        .shares
-        .of(namespace)
-        .cloned()
-        .ok_or_else(|| Error::Internal(format!("namespace `{namespace}` has no share")))
+    let namespace = auth::choose(&granted, wanted?)?;
+    Ok(state.shares.of(namespace))
 }
 
 /// The one `authorization` value, if any; a value that is not visible ASCII

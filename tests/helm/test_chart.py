@@ -38,6 +38,8 @@ RELEASE = "rel"
 NAMESPACE = "sessiond"
 FULLNAME = "rel-sessiond"
 HEALTH_SERVICE = "sessiond.v1.SessionService"
+# What a render without tokens and without TLS must say.
+INSECURE = {"insecure": True}
 
 # The chart's floor (Chart.yaml kubeVersion: the native preStop sleep is on by
 # default from 1.30) and the newest version kubernetes-validate ships schemas for.
@@ -69,7 +71,9 @@ CASES = ["default"] + [path.stem for path in VALUES_FILES]
 def load_values(case: str) -> dict:
     """User values of a case, parsed by Helm's own values parser (as `-f` does)."""
     if case == "default":
-        return {}
+        # The chart's defaults, plus the one value they cannot do without: no
+        # tokens and no TLS must be chosen knowingly.
+        return {"insecure": True}
     return helm.values_from_yaml((HERE / "values" / f"{case}.yaml").read_text())
 
 
@@ -270,8 +274,18 @@ def test_pods_are_locked_down(rendered, case):
 @pytest.mark.parametrize("case", CASES)
 def test_probes_are_native_grpc(rendered, case):
     main = container(rendered[case])
-    grpc_port = {p["name"]: p["containerPort"] for p in main["ports"]}["grpc"]
-    assert grpc_port == 50051
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports["grpc"] == 50051
+    # The kubelet's gRPC probes cannot speak TLS: with TLS on they ask the
+    # plaintext health-only listener, which the server is told to open.
+    if "SESSIOND_TLS_CERT" in env_of(rendered[case]):
+        grpc_port = ports["health"]
+        assert grpc_port == 50052
+        assert env_value(rendered[case], "SESSIOND_HEALTH_LISTEN") == "0.0.0.0:50052"
+    else:
+        grpc_port = ports["grpc"]
+        assert "health" not in ports
+        assert "SESSIOND_HEALTH_LISTEN" not in env_of(rendered[case])
     # Readiness and startup ask about the session service; liveness about the
     # server as a whole (the session service's status follows the store, and a
     # restart cannot mend a store outage).
@@ -424,7 +438,7 @@ def test_claim_settings(rendered):
 
 
 def test_existing_claim_is_used_not_created(chart):
-    docs = manifests(render(chart, {"persistence": {"existingClaim": "sessions-pv"}}))
+    docs = manifests(render(chart, {**INSECURE, "persistence": {"existingClaim": "sessions-pv"}}))
     assert by_kind(docs, "PersistentVolumeClaim") == []
     volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "sessions-pv"}
@@ -468,7 +482,25 @@ def test_production_hpa_and_spread(rendered):
 def test_optional_resources_off_by_default(rendered):
     assert "SESSIOND_AUTH_TOKENS_FILE" not in env_of(rendered["default"])
     kinds = {doc["kind"] for doc in rendered["default"]}
-    assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"}
+    # The NetworkPolicy is on by default: only the listeners' ports are open.
+    assert kinds == {"Deployment", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod", "NetworkPolicy"}
+    policy = one(rendered["default"], "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [
+        [{"port": "grpc", "protocol": "TCP"}],
+        [{"port": "metrics", "protocol": "TCP"}],
+    ]
+
+
+def test_the_network_policy_can_be_turned_off(chart):
+    docs = manifests(render(chart, {**INSECURE, "networkPolicy": {"enabled": False}}))
+    assert not by_kind(docs, "NetworkPolicy")
+
+
+def test_with_tls_the_network_policy_opens_the_health_port(rendered):
+    policy = one(rendered["tls"], "NetworkPolicy")
+    ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert ports == ["grpc", "health", "metrics"]
 
 
 def test_all_optional_resources(rendered):
@@ -500,7 +532,11 @@ def test_all_optional_resources(rendered):
     assert env_value(docs, "SESSIOND_AUTH_TOKENS_FILE") == "/etc/sessiond/auth/tokens"
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     (auth_volume,) = [v for v in pod["volumes"] if v["name"] == "auth"]
-    assert auth_volume["secret"] == {"secretName": "sessiond-tokens", "items": [{"key": "tokens", "path": "tokens"}]}
+    assert auth_volume["secret"] == {
+        "secretName": "sessiond-tokens",
+        "defaultMode": 0o400,
+        "items": [{"key": "tokens", "path": "tokens"}],
+    }
     mounts = pod["containers"][0]["volumeMounts"]
     assert {"name": "auth", "mountPath": "/etc/sessiond/auth", "readOnly": True} in mounts
 
@@ -558,7 +594,7 @@ def test_helm_test_pod_checks_health_and_reflection(rendered):
 
 
 def test_notes_show_grpcurl_getstats(chart):
-    notes = render(chart, {})["sessiond/templates/NOTES.txt"]
+    notes = render(chart, INSECURE)["sessiond/templates/NOTES.txt"]
     assert f"kubectl --namespace {NAMESPACE} port-forward svc/{FULLNAME} 50051:50051" in notes
     assert "grpcurl -plaintext localhost:50051 sessiond.v1.AdminService/GetStats" in notes
     ephemeral = render(chart, load_values("embedded-ephemeral"))["sessiond/templates/NOTES.txt"]
@@ -604,7 +640,7 @@ def test_dashboard_and_rules_only_when_enabled(rendered, case):
 
 def test_dashboard_configmap_for_the_grafana_sidecar(chart, rendered):
     # Defaults: the grafana chart's sidecar label, no folder.
-    config_map = dashboard_map(manifests(render(chart, {"grafanaDashboard": {"enabled": True}})))
+    config_map = dashboard_map(manifests(render(chart, {**INSECURE, "grafanaDashboard": {"enabled": True}})))
     assert config_map["metadata"]["namespace"] == NAMESPACE
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert "annotations" not in config_map["metadata"]
@@ -620,7 +656,7 @@ def test_dashboard_configmap_for_the_grafana_sidecar(chart, rendered):
     assert "grafana_dashboard" not in meta["labels"]
     assert meta["annotations"] == {"k8s-sidecar-target-directory": "Chat platform"}
     config_map = dashboard_map(
-        manifests(render(chart, {"grafanaDashboard": {"enabled": True, "folder": "x", "folderAnnotation": "grafana_folder", "annotations": {"a": "b"}}}))
+        manifests(render(chart, {**INSECURE, "grafanaDashboard": {"enabled": True, "folder": "x", "folderAnnotation": "grafana_folder", "annotations": {"a": "b"}}}))
     )
     assert config_map["metadata"]["annotations"] == {"a": "b", "grafana_folder": "x"}
 
@@ -709,6 +745,7 @@ def test_alert_thresholds_come_from_values(chart, rendered):
     assert alerts["SessiondSlowCalls"]["labels"]["severity"] == "critical"
     assert "above 0.1s" in alerts["SessiondSlowCalls"]["annotations"]["description"]
     values = {
+        **INSECURE,
         "prometheusRule": {
             "enabled": True,
             "selector": 'job="sessiond"',
@@ -815,13 +852,99 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
         ({"strategy": {"type": "RollingUpdate"}}, "strategy cannot be set with store: embedded"),
         ({"metrics": {"enabled": False}, "prometheusRule": {"enabled": True}}, "prometheusRule.enabled needs metrics.enabled"),
         ({"metrics": {"enabled": False}, "grafanaDashboard": {"enabled": True}}, "grafanaDashboard.enabled needs metrics.enabled"),
+        ({"tls": {"clientCa": {"existingSecret": "ca"}}}, "tls.clientCa.existingSecret turns mTLS on, which needs TLS"),
+        ({"metrics": {"tls": True}}, "metrics.tls serves /metrics with the gRPC port's certificate, which needs TLS"),
     ],
     ids=[
         "redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling",
-        "rules-without-metrics", "dashboard-without-metrics",
+        "rules-without-metrics", "dashboard-without-metrics", "mtls-without-tls", "metrics-tls-without-tls",
     ],
 )
 def test_templates_refuse(chart, values, message):
     with pytest.raises(helm.HelmRenderError) as refused:
-        render(chart, values)
+        render(chart, {**INSECURE, **values})
     assert message in str(refused.value)
+
+
+def test_tls_and_mtls_from_secrets_mounted_read_only_0400(rendered):
+    docs = rendered["tls"]
+    assert env_value(docs, "SESSIOND_TLS_CERT") == "/etc/sessiond/tls/tls.crt"
+    assert env_value(docs, "SESSIOND_TLS_KEY") == "/etc/sessiond/tls/tls.key"
+    assert env_value(docs, "SESSIOND_TLS_CLIENT_CA") == "/etc/sessiond/client-ca/ca.crt"
+    assert env_value(docs, "SESSIOND_RELOAD_INTERVAL") == "10s"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"] == {
+        "secretName": "sessiond-tls",
+        "defaultMode": 0o400,
+        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "private.key", "path": "tls.key"}],
+    }
+    assert volumes["client-ca"]["secret"] == {
+        "secretName": "chatbots-ca",
+        "defaultMode": 0o400,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    # /metrics over TLS too, scraped over https.
+    assert env_value(docs, "SESSIOND_METRICS_TLS") == "true"
+    (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"ca": {"secret": {"name": "sessiond-tls", "key": "ca.crt"}}, "serverName": FULLNAME}
+    mounts = container(docs)["volumeMounts"]
+    assert {"name": "tls", "mountPath": "/etc/sessiond/tls", "readOnly": True} in mounts
+    assert {"name": "client-ca", "mountPath": "/etc/sessiond/client-ca", "readOnly": True} in mounts
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "tls"])
+def test_tls_is_off_unless_a_secret_is_given(rendered, case):
+    env = env_of(rendered[case])
+    assert not {"SESSIOND_TLS_CERT", "SESSIOND_TLS_KEY", "SESSIOND_TLS_CLIENT_CA", "SESSIOND_METRICS_TLS"} & set(env)
+    for monitor in by_kind(rendered[case], "ServiceMonitor"):
+        assert [e["scheme"] for e in monitor["spec"]["endpoints"]] == ["http"]
+    names = {v["name"] for v in one(rendered[case], "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert not {"tls", "client-ca"} & names
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_images_are_referenced_by_digest_when_one_is_given(chart):
+    docs = manifests(render(chart, {
+        **INSECURE,
+        "image": {"repository": "registry.example.com/sessiond", "tag": "0.1.0", "digest": DIGEST},
+        "tests": {"image": {"repository": "fullstorydev/grpcurl", "digest": DIGEST}},
+    }))
+    assert container(docs)["image"] == f"registry.example.com/sessiond@{DIGEST}"
+    (probe,) = one(docs, "Pod", f"{FULLNAME}-test-grpc")["spec"]["containers"]
+    assert probe["image"] == f"fullstorydev/grpcurl@{DIGEST}"
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha256:" + "G" * 64])
+def test_schema_refuses_a_malformed_digest(chart, digest):
+    with pytest.raises(helm.HelmValuesError):
+        render(chart, {"image": {"digest": digest}})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2@redis:6379/0", "rediss://sessiond:hunter2@redis:6380", "redis://u:@redis"],
+)
+def test_a_redis_password_in_the_url_is_refused(chart, url):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, {"store": "redis", "redis": {"url": url}})
+    assert "redis.url carries a password" in str(refused.value)
+
+
+def test_a_redis_user_without_password_may_sit_in_the_url(chart):
+    values = {**INSECURE, "store": "redis", "redis": {"url": "redis://sessiond@redis:6379/0", "existingSecret": "r", "passwordKey": "pw"}}
+    docs = manifests(render(chart, values))
+    assert env_value(docs, "SESSIOND_REDIS_URL") == "redis://sessiond@redis:6379/0"
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "r", "key": "pw"}
+
+
+def test_no_auth_and_no_tls_needs_insecure(chart):
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, {})
+    assert "set insecure: true to deploy without them knowingly" in str(refused.value)
+    # Either protection alone is enough.
+    manifests(render(chart, {"auth": {"existingSecret": "tokens"}}))
+    manifests(render(chart, {"tls": {"existingSecret": "tls"}}))

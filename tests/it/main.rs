@@ -16,3 +16,5 @@ mod redis_durability;
 mod redis_locks;
 mod reflection;
 pub mod support;
+mod tls;
+mod tokens;

@@ -116,6 +116,15 @@ messages are the readable version, and hold when the schema is skipped.
 {{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.metrics.tls (not .Values.tls.existingSecret) }}
+{{- fail "metrics.tls serves /metrics with the gRPC port's certificate, which needs TLS: set tls.existingSecret" }}
+{{- end }}
+{{- if regexMatch "^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@" (.Values.redis.url | default "") }}
+{{- fail "redis.url carries a password, which would sit in plain text in the Deployment: put the password in a Secret and name it with redis.existingSecret and redis.passwordKey (or move the whole URL there with redis.urlKey)" }}
+{{- end }}
+{{- if and .Values.tls.clientCa.existingSecret (not .Values.tls.existingSecret) }}
+{{- fail "tls.clientCa.existingSecret turns mTLS on, which needs TLS: set tls.existingSecret to the Secret holding the server's certificate and key" }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled: there is no /metrics endpoint to scrape" }}
 {{- end }}
@@ -124,6 +133,9 @@ messages are the readable version, and hold when the schema is skipped.
 {{- end }}
 {{- if and .Values.grafanaDashboard.enabled (not .Values.metrics.enabled) }}
 {{- fail "grafanaDashboard.enabled needs metrics.enabled: its panels read the /metrics endpoint, which is off" }}
+{{- end }}
+{{- if not (or .Values.auth.existingSecret .Values.tls.existingSecret .Values.insecure) }}
+{{- fail "neither auth.existingSecret (bearer tokens) nor tls.existingSecret (TLS) is set, so any pod that reaches sessiond could read and write every session, in clear: set one or both, or set insecure: true to deploy without them knowingly" }}
 {{- end }}
 {{- end }}
 
@@ -184,6 +196,7 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "maxCallsPerNamespace" "SESSIOND_MAX_CALLS_PER_NAMESPACE"
   "maxWaitersPerNamespace" "SESSIOND_MAX_WAITERS_PER_NAMESPACE"
   "maxWaitersPerSession" "SESSIOND_MAX_WAITERS_PER_SESSION"
+  "reloadInterval" "SESSIOND_RELOAD_INTERVAL"
 }}
 {{- range $key, $name := $vars }}
 {{- $value := index $.Values.config $key }}
@@ -196,6 +209,22 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+{{- if .Values.tls.existingSecret }}
+- name: SESSIOND_TLS_CERT
+  value: "/etc/sessiond/tls/tls.crt"
+- name: SESSIOND_TLS_KEY
+  value: "/etc/sessiond/tls/tls.key"
+- name: SESSIOND_HEALTH_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.containerPorts.health) | quote }}
+{{- end }}
+{{- if .Values.metrics.tls }}
+- name: SESSIOND_METRICS_TLS
+  value: "true"
+{{- end }}
+{{- if .Values.tls.clientCa.existingSecret }}
+- name: SESSIOND_TLS_CLIENT_CA
+  value: "/etc/sessiond/client-ca/ca.crt"
+{{- end }}
 {{- if .Values.auth.existingSecret }}
 - name: SESSIOND_AUTH_TOKENS_FILE
   value: {{ printf "/etc/sessiond/auth/%s" .Values.auth.key | quote }}
@@ -204,5 +233,30 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ printf "%ds" (int .Values.config.shutdownGraceSeconds) | quote }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Port the probes ask: the gRPC port, or while TLS is on the plaintext
+health-only listener (the kubelet's gRPC probes cannot speak TLS).
+*/}}
+{{- define "sessiond.probePort" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.containerPorts.health }}
+{{- else }}
+{{- .Values.containerPorts.grpc }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference: by digest when one is given (what runs is then exactly
+what was vetted, whatever the tag points to later), else by tag.
+Takes (dict "image" <image values> "tag" <default tag>).
+*/}}
+{{- define "sessiond.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (.image.tag | default .tag) }}
 {{- end }}
 {{- end }}
