@@ -332,3 +332,33 @@ fn sessiond_get(id: &str) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+/// The live fuzzer's short run (the full one is in TESTING.md): a few
+/// thousand generated requests, every answer a clean status, the canary
+/// unharmed.
+async fn fuzz_short_run(b: Backend) {
+    let s = Server::start(b, &[]).await;
+    let target = s.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sessiond-fuzz"))
+            .args(["--target", &target, "--requests", "3000", "--seed", "12"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["failures"], 0);
+    assert_eq!(report["canary_errors"], 0);
+    // The run reached past validation: some calls succeeded.
+    assert!(report["codes"]["Ok"].as_u64().unwrap() > 100, "{report}");
+}
+
+crate::on_both_backends!(fuzz_short_run);
