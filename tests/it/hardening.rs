@@ -333,6 +333,59 @@ fn sessiond_get(id: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_beyond_the_limit_is_refused() {
+    let s = Server::start(Backend::Embedded, &["--max-header-list-bytes", "4KiB"]).await;
+    let watch = Canary::start(&s).await;
+    let mut w = Wire::open(&s).await;
+    // GetSession headers plus `x-big` of 12,000 bytes (one frame, under the
+    // default frame size; a literal with a new name and a multi-byte length).
+    let mut b = BytesMut::new();
+    w.headers(&mut b, 1);
+    let mut block = b.split_off(9);
+    let value = 12_000usize - 127;
+    block.put_slice(&[0x00, 5]);
+    block.put_slice(b"x-big");
+    block.put_slice(&[0x7f, 0x80 | (value & 0x7f) as u8, (value >> 7) as u8]);
+    block.put_slice(&[b'a'; 12_000]);
+    let mut out = BytesMut::new();
+    frame(&mut out, HEADERS, END_HEADERS, 1, &block);
+    w.tcp.write_all(&out).await.unwrap();
+    // The answer on stream 1: a reset, or a 431 before the call is served.
+    let mut buf = BytesMut::new();
+    let refused = loop {
+        if buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() >= 9 + len {
+                let f = buf.split_to(9 + len);
+                let stream = u32::from_be_bytes(f[5..9].try_into().unwrap());
+                match f[3] {
+                    RST_STREAM if stream == 1 => break "RST_STREAM".to_owned(),
+                    GOAWAY => break "GOAWAY".to_owned(),
+                    HEADERS if stream == 1 => {
+                        // `:status: 431` as h2 encodes it: a literal of
+                        // static name 8, Huffman-coded "431".
+                        assert!(
+                            f[9..].starts_with(&[0x48, 0x83, 0x69, 0x90, 0xff]),
+                            "stream 1 was answered: {:?}",
+                            &f[9..]
+                        );
+                        break "431".to_owned();
+                    }
+                    _ => continue,
+                }
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(3), w.tcp.read_buf(&mut buf))
+            .await
+            .expect("an answer to the oversized header block")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+    };
+    println!("oversized header block: {refused}");
+    watch.stop("oversized headers").await;
+}
+
 /// The live fuzzer's short run (the full one is in TESTING.md): a few
 /// thousand generated requests, every answer a clean status, the canary
 /// unharmed.
