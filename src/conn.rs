@@ -141,9 +141,10 @@ impl Connections {
 }
 
 /// An accepted TCP connection: it does not offer vectored writes (see the
-/// module's comment), holds one of the listener's slots, and ends itself
-/// (its reads fail with `TimedOut`) when its preface is late, when it has
-/// been idle too long, or once it is older than `max_age` + grace.
+/// module's comment), holds one of the listener's slots, and ends itself (a
+/// read or a write it waits on fails with `TimedOut`) when its preface is
+/// late, when it has been idle too long, or once it is older than `max_age`
+/// + grace.
 pub struct Conn {
     tcp: TcpStream,
     peer: Option<SocketAddr>,
@@ -229,14 +230,22 @@ impl AsyncRead for Conn {
             return Poll::Ready(r);
         }
         // Nothing to read: the deadlines decide whether to wait for more.
-        // The loop ends when the timer is pending (its waker registered).
-        while this.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            match this.deadline(now) {
-                Ok(due) => this.timer.as_mut().reset(due),
+        this.overdue(cx).map(Err)
+    }
+}
+
+impl Conn {
+    /// `Ready` with the error that ends the connection once a deadline has
+    /// passed; `Pending` with the timer's waker registered until then.
+    /// Checked wherever the connection would wait: on reads, and on writes
+    /// to a peer that does not read (h2 stops reading while it cannot write).
+    fn overdue(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            match self.deadline(Instant::now()) {
+                Ok(due) => self.timer.as_mut().reset(due),
                 Err(why) => {
-                    tracing::debug!(peer = ?this.peer, why, "connection closed");
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+                    tracing::debug!(peer = ?self.peer, why, "connection closed");
+                    return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, why));
                 }
             }
         }
@@ -250,11 +259,17 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        match Pin::new(&mut self.tcp).poll_write(cx, buf) {
+            Poll::Pending => self.overdue(cx).map(Err),
+            done => done,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        match Pin::new(&mut self.tcp).poll_flush(cx) {
+            Poll::Pending => self.overdue(cx).map(Err),
+            done => done,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
