@@ -689,6 +689,42 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_are_checked_and_zero_turns_off_what_can_be_off() {
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--max-streams-per-connection", "0"),
+            ("--max-header-list-bytes", "512"),
+            ("--max-header-list-bytes", "5GiB"),
+            ("--http2-keepalive-timeout", "0s"),
+            ("--handshake-timeout", "0s"),
+            ("--max-connection-age", "101years"),
+        ] {
+            let c = Config::parse_from(["sessiond", flag, value]);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
+        let s = Settings::new(Config::defaults()).unwrap().connections;
+        assert_eq!((s.max_connections, s.max_streams), (4096, 256));
+        assert_eq!(s.max_header_list_bytes, 16 * 1024);
+        assert_eq!(s.max_age, Some(Duration::from_secs(1800)));
+        assert!(s.max_age_grace > Config::defaults().wait_max);
+        let c = Config::parse_from([
+            "sessiond",
+            "--max-connection-age",
+            "0s",
+            "--connection-idle-timeout",
+            "0s",
+            "--http2-keepalive-interval",
+            "0s",
+        ]);
+        let s = Settings::new(c).unwrap().connections;
+        assert_eq!(
+            (s.max_age, s.idle_timeout, s.keepalive_interval),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn inverted_lease_bounds_are_refused() {
         let c = Config::parse_from(["sessiond", "--lease-min", "10s", "--lease-max", "1s"]);
         assert!(c.validate().unwrap_err().contains("--lease-min"));
