@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::auth::Auth;
+use crate::conn::ConnSettings;
 use crate::session::Limits;
 use crate::tls::{Tls, TlsFiles};
 
@@ -192,6 +193,52 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_MAX_WAITERS_PER_SESSION", default_value_t = 0)]
     pub max_waiters_per_session: usize,
 
+    // Connections and HTTP/2 (see conn.rs): what one peer may hold of the
+    // server however it behaves. 0 turns a duration off.
+    /// Connections open at once; beyond it new ones are closed on accept.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Streams one connection may have open at once (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with REFUSED_STREAM.
+    #[arg(
+        long,
+        env = "SESSIOND_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Largest header block of a call (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    #[arg(long, env = "SESSIOND_MAX_HEADER_LIST_BYTES", value_parser = parse_size, default_value = "16KiB")]
+    pub max_header_list_bytes: u64,
+
+    /// HTTP/2 PING after this long without a frame from the peer; 0: none.
+    #[arg(long, env = "SESSIOND_HTTP2_KEEPALIVE_INTERVAL", value_parser = parse_duration, default_value = "30s")]
+    pub http2_keepalive_interval: Duration,
+
+    /// A PING unanswered for this long closes the connection.
+    #[arg(long, env = "SESSIOND_HTTP2_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http2_keepalive_timeout: Duration,
+
+    /// A connection this old gets GOAWAY: its calls finish, clients
+    /// reconnect (and spread over new instances); 0: no limit.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE", value_parser = parse_duration, default_value = "30m")]
+    pub max_connection_age: Duration,
+
+    /// How long calls get after --max-connection-age before the connection
+    /// is closed; longer than --wait-max, so lock waits can finish.
+    #[arg(long, env = "SESSIOND_MAX_CONNECTION_AGE_GRACE", value_parser = parse_duration, default_value = "90s")]
+    pub max_connection_age_grace: Duration,
+
+    /// A connection with no call in flight for this long is closed; 0: never.
+    #[arg(long, env = "SESSIOND_CONNECTION_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "5m")]
+    pub connection_idle_timeout: Duration,
+
+    /// A connection that has not sent the HTTP/2 client preface this long
+    /// after it was accepted is closed.
+    #[arg(long, env = "SESSIOND_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+
     /// On SIGTERM/SIGINT, how long in-flight calls get to finish.
     #[arg(long, env = "SESSIOND_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
@@ -298,6 +345,7 @@ pub struct Settings {
     pub max_waiters_per_namespace: usize,
     /// 0 when unset: no cap.
     pub max_waiters_per_session: usize,
+    pub connections: ConnSettings,
 }
 
 /// The store a configuration chose.
@@ -331,6 +379,7 @@ impl Settings {
         if c.reload_interval < Duration::from_millis(10) {
             return Err("--reload-interval must be at least 10ms".into());
         }
+        let connections = connection_settings(&c)?;
         let metrics_addr = match c.metrics_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(a) => Some(a.parse().map_err(|_| {
@@ -461,6 +510,7 @@ impl Settings {
             },
             max_waiters_per_namespace: c.max_waiters_per_namespace,
             max_waiters_per_session: c.max_waiters_per_session,
+            connections,
         })
     }
 }
@@ -484,6 +534,12 @@ fn check_bounds(c: &Config) -> Result<(), String> {
         ("--cache-max-age", c.cache_max_age),
         ("--redis-timeout", c.redis_timeout),
         ("--shutdown-grace", c.shutdown_grace),
+        ("--http2-keepalive-interval", c.http2_keepalive_interval),
+        ("--http2-keepalive-timeout", c.http2_keepalive_timeout),
+        ("--max-connection-age", c.max_connection_age),
+        ("--max-connection-age-grace", c.max_connection_age_grace),
+        ("--connection-idle-timeout", c.connection_idle_timeout),
+        ("--handshake-timeout", c.handshake_timeout),
     ] {
         if d > MAX_DURATION {
             return Err(format!("{flag} must be at most 100 years (36500d)"));
@@ -496,6 +552,33 @@ fn check_bounds(c: &Config) -> Result<(), String> {
         return Err("--max-session-bytes and --max-field-bytes must be at most 1GiB".into());
     }
     Ok(())
+}
+
+/// The connection flags, checked: every limit above 0, and 0 for "off"
+/// only where a setting can be off.
+fn connection_settings(c: &Config) -> Result<ConnSettings, String> {
+    let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
+    if c.max_connections == 0 || c.max_streams_per_connection == 0 {
+        return Err("--max-connections and --max-streams-per-connection must be at least 1".into());
+    }
+    let max_header_list_bytes = u32::try_from(c.max_header_list_bytes)
+        .ok()
+        .filter(|n| *n >= 1024)
+        .ok_or("--max-header-list-bytes must lie within 1KiB and 4GiB")?;
+    if c.http2_keepalive_timeout.is_zero() || c.handshake_timeout.is_zero() {
+        return Err("--http2-keepalive-timeout and --handshake-timeout must be above 0".into());
+    }
+    Ok(ConnSettings {
+        max_connections: c.max_connections,
+        max_streams: c.max_streams_per_connection,
+        max_header_list_bytes,
+        keepalive_interval: off_if_zero(c.http2_keepalive_interval),
+        keepalive_timeout: c.http2_keepalive_timeout,
+        max_age: off_if_zero(c.max_connection_age),
+        max_age_grace: c.max_connection_age_grace,
+        idle_timeout: off_if_zero(c.connection_idle_timeout),
+        handshake_timeout: c.handshake_timeout,
+    })
 }
 
 /// `250ms`, `10s`, `5m`, `24h`, ... (humantime).
@@ -670,6 +753,42 @@ mod tests {
         );
         let c = Config::parse_from(["sessiond", "--max-calls-per-namespace", "8"]);
         assert_eq!(Settings::new(c).unwrap().max_calls_per_namespace, 8);
+    }
+
+    #[test]
+    fn connection_limits_are_checked_and_zero_turns_off_what_can_be_off() {
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--max-streams-per-connection", "0"),
+            ("--max-header-list-bytes", "512"),
+            ("--max-header-list-bytes", "5GiB"),
+            ("--http2-keepalive-timeout", "0s"),
+            ("--handshake-timeout", "0s"),
+            ("--max-connection-age", "101years"),
+        ] {
+            let c = Config::parse_from(["sessiond", flag, value]);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
+        let s = Settings::new(Config::defaults()).unwrap().connections;
+        assert_eq!((s.max_connections, s.max_streams), (4096, 256));
+        assert_eq!(s.max_header_list_bytes, 16 * 1024);
+        assert_eq!(s.max_age, Some(Duration::from_secs(1800)));
+        assert!(s.max_age_grace > Config::defaults().wait_max);
+        let c = Config::parse_from([
+            "sessiond",
+            "--max-connection-age",
+            "0s",
+            "--connection-idle-timeout",
+            "0s",
+            "--http2-keepalive-interval",
+            "0s",
+        ]);
+        let s = Settings::new(c).unwrap().connections;
+        assert_eq!(
+            (s.max_age, s.idle_timeout, s.keepalive_interval),
+            (None, None, None)
+        );
     }
 
     #[test]

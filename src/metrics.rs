@@ -46,7 +46,7 @@ const CODES: [&str; 17] = [
 pub async fn bind(
     addr: SocketAddr,
     state: Arc<State>,
-    tls: Option<Arc<Tls>>,
+    tls: Option<(Arc<Tls>, crate::conn::Connections)>,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new()
@@ -55,7 +55,7 @@ pub async fn bind(
     tracing::info!(%addr, tls = tls.is_some(), "metrics on /metrics");
     let listener = match tls {
         None => Either::Left(listener),
-        Some(tls) => Either::Right(crate::tls::Listener::new(listener, tls)?),
+        Some((tls, conns)) => Either::Right(crate::tls::Listener::new(listener, tls, conns)?),
     };
     Ok(async move {
         let served = match listener {

@@ -27,7 +27,7 @@ use tower::ServiceBuilder;
 use crate::admin::AdminApi;
 use crate::cache::Cache;
 use crate::config::{Config, Settings};
-use crate::conn::Conn;
+use crate::conn::{Connections, MAX_LOCAL_ERROR_RESETS, MAX_PENDING_ACCEPT_RESETS};
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::session_service_server::{SERVICE_NAME, SessionServiceServer};
 use crate::service::SessionApi;
@@ -136,7 +136,10 @@ pub async fn serve(
     set_readiness(&health, ready).await;
     tasks.spawn(follow_store_health(state.clone(), health.clone(), ready));
     if let Some(addr) = settings.metrics_addr {
-        let metrics_tls = tls.clone().filter(|_| settings.metrics_tls);
+        let metrics_tls = tls.clone().filter(|_| settings.metrics_tls).map(|tls| {
+            let conns = crate::conn::Connections::new(settings.connections.without_calls());
+            (tls, conns)
+        });
         let endpoint = crate::metrics::bind(addr, state.clone(), metrics_tls)
             .await
             .map_err(|source| StartError::Metrics { addr, source })?;
@@ -181,9 +184,23 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+    let conns = settings.connections.clone();
+    let connections = Connections::new(conns.clone());
+    let mut builder = Server::builder()
+        .max_concurrent_streams(conns.max_streams)
+        .http2_max_header_list_size(conns.max_header_list_bytes)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .http2_keepalive_interval(conns.keepalive_interval)
+        .http2_keepalive_timeout(Some(conns.keepalive_timeout));
+    if let Some(age) = conns.max_age {
+        // No grace here: with one, tonic skips the GOAWAY and only cuts the
+        // connection at age + grace. `Conn` does the cutting instead.
+        builder = builder.max_connection_age(age);
+    }
+    let router = builder
         .layer(observe::layer(state.stats.clone()))
+        .layer(connections.layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -192,12 +209,13 @@ pub async fn serve(
     let mut server = tokio::spawn(
         router.serve_with_incoming_shutdown(
             // Settings on the builder apply only to listeners tonic binds itself.
-            // With TLS, sessiond terminates it itself (see tls.rs).
+            // With TLS, sessiond terminates it itself (see tls.rs); beyond
+            // --max-connections a connection is closed as it is accepted.
             crate::tls::incoming(
                 TcpIncoming::from(listener)
                     .with_nodelay(Some(true))
                     .with_keepalive(Some(Duration::from_secs(60)))
-                    .map_ok(Conn),
+                    .try_filter_map(move |tcp| std::future::ready(Ok(connections.admit(tcp)))),
                 tls.clone(),
                 crate::tls::Protocol::Grpc,
             ),

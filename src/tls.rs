@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::RwLock;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -271,7 +271,7 @@ where
         let acceptor = TlsAcceptor::from(tls.config(protocol));
         let ready = ready.clone();
         tokio::spawn(async move {
-            let peer = conn.0.peer_addr().ok();
+            let peer = conn.peer_addr();
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
                 Ok(Ok(stream)) => {
                     let _ = ready.send(Ok(Io::Tls(Box::new(stream)))).await;
@@ -290,10 +290,16 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// TLS over `listener`'s connections, with `tls`'s HTTP/1.1 configuration.
-    pub fn new(listener: tokio::net::TcpListener, tls: Arc<Tls>) -> io::Result<Listener> {
+    /// TLS over `listener`'s connections, with `tls`'s HTTP/1.1
+    /// configuration, each connection admitted by `connections`.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        tls: Arc<Tls>,
+        connections: crate::conn::Connections,
+    ) -> io::Result<Listener> {
         let local = listener.local_addr()?;
-        let tcp = TcpIncoming::from(listener).map(|c| c.map(Conn));
+        let tcp = TcpIncoming::from(listener)
+            .try_filter_map(move |tcp| std::future::ready(Ok(connections.admit(tcp))));
         Ok(Listener {
             conns: incoming(tcp, Some(tls), Protocol::Http1),
             local,

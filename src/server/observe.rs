@@ -104,11 +104,13 @@ where
 
 /// One line per call: an error for internal failures, a warning for
 /// UNAVAILABLE, otherwise debug. The line names the call itself, as the
-/// `rpc` span is debug only.
+/// `rpc` span is debug only. DATA_LOSS (VERSION_LOST) stays at debug: any
+/// caller can ask for a `min_version` the store never had, and a real loss
+/// of Redis's data is logged once, as an error, where it is noticed.
 fn log_call(code: i32, took: Duration, method: &str, request_id: &str) {
     let code = tonic::Code::from_i32(code);
     match code {
-        tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+        tonic::Code::Internal | tonic::Code::Unknown => {
             tracing::error!(method, request_id, ?code, ?took, "call failed")
         }
         tonic::Code::Unavailable => {

@@ -8,6 +8,7 @@ mod docs;
 mod durability;
 mod expiry;
 mod faults;
+mod hardening;
 mod hostile;
 mod instances;
 mod lifecycle;

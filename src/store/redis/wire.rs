@@ -111,3 +111,51 @@ mod tests {
         }
     }
 }
+
+/// Key encoding over arbitrary strings: a round trip, injective, and never
+/// a byte that means something in a key (`{`, `}`, `:`, `/`).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn enc(s: &str) -> String {
+        let mut out = String::new();
+        encode_into(&mut out, s);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn decode_inverts_encode(s in "\\PC{0,40}|.{0,40}|[%{}:/a]{0,12}") {
+            let e = enc(&s);
+            prop_assert!(
+                e.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-%".contains(&b)),
+                "{}", e
+            );
+            prop_assert_eq!(decode(&e), Some(s));
+        }
+
+        #[test]
+        fn encoding_is_injective(a in "[%{}:/aA2F]{0,8}|\\PC{0,8}", b in "[%{}:/aA2F]{0,8}|\\PC{0,8}") {
+            prop_assert_eq!(a == b, enc(&a) == enc(&b));
+        }
+
+        #[test]
+        fn decode_never_panics(s in "[%0-9A-Fa-fg]{0,16}|.{0,16}") {
+            // Whatever it answers must encode back to a string that decodes
+            // to the same answer.
+            if let Some(d) = decode(&s) {
+                prop_assert_eq!(decode(&enc(&d)), Some(d));
+            }
+        }
+
+        #[test]
+        fn parse_session_never_panics(items in prop::collection::vec(reply::props::value(), 0..10)) {
+            let _ = parse_session(&items);
+        }
+    }
+}
