@@ -1,0 +1,184 @@
+//! The flags, their validation and the settings they make.
+
+use super::*;
+
+#[test]
+fn sizes_parse_with_units() {
+    assert_eq!(parse_size("65536"), Ok(65536));
+    assert_eq!(parse_size("64KiB"), Ok(65536));
+    assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+    assert_eq!(parse_size("2MB"), Ok(2_000_000));
+    assert!(parse_size("12 parsecs").is_err());
+    assert!(parse_size("MiB").is_err());
+}
+
+#[test]
+fn defaults_are_valid_and_embedded() {
+    let s = Settings::new(Config::defaults()).unwrap();
+    assert!(matches!(s.store, StoreSettings::Embedded { .. }));
+    assert!(s.auth.is_none() && s.metrics_addr.is_none());
+}
+
+#[test]
+fn auto_picks_redis_when_a_url_is_set() {
+    let c = Config::parse_from(["sessiond", "--redis-url", "redis://127.0.0.1:1/0"]);
+    assert!(matches!(
+        Settings::new(c).unwrap().store,
+        StoreSettings::Redis(_)
+    ));
+    let c = Config::parse_from(["sessiond", "--store", "redis"]);
+    assert!(Settings::new(c).unwrap_err().contains("--redis-url"));
+    let c = Config::parse_from([
+        "sessiond",
+        "--store",
+        "embedded",
+        "--redis-url",
+        "redis://x",
+    ]);
+    assert!(matches!(
+        Settings::new(c).unwrap().store,
+        StoreSettings::Embedded { .. }
+    ));
+}
+
+#[test]
+fn the_tokens_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens");
+    std::fs::write(&path, "AAAAAAAAAAAAAAAAAAAA telegram\n").unwrap();
+    let c = Config::parse_from(["sessiond", "--auth-tokens-file", path.to_str().unwrap()]);
+    assert!(Settings::new(c).unwrap().auth.is_some());
+    std::fs::write(&path, "short telegram\n").unwrap();
+    let c = Config::parse_from(["sessiond", "--auth-tokens-file", path.to_str().unwrap()]);
+    assert!(Settings::new(c).unwrap_err().contains("line 1"));
+}
+
+#[test]
+fn redis_durability_parses_and_is_checked() {
+    let redis = |extra: &[&str]| {
+        let mut args = vec!["sessiond", "--redis-url", "redis://127.0.0.1:1/0"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args).map_err(|e| e.to_string())
+    };
+    let durability = |extra: &[&str]| match Settings::new(redis(extra).unwrap()).unwrap().store {
+        StoreSettings::Redis(r) => (r.durability, r.durability_timeout),
+        StoreSettings::Embedded { .. } => panic!("redis expected"),
+    };
+    assert_eq!(
+        durability(&[]),
+        (RedisDurability::None, Duration::from_secs(1))
+    );
+    assert_eq!(
+        durability(&["--redis-durability", "aof"]).0,
+        RedisDurability::Aof
+    );
+    assert_eq!(
+        durability(&[
+            "--redis-durability",
+            "replicas:2",
+            "--redis-durability-timeout",
+            "250ms"
+        ]),
+        (RedisDurability::Replicas(2), Duration::from_millis(250))
+    );
+    for bad in ["replicas:0", "replicas:", "replicas:-1", "always", "AOF"] {
+        let e = redis(&["--redis-durability", bad]).unwrap_err();
+        assert!(e.contains("none, aof or replicas:N"), "{bad}: {e}");
+    }
+    let c = redis(&["--redis-durability-timeout", "0s"]).unwrap();
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .contains("--redis-durability-timeout")
+    );
+    let c = redis(&["--redis-check-interval", "10ms"]).unwrap();
+    assert!(c.validate().unwrap_err().contains("--redis-check-interval"));
+    for d in [
+        RedisDurability::None,
+        RedisDurability::Aof,
+        RedisDurability::Replicas(3),
+    ] {
+        assert_eq!(d.to_string().parse::<RedisDurability>(), Ok(d));
+    }
+}
+
+#[test]
+fn settings_that_would_overflow_are_refused() {
+    for (flag, value) in [
+        ("--idle-ttl", "300000000years"),
+        ("--idle-ttl", "101years"),
+        ("--cache-max-age", "2000years"),
+        ("--redis-timeout", "1000000years"),
+        ("--shutdown-grace", "1000000years"),
+        ("--max-session-bytes", "2GiB"),
+        ("--max-field-bytes", "1000000GiB"),
+        ("--max-fields", "1000001"),
+    ] {
+        let c = Config::parse_from(["sessiond", flag, value]);
+        let err = c.validate().unwrap_err();
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    for (flag, value) in [
+        ("--idle-ttl", "36500d"),
+        ("--cache-max-age", "36500d"),
+        ("--max-session-bytes", "1GiB"),
+        ("--max-fields", "1000000"),
+    ] {
+        let c = Config::parse_from(["sessiond", flag, value]);
+        assert!(c.validate().is_ok(), "{flag} {value}");
+    }
+}
+
+#[test]
+fn shares_default_to_no_limit_of_their_own() {
+    let s = Settings::new(Config::defaults()).unwrap();
+    assert_eq!(s.max_calls_per_namespace, usize::MAX);
+    assert_eq!(
+        (s.max_waiters_per_namespace, s.max_waiters_per_session),
+        (0, 0)
+    );
+    let c = Config::parse_from(["sessiond", "--max-calls-per-namespace", "8"]);
+    assert_eq!(Settings::new(c).unwrap().max_calls_per_namespace, 8);
+}
+
+#[test]
+fn connection_limits_are_checked_and_zero_turns_off_what_can_be_off() {
+    for (flag, value) in [
+        ("--max-connections", "0"),
+        ("--max-streams-per-connection", "0"),
+        ("--max-header-list-bytes", "512"),
+        ("--max-header-list-bytes", "5GiB"),
+        ("--http2-keepalive-timeout", "0s"),
+        ("--handshake-timeout", "0s"),
+        ("--max-connection-age", "101years"),
+    ] {
+        let c = Config::parse_from(["sessiond", flag, value]);
+        let err = c.validate().unwrap_err();
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    let s = Settings::new(Config::defaults()).unwrap().connections;
+    assert_eq!((s.max_connections, s.max_streams), (4096, 256));
+    assert_eq!(s.max_header_list_bytes, 16 * 1024);
+    assert_eq!(s.max_age, Some(Duration::from_secs(1800)));
+    assert!(s.max_age_grace > Config::defaults().wait_max);
+    let c = Config::parse_from([
+        "sessiond",
+        "--max-connection-age",
+        "0s",
+        "--connection-idle-timeout",
+        "0s",
+        "--http2-keepalive-interval",
+        "0s",
+    ]);
+    let s = Settings::new(c).unwrap().connections;
+    assert_eq!(
+        (s.max_age, s.idle_timeout, s.keepalive_interval),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn inverted_lease_bounds_are_refused() {
+    let c = Config::parse_from(["sessiond", "--lease-min", "10s", "--lease-max", "1s"]);
+    assert!(c.validate().unwrap_err().contains("--lease-min"));
+}
