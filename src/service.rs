@@ -12,7 +12,7 @@ use crate::state::State;
 
 mod request;
 
-use request::{caller, deadline_wait, guards, key_of, require_token};
+use request::{deadline_wait, guards, key_of, require_token, share_of};
 
 pub struct SessionApi {
     state: Arc<State>,
@@ -30,7 +30,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let consistency = match r.consistency() {
             pb::Consistency::Strong => Consistency::Strong,
@@ -51,7 +51,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::LockSessionRequest>,
     ) -> Result<Response<pb::LockSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let st = &self.state;
         let lease = st.limits.lease(r.lease_ms)?;
@@ -61,7 +61,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         let waiting = if wait.is_zero() {
             None
         } else {
-            Some(st.shares.wait(&caller(&req)?.0, &key)?)
+            Some(st.shares.wait(share_of(st, &req)?, &key)?)
         };
         let grant = tokio::select! {
             grant = st.sessions.lock(&key, lease, wait) => grant?,
@@ -90,7 +90,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.into_inner();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let mut m = crate::session::Mutation {
@@ -113,7 +113,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::UnlockSessionRequest>,
     ) -> Result<Response<pb::UnlockSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let token = require_token(&req.get_ref().lock_token)?;
         self.state.sessions.unlock(&key, &token).await?;
         Ok(Response::new(pb::UnlockSessionResponse {}))
@@ -123,7 +123,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::RefreshLockRequest>,
     ) -> Result<Response<pb::RefreshLockResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let token = require_token(&r.lock_token)?;
         let lease = self.state.limits.lease(r.lease_ms)?;
@@ -137,7 +137,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         &self,
         req: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let key = key_of(&req, &req.get_ref().session_id)?;
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let deleted = self.state.sessions.delete(&key, g).await?;

@@ -6,9 +6,10 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::error::{Error, Result};
 use crate::session::Limits;
 use crate::sessions::Sessions;
-use crate::shares::{ShareLimits, Shares};
+use crate::shares::{Caller, Share, ShareLimits, Shares};
 use crate::stats::Stats;
 
 pub struct State {
@@ -44,6 +45,18 @@ impl State {
     pub fn with_shares(mut self, limits: ShareLimits) -> State {
         self.shares = Arc::new(Shares::new(self.auth.as_ref(), limits));
         self
+    }
+
+    /// The share a call works in: the one `authenticate` found for it, or,
+    /// with authentication off (where it carries none), `default`'s.
+    pub fn share_of<'a>(&'a self, caller: Option<&'a Caller>) -> Result<&'a Arc<Share>> {
+        match caller {
+            Some(Caller(share)) => Ok(share),
+            None if self.auth.is_none() => Ok(self.shares.default_share()),
+            None => Err(Error::Internal(
+                "the call did not pass authentication".into(),
+            )),
+        }
     }
 
     pub fn start_draining(&self) {

@@ -70,10 +70,9 @@ where
         if self.state.is_draining() {
             return refusal(Error::ShuttingDown);
         }
-        let Some(Caller(share)) = req.extensions().get::<Caller>() else {
-            return refusal(Error::Internal(
-                "the call did not pass authentication".into(),
-            ));
+        let share = match self.state.share_of(req.extensions().get::<Caller>()) {
+            Ok(share) => share,
+            Err(e) => return refusal(e),
         };
         let admitted = match self.state.shares.admit(share) {
             Ok(admitted) => admitted,

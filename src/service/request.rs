@@ -2,6 +2,7 @@
 //! session key (namespace from the credentials), lock tokens and guards,
 //! and the caller's deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Request;
@@ -9,7 +10,8 @@ use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, InvalidReason, Result};
 use crate::session::{self, Guards, SessionKey};
-use crate::shares::Caller;
+use crate::shares::{Caller, Share};
+use crate::state::State;
 
 /// Time kept between the end of a lock wait and the caller's deadline, for
 /// the answer to reach it.
@@ -18,15 +20,13 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 /// The key of a call's session, in the namespace `authenticate` found for
 /// the caller (from its credentials when authentication is on, else the
 /// default one).
-pub(super) fn key_of<T>(req: &Request<T>, session_id: &str) -> Result<SessionKey> {
-    SessionKey::in_namespace(&caller(req)?.0.namespace, session_id)
+pub(super) fn key_of<T>(state: &State, req: &Request<T>, session_id: &str) -> Result<SessionKey> {
+    SessionKey::in_namespace(&share_of(state, req)?.namespace, session_id)
 }
 
-/// Who the call is for, as `authenticate` put it in the request.
-pub(super) fn caller<T>(req: &Request<T>) -> Result<&Caller> {
-    req.extensions()
-        .get::<Caller>()
-        .ok_or_else(|| Error::Internal("the call did not pass authentication".into()))
+/// The share the call works in (see `State::share_of`).
+pub(super) fn share_of<'a, T>(state: &'a State, req: &'a Request<T>) -> Result<&'a Arc<Share>> {
+    state.share_of(req.extensions().get::<Caller>())
 }
 
 fn token_of(token: &str) -> Result<Option<String>> {
