@@ -25,6 +25,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Microseconds on the same clock (exact in a Lua number until 2255): the
+-- floor of fencing tokens. Grants come far less often than one a
+-- microsecond, so the high-water mark never runs ahead of it, and a fence
+-- given after a restart is above every fence given before it.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 -- The holder's token (or false), and whether a lease ran out unseen.
 local function holder()
   local t = redis.call('HGET', L, 't')
@@ -77,19 +86,23 @@ end
 local function meta_lasts(now, ms)
   local m = redis.call('HMGET', M, 'v', 'f')
   if tonumber(m[1] or '0') > 0 or not m[2] then return end
-  local ahead = math.max(tonumber(m[2]) - now, 0)
+  local ahead = math.max(math.ceil(tonumber(m[2]) / 1000) - now, 0)
   redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
 end
 
 -- Gives the lock to `token` for `lease` ms; returns its fencing token: above
--- the high-water mark, and never below the clock's ms, so that a meta lost
+-- the high-water mark, and never below the clock's microseconds, so that a meta lost
 -- (expired, flushed, a restart without persistence) never makes a fence go
 -- back. The lock records the incarnation it is granted on (check_guards).
 local function take(token, lease, now)
   local fence = tonumber(redis.call('HGET', M, 'f') or '0') + 1
-  if fence < now then fence = now end
-  redis.call('HSET', M, 'f', fence, 'h', token)
-  redis.call('HSET', L, 't', token, 'f', fence, 'c', redis.call('HGET', D, 'c') or '0')
+  local floor = now_us()
+  if fence < floor then fence = floor end
+  -- Written as digits: Redis turns a Lua number into text with 14
+  -- significant digits, too few for a fence of 16.
+  local digits = string.format('%.0f', fence)
+  redis.call('HSET', M, 'f', digits, 'h', token)
+  redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0')
   redis.call('PEXPIRE', L, lease)
   keep_data(now, lease)
   meta_lasts(now, lease)
