@@ -10,6 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+use crate::support::scrape_metrics;
 use crate::support::{
     Backend, Server, counter_of, free_port, get, lock, reason, set, wait_until_queued,
 };
@@ -257,27 +258,6 @@ async fn shutdown_drains() {
     );
 }
 
-/// GETs `/metrics` with a bare HTTP/1.1 request.
-async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tries = 0;
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) if tries > 200 => panic!("metrics endpoint never came up: {e}"),
-            Err(_) => tries += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
-}
-
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
@@ -296,7 +276,7 @@ async fn metrics_move_with_calls() {
     let s = Server::start(Backend::Embedded, &["--metrics-listen", &listen]).await;
     let mut c = s.client().await;
     const GET: &str = "grpc_service=\"sessiond.v1.SessionService\",grpc_method=\"GetSession\",grpc_type=\"unary\"";
-    let before = scrape(port).await;
+    let before = scrape_metrics(port).await;
     assert_eq!(
         metric(&before, &format!("grpc_server_started_total{{{GET}}}")),
         0.0
@@ -307,7 +287,7 @@ async fn metrics_move_with_calls() {
     }
     let _ = get(&mut c, "none", Consistency::Unspecified).await;
     let _held = lock(&mut c, "m", 5000, 0).await.unwrap();
-    let after = scrape(port).await;
+    let after = scrape_metrics(port).await;
     assert_eq!(
         metric(&after, &format!("grpc_server_started_total{{{GET}}}")),
         4.0

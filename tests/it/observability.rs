@@ -12,10 +12,10 @@
 //! series, and what `histogram_quantile` reads must be a `_bucket`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use sessiond::pb::Consistency;
 
+use crate::support::scrape_metrics;
 use crate::support::{Backend, Server, free_port, get, lock, set, unlock};
 
 mod promql;
@@ -194,28 +194,6 @@ impl Exposition {
     }
 }
 
-/// GETs `/metrics` with a bare HTTP/1.1 request; the body.
-async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tries = 0;
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) if tries > 200 => panic!("metrics endpoint never came up: {e}"),
-            Err(_) => tries += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    body.to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_read_only_exposed_metrics() {
     let port = free_port();
@@ -237,7 +215,7 @@ async fn dashboard_and_alerts_read_only_exposed_metrics() {
     unlock(&mut c, "u", grant.lock_token).await.unwrap();
     s.stats().await;
 
-    let exposed = Exposition::parse(&scrape(port).await);
+    let exposed = Exposition::parse(&scrape_metrics(port).await);
     assert!(
         exposed
             .series

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sessiond::pb::*;
 use tempfile::TempDir;
 
+use crate::support::scrape_metrics;
 use crate::support::{Server, free_port, get, lock, reason, set};
 
 /// A redis-server started with the test's own settings, killed on drop.
@@ -378,7 +379,7 @@ async fn risky_settings_are_reported_and_followed() {
         st.durability_warnings[1]
             .starts_with("maxmemory-policy volatile-lru: at maxmemory Redis evicts session keys")
     );
-    let text = scrape(metrics_port).await;
+    let text = scrape_metrics(metrics_port).await;
     for (series, value) in [
         ("sessiond_store_durability{setting=\"none\"}", "1"),
         ("sessiond_store_durability_risk{risk=\"no_aof\"}", "1"),
@@ -491,24 +492,4 @@ async fn config_denied_by_acl_is_unknown_not_an_error() {
         st.healthy && st.errors == 0,
         "a refused CONFIG is no store error: {st:?}"
     );
-}
-
-/// GETs `/metrics` with a bare HTTP/1.1 request.
-async fn scrape(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "no metrics endpoint: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
 }

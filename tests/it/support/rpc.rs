@@ -161,3 +161,25 @@ pub async fn wait_until_waiting(s: &Server, ok: impl Fn(u64) -> bool) {
     }
     panic!("the number of waiters stayed at {last}");
 }
+
+/// GETs `/metrics` on `port` with a bare HTTP/1.1 request, waiting for the
+/// endpoint to come up; the body of its 200 answer.
+pub async fn scrape_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "no metrics endpoint: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    body.to_owned()
+}
