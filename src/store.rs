@@ -10,6 +10,7 @@
 //! or not at all.
 
 pub mod embedded;
+pub mod feed;
 pub mod redis;
 
 use std::sync::Arc;
@@ -47,8 +48,7 @@ pub enum FeedEvent {
     Up,
 }
 
-/// The invalidation feed of a shared store.
-pub type Feed = tokio::sync::mpsc::UnboundedReceiver<FeedEvent>;
+pub use feed::{Feed, FeedSender};
 
 impl Store {
     /// Opens the configured store. A shared store (Redis) also returns its
@@ -60,7 +60,7 @@ impl Store {
     ) -> Result<(Store, Option<Feed>)> {
         Ok(match settings {
             StoreSettings::Redis(redis) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let (tx, rx) = feed::channel(feed::FEED_QUEUE);
                 let store = redis::RedisStore::open(redis, limits, stats, tx).await?;
                 (Store::Redis(store), Some(rx))
             }

@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
 use redis::{AsyncConnectionConfig, Script, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
 mod conns;
 mod durability;
@@ -45,7 +44,7 @@ mod loss;
 mod waiting;
 pub mod wire;
 
-use super::{FeedEvent, new_token};
+use super::{FeedSender, new_token};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
@@ -123,7 +122,7 @@ impl RedisStore {
         config: &RedisSettings,
         limits: Limits,
         stats: Arc<Stats>,
-        feed: UnboundedSender<FeedEvent>,
+        feed: FeedSender,
     ) -> Result<RedisStore> {
         let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
             .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;

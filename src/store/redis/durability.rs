@@ -94,8 +94,14 @@ impl Wait {
                     self.timeout
                 ),
             },
-            (_, Some(Value::ServerError(e))) => format!("the wait failed ({e})"),
-            (_, other) => format!("the wait answered {other:?}"),
+            (_, Some(Value::ServerError(e))) => {
+                tracing::warn!(error = %e, "the durability wait failed");
+                "the wait failed".to_owned()
+            }
+            (_, other) => {
+                tracing::warn!(answer = ?other, "the durability wait answered unexpectedly");
+                "the wait answered unexpectedly".to_owned()
+            }
         };
         Err(format!(
             "Redis ran the call but {detail} (--redis-durability {}), so it may have been \

@@ -8,7 +8,9 @@
 //! `wire` disagree, a bug on our side. `From<Fault> for Error` is the one
 //! place that tells them apart.
 
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
@@ -39,13 +41,66 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// What a caller is told: the kind of fault, never Redis's own words
+    /// (they can name keys, scripts, memory limits or the server's setup).
+    fn public(&self) -> String {
+        match self {
+            Fault::Redis(e) if e.is_io_error() || e.is_connection_dropped() => {
+                "the connection to Redis failed".to_owned()
+            }
+            Fault::Redis(e) if e.code().is_some() => "Redis refused the command".to_owned(),
+            Fault::Redis(_) => "Redis could not be used".to_owned(),
+            Fault::Pool(_) => "no connection to Redis could be opened".to_owned(),
+            Fault::Timeout(_) => self.to_string(),
+            Fault::Protocol(_) => "a store reply was not understood".to_owned(),
+        }
+    }
+}
+
 impl From<Fault> for Error {
+    /// The caller gets [`Fault::public`]; the whole fault goes to the log,
+    /// at most one line a second (an outage fails every call the same way,
+    /// and each failed call has its own line with its request id).
     fn from(fault: Fault) -> Error {
         if fault.is_unavailable() {
-            Error::StoreUnavailable(fault.to_string())
+            if LOGGED.due() {
+                tracing::warn!(error = %fault, "Redis call failed");
+            }
+            Error::StoreUnavailable(fault.public())
         } else {
-            Error::Internal(fault.to_string())
+            tracing::error!(error = %fault, "Redis reply not understood");
+            Error::Internal(fault.public())
         }
+    }
+}
+
+/// The last time a Redis fault was logged, in ms since the process started.
+static LOGGED: Throttle = Throttle::new(1000);
+
+/// Lets a log line through at most once per `every_ms`.
+struct Throttle {
+    every_ms: u64,
+    last_ms: AtomicU64,
+}
+
+impl Throttle {
+    const fn new(every_ms: u64) -> Throttle {
+        Throttle {
+            every_ms,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn due(&self) -> bool {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + self.every_ms;
+        let last = self.last_ms.load(Relaxed);
+        now >= last + self.every_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
     }
 }
 
@@ -63,13 +118,34 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let dropped = Error::from(Fault::from(redis::RedisError::from(io)));
         assert!(
-            matches!(&dropped, Error::StoreUnavailable(m) if m.starts_with("redis: ")),
+            matches!(&dropped, Error::StoreUnavailable(m) if m == "the connection to Redis failed"),
             "{dropped:?}"
         );
         let protocol = Error::from(Fault::Protocol("lock script answered NOPE".into()));
         assert!(
-            matches!(&protocol, Error::Internal(m) if m == "lock script answered NOPE"),
+            matches!(&protocol, Error::Internal(m) if m == "a store reply was not understood"),
             "{protocol:?}"
         );
+    }
+
+    #[test]
+    fn redis_words_stay_out_of_the_callers_message() {
+        let reply = b"-OOM command not allowed when used memory > 'maxmemory'\r\n";
+        let Ok(redis::Value::ServerError(oom)) = redis::parse_redis_value(reply) else {
+            panic!("a server error parses as one");
+        };
+        let oom = redis::RedisError::from(oom);
+        let err = Error::from(Fault::from(oom));
+        assert!(
+            matches!(&err, Error::StoreUnavailable(m) if m == "Redis refused the command"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_throttle_lets_one_line_through_per_period() {
+        let t = Throttle::new(60_000);
+        assert!(t.due());
+        assert!(!t.due());
     }
 }

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::Inner;
 use super::fault::Fault;
 use super::wire::decode;
 use crate::session::SessionKey;
-use crate::store::FeedEvent;
+use crate::store::{FeedEvent, FeedSender};
 
 /// How often an instance checks its own subscription, and how long a
 /// silence makes it declare the invalidation feed lost.
@@ -24,7 +23,7 @@ const FEED_SILENCE: Duration = Duration::from_secs(3);
 pub(super) async fn subscribe(
     client: redis::Client,
     inner: std::sync::Weak<Inner>,
-    feed: UnboundedSender<FeedEvent>,
+    mut feed: FeedSender,
 ) {
     let Some((wake, invalidate)) = inner
         .upgrade()
@@ -38,7 +37,7 @@ pub(super) async fn subscribe(
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&[&wake, &invalidate]).await?;
             up = true;
-            let _ = feed.send(FeedEvent::Up);
+            feed.send(FeedEvent::Up);
             let mut messages = pubsub.on_message();
             // `heartbeat` publishes here every FEED_HEARTBEAT: silence means
             // a connection that died without telling us.
@@ -46,11 +45,12 @@ pub(super) async fn subscribe(
                 let Some(inner) = inner.upgrade() else {
                     return Ok(());
                 };
+                feed.flush();
                 let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
                 if msg.get_channel_name() == wake {
                     inner.waiters.wake(&String::from_utf8_lossy(&payload));
                 } else if let Some((key, floor)) = parse_invalidation(&payload) {
-                    let _ = feed.send(FeedEvent::Invalidate(key, floor));
+                    feed.send(FeedEvent::Invalidate(key, floor));
                 }
             }
             Ok(())
@@ -61,7 +61,7 @@ pub(super) async fn subscribe(
         }
         if up {
             up = false;
-            let _ = feed.send(FeedEvent::Down);
+            feed.send(FeedEvent::Down);
         }
         if let Err(e) = result {
             tracing::debug!(error = %e, "subscription lost; reconnecting");

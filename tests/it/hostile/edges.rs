@@ -188,6 +188,42 @@ async fn ids_that_hide_what_they_are_are_refused(b: Backend) {
     }
 }
 
+/// Redis's own words (here its refusal of a user without the right to run
+/// scripts, which names the user and the command) never reach a caller: the
+/// answer says what kind of fault it was, and the log has the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_error_text_never_reaches_callers() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let mut c = s.client().await;
+    c.update_session(set("a", &[("n", "1")])).await.unwrap();
+    let url = s.redis.as_ref().expect("a Redis server").url();
+    let mut conn = ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-evalsha", "-eval"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for attempt in [set("a", &[("n", "2")]), set("b", &[("n", "1")])] {
+        let status = c.update_session(attempt).await.unwrap_err();
+        assert_eq!(
+            reason(Err::<(), _>(status.clone())),
+            answer(Code::Unavailable, "STORE_UNAVAILABLE")
+        );
+        let message = status.message();
+        assert!(
+            message.contains("Redis refused the command") && message.contains("retry with backoff"),
+            "{message}"
+        );
+        for word in ["NOPERM", "permission", "evalsha", "default", "user"] {
+            assert!(!message.contains(word), "{word:?} in {message:?}");
+        }
+    }
+}
+
 /// Settings that would overflow where they are used stop the start with
 /// exit 64, before anything listens.
 #[test]
