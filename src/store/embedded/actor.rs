@@ -28,8 +28,8 @@ mod command;
 mod quota;
 
 use command::Answer;
-use quota::Counted;
 pub(super) use command::{Command, Reply};
+use quota::Counted;
 
 /// Commands applied by the actor in one transaction at most.
 pub(super) const MAX_BATCH: usize = 512;

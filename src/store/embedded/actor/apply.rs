@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 
-use super::{Actor, quota};
 use super::command::{self, Answer, Command, Reply};
+use super::{Actor, quota};
 use crate::session::LockGrant;
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};

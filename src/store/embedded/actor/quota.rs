@@ -122,12 +122,13 @@ impl Actor {
             let usage = counted.usage(ns);
             let quotas = counted.quotas;
             let mut after = None;
-            let outcome = tables::write_counted(txn, key, m, g, &self.limits, now, held, |old, new| {
-                let old = old.map(|s| s.fields.bytes());
-                let admitted = quotas.admit(usage, old, new).map_err(Refusal::Limit)?;
-                after = Some(admitted);
-                Ok(())
-            })?;
+            let outcome =
+                tables::write_counted(txn, key, m, g, &self.limits, now, held, |old, new| {
+                    let old = old.map(|s| s.fields.bytes());
+                    let admitted = quotas.admit(usage, old, new).map_err(Refusal::Limit)?;
+                    after = Some(admitted);
+                    Ok(())
+                })?;
             match (&outcome, after) {
                 (Outcome::Done(_), Some(after)) => counted.set(ns, after),
                 (Outcome::Refused(Refusal::Limit(Error::QuotaExceeded { .. })), _) if !reaped => {
@@ -158,7 +159,6 @@ impl Actor {
             }),
         }
     }
-
 }
 
 /// The sweep's deletions of idle sessions (counted, when quotas are on), and

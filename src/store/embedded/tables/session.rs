@@ -230,7 +230,9 @@ pub(in crate::store::embedded) fn scan(
         match record::decode(raw.value()) {
             Ok(record) => each(key.value(), &record),
             // As the sweep does: reads report it, counting goes on.
-            Err(e) => tracing::warn!(error = %e, "quota usage skips a session record that does not decode"),
+            Err(e) => {
+                tracing::warn!(error = %e, "quota usage skips a session record that does not decode")
+            }
         }
     }
     Ok(())
