@@ -43,6 +43,7 @@ from .errors import (
     LockWaitTimeout,
     Overloaded,
     PermissionDenied,
+    QuotaExceeded,
     SessiondError,
     SessionNotFound,
     ShuttingDown,
@@ -59,7 +60,7 @@ __all__ = [
     "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
     "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockLost",
     "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
-    "RetryPolicy", "RpcStats", "Session", "SessionNotFound", "SessionState", "SessiondError",
-    "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable", "Unauthenticated", "Unavailable",
-    "UpdateResult", "VersionMismatch",
+    "QuotaExceeded", "RetryPolicy", "RpcStats", "Session", "SessionNotFound", "SessionState",
+    "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable", "Unauthenticated",
+    "Unavailable", "UpdateResult", "VersionMismatch",
 ]
