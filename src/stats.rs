@@ -106,11 +106,19 @@ impl RpcStats {
 
 impl Stats {
     pub fn quota_refused(&self, quota: Quota) {
-        self.quota_refusals[quota as usize].fetch_add(1, Relaxed);
+        self.quota_counter(quota).fetch_add(1, Relaxed);
     }
 
     pub fn quota_refusals(&self, quota: Quota) -> u64 {
-        self.quota_refusals[quota as usize].load(Relaxed)
+        self.quota_counter(quota).load(Relaxed)
+    }
+
+    fn quota_counter(&self, quota: Quota) -> &AtomicU64 {
+        let [sessions, bytes] = &self.quota_refusals;
+        match quota {
+            Quota::Sessions => sessions,
+            Quota::Bytes => bytes,
+        }
     }
 
     pub fn rpc(&self, m: Method) -> &RpcStats {

@@ -279,12 +279,11 @@ async fn concurrent_creators_on_three_instances_never_overshoot() {
                 // A few delete what they made, so that room comes and goes.
                 // (A delete that failed on the killed instance may or may not
                 // have happened: its id is no longer counted as confirmed.)
-                if k % 4 == 3 {
-                    if let Some(id) = created.pop() {
-                        if c.delete_session(delete(&id)).await.is_err() {
-                            assert!(n % 3 == 2, "a delete failed on a live instance");
-                        }
-                    }
+                if k % 4 == 3
+                    && let Some(id) = created.pop()
+                    && c.delete_session(delete(&id)).await.is_err()
+                {
+                    assert!(n % 3 == 2, "a delete failed on a live instance");
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
