@@ -185,6 +185,13 @@ export interface Stats {
     dataLosses: number;
   } | null;
   rpcs: Array<{ method: string; calls: number; errors: number; latencyUs: LatencySummary | null }>;
+  /** The server's per-namespace quotas (0: none) and this instance's QUOTA_EXCEEDED refusals. */
+  quotas: {
+    maxSessionsPerNamespace: number;
+    maxBytesPerNamespace: number;
+    sessionRefusals: number;
+    byteRefusals: number;
+  } | null;
 }
 
 export declare class Client {

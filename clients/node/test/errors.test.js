@@ -178,6 +178,11 @@ test('QUOTA_EXCEEDED: a write beyond --max-sessions-per-namespace writes nothing
     );
     assert.deepEqual([e.quota, e.limit, e.usage], ['sessions', 1n, 1n]);
     await expectError(c.get(extra), sd.SessionNotFound, status.NOT_FOUND, 'SESSION_NOT_FOUND');
+    const { quotas } = await c.stats();
+    assert.deepEqual(
+      [quotas.maxSessionsPerNamespace, quotas.sessionRefusals, quotas.byteRefusals],
+      [1, 1, 0],
+    );
   } finally {
     c.close();
     await small.stop();

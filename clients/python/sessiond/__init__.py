@@ -18,6 +18,7 @@ from ._common import (
     LatencySummary,
     Lock,
     LockStats,
+    QuotaStats,
     RetryPolicy,
     RpcStats,
     Session,
@@ -60,7 +61,7 @@ __all__ = [
     "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
     "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockLost",
     "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
-    "QuotaExceeded", "RetryPolicy", "RpcStats", "Session", "SessionNotFound", "SessionState",
-    "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable", "Unauthenticated",
-    "Unavailable", "UpdateResult", "VersionMismatch",
+    "QuotaExceeded", "QuotaStats", "RetryPolicy", "RpcStats", "Session", "SessionNotFound",
+    "SessionState", "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable",
+    "Unauthenticated", "Unavailable", "UpdateResult", "VersionMismatch",
 ]
