@@ -16,7 +16,7 @@ use tonic::Code;
 use crate::hostile::{CALM, FLOOD, Tokens, bearer};
 use crate::on_both_backends;
 use crate::support::{
-    Backend, Client, Process, Redis, Server, client, details, free_port, scrape_metrics, set,
+    Backend, Client, Process, Redis, Server, client, details, free_port, lock, scrape_metrics, set,
 };
 
 /// Code, reason and the quota metadata of a refused write.
@@ -177,6 +177,41 @@ async fn idle_expiry_frees_room(b: Backend) {
     assert_eq!(quota_refusal(refused), exceeded("sessions", 2, 2));
 }
 
+/// A lock keeps its session past the idle TTL (see README, "Idle expiry"):
+/// so long as it lives it counts, however stale the expiry it was written
+/// with; once it is gone it stops counting.
+async fn a_session_kept_alive_by_its_lock_still_counts(b: Backend) {
+    let s = Server::start(
+        b,
+        &["--max-sessions-per-namespace", "1", "--idle-ttl", "1s"],
+    )
+    .await;
+    let mut c = s.client().await;
+    c.update_session(set("held", &[("n", "1")])).await.unwrap();
+    let grant = lock(&mut c, "held", 3_000, 0).await.unwrap();
+    // Past the idle TTL the write gave it, the lease keeps it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        version_of(&mut c, "held").await,
+        1,
+        "the lock keeps it alive"
+    );
+    let refused = c.update_session(set("other", &[("n", "1")])).await;
+    assert_eq!(quota_refusal(refused), exceeded("sessions", 1, 1));
+    c.unlock_session(UnlockSessionRequest {
+        session_id: "held".into(),
+        lock_token: grant.lock_token,
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version_of(&mut c, "held").await > 0 {
+        assert!(Instant::now() < deadline, "the session never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.update_session(set("other", &[("n", "1")])).await.unwrap();
+}
+
 async fn another_namespace_is_unaffected(b: Backend) {
     let tokens = Tokens::new();
     let s = tokens
@@ -225,6 +260,7 @@ on_both_backends!(
     the_session_quota_refuses_a_new_session_and_writes_nothing,
     the_byte_quota_counts_stored_sizes_and_shrinking_passes,
     idle_expiry_frees_room,
+    a_session_kept_alive_by_its_lock_still_counts,
     another_namespace_is_unaffected,
 );
 
