@@ -14,6 +14,7 @@ mod hostile;
 mod instances;
 mod lifecycle;
 mod observability;
+mod quotas;
 mod redis_durability;
 mod redis_locks;
 mod reflection;
