@@ -91,19 +91,20 @@ impl Quotas {
             && after.sessions > usage.sessions
             && after.sessions > self.max_sessions
         {
-            return Err(self.exceeded(Quota::Sessions, usage));
+            return Err(self.exceeded(Quota::Sessions, usage.sessions));
         }
         if self.max_bytes > 0 && after.bytes > usage.bytes && after.bytes > self.max_bytes {
-            return Err(self.exceeded(Quota::Bytes, usage));
+            return Err(self.exceeded(Quota::Bytes, usage.bytes));
         }
         Ok(after)
     }
 
-    /// The refusal of `quota`, with the namespace's usage before the write.
-    pub fn exceeded(&self, quota: Quota, usage: Usage) -> Error {
-        let (limit, usage) = match quota {
-            Quota::Sessions => (self.max_sessions, usage.sessions),
-            Quota::Bytes => (self.max_bytes, usage.bytes),
+    /// The refusal of `quota`, with the namespace's usage of it before the
+    /// write.
+    pub fn exceeded(&self, quota: Quota, usage: u64) -> Error {
+        let limit = match quota {
+            Quota::Sessions => self.max_sessions,
+            Quota::Bytes => self.max_bytes,
         };
         Error::QuotaExceeded {
             quota,

@@ -47,9 +47,7 @@ pub mod wire;
 use super::{FeedSender, new_token};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
-use crate::session::{
-    Guards, Limits, LockGrant, Mutation, Quota, Session, SessionKey, Usage, Written,
-};
+use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
@@ -256,19 +254,7 @@ impl RedisStore {
                 limit: Limit::MaxSessionBytes,
                 value,
             } => Err(l.too_large(value)),
-            WriteReply::QuotaExceeded { quota, usage } => {
-                let usage = match quota {
-                    Quota::Sessions => Usage {
-                        sessions: usage,
-                        bytes: 0,
-                    },
-                    Quota::Bytes => Usage {
-                        sessions: 0,
-                        bytes: usage,
-                    },
-                };
-                Err(l.quotas.exceeded(quota, usage))
-            }
+            WriteReply::QuotaExceeded { quota, usage } => Err(l.quotas.exceeded(quota, usage)),
         }
     }
 
