@@ -58,6 +58,7 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
         // and nothing per call beyond it.
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(colours())
             .with_writer(std::io::stderr);
         let result = match config.log_format {
             LogFormat::Json => builder
@@ -73,7 +74,9 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
     // Tracing on: each layer filters for itself, so `--log-level warn` does
     // not silence the spans, nor do the spans' events fill the log.
     let provider = otlp::provider(&otlp)?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(colours())
+        .with_writer(std::io::stderr);
     let fmt = match config.log_format {
         LogFormat::Json => fmt
             .json()
@@ -93,4 +96,10 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// Colours only for a terminal: a log collector (or a test) reading a pipe
+/// gets the plain text it searches.
+fn colours() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }

@@ -304,7 +304,9 @@ impl OtlpSettings {
             Some(e) => e,
         };
         let uri: tonic::codegen::http::Uri = endpoint.parse().map_err(|_| {
-            format!("--otlp-endpoint `{endpoint}` is not a URL: write it like http://collector:4317")
+            format!(
+                "--otlp-endpoint `{endpoint}` is not a URL: write it like http://collector:4317"
+            )
         })?;
         // Plaintext only: spans go to a collector beside sessiond (an agent
         // or sidecar), which forwards them over TLS if it must.

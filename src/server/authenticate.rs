@@ -76,8 +76,7 @@ where
                     if crate::telemetry::exporting() {
                         // On the call's span (`observe`), which says
                         // `default` until here.
-                        tracing::Span::current()
-                            .record("sessiond.namespace", &*share.namespace);
+                        tracing::Span::current().record("sessiond.namespace", &*share.namespace);
                     }
                     req.extensions_mut().insert(Caller(share));
                 }

@@ -72,7 +72,10 @@ where
 pub fn rpc_span(path: &str, request_id: &str, headers: &HeaderMap) -> tracing::Span {
     let full = path.strip_prefix('/').unwrap_or(path);
     let (service, method) = full.split_once('/').unwrap_or((full, ""));
+    // The target of the debug span it replaces, so that a log filter names
+    // both alike.
     let span = tracing::info_span!(
+        target: "sessiond::server::observe",
         "rpc",
         otel.name = full,
         otel.kind = "server",
@@ -108,7 +111,7 @@ pub fn record_status(span: &tracing::Span, code: i32) {
 /// The span of a call's step in the store, named after what ran there
 /// (`redis update.lua`, `redb update`, ...).
 pub fn store_span(name: &'static str, system: &'static str) -> tracing::Span {
-    tracing::info_span!("store", otel.name = name, db.system = system)
+    tracing::info_span!(target: "sessiond::store", "store", otel.name = name, db.system = system)
 }
 
 /// A step of a lock wait, as an event of the span it happens in.

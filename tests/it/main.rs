@@ -19,3 +19,4 @@ mod reflection;
 pub mod support;
 mod tls;
 mod tokens;
+mod traces;
