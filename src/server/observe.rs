@@ -20,6 +20,11 @@ use crate::telemetry::{self, otlp};
 
 type Resp = http::Response<tonic::body::Body>;
 
+/// Health checks are not traced: probes would fill the traces with roots.
+const HEALTH: &str = "/grpc.health.v1.Health/";
+/// The span name of a call to a method sessiond does not have.
+const UNKNOWN_PATH: &str = "/unknown/unknown";
+
 pub fn layer(stats: Arc<Stats>) -> ObserveLayer {
     ObserveLayer { stats }
 }
@@ -76,9 +81,13 @@ where
         // its CPU (allocated, formatted, entered on every poll), so at the
         // default level only the lines `log_call` writes name the call. The
         // exported span is paid for only while traces are exported.
-        let traced = telemetry::exporting();
+        let traced = telemetry::exporting() && !path.starts_with(HEALTH);
         let span = if traced {
-            otlp::rpc_span(path, &request_id, req.headers())
+            // A caller's made-up path does not name a span: span names are
+            // a closed set.
+            let known = method.is_some() || path.starts_with("/grpc.reflection.");
+            let span_path = if known { path } else { UNKNOWN_PATH };
+            otlp::rpc_span(span_path, &request_id, req.headers())
         } else {
             tracing::debug_span!("rpc", method = %name, request_id = %request_id)
         };

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sessiond::pb::{Consistency, GetSessionRequest, LockSessionRequest};
+use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::{Backend, Process, Redis, free_port, lock, set, unlock};
+use crate::support::{Backend, Process, Redis, connect, free_port, lock, set, unlock};
 
 mod receiver;
 
@@ -199,11 +200,14 @@ async fn calls_become_child_spans(backend: Backend) {
 crate::on_both_backends!(calls_become_child_spans);
 
 /// A ratio of 0 keeps no trace that starts here, and every trace whose
-/// caller sampled it: the sampler is parent-based.
+/// caller sampled it: the sampler is parent-based. Health checks are never
+/// traced (probes would fill the traces), and a method sessiond does not
+/// have does not name a span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sampler_follows_the_callers_decision() {
     const SAMPLED: &str = "11111111111111111111111111111111";
     const NOT_SAMPLED: &str = "22222222222222222222222222222222";
+    const HEALTH: &str = "44444444444444444444444444444444";
     const PARENT: &str = "1111111111111111";
     let receiver = Receiver::start().await;
     let endpoint = receiver.endpoint();
@@ -222,10 +226,31 @@ async fn the_sampler_follows_the_callers_decision() {
     c.get_session(traced(get(), NOT_SAMPLED, PARENT, "00"))
         .await
         .unwrap();
+    let channel = connect(sessiond.process.addr).await;
+    let check = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    HealthClient::new(channel.clone())
+        .check(traced(check, HEALTH, PARENT, "01"))
+        .await
+        .unwrap();
+    // A path of the caller's making, in a sampled trace.
+    let mut made_up = tonic::client::Grpc::new(channel);
+    made_up.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/sessiond.v1.SessionService/CallerChosenName",
+    );
+    let codec = tonic_prost::ProstCodec::<GetSessionRequest, ()>::default();
+    let answer = made_up
+        .unary(traced(get(), SAMPLED, PARENT, "01"), path, codec)
+        .await;
+    assert_eq!(answer.unwrap_err().code(), tonic::Code::Unimplemented);
     sessiond.stop();
     let spans = receiver.spans();
     span(&spans, SAMPLED, &format!("{SERVICE}/GetSession"));
     span(&spans, SAMPLED, "redb read");
+    span(&spans, SAMPLED, "unknown/unknown");
+    assert!(!spans.iter().any(|s| s.name.contains("CallerChosenName")));
     let traces: Vec<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
     assert!(traces.iter().all(|t| t == SAMPLED), "{traces:?}");
 }
