@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
+use crate::session::Quota;
 use crate::state::State;
 use crate::stats::{Durability, Method, Summary};
 
@@ -115,5 +116,11 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
                 }
             })
             .collect(),
+        quotas: Some(pb::QuotaStats {
+            max_sessions_per_namespace: state.limits.quotas.max_sessions,
+            max_bytes_per_namespace: state.limits.quotas.max_bytes,
+            session_refusals: s.quota_refusals(Quota::Sessions),
+            byte_refusals: s.quota_refusals(Quota::Bytes),
+        }),
     }
 }

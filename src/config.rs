@@ -164,6 +164,19 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_MAX_SESSION_BYTES", value_parser = parse_size, default_value = "1MiB")]
     pub max_session_bytes: u64,
 
+    /// Sessions one namespace may store; a write that would create one
+    /// more is refused with RESOURCE_EXHAUSTED / QUOTA_EXCEEDED. 0: no quota.
+    /// Quotas need the embedded store or a standalone Redis (README,
+    /// "Limits").
+    #[arg(long, env = "SESSIOND_MAX_SESSIONS_PER_NAMESPACE", default_value_t = 0)]
+    pub max_sessions_per_namespace: u64,
+
+    /// Bytes one namespace may store (the sum of its sessions' sizes, as
+    /// --max-session-bytes counts them); a write that would grow it beyond
+    /// is refused with RESOURCE_EXHAUSTED / QUOTA_EXCEEDED. 0: no quota.
+    #[arg(long, env = "SESSIOND_MAX_BYTES_PER_NAMESPACE", value_parser = parse_size, default_value = "0")]
+    pub max_bytes_per_namespace: u64,
+
     /// Calls handled at once; beyond it calls are refused at once with
     /// RESOURCE_EXHAUSTED / OVERLOADED instead of queueing.
     #[arg(long, env = "SESSIOND_MAX_CONCURRENT_CALLS", default_value_t = 4096)]

@@ -18,6 +18,19 @@ pub enum Error {
         message: String,
     },
 
+    /// A namespace quota would be exceeded; nothing was written. `usage`
+    /// is the namespace's count before the write.
+    #[error(
+        "the namespace's {} quota of {limit} is reached (it uses {usage}): delete sessions or make them smaller, or raise {}",
+        quota.name(),
+        quota.flag()
+    )]
+    QuotaExceeded {
+        quota: crate::session::Quota,
+        limit: u64,
+        usage: u64,
+    },
+
     #[error("session not found")]
     NotFound,
 

@@ -16,6 +16,7 @@ use axum::routing::get;
 use futures::future::Either;
 
 use crate::admin::durability_of;
+use crate::session::Quota;
 use crate::state::State;
 use crate::stats::{Histogram, Method, Risk, RpcStats};
 use crate::tls::Tls;
@@ -101,6 +102,8 @@ enum Samples {
     Gauge(fn(&State) -> u64),
     /// A gauge with one sample per value of its one label.
     GaugeByLabel(&'static str, fn(&State) -> Vec<(&'static str, u64)>),
+    /// A counter with one sample per value of its one label.
+    CounterByLabel(&'static str, fn(&State) -> Vec<(&'static str, u64)>),
     /// A counter with one sample per RPC method.
     CounterPerMethod(fn(&RpcStats) -> u64),
     /// A counter per RPC method and status code; codes never seen are left
@@ -215,6 +218,18 @@ const FAMILIES: &[Family] = &[
         help: "Writes refused with LOCK_HELD.",
         samples: Samples::Counter(|s| s.stats.lock_held_rejections.load(Relaxed)),
     },
+    // Per-namespace usage would make a label set as large as the tenants:
+    // only the refusals are counted, by quota.
+    Family {
+        name: "sessiond_quota_refusals_total",
+        help: "Writes refused with QUOTA_EXCEEDED, by the namespace quota that refused them.",
+        samples: Samples::CounterByLabel("quota", |s| {
+            Quota::ALL
+                .iter()
+                .map(|&q| (q.name(), s.stats.quota_refusals(q)))
+                .collect()
+        }),
+    },
     Family {
         name: "sessiond_store_errors_total",
         help: "Store operations that failed.",
@@ -291,9 +306,10 @@ const FAMILIES: &[Family] = &[
 impl Family {
     fn kind(&self) -> &'static str {
         match self.samples {
-            Samples::Counter(_) | Samples::CounterPerMethod(_) | Samples::CodesPerMethod => {
-                "counter"
-            }
+            Samples::Counter(_)
+            | Samples::CounterByLabel(..)
+            | Samples::CounterPerMethod(_)
+            | Samples::CodesPerMethod => "counter",
             Samples::Gauge(_) | Samples::GaugeByLabel(..) => "gauge",
             Samples::Histogram(..) | Samples::HistogramPerMethod(..) => "histogram",
         }
@@ -312,7 +328,7 @@ impl Family {
             Samples::Counter(read) | Samples::Gauge(read) => {
                 let _ = writeln!(out, "{name} {}", read(state));
             }
-            Samples::GaugeByLabel(label, read) => {
+            Samples::GaugeByLabel(label, read) | Samples::CounterByLabel(label, read) => {
                 for (value, n) in read(state) {
                     let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
                 }

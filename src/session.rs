@@ -8,9 +8,11 @@ use crate::error::{Error, InvalidReason, Result};
 
 mod fields;
 mod limits;
+mod quotas;
 
 pub use fields::Fields;
 pub use limits::Limits;
+pub use quotas::{Quota, Quotas, Usage};
 
 /// Longest session id and field name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;

@@ -127,7 +127,15 @@ impl Sessions {
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
-        let written = self.store.update(key, m, g).await?;
+        let written = match self.store.update(key, m, g).await {
+            Ok(written) => written,
+            Err(e) => {
+                if let Error::QuotaExceeded { quota, .. } = &e {
+                    self.stats.quota_refused(*quota);
+                }
+                return Err(e);
+            }
+        };
         self.cache.invalidate(key, written.version).await;
         Ok(written)
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::session::Quota;
+
 /// Everything GetStats reports that is not read from the cache or the pool.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -37,6 +39,9 @@ pub struct Stats {
     pub durability: RwLock<Durability>,
 
     pub rpcs: [RpcStats; Method::ALL.len()],
+
+    /// Writes refused with QUOTA_EXCEEDED, by quota (`Quota::ALL`'s order).
+    pub quota_refusals: [AtomicU64; Quota::ALL.len()],
 }
 
 /// The RPCs counted, one slot each.
@@ -100,6 +105,22 @@ impl RpcStats {
 }
 
 impl Stats {
+    pub fn quota_refused(&self, quota: Quota) {
+        self.quota_counter(quota).fetch_add(1, Relaxed);
+    }
+
+    pub fn quota_refusals(&self, quota: Quota) -> u64 {
+        self.quota_counter(quota).load(Relaxed)
+    }
+
+    fn quota_counter(&self, quota: Quota) -> &AtomicU64 {
+        let [sessions, bytes] = &self.quota_refusals;
+        match quota {
+            Quota::Sessions => sessions,
+            Quota::Bytes => bytes,
+        }
+    }
+
     pub fn rpc(&self, m: Method) -> &RpcStats {
         #[allow(clippy::indexing_slicing)] // reason: one slot per `Method`, by its discriminant
         &self.rpcs[m as usize]

@@ -18,6 +18,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
     match err {
         Error::InvalidArgument { reason, .. } => (Code::InvalidArgument, invalid(*reason)),
         Error::LimitExceeded { .. } => (Code::InvalidArgument, "LIMIT_EXCEEDED"),
+        Error::QuotaExceeded { .. } => (Code::ResourceExhausted, "QUOTA_EXCEEDED"),
         Error::NotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
         Error::VersionLost { .. } => (Code::DataLoss, "VERSION_LOST"),
         Error::VersionMismatch { .. } => (Code::Aborted, "VERSION_MISMATCH"),
@@ -54,6 +55,15 @@ fn metadata(err: &Error) -> HashMap<String, String> {
         }
         Error::Overloaded => {
             m.insert("limit".to_owned(), "max_concurrent_calls".to_owned());
+        }
+        Error::QuotaExceeded {
+            quota,
+            limit,
+            usage,
+        } => {
+            m.insert("quota".to_owned(), quota.name().to_owned());
+            m.insert("limit".to_owned(), limit.to_string());
+            m.insert("usage".to_owned(), usage.to_string());
         }
         Error::VersionLost { seen, current } => {
             m.insert("min_version".to_owned(), seen.to_string());

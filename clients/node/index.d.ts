@@ -187,6 +187,13 @@ export interface Stats {
     dataLosses: number;
   } | null;
   rpcs: Array<{ method: string; calls: number; errors: number; latencyUs: LatencySummary | null }>;
+  /** The server's per-namespace quotas (0: none) and this instance's QUOTA_EXCEEDED refusals. */
+  quotas: {
+    maxSessionsPerNamespace: number;
+    maxBytesPerNamespace: number;
+    sessionRefusals: number;
+    byteRefusals: number;
+  } | null;
 }
 
 export declare class Client {
@@ -224,6 +231,7 @@ export type Reason =
   | 'LOCK_LOST'
   | 'LOCK_WAIT_TIMEOUT'
   | 'OVERLOADED'
+  | 'QUOTA_EXCEEDED'
   | 'STORE_UNAVAILABLE'
   | 'SHUTTING_DOWN'
   | 'UNAUTHENTICATED'
@@ -259,6 +267,19 @@ export declare class LockWaitTimeout extends SessiondError {}
 /** The call's own deadline passed (no sessiond reason). */
 export declare class DeadlineExceeded extends SessiondError {}
 export declare class Overloaded extends SessiondError {}
+/**
+ * RESOURCE_EXHAUSTED / QUOTA_EXCEEDED: the write would grow the namespace beyond
+ * a quota; nothing was written. Not retried: delete sessions, write smaller ones,
+ * or have the quota raised.
+ */
+export declare class QuotaExceeded extends SessiondError {
+  /** "sessions" or "bytes". */
+  readonly quota: string | null;
+  /** The quota's value. */
+  readonly limit: bigint | null;
+  /** The namespace's usage of that quota before the write. */
+  readonly usage: bigint | null;
+}
 /** Any UNAVAILABLE, including transport failures; a write's outcome is then unknown (but see ShuttingDown). */
 export declare class Unavailable extends SessiondError {}
 export declare class StoreUnavailable extends Unavailable {}

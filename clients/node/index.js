@@ -20,6 +20,7 @@ module.exports = {
   LockWaitTimeout: errors.LockWaitTimeout,
   DeadlineExceeded: errors.DeadlineExceeded,
   Overloaded: errors.Overloaded,
+  QuotaExceeded: errors.QuotaExceeded,
   Unavailable: errors.Unavailable,
   StoreUnavailable: errors.StoreUnavailable,
   ShuttingDown: errors.ShuttingDown,

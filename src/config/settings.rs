@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Config, RedisDurability, StoreKind};
 use crate::auth::Auth;
 use crate::conn::ConnSettings;
-use crate::session::Limits;
+use crate::session::{Limits, Quotas};
 use crate::tls::{Tls, TlsFiles};
 
 /// A `Config` once validated: every setting parsed, resolved and checked
@@ -68,6 +68,15 @@ pub struct RedisSettings {
 }
 
 impl Settings {
+    /// Whether a per-namespace quota is set. The Redis store counts usage
+    /// in keys of the namespace (`<prefix>:q:<ns>:*`), which scripts touch
+    /// beside the session's own keys: in another Cluster slot. Quotas need
+    /// the embedded store or a standalone Redis, so a Redis Cluster setting
+    /// must refuse to start while this is true.
+    pub fn quotas_on(&self) -> bool {
+        self.limits.quotas.is_on()
+    }
+
     /// Validates `c`; `Err` is one line that says what to fix.
     pub fn new(c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
@@ -190,6 +199,10 @@ impl Settings {
                 lease_max: c.lease_max,
                 wait_max: c.wait_max,
                 idle_ttl: c.idle_ttl,
+                quotas: Quotas {
+                    max_sessions: c.max_sessions_per_namespace,
+                    max_bytes: c.max_bytes_per_namespace,
+                },
             },
             auth,
             tls,
@@ -223,6 +236,9 @@ const MAX_FIELDS: usize = 1_000_000;
 /// (`Limits::max_request_bytes`) stays below 2 GiB.
 const MAX_SESSION_BYTES: u64 = 1 << 30;
 
+/// Largest quota a setting may have (see `check_bounds`).
+const MAX_QUOTA: u64 = 1 << 53;
+
 /// Refuses durations and sizes that would overflow where they are used.
 fn check_bounds(c: &Config) -> Result<(), String> {
     for (flag, d) in [
@@ -246,6 +262,13 @@ fn check_bounds(c: &Config) -> Result<(), String> {
     }
     if c.max_session_bytes > MAX_SESSION_BYTES || c.max_field_bytes > MAX_SESSION_BYTES {
         return Err("--max-session-bytes and --max-field-bytes must be at most 1GiB".into());
+    }
+    // The Redis scripts count usage in Lua numbers (doubles): exact up to
+    // 2^53, far beyond any real quota.
+    if c.max_sessions_per_namespace > MAX_QUOTA || c.max_bytes_per_namespace > MAX_QUOTA {
+        return Err(format!(
+            "--max-sessions-per-namespace and --max-bytes-per-namespace must be at most {MAX_QUOTA}"
+        ));
     }
     Ok(())
 }

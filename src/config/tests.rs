@@ -113,6 +113,8 @@ fn settings_that_would_overflow_are_refused() {
         ("--max-session-bytes", "2GiB"),
         ("--max-field-bytes", "1000000GiB"),
         ("--max-fields", "1000001"),
+        ("--max-sessions-per-namespace", "9007199254740993"),
+        ("--max-bytes-per-namespace", "8388609GiB"),
     ] {
         let c = Config::parse_from(["sessiond", flag, value]);
         let err = c.validate().unwrap_err();
@@ -123,10 +125,27 @@ fn settings_that_would_overflow_are_refused() {
         ("--cache-max-age", "36500d"),
         ("--max-session-bytes", "1GiB"),
         ("--max-fields", "1000000"),
+        ("--max-sessions-per-namespace", "9007199254740992"),
+        ("--max-bytes-per-namespace", "8388608GiB"),
     ] {
         let c = Config::parse_from(["sessiond", flag, value]);
         assert!(c.validate().is_ok(), "{flag} {value}");
     }
+}
+
+#[test]
+fn quotas_are_off_by_default_and_on_when_either_is_set() {
+    let s = Settings::new(Config::defaults()).unwrap();
+    assert!(!s.quotas_on());
+    for (flag, value) in [
+        ("--max-sessions-per-namespace", "10"),
+        ("--max-bytes-per-namespace", "64MiB"),
+    ] {
+        let s = Settings::new(Config::parse_from(["sessiond", flag, value])).unwrap();
+        assert!(s.quotas_on(), "{flag}");
+    }
+    let c = Config::parse_from(["sessiond", "--max-bytes-per-namespace", "1KiB"]);
+    assert_eq!(Settings::new(c).unwrap().limits.quotas.max_bytes, 1024);
 }
 
 #[test]

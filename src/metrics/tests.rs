@@ -57,6 +57,9 @@ async fn state(dir: &std::path::Path) -> State {
     for (i, c) in counters.into_iter().enumerate() {
         c.store(101 + i as u64 * 3, Relaxed);
     }
+    for (i, c) in s.quota_refusals.iter().enumerate() {
+        c.store(61 + i as u64 * 5, Relaxed);
+    }
     s.store_healthy.store(true, Relaxed);
     for ms in [2, 7, 40, 900, 4_000, 70_000] {
         s.lock_wait_ms.record(ms);

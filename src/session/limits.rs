@@ -19,6 +19,8 @@ pub struct Limits {
     pub lease_max: Duration,
     pub wait_max: Duration,
     pub idle_ttl: Duration,
+    /// Per-namespace quotas, decided by the store (off by default).
+    pub quotas: super::Quotas,
 }
 
 impl Limits {

@@ -47,7 +47,9 @@ pub mod wire;
 use super::{FeedSender, new_token};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{
+    Guards, Limits, LockGrant, Mutation, Quota, Session, SessionKey, Usage, Written,
+};
 use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
@@ -239,6 +241,7 @@ impl RedisStore {
         for name in &m.delete {
             inv.arg(name.as_bytes());
         }
+        inner.add_quota(&mut inv, key);
         match inner.invoke(&mut inv, wire::write).await? {
             WriteReply::Written { written, handover } => {
                 inner.hand_over(handover, &keys);
@@ -253,6 +256,19 @@ impl RedisStore {
                 limit: Limit::MaxSessionBytes,
                 value,
             } => Err(l.too_large(value)),
+            WriteReply::QuotaExceeded { quota, usage } => {
+                let usage = match quota {
+                    Quota::Sessions => Usage {
+                        sessions: usage,
+                        bytes: 0,
+                    },
+                    Quota::Bytes => Usage {
+                        sessions: 0,
+                        bytes: usage,
+                    },
+                };
+                Err(l.quotas.exceeded(quota, usage))
+            }
         }
     }
 
@@ -265,6 +281,7 @@ impl RedisStore {
         inv.arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel);
+        inner.add_quota(&mut inv, key);
         match inner.invoke(&mut inv, wire::delete).await? {
             DeleteReply::Deleted { version, handover } => {
                 inner.hand_over(handover, &keys);

@@ -365,6 +365,8 @@ def test_config_block_becomes_env(rendered):
         "SESSIOND_MAX_CALLS_PER_NAMESPACE": "2048",
         "SESSIOND_MAX_WAITERS_PER_NAMESPACE": "1024",
         "SESSIOND_MAX_WAITERS_PER_SESSION": "64",
+        "SESSIOND_MAX_SESSIONS_PER_NAMESPACE": "1000000",
+        "SESSIOND_MAX_BYTES_PER_NAMESPACE": "8GiB",
         "SESSIOND_SHUTDOWN_GRACE": "25s",
         "SESSIOND_STORE": "redis",
     }

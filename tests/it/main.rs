@@ -2,6 +2,7 @@
 //! one module per concern. Every test talks to a real server over gRPC, and
 //! the Redis ones to a redis-server of their own.
 
+mod bench;
 mod concurrency;
 mod conformance;
 mod docs;
@@ -13,6 +14,7 @@ mod hostile;
 mod instances;
 mod lifecycle;
 mod observability;
+mod quotas;
 mod redis_durability;
 mod redis_locks;
 mod reflection;

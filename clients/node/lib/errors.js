@@ -62,6 +62,27 @@ class LockLost extends SessiondError {}
 class LockWaitTimeout extends SessiondError {}
 class DeadlineExceeded extends SessiondError {}
 class Overloaded extends SessiondError {}
+/**
+ * RESOURCE_EXHAUSTED / QUOTA_EXCEEDED: the write would grow the namespace beyond
+ * a quota (its sessions or their bytes); nothing was written. Retrying as is
+ * cannot help: delete sessions, write smaller ones, or have the quota raised.
+ */
+class QuotaExceeded extends SessiondError {
+  /** Which quota: "sessions" or "bytes". */
+  get quota() {
+    return this.metadata.quota ?? null;
+  }
+  /** The quota's value. */
+  get limit() {
+    const v = this.metadata.limit;
+    return v === undefined ? null : BigInt(v);
+  }
+  /** The namespace's usage of that quota before the write. */
+  get usage() {
+    const v = this.metadata.usage;
+    return v === undefined ? null : BigInt(v);
+  }
+}
 class Unavailable extends SessiondError {}
 class StoreUnavailable extends Unavailable {}
 class ShuttingDown extends Unavailable {}
@@ -81,6 +102,7 @@ const BY_REASON = {
   LOCK_LOST: LockLost,
   LOCK_WAIT_TIMEOUT: LockWaitTimeout,
   OVERLOADED: Overloaded,
+  QUOTA_EXCEEDED: QuotaExceeded,
   STORE_UNAVAILABLE: StoreUnavailable,
   SHUTTING_DOWN: ShuttingDown,
   UNAUTHENTICATED: Unauthenticated,
@@ -146,6 +168,7 @@ module.exports = {
   LockWaitTimeout,
   DeadlineExceeded,
   Overloaded,
+  QuotaExceeded,
   Unavailable,
   StoreUnavailable,
   ShuttingDown,

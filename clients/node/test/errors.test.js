@@ -164,6 +164,31 @@ test('OVERLOADED: beyond --max-concurrent-calls a call is refused at once', asyn
   }
 });
 
+test('QUOTA_EXCEEDED: a write beyond --max-sessions-per-namespace writes nothing', async () => {
+  const small = await startServer({ args: ['--max-sessions-per-namespace', '1'] });
+  const c = new sd.Client(small.target, { timeoutMs: 5000 });
+  try {
+    await c.update(uniqueId('only'), { set: { a: Buffer.from('1') } });
+    const extra = uniqueId('extra');
+    const e = await expectError(
+      c.update(extra, { set: { a: Buffer.from('1') } }),
+      sd.QuotaExceeded,
+      status.RESOURCE_EXHAUSTED,
+      'QUOTA_EXCEEDED',
+    );
+    assert.deepEqual([e.quota, e.limit, e.usage], ['sessions', 1n, 1n]);
+    await expectError(c.get(extra), sd.SessionNotFound, status.NOT_FOUND, 'SESSION_NOT_FOUND');
+    const { quotas } = await c.stats();
+    assert.deepEqual(
+      [quotas.maxSessionsPerNamespace, quotas.sessionRefusals, quotas.byteRefusals],
+      [1, 1, 0],
+    );
+  } finally {
+    c.close();
+    await small.stop();
+  }
+});
+
 test('UNAUTHENTICATED and NAMESPACE_DENIED: tokens grant namespaces', async () => {
   const fs = require('node:fs');
   const os = require('node:os');

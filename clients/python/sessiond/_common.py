@@ -115,6 +115,16 @@ class StoreStats:
 
 
 @dataclass(frozen=True)
+class QuotaStats:
+    # The server's per-namespace quotas (0: none).
+    max_sessions_per_namespace: int = 0
+    max_bytes_per_namespace: int = 0
+    # Writes this instance refused with QUOTA_EXCEEDED, by quota.
+    session_refusals: int = 0
+    byte_refusals: int = 0
+
+
+@dataclass(frozen=True)
 class RpcStats:
     method: str
     calls: int = 0
@@ -134,6 +144,7 @@ class Stats:
     locks: LockStats
     store: StoreStats
     rpcs: Dict[str, RpcStats]
+    quotas: QuotaStats = field(default_factory=QuotaStats)
 
 
 # ---------------------------------------------------------------- conversions
@@ -195,7 +206,7 @@ def _latency(pb: admin_pb2.LatencySummary) -> LatencySummary:
 
 
 def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
-    c, lk, st = pb.cache, pb.locks, pb.store
+    c, lk, st, q = pb.cache, pb.locks, pb.store, pb.quotas
     return Stats(
         instance_id=pb.instance_id,
         version=pb.version,
@@ -241,6 +252,12 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             )
             for r in pb.rpcs
         },
+        quotas=QuotaStats(
+            max_sessions_per_namespace=q.max_sessions_per_namespace,
+            max_bytes_per_namespace=q.max_bytes_per_namespace,
+            session_refusals=q.session_refusals,
+            byte_refusals=q.byte_refusals,
+        ),
     )
 
 

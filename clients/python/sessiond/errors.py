@@ -22,6 +22,7 @@ transport failure, a client-side deadline), into the class for its code.
       LockWaitTimeout             DEADLINE_EXCEEDED / LOCK_WAIT_TIMEOUT
       DeadlineExceeded            DEADLINE_EXCEEDED without a reason (the call's deadline)
       Overloaded                  RESOURCE_EXHAUSTED / OVERLOADED
+      QuotaExceeded               RESOURCE_EXHAUSTED / QUOTA_EXCEEDED (.quota .limit .usage)
       Unavailable                 UNAVAILABLE (also transport failures)
         StoreUnavailable          STORE_UNAVAILABLE
         ShuttingDown              SHUTTING_DOWN
@@ -163,6 +164,35 @@ class Overloaded(SessiondError):
     """RESOURCE_EXHAUSTED / OVERLOADED: the server shed the call; back off."""
 
 
+class QuotaExceeded(SessiondError):
+    """RESOURCE_EXHAUSTED / QUOTA_EXCEEDED: the write would grow the namespace
+    beyond a quota of the server's (its sessions or their bytes); nothing was
+    written. Retrying as is cannot help: delete sessions, write smaller ones,
+    or have the quota raised. Deletes and shrinking writes always pass."""
+
+    @property
+    def quota(self) -> Optional[str]:
+        """Which quota: "sessions" or "bytes"."""
+        return self.metadata.get("quota")
+
+    @property
+    def limit(self) -> Optional[int]:
+        """The quota's value."""
+        return _int(self.metadata.get("limit"))
+
+    @property
+    def usage(self) -> Optional[int]:
+        """The namespace's usage of that quota before the write."""
+        return _int(self.metadata.get("usage"))
+
+
+def _int(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class Unavailable(SessiondError):
     """UNAVAILABLE: the server or its store cannot be reached. Whether a write
     was applied is unknown (except for ShuttingDown): the client retries only
@@ -200,6 +230,7 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "LOCK_LOST": LockLost,
     "LOCK_WAIT_TIMEOUT": LockWaitTimeout,
     "OVERLOADED": Overloaded,
+    "QUOTA_EXCEEDED": QuotaExceeded,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "SHUTTING_DOWN": ShuttingDown,
     "UNAUTHENTICATED": Unauthenticated,

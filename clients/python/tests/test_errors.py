@@ -249,6 +249,24 @@ def test_overloaded(tmp_path):
         srv.stop()
 
 
+def test_quota_exceeded(tmp_path):
+    srv = Server(tmp_path, "--max-sessions-per-namespace", "1").start()
+    try:
+        with sessiond.Client(srv.target) as c:
+            c.update("only", {"a": b"1"})
+            with pytest.raises(sessiond.QuotaExceeded) as ei:
+                c.update("one-too-many", {"a": b"1"})
+            exc = check(ei, sessiond.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "QUOTA_EXCEEDED")
+            assert (exc.quota, exc.limit, exc.usage) == ("sessions", 1, 1)
+            with pytest.raises(sessiond.SessionNotFound):
+                c.get("one-too-many")
+            c.delete("only")
+            c.update("one-too-many", {"a": b"1"})
+    finally:
+        srv.stop()
+
+
 def test_unauthenticated_and_namespace_denied(tmp_path):
     telegram, slack = "telegram-bot-token-0001", "slack-and-line-token-01"
     tokens = tmp_path / "tokens"

@@ -28,6 +28,7 @@ EXPECTED = {
     "LOCK_LOST": (grpc.StatusCode.FAILED_PRECONDITION, sessiond.LockLost),
     "LOCK_WAIT_TIMEOUT": (grpc.StatusCode.DEADLINE_EXCEEDED, sessiond.LockWaitTimeout),
     "OVERLOADED": (grpc.StatusCode.RESOURCE_EXHAUSTED, sessiond.Overloaded),
+    "QUOTA_EXCEEDED": (grpc.StatusCode.RESOURCE_EXHAUSTED, sessiond.QuotaExceeded),
     "STORE_UNAVAILABLE": (grpc.StatusCode.UNAVAILABLE, sessiond.StoreUnavailable),
     "SHUTTING_DOWN": (grpc.StatusCode.UNAVAILABLE, sessiond.ShuttingDown),
 }

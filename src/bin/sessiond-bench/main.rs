@@ -13,7 +13,11 @@
 //! expected_version, retried), hot (rmw, every caller on one session),
 //! bot-mix (70% cached reads, 25% locked rmw, 5% new sessions), health (the
 //! empty RPC through sessiond's own stack: its health service), empty (the
-//! baseline alone).
+//! baseline alone); and the locked turn against sessiond's peers, in the
+//! same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot (`peers.rs`).
+//!
+//! With `--rate`, sessiond's workloads run open-loop (`openloop.rs`):
+//! requests on a fixed schedule, latency from the time each was due.
 
 // No unwrap, expect, panic, unreachable or unchecked indexing: a failed call
 // is counted by its code, anything else ends the run with an error.
@@ -38,6 +42,8 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+mod openloop;
+mod peers;
 mod workloads;
 
 use workloads::run;
@@ -70,6 +76,20 @@ struct Args {
     /// Bytes of data per session.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
+    /// Requests per second, sent on a schedule whether or not earlier ones
+    /// finished (open loop; latency counts from the scheduled time). 0: each
+    /// caller sends its next request when its last one is answered.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// etcd's client address, for the etcd-* workloads.
+    #[arg(long)]
+    etcd: Option<SocketAddr>,
+    /// A Redis URL, for the redis-lock-* workloads.
+    #[arg(long)]
+    redis_lock: Option<String>,
+    /// How long a redis-lock-* caller waits before it tries a taken lock again.
+    #[arg(long, value_parser = sessiond::config::parse_duration, default_value = "1ms")]
+    redis_lock_retry: Duration,
     /// sessiond's process id: each report then adds its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -169,6 +189,8 @@ async fn channels(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Channel>> {
 
 struct Report {
     workload: String,
+    /// The open loop's requests per second; 0 for a closed loop.
+    rate: f64,
     callers: usize,
     connections: usize,
     seconds: f64,
@@ -212,10 +234,11 @@ impl Baseline {
 fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
     let s = r.latency.summary();
     let p95 = r.latency.quantile(0.95);
+    let p999 = r.latency.quantile(0.999);
     let throughput = r.ops as f64 / r.seconds;
     let mut json = format!(
         "{{\"workload\":\"{}\",\"callers\":{},\"connections\":{},\"seconds\":{:.2},\"ops\":{},\"throughput\":{:.1},\
-         \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}}",
+         \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
         r.workload,
         r.callers,
         r.connections,
@@ -225,6 +248,7 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
         s.p50,
         p95,
         s.p99,
+        p999,
         s.max
     );
     let errors: Vec<String> = r
@@ -245,6 +269,9 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
     }
     if let Some(rss) = server_pid.and_then(rss_mib) {
         json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
+    }
+    if r.rate > 0.0 {
+        json.push_str(&format!(",\"rate\":{:.0}", r.rate));
     }
     if let Some(c) = &r.check {
         json.push_str(&format!(",\"check\":\"{c}\""));

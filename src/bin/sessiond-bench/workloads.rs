@@ -14,37 +14,44 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{Args, Report};
+use super::peers::Peer;
+use super::{Args, Report, openloop};
 
 /// Shared by the callers of one workload.
-struct Run {
-    stop: AtomicBool,
+pub(crate) struct Run {
+    pub(crate) stop: AtomicBool,
     ops: AtomicU64,
     latency: Histogram,
     errors: parking_lot::Mutex<BTreeMap<String, u64>>,
     /// Acknowledged increments, per session index.
-    acked: Vec<AtomicU64>,
-    prefix: String,
+    pub(crate) acked: Vec<AtomicU64>,
+    pub(crate) prefix: String,
     value: Bytes,
-    sessions: usize,
+    pub(crate) sessions: usize,
     created: AtomicU64,
 }
 
 impl Run {
-    fn error(&self, s: &tonic::Status) {
-        *self
-            .errors
-            .lock()
-            .entry(format!("{:?}", s.code()))
-            .or_default() += 1;
+    pub(crate) fn error(&self, s: &tonic::Status) {
+        self.error_named(&format!("{:?}", s.code()));
     }
 
-    fn id(&self, i: usize) -> String {
+    pub(crate) fn error_named(&self, name: &str) {
+        *self.errors.lock().entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a call that succeeded, with its latency.
+    pub(crate) fn done(&self, took: std::time::Duration) {
+        self.latency.record_duration_us(took);
+        self.ops.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn id(&self, i: usize) -> String {
         format!("{}-{i}", self.prefix)
     }
 
     /// Counts an acknowledged increment of session `k`.
-    fn ack(&self, k: usize) {
+    pub(crate) fn ack(&self, k: usize) {
         if let Some(n) = self.acked.get(k) {
             n.fetch_add(1, Relaxed);
         }
@@ -52,7 +59,11 @@ impl Run {
 }
 
 pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<Report> {
-    let sessions = if workload == "hot" { 1 } else { args.sessions };
+    let sessions = if workload.ends_with("hot") {
+        1
+    } else {
+        args.sessions
+    };
     let run = Arc::new(Run {
         stop: AtomicBool::new(false),
         ops: AtomicU64::new(0),
@@ -67,31 +78,42 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     let first = chans
         .first()
         .ok_or_else(|| anyhow::anyhow!("no connection to drive"))?;
-    if workload != "empty" && workload != "health" {
-        prepare(&run, first).await?;
+    let peer = Peer::of(workload, args).await?;
+    match &peer {
+        Some(peer) => peer.prepare(&run).await?,
+        None if workload != "empty" && workload != "health" => prepare(&run, first).await?,
+        None => {}
     }
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
-        let chan = chan.clone();
-        let (run, workload) = (run.clone(), workload.to_owned());
-        tasks.push(tokio::spawn(async move {
-            caller(i, &workload, chan, &run).await
-        }));
-    }
-    tokio::time::sleep(args.duration).await;
-    run.stop.store(true, Relaxed);
-    for t in tasks {
-        t.await??;
+    if let Some(peer) = &peer {
+        peer.drive(args, &run).await?;
+    } else if args.rate > 0.0 {
+        openloop::drive(args, workload, chans, &run).await?;
+    } else {
+        let mut tasks = Vec::new();
+        for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
+            let chan = chan.clone();
+            let (run, workload) = (run.clone(), workload.to_owned());
+            tasks.push(tokio::spawn(async move {
+                caller(i, &workload, chan, &run).await
+            }));
+        }
+        tokio::time::sleep(args.duration).await;
+        run.stop.store(true, Relaxed);
+        for t in tasks {
+            t.await??;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let check = match workload {
-        "rmw" | "cas" | "hot" | "bot-mix" => Some(check(&run, first).await?),
+    let check = match (&peer, workload) {
+        (Some(peer), _) => Some(verdict(&run, peer.counters(&run).await?)),
+        (None, "rmw" | "cas" | "hot" | "bot-mix") => Some(check(&run, first).await?),
         _ => None,
     };
     let run = Arc::try_unwrap(run).map_err(|_| anyhow::anyhow!("callers still running"))?;
     Ok(Report {
         workload: workload.to_owned(),
+        rate: if peer.is_none() { args.rate } else { 0.0 },
         callers: args.callers,
         connections: chans.len(),
         seconds,
@@ -143,20 +165,22 @@ async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
 /// Sums the counters and compares with the acknowledged increments.
 async fn check(run: &Run, chan: &Channel) -> anyhow::Result<String> {
     let mut c = SessionServiceClient::new(chan.clone());
-    let (mut counted, mut acked) = (0u64, 0u64);
-    for (i, n) in run.acked.iter().enumerate() {
-        let s = strong_read(&mut c, run.id(i)).await?;
-        counted += counter(&s);
-        acked += n.load(Relaxed);
+    let mut counted = 0u64;
+    for i in 0..run.sessions {
+        counted += counter(&strong_read(&mut c, run.id(i)).await?);
     }
+    Ok(verdict(run, counted))
+}
+
+/// Whether the counters hold every acknowledged increment.
+fn verdict(run: &Run, counted: u64) -> String {
+    let acked: u64 = run.acked.iter().map(|n| n.load(Relaxed)).sum();
     let verdict = if counted == acked {
         "ok"
     } else {
         "LOST UPDATES"
     };
-    Ok(format!(
-        "{verdict}: counted {counted}, acknowledged {acked}"
-    ))
+    format!("{verdict}: counted {counted}, acknowledged {acked}")
 }
 
 /// A STRONG read; an absent session reads as empty.
@@ -184,10 +208,15 @@ fn counter(s: &Session) -> u64 {
 }
 
 /// A small xorshift: callers pick sessions without sharing an RNG.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: usize) -> usize {
+    /// The generator of caller (or request) `i`.
+    pub(crate) fn of(i: u64) -> Rng {
+        Rng(0x9E37_79B9_7F4A_7C15 ^ (i + 1).wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -196,34 +225,61 @@ impl Rng {
 }
 
 async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::Result<()> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let mut health = HealthClient::new(chan.clone());
-    let mut c = SessionServiceClient::new(chan);
+    let mut rng = Rng::of(i as u64);
+    let mut clients = Clients::new(chan);
     while !run.stop.load(Relaxed) {
         let started = Instant::now();
-        let k = rng.below(run.sessions);
-        let ok = match workload {
-            "empty" | "health" => health.check(HealthCheckRequest::default()).await.map(drop),
-            "read-cached" => read(&mut c, run, k, Consistency::Cached).await,
-            "read-strong" => read(&mut c, run, k, Consistency::Strong).await,
-            "rmw" | "hot" => rmw(&mut c, run, k).await,
-            "cas" => cas(&mut c, run, k).await,
-            "bot-mix" => match rng.below(100) {
-                0..70 => read(&mut c, run, k, Consistency::Cached).await,
-                70..95 => rmw(&mut c, run, k).await,
-                _ => create(&mut c, run).await,
-            },
-            other => anyhow::bail!("unknown workload {other}"),
-        };
-        match ok {
-            Ok(()) => {
-                run.latency.record_duration_us(started.elapsed());
-                run.ops.fetch_add(1, Relaxed);
-            }
+        match once(workload, &mut rng, &mut clients, run).await? {
+            Ok(()) => run.done(started.elapsed()),
             Err(s) => run.error(&s),
         }
     }
     Ok(())
+}
+
+/// What a caller talks to.
+#[derive(Clone)]
+pub(crate) struct Clients {
+    health: HealthClient<Channel>,
+    sessions: SessionServiceClient<Channel>,
+}
+
+impl Clients {
+    pub(crate) fn new(chan: Channel) -> Clients {
+        Clients {
+            health: HealthClient::new(chan.clone()),
+            sessions: SessionServiceClient::new(chan),
+        }
+    }
+}
+
+/// One request of `workload` (one cycle for rmw, cas and hot); an unknown
+/// workload ends the run.
+pub(crate) async fn once(
+    workload: &str,
+    rng: &mut Rng,
+    clients: &mut Clients,
+    run: &Run,
+) -> anyhow::Result<Result<(), tonic::Status>> {
+    let c = &mut clients.sessions;
+    let k = rng.below(run.sessions);
+    Ok(match workload {
+        "empty" | "health" => clients
+            .health
+            .check(HealthCheckRequest::default())
+            .await
+            .map(drop),
+        "read-cached" => read(c, run, k, Consistency::Cached).await,
+        "read-strong" => read(c, run, k, Consistency::Strong).await,
+        "rmw" | "hot" => rmw(c, run, k).await,
+        "cas" => cas(c, run, k).await,
+        "bot-mix" => match rng.below(100) {
+            0..70 => read(c, run, k, Consistency::Cached).await,
+            70..95 => rmw(c, run, k).await,
+            _ => create(c, run).await,
+        },
+        other => anyhow::bail!("unknown workload {other}"),
+    })
 }
 
 async fn read(

@@ -25,9 +25,11 @@ use crate::stats::Stats;
 
 mod apply;
 mod command;
+mod quota;
 
 use command::Answer;
 pub(super) use command::{Command, Reply};
+use quota::Counted;
 
 /// Commands applied by the actor in one transaction at most.
 pub(super) const MAX_BATCH: usize = 512;
@@ -52,6 +54,8 @@ pub(super) struct Actor {
     sweep_every: Duration,
     /// Set while the last batch failed.
     retry: Option<Retry>,
+    /// The namespaces' usage, while a quota is set (see `quota`).
+    counted: Option<Counted>,
 }
 
 impl Actor {
@@ -63,6 +67,7 @@ impl Actor {
     ) -> Actor {
         Actor {
             file,
+            counted: Counted::new(limits.quotas),
             limits,
             locks: LockTable::new(stats.clone()),
             stats,
@@ -142,6 +147,9 @@ impl Actor {
         abandons: &mut Vec<(Vec<u8>, String)>,
     ) -> Result<(), Fault> {
         let txn = db.begin_write()?;
+        if let Some(counted) = &mut self.counted {
+            counted.refresh(&txn)?;
+        }
         for cmd in pending {
             if let Command::Abandon { key, token } = &cmd {
                 abandons.push((key.clone(), token.clone()));
@@ -173,6 +181,9 @@ impl Actor {
             tracing::error!(error = %fault, "embedded store transaction failed and was rolled back");
         }
         self.stats.store_failed();
+        if let Some(counted) = &mut self.counted {
+            counted.rolled_back();
+        }
         // Closed before anyone is told, so that nobody reads it in between.
         if fault.closes_file() {
             self.file.close();

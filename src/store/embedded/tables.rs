@@ -34,7 +34,9 @@ mod session;
 mod tests;
 
 pub(super) use meta::{drop_if_unwritten, next_fence};
-pub(super) use session::{delete, keep_alive, write};
+pub(super) use session::{
+    delete, delete_counted, keep_alive, scan, sweep_expired, write, write_counted,
+};
 
 pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 
@@ -82,8 +84,18 @@ pub(super) fn sweep(
     now: i64,
     in_use: impl Fn(&[u8]) -> bool,
 ) -> Result<Swept, Fault> {
+    sweep_counted(txn, now, in_use, |_, _| {})
+}
+
+/// [`sweep`], telling `removed` of every session it deletes.
+pub(super) fn sweep_counted(
+    txn: &WriteTransaction,
+    now: i64,
+    in_use: impl Fn(&[u8]) -> bool,
+    removed: impl FnMut(&[u8], &Session),
+) -> Result<Swept, Fault> {
     Ok(Swept {
-        sessions: session::sweep_expired(txn, now)?,
+        sessions: session::sweep_expired(txn, now, usize::MAX, removed)?,
         metas: meta::sweep_unwritten(txn, in_use)?,
     })
 }

@@ -34,6 +34,7 @@ fn limits() -> Limits {
         lease_max: Duration::from_secs(60),
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_secs(3600),
+        quotas: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 -- DeleteSession: guards, delete, optional release, invalidation message.
--- KEYS: data, meta, lock, queue, waiters (see the prelude)
+-- KEYS: data, meta, lock, queue, waiters; with quotas, index, sizes, usage
+--       (see the prelude)
 -- ARGV: 1 lock token ('' = none)  2 expected version ('' = no check)
 --       3 release ('1'/'0')      4 invalidation channel  5 invalidation subject
 --       6 this instance's wake channel
@@ -11,6 +12,7 @@ local now = now_ms()
 local t, expired = holder()
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
 if refused then return refused end
+quota_forget()
 local cur = tonumber(redis.call('HGET', D, 'v') or '0')
 if cur > 0 then
   redis.call('DEL', D)

@@ -1,4 +1,5 @@
-//! The five keys of a session and the arguments every write script shares.
+//! The five keys of a session, the arguments every write script shares, and
+//! the namespace's quota keys.
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
 //! `wire::encode_into`), so they live in one Cluster slot.
 
@@ -43,6 +44,25 @@ impl Keys {
         for k in &self.keys {
             inv.key(k);
         }
+    }
+}
+
+impl Inner {
+    /// What the write scripts need to count the session against its
+    /// namespace's quotas, added last (see the prelude): the namespace's
+    /// index, sizes and usage keys, and the two quotas as the last
+    /// arguments. Nothing while no quota is set.
+    pub(super) fn add_quota(&self, inv: &mut redis::ScriptInvocation<'_>, key: &SessionKey) {
+        let q = self.limits.quotas;
+        if !q.is_on() {
+            return;
+        }
+        let mut ns = String::with_capacity(key.namespace.len() + 8);
+        encode_into(&mut ns, &key.namespace);
+        for suffix in ["i", "s", "u"] {
+            inv.key(format!("{}:q:{{{ns}}}:{suffix}", self.prefix));
+        }
+        inv.arg(q.max_sessions).arg(q.max_bytes);
     }
 }
 

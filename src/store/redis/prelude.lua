@@ -184,3 +184,102 @@ local function in_chunks(cmd, key, items)
     redis.call(cmd, key, unpack(items, i, math.min(i + 999, #items)))
   end
 end
+
+-- Per-namespace quotas. Only while one is set does redis.rs pass the write
+-- scripts (update, delete) three more keys and two more arguments; else
+-- QUOTA is nil and every quota_* function returns at once, running no
+-- command. The keys are the namespace's, not the session's: another
+-- Cluster slot, so quotas need a standalone Redis.
+--   KEYS[6] index  zset: data key -> its expiry ms when last written (a
+--                  hint: the data's own PTTL decides, see quota_reap)
+--   KEYS[7] sizes  hash: data key -> its size as counted
+--   KEYS[8] usage  hash: s (sessions counted), b (their bytes)
+--   the last two ARGV: max sessions, max bytes (0: none); taken off ARGV
+--   here, so each script reads its own arguments as its header says.
+local QI, QS, QU, QUOTA
+if #KEYS > 5 then
+  QI, QS, QU = KEYS[6], KEYS[7], KEYS[8]
+  local n = #ARGV
+  QUOTA = {sessions = tonumber(ARGV[n - 1]), bytes = tonumber(ARGV[n])}
+  ARGV[n] = nil
+  ARGV[n - 1] = nil
+end
+-- Expired sessions a write looks at before its check, and at most how many
+-- more before it refuses: bounded work, and expired sessions stop counting
+-- without a scan.
+local QUOTA_REAP, QUOTA_REAP_MORE = 8, 256
+
+-- Stops counting up to `n` of the sessions whose indexed expiry passed:
+-- those whose data is gone. One whose data lives on (a lock's lease pushed
+-- its expiry, see keep_data) is indexed again at its real expiry. Returns
+-- how many went.
+local function quota_reap(now, n)
+  local gone, bytes = 0, 0
+  for _, k in ipairs(redis.call('ZRANGEBYSCORE', QI, '-inf', now, 'LIMIT', 0, n)) do
+    local ttl = redis.call('PTTL', k)
+    if ttl == -2 then
+      gone = gone + 1
+      bytes = bytes + tonumber(redis.call('HGET', QS, k) or '0')
+      redis.call('HDEL', QS, k)
+      redis.call('ZREM', QI, k)
+    else
+      if ttl < 0 then ttl = 3600000 end
+      redis.call('ZADD', QI, now + ttl, k)
+    end
+  end
+  if gone > 0 then
+    redis.call('HINCRBY', QU, 's', -gone)
+    redis.call('HINCRBY', QU, 'b', -bytes)
+  end
+  return gone
+end
+
+-- Decides a write that leaves this session with `size` bytes, as
+-- Quotas::admit does (src/session/quotas.rs): nil when it passes (kept for
+-- quota_apply), else the refusal {'QUOTA_EXCEEDED', quota, usage,
+-- expired}. A write that grows no count always passes. Writes nothing but
+-- the reaping of expired sessions.
+local function quota_check(now, size, expired)
+  if not QUOTA then return nil end
+  quota_reap(now, QUOTA_REAP)
+  while true do
+    local u = redis.call('HMGET', QU, 's', 'b')
+    local us, ub = tonumber(u[1] or '0'), tonumber(u[2] or '0')
+    local old = redis.call('HGET', QS, D)
+    local s, b = us, ub + size
+    if old then b = b - tonumber(old) else s = s + 1 end
+    local over
+    if QUOTA.sessions > 0 and s > us and s > QUOTA.sessions then
+      over = {'QUOTA_EXCEEDED', 'sessions', us, expired}
+    elseif QUOTA.bytes > 0 and b > ub and b > QUOTA.bytes then
+      over = {'QUOTA_EXCEEDED', 'bytes', ub, expired}
+    end
+    if not over then
+      QUOTA.ds, QUOTA.db = s - us, b - ub
+      return nil
+    end
+    if QUOTA.reaped or quota_reap(now, QUOTA_REAP_MORE) == 0 then return over end
+    QUOTA.reaped = true
+  end
+end
+
+-- Counts the write quota_check passed: this session, `size` bytes, expiring
+-- at `expires`.
+local function quota_apply(size, expires)
+  if not QUOTA then return end
+  redis.call('ZADD', QI, expires, D)
+  redis.call('HSET', QS, D, size)
+  if QUOTA.ds ~= 0 then redis.call('HINCRBY', QU, 's', QUOTA.ds) end
+  if QUOTA.db ~= 0 then redis.call('HINCRBY', QU, 'b', QUOTA.db) end
+end
+
+-- Stops counting this session (a delete).
+local function quota_forget()
+  if not QUOTA then return end
+  local old = redis.call('HGET', QS, D)
+  if not old then return end
+  redis.call('HDEL', QS, D)
+  redis.call('ZREM', QI, D)
+  redis.call('HINCRBY', QU, 's', -1)
+  redis.call('HINCRBY', QU, 'b', -tonumber(old))
+end

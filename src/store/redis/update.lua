@@ -1,6 +1,7 @@
 -- UpdateSession: guards, limits, write, version bump, optional release and
 -- an invalidation message, in one atomic step.
--- KEYS: data, meta, lock, queue, waiters (see the prelude)
+-- KEYS: data, meta, lock, queue, waiters; with quotas, index, sizes, usage
+--       (see the prelude)
 -- ARGV: 1 lock token ('' = none)   2 expected version ('' = no check)
 --       3 release ('1'/'0')       4 replace ('1'/'0')     5 idle TTL ms
 --       6 max fields              7 max session bytes     8 invalidation channel
@@ -15,6 +16,8 @@
 --         session changed incarnation since the grant: see the prelude)
 --      or {'VERSION_MISMATCH', current version, 0, expired}
 --      or {'LIMIT_EXCEEDED', 'max_fields'|'max_session_bytes', value, expired}
+--      or {'QUOTA_EXCEEDED', 'sessions'|'bytes', namespace's usage, expired}
+--         (only with the quota keys: see the prelude)
 local now = now_ms()
 local t, expired = holder()
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
@@ -60,6 +63,8 @@ for i = 12, first_del - 1, 2 do
 end
 if count > tonumber(ARGV[6]) then return {'LIMIT_EXCEEDED', 'max_fields', count, expired} end
 if bytes > tonumber(ARGV[7]) then return {'LIMIT_EXCEEDED', 'max_session_bytes', bytes, expired} end
+refused = quota_check(now, bytes, expired)
+if refused then return refused end
 
 local created = now
 if cur > 0 then created = tonumber(d[4]) end
@@ -82,6 +87,7 @@ h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6] = 'v', version, 'c', 
 h[i + 7], h[i + 8], h[i + 9], h[i + 10], h[i + 11], h[i + 12] = 'e', now + ttl, 'k', count, 'n', bytes
 in_chunks('HSET', D, h)
 redis.call('PEXPIRE', D, ttl)
+quota_apply(bytes, now + ttl)
 -- The holder's own (re-)create: its grant stands on this incarnation now.
 if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
 local woken = false

@@ -14,7 +14,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("instance_id", "version", "uptime", "store_backend", "cache", "locks", "store", "rpcs")
+    __slots__ = ("instance_id", "version", "uptime", "store_backend", "cache", "locks", "store", "rpcs", "quotas")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class GetStatsResponse(_message.Message):
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     RPCS_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     version: str
     uptime: _duration_pb2.Duration
@@ -31,7 +32,20 @@ class GetStatsResponse(_message.Message):
     locks: LockStats
     store: StoreStats
     rpcs: _containers.RepeatedCompositeFieldContainer[RpcStats]
-    def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ...) -> None: ...
+    quotas: QuotaStats
+    def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ..., quotas: _Optional[_Union[QuotaStats, _Mapping]] = ...) -> None: ...
+
+class QuotaStats(_message.Message):
+    __slots__ = ("max_sessions_per_namespace", "max_bytes_per_namespace", "session_refusals", "byte_refusals")
+    MAX_SESSIONS_PER_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_PER_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    BYTE_REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    max_sessions_per_namespace: int
+    max_bytes_per_namespace: int
+    session_refusals: int
+    byte_refusals: int
+    def __init__(self, max_sessions_per_namespace: _Optional[int] = ..., max_bytes_per_namespace: _Optional[int] = ..., session_refusals: _Optional[int] = ..., byte_refusals: _Optional[int] = ...) -> None: ...
 
 class CacheStats(_message.Message):
     __slots__ = ("entries", "weighted_bytes", "hits", "misses", "hit_rate", "evictions", "invalidations_received", "bypasses", "feed_healthy", "feed_losses")

@@ -101,8 +101,9 @@ class SessionServiceServicer:
         combine: `lock_token` (the caller must hold the lock now) and
         `expected_version` (compare-and-set). Without a token the write is
         refused with LOCK_HELD while anyone holds the lock; with a token that is
-        not (or no longer) the holder's it fails with LOCK_LOST. Nothing is
-        written when any guard or limit fails.
+        not (or no longer) the holder's it fails with LOCK_LOST. A write that
+        would grow its namespace beyond a quota fails with RESOURCE_EXHAUSTED /
+        QUOTA_EXCEEDED. Nothing is written when any guard, limit or quota fails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

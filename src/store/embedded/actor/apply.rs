@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 
-use super::Actor;
 use super::command::{self, Answer, Command, Reply};
+use super::{Actor, quota};
 use crate::session::LockGrant;
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
@@ -70,8 +70,7 @@ impl Actor {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
                     Ok(held) => {
-                        let written =
-                            tables::write(txn, &key, &m, &g, &self.limits, now_ms(), held);
+                        let written = self.write(txn, &key, &m, &g, now_ms(), held);
                         match written {
                             Ok(outcome) => {
                                 if let (Outcome::Done(w), Some(_)) = (&outcome, held) {
@@ -92,7 +91,7 @@ impl Actor {
             Command::Delete { key, g, reply } => {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(held) => match tables::delete(txn, &key, &g, now_ms(), held) {
+                    Ok(held) => match self.delete(txn, &key, &g, now_ms(), held) {
                         Ok(outcome) => {
                             if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
                                 self.locks.saw(&key, 0);
@@ -226,7 +225,8 @@ impl Actor {
         let now = Instant::now();
         self.locks.forget_expired(now);
         let locks = &self.locks;
-        let swept = tables::sweep(txn, now_ms(), |key| locks.in_use(key, now))?;
+        let in_use = |key: &[u8]| locks.in_use(key, now);
+        let swept = quota::sweep(self.counted.as_mut(), txn, now_ms(), in_use)?;
         if swept != tables::Swept::default() {
             tracing::debug!(?swept, "embedded store swept");
         }

@@ -23,6 +23,24 @@ pub(in crate::store::embedded) fn write(
     now: i64,
     held: Option<Held>,
 ) -> Result<Outcome<Written>, Fault> {
+    write_counted(txn, key, m, g, limits, now, held, |_, _| Ok(()))
+}
+
+/// [`write`], decided also by `admit`, which is given the record the write
+/// replaces (expired or not: the quotas count stored records until they
+/// are gone) and the new session's size, after every other check passed
+/// and before anything is written.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::store::embedded) fn write_counted(
+    txn: &WriteTransaction,
+    key: &[u8],
+    m: &Mutation,
+    g: &Guards,
+    limits: &Limits,
+    now: i64,
+    held: Option<Held>,
+    admit: impl FnOnce(Option<&Session>, u64) -> Result<(), Refusal>,
+) -> Result<Outcome<Written>, Fault> {
     let mut sessions = txn.open_table(SESSIONS)?;
     let stored = stored(&sessions, key)?;
     let current = stored.as_ref().filter(|s| s.expires_ms > now);
@@ -31,8 +49,12 @@ pub(in crate::store::embedded) fn write(
     }
     let mut fields = current.map(|s| s.fields.clone()).unwrap_or_default();
     session::apply(&mut fields, m);
-    if let Err(e) = limits.check_result(fields.len(), fields.bytes()) {
+    let bytes = fields.bytes();
+    if let Err(e) = limits.check_result(fields.len(), bytes) {
         return Ok(Outcome::Refused(Refusal::Limit(e)));
+    }
+    if let Err(r) = admit(stored.as_ref(), bytes) {
+        return Ok(Outcome::Refused(r));
     }
     let version = meta::next_version(txn, key)?;
     // Under a lock the session lives at least as long as the lease.
@@ -63,6 +85,18 @@ pub(in crate::store::embedded) fn delete(
     now: i64,
     held: Option<Held>,
 ) -> Result<Outcome<Option<u64>>, Fault> {
+    delete_counted(txn, key, g, now, held, |_| {})
+}
+
+/// [`delete`], telling `removed` of the record it removes.
+pub(in crate::store::embedded) fn delete_counted(
+    txn: &WriteTransaction,
+    key: &[u8],
+    g: &Guards,
+    now: i64,
+    held: Option<Held>,
+    removed: impl FnOnce(&Session),
+) -> Result<Outcome<Option<u64>>, Fault> {
     let mut sessions = txn.open_table(SESSIONS)?;
     let stored = stored(&sessions, key)?;
     let current = stored.as_ref().filter(|s| s.expires_ms > now);
@@ -73,6 +107,7 @@ pub(in crate::store::embedded) fn delete(
     if let Some(old) = stored {
         sessions.remove(key)?;
         txn.open_table(EXPIRY)?.remove((old.expires_ms, key))?;
+        removed(&old);
     }
     Ok(Outcome::Done(version))
 }
@@ -145,11 +180,18 @@ fn check_version(g: &Guards, current: Option<&Session>) -> Result<(), Refusal> {
 /// whose record is not due (it moved on, or the row is stale) only loses
 /// the row: the record's own expiry decides. A record that does not decode
 /// is left alone (reads report it) rather than failing every sweep.
-pub(super) fn sweep_expired(txn: &WriteTransaction, now: i64) -> Result<usize, Fault> {
+/// At most `max` rows are looked at; `removed` is told of every session
+/// deleted.
+pub(in crate::store::embedded) fn sweep_expired(
+    txn: &WriteTransaction,
+    now: i64,
+    max: usize,
+    mut removed: impl FnMut(&[u8], &Session),
+) -> Result<usize, Fault> {
     let mut expiry = txn.open_table(EXPIRY)?;
     let mut sessions = txn.open_table(SESSIONS)?;
     let mut due = Vec::new();
-    for entry in expiry.range((i64::MIN, &[][..])..(now, &[][..]))? {
+    for entry in expiry.range((i64::MIN, &[][..])..(now, &[][..]))?.take(max) {
         let (row, _) = entry?;
         let (expires_ms, key) = row.value();
         due.push((expires_ms, key.to_vec()));
@@ -169,8 +211,29 @@ pub(super) fn sweep_expired(txn: &WriteTransaction, now: i64) -> Result<usize, F
         if let Some(record) = record.filter(|r| r.expires_ms <= now) {
             sessions.remove(key)?;
             expiry.remove((record.expires_ms, key))?;
+            removed(key, &record);
             deleted += 1;
         }
     }
     Ok(deleted)
+}
+
+/// Calls `each` with every stored record (expired or not) and its key: how
+/// the quotas' usage is counted afresh.
+pub(in crate::store::embedded) fn scan(
+    txn: &WriteTransaction,
+    mut each: impl FnMut(&[u8], &Session),
+) -> Result<(), Fault> {
+    let sessions = txn.open_table(SESSIONS)?;
+    for entry in sessions.iter()? {
+        let (key, raw) = entry?;
+        match record::decode(raw.value()) {
+            Ok(record) => each(key.value(), &record),
+            // As the sweep does: reads report it, counting goes on.
+            Err(e) => {
+                tracing::warn!(error = %e, "quota usage skips a session record that does not decode")
+            }
+        }
+    }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use tonic::Code;
 
 use super::{LEASE, key, limits, set};
 use crate::error::{Error, Result};
-use crate::session::Guards;
+use crate::session::{Guards, Limits, Quota, Quotas};
 use crate::stats::Stats;
 use crate::store::embedded::file::Opener;
 use crate::store::embedded::{EmbeddedStore, Options};
@@ -99,6 +99,10 @@ impl StorageBackend for FailingDisk {
 
 /// The store on a failing disk, and the switch that fills the disk.
 fn open_on_failing_disk(path: &Path) -> (Arc<EmbeddedStore>, Arc<AtomicBool>) {
+    open_on_failing_disk_with(path, limits())
+}
+
+fn open_on_failing_disk_with(path: &Path, limits: Limits) -> (Arc<EmbeddedStore>, Arc<AtomicBool>) {
     let full = Arc::new(AtomicBool::new(false));
     let open = {
         let (path, full) = (path.to_owned(), full.clone());
@@ -121,7 +125,7 @@ fn open_on_failing_disk(path: &Path) -> (Arc<EmbeddedStore>, Arc<AtomicBool>) {
         open: Box::new(open),
     };
     let stats = Arc::new(Stats::default());
-    let store = EmbeddedStore::start(opener, Options::default(), limits(), stats).unwrap();
+    let store = EmbeddedStore::start(opener, Options::default(), limits, stats).unwrap();
     (Arc::new(store), full)
 }
 
@@ -213,4 +217,46 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
     let w = store.update(&kept, set("b", b"2"), Guards::default()).await;
     assert_eq!(w.unwrap().version, 2);
     assert!(store.stats.store_errors.load(Relaxed) >= 4);
+}
+
+/// The quotas' usage lives in the actor's memory: a batch that fails must
+/// not leave its writes counted (nor its deletes uncounted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_leaves_the_quota_usage_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        quotas: Quotas {
+            max_sessions: 2,
+            max_bytes: 0,
+        },
+        ..limits()
+    };
+    let (store, full) = open_on_failing_disk_with(&dir.path().join("q.redb"), limits);
+    let (a, b, c) = (key("t", "a"), key("t", "b"), key("t", "c"));
+    let at_quota = |r: Result<crate::session::Written>| match r {
+        Err(Error::QuotaExceeded {
+            quota: Quota::Sessions,
+            limit: 2,
+            usage: 2,
+        }) => {}
+        other => panic!("expected the sessions quota at 2 of 2, got {other:?}"),
+    };
+    store
+        .update(&a, set("n", b"1"), Guards::default())
+        .await
+        .unwrap();
+    // A create in a failed batch does not count: room for one more still.
+    full.store(true, SeqCst);
+    assert_unavailable(store.update(&b, set("n", b"1"), Guards::default()).await);
+    free_space(&store, &full).await;
+    store
+        .update(&b, set("n", b"1"), Guards::default())
+        .await
+        .unwrap();
+    at_quota(store.update(&c, set("n", b"1"), Guards::default()).await);
+    // A delete in a failed batch frees nothing.
+    full.store(true, SeqCst);
+    assert_unavailable(store.delete(&a, Guards::default()).await);
+    free_space(&store, &full).await;
+    at_quota(store.update(&c, set("n", b"1"), Guards::default()).await);
 }

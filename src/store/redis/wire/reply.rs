@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{Fault, session};
-use crate::session::{LockGrant, Session, Written};
+use crate::session::{LockGrant, Quota, Session, Written};
 
 /// A parsed reply: what the script did, and whether the call found that a
 /// lease had run out unseen (the 4th element of every reply, see the
@@ -63,6 +63,12 @@ pub enum WriteReply {
     LimitExceeded {
         limit: Limit,
         value: u64,
+    },
+    /// Nothing written: the write would have grown the namespace beyond
+    /// `quota`; `usage` is the namespace's before it.
+    QuotaExceeded {
+        quota: Quota,
+        usage: u64,
     },
 }
 
@@ -149,6 +155,14 @@ pub fn write(value: &Value) -> Result<Reply<WriteReply>, Fault> {
                 _ => return Err(r.malformed(format_args!("the limit is {:?}", r.a))),
             },
             value: r.uint(r.b, "the value the write would reach")?,
+        }),
+        b"QUOTA_EXCEEDED" => Ok(WriteReply::QuotaExceeded {
+            quota: match text(r.a) {
+                Some(b"sessions") => Quota::Sessions,
+                Some(b"bytes") => Quota::Bytes,
+                _ => return Err(r.malformed(format_args!("the quota is {:?}", r.a))),
+            },
+            usage: r.uint(r.b, "the namespace's usage")?,
         }),
         _ => Ok(WriteReply::Refused(r.refusal()?)),
     })

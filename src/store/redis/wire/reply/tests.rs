@@ -111,6 +111,14 @@ fn writes_written_refused_and_over_limits() {
         (Limit::MaxSessionBytes, 2000)
     );
 
+    let quota =
+        |name: &str, n| match outcome(write(&reply("QUOTA_EXCEEDED", s(name), i(n), 0, vec![]))) {
+            WriteReply::QuotaExceeded { quota, usage } => (quota, usage),
+            other => panic!("{other:?}"),
+        };
+    assert_eq!(quota("sessions", 100), (Quota::Sessions, 100));
+    assert_eq!(quota("bytes", 4096), (Quota::Bytes, 4096));
+
     let refused = |status: &str, a| match outcome(write(&reply(status, i(a), i(0), 0, vec![]))) {
         WriteReply::Refused(r) => r,
         other => panic!("{other:?}"),
@@ -273,6 +281,26 @@ fn malformed_replies_are_protocol_faults() {
                 none(),
             ))),
             "malformed update script reply: the limit is ",
+        ),
+        (
+            protocol(write(&reply(
+                "QUOTA_EXCEEDED",
+                s("fields"),
+                i(3),
+                0,
+                none(),
+            ))),
+            "malformed update script reply: the quota is ",
+        ),
+        (
+            protocol(write(&reply(
+                "QUOTA_EXCEEDED",
+                s("bytes"),
+                i(-1),
+                0,
+                none(),
+            ))),
+            "malformed update script reply: the namespace's usage is -1",
         ),
         (
             protocol(delete(&reply("VERSION_MISMATCH", i(-5), i(0), 0, none()))),

@@ -1,0 +1,154 @@
+//! `sessiond-bench` itself, run briefly against a real sessiond, etcd and
+//! Redis: every workload makes calls and its end-of-run check finds every
+//! acknowledged increment, closed and open loop, and the peers' workloads
+//! too. Nothing here looks at a timing (BENCHMARKS.md has the figures).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Backend, Server, free_port};
+
+/// Runs the bench with `args` and returns its JSON lines, the empty
+/// baseline's left out.
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sessiond-bench"))
+        .args(["--duration", "300ms", "--callers", "8", "--sessions", "20"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sessiond-bench {args:?} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["workload"] != "empty")
+        .collect()
+}
+
+/// Each report made calls without an error, and the ones that increment
+/// counted every acknowledged increment.
+fn assert_sound(reports: &[Value], workloads: &[&str]) {
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, workloads);
+    for r in reports {
+        assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+        let w = r["workload"].as_str().unwrap();
+        if w.contains("rmw") || w.contains("hot") || w == "bot-mix" {
+            let check = r["check"].as_str().unwrap();
+            assert!(check.starts_with("ok: counted"), "{r}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_and_open_loop_workloads_lose_no_update() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let target = s.addr.to_string();
+    let closed = ["read-cached", "read-strong", "rmw", "cas", "hot", "bot-mix"];
+    let reports = tokio::task::spawn_blocking({
+        let (target, list) = (target.clone(), closed.join(","));
+        move || bench(&["--target", &target, "--workloads", &list])
+    })
+    .await
+    .unwrap();
+    assert_sound(&reports, &closed);
+
+    let open = ["read-cached", "rmw"];
+    let reports = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "--target",
+            &target,
+            "--workloads",
+            "read-cached,rmw",
+            "--rate",
+            "200",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_sound(&reports, &open);
+    for r in &reports {
+        assert_eq!(r["rate"], 200, "{r}");
+        // On schedule: 300 ms at 200/s is 60 requests, each sent.
+        assert_eq!(r["ops"], 60, "{r}");
+    }
+}
+
+/// An etcd of its own on free ports, killed on drop.
+struct Etcd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("etcd"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian's etcd-server; .ci/install installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "etcd did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Etcd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_turns_lose_no_update_either() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let target = s.addr.to_string();
+    let redis = format!("{}1", s.redis.as_ref().unwrap().url().trim_end_matches('0'));
+    let reports = tokio::task::spawn_blocking(move || {
+        let etcd = Etcd::start();
+        let workloads = "etcd-rmw,etcd-hot,redis-lock-rmw,redis-lock-hot";
+        let etcd_addr = format!("127.0.0.1:{}", etcd.port);
+        let args = [
+            "--target",
+            &target,
+            "--workloads",
+            workloads,
+            "--etcd",
+            &etcd_addr,
+        ];
+        bench(&[&args[..], &["--redis-lock", &redis]].concat())
+    })
+    .await
+    .unwrap();
+    assert_sound(
+        &reports,
+        &["etcd-rmw", "etcd-hot", "redis-lock-rmw", "redis-lock-hot"],
+    );
+}
