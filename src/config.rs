@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 
 mod settings;
 
-pub use settings::{RedisSettings, Settings, StoreSettings};
+pub use settings::{OtlpSettings, RedisSettings, Settings, StoreSettings};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -262,6 +262,21 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "SESSIOND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// OTLP/gRPC collector that receives a span per call (with a child span
+    /// for its store step), e.g. `http://otel-collector:4317`. Unset: no
+    /// tracing, at no cost per call.
+    #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Share of traces started here that are exported, 0 to 1; a call whose
+    /// `traceparent` says sampled (or not) follows its caller's decision.
+    #[arg(long, env = "SESSIOND_OTLP_SAMPLE_RATIO", default_value_t = 1.0)]
+    pub otlp_sample_ratio: f64,
+
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "SESSIOND_OTLP_SERVICE_NAME", default_value = "sessiond")]
+    pub otlp_service_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,7 +15,7 @@
 //! - [`error`]: the error enum and its one mapping to gRPC statuses.
 //! - [`stats`]: lock-free counters and histograms behind GetStats.
 //! - [`metrics`]: the same figures for Prometheus, on `/metrics`.
-//! - [`telemetry`]: tracing set-up.
+//! - [`telemetry`]: logging and tracing set-up (OTLP export, W3C trace context).
 
 #![forbid(unsafe_code)]
 // Nothing on a request path panics: no unwrap, expect, panic, unreachable or

@@ -36,13 +36,6 @@ fn main() -> ExitCode {
         }
         Err(e) => return config_error(&first_line(&e.render().to_string())),
     };
-    if let Err(e) = sessiond::telemetry::init(&config) {
-        return config_error(&e);
-    }
-    let settings = match Settings::new(config) {
-        Ok(s) => s,
-        Err(e) => return config_error(&e),
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,7 +46,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(settings)) {
+    // The OTLP exporter's connection is made on this runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match sessiond::telemetry::init(&config) {
+            Ok(t) => t,
+            Err(e) => return config_error(&e),
+        }
+    };
+    let settings = match Settings::new(config) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let result = runtime.block_on(serve(settings));
+    // After the drain, with the runtime still running the exporter's
+    // connection: the spans still queued go out.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sessiond: {e:#}");

@@ -13,27 +13,49 @@ pub mod embedded;
 pub mod feed;
 pub mod redis;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::Either;
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
 
 use crate::config::StoreSettings;
 use crate::error::Result;
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
+use crate::telemetry::{self, otlp};
 
 pub enum Store {
     Embedded(embedded::EmbeddedStore),
     Redis(redis::RedisStore),
 }
 
-/// Calls the same method on whichever backend this is.
+/// Calls the same method on whichever backend this is; while traces are
+/// exported, in a `store` span named after the Redis script (or command) or
+/// the embedded store's step that runs.
 macro_rules! dispatch {
-    ($self:ident.$method:ident($($arg:expr),*)) => {
+    ($self:ident.$method:ident($($arg:expr),*), $redis:literal, $redb:literal) => {
         match $self {
-            Store::Embedded(s) => s.$method($($arg),*).await,
-            Store::Redis(s) => s.$method($($arg),*).await,
+            Store::Embedded(s) => traced(concat!("redb ", $redb), "redb", s.$method($($arg),*)).await,
+            Store::Redis(s) => traced(concat!("redis ", $redis), "redis", s.$method($($arg),*)).await,
         }
     };
+}
+
+/// `step` in a span of its own while traces are exported; as it is
+/// otherwise (no span made, nothing entered on its polls).
+fn traced<F: Future>(
+    name: &'static str,
+    system: &'static str,
+    step: F,
+) -> Either<Instrumented<F>, F> {
+    if telemetry::exporting() {
+        Either::Left(step.instrument(otlp::store_span(name, system)))
+    } else {
+        Either::Right(step)
+    }
 }
 
 /// What a shared store tells an instance about other instances' writes.
@@ -83,7 +105,7 @@ impl Store {
 
     /// The session, or `None` if it does not exist or expired.
     pub async fn get(&self, key: &SessionKey) -> Result<Option<Session>> {
-        dispatch!(self.get(key))
+        dispatch!(self.get(key), "HGETALL", "read")
     }
 
     /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
@@ -93,31 +115,35 @@ impl Store {
         lease: Duration,
         wait: Duration,
     ) -> Result<LockGrant> {
-        dispatch!(self.lock(key, lease, wait))
+        dispatch!(self.lock(key, lease, wait), "lock.lua", "lock")
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
-        dispatch!(self.update(key, m, g))
+        dispatch!(self.update(key, m, g), "update.lua", "update")
     }
 
     /// The version the deleted session had; `None` when there was nothing to
     /// delete.
     pub async fn delete(&self, key: &SessionKey, g: Guards) -> Result<Option<u64>> {
-        dispatch!(self.delete(key, g))
+        dispatch!(self.delete(key, g), "delete.lua", "delete")
     }
 
     pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
-        dispatch!(self.unlock(key, token))
+        dispatch!(self.unlock(key, token), "unlock.lua", "unlock")
     }
 
     /// Returns the new lease expiry (ms since the epoch).
     pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
-        dispatch!(self.refresh(key, token, lease))
+        dispatch!(self.refresh(key, token, lease), "refresh.lua", "refresh")
     }
 
     /// Fails when the store cannot be reached.
     pub async fn ping(&self) -> Result<()> {
-        dispatch!(self.ping())
+        // Not traced: the readiness task pings, not a call.
+        match self {
+            Store::Embedded(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
     }
 
     /// (connections, idle connections) of the Redis pool; zeros when embedded.

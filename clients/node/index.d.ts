@@ -1,7 +1,7 @@
 // Type declarations of @sessiond/client (hand-written; the code is plain CommonJS).
 /// <reference types="node" />
 
-import type { ChannelCredentials, ChannelOptions, status as GrpcStatus } from '@grpc/grpc-js';
+import type { ChannelCredentials, ChannelOptions, Interceptor, status as GrpcStatus } from '@grpc/grpc-js';
 
 /** Field name -> value. Values are opaque bytes. */
 export type Fields = Record<string, Buffer>;
@@ -21,6 +21,8 @@ export interface ClientOptions {
   metadata?: Record<string, string>;
   /** grpc-js channel options. */
   channelOptions?: ChannelOptions;
+  /** grpc-js client interceptors, run on every call. */
+  interceptors?: Interceptor[];
 }
 
 export interface CallOptions {

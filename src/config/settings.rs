@@ -80,6 +80,7 @@ impl Settings {
     /// Validates `c`; `Err` is one line that says what to fix.
     pub fn new(c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
+        OtlpSettings::new(&c)?;
         if c.reload_interval < Duration::from_millis(10) {
             return Err("--reload-interval must be at least 10ms".into());
         }
@@ -297,4 +298,50 @@ fn connection_settings(c: &Config) -> Result<ConnSettings, String> {
         idle_timeout: off_if_zero(c.connection_idle_timeout),
         handshake_timeout: c.handshake_timeout,
     })
+}
+
+/// Where spans go, when `--otlp-endpoint` is set (`telemetry::init` reads
+/// it before the rest is validated, so that start-up is traced and logged).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    pub endpoint: String,
+    /// Of the traces that start here; 0..=1.
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+impl OtlpSettings {
+    /// `None` when tracing is off; `Err` says what to fix.
+    pub fn new(c: &Config) -> Result<Option<OtlpSettings>, String> {
+        let ratio = c.otlp_sample_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(format!(
+                "--otlp-sample-ratio must lie within 0 and 1, not {ratio}"
+            ));
+        }
+        if c.otlp_service_name.trim().is_empty() {
+            return Err("--otlp-service-name must not be empty".into());
+        }
+        let endpoint = match c.otlp_endpoint.as_deref().map(str::trim) {
+            None | Some("") => return Ok(None),
+            Some(e) => e,
+        };
+        let uri: tonic::codegen::http::Uri = endpoint.parse().map_err(|_| {
+            format!(
+                "--otlp-endpoint `{endpoint}` is not a URL: write it like http://collector:4317"
+            )
+        })?;
+        // Plaintext only: spans go to a collector beside sessiond (an agent
+        // or sidecar), which forwards them over TLS if it must.
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "--otlp-endpoint `{endpoint}` must be an http:// URL with a host (a collector beside sessiond)"
+            ));
+        }
+        Ok(Some(OtlpSettings {
+            endpoint: endpoint.to_owned(),
+            sample_ratio: ratio,
+            service_name: c.otlp_service_name.clone(),
+        }))
+    }
 }

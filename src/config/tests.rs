@@ -201,3 +201,38 @@ fn inverted_lease_bounds_are_refused() {
     let c = Config::parse_from(["sessiond", "--lease-min", "10s", "--lease-max", "1s"]);
     assert!(c.validate().unwrap_err().contains("--lease-min"));
 }
+
+#[test]
+fn tracing_is_off_without_an_endpoint_and_checked_with_one() {
+    let otlp = |args: &[&str]| {
+        let c = Config::parse_from(std::iter::once("sessiond").chain(args.iter().copied()));
+        OtlpSettings::new(&c)
+    };
+    assert_eq!(otlp(&[]), Ok(None));
+    assert_eq!(otlp(&["--otlp-endpoint", " "]), Ok(None));
+    let on = otlp(&[
+        "--otlp-endpoint",
+        "http://collector:4317",
+        "--otlp-sample-ratio",
+        "0.25",
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(on.endpoint, "http://collector:4317");
+    assert_eq!(on.sample_ratio, 0.25);
+    assert_eq!(on.service_name, "sessiond");
+    for bad in [
+        &["--otlp-sample-ratio", "1.01"][..],
+        &["--otlp-sample-ratio=-0.5"],
+        &["--otlp-sample-ratio", "NaN"],
+        &["--otlp-endpoint", "collector:4317"],
+        &["--otlp-endpoint", "https://collector:4317"],
+        &["--otlp-endpoint", "http://"],
+        &["--otlp-service-name", ""],
+    ] {
+        let err = otlp(bad).unwrap_err();
+        assert!(err.starts_with("--otlp-"), "{bad:?}: {err}");
+        let c = Config::parse_from(std::iter::once("sessiond").chain(bad.iter().copied()));
+        assert!(Settings::new(c).is_err(), "{bad:?}");
+    }
+}

@@ -73,6 +73,11 @@ where
         match caller(&self.state, req.headers()) {
             Ok(share) => {
                 if let Some(share) = share {
+                    if crate::telemetry::exporting() {
+                        // On the call's span (`observe`), which says
+                        // `default` until here.
+                        tracing::Span::current().record("sessiond.namespace", &*share.namespace);
+                    }
                     req.extensions_mut().insert(Caller(share));
                 }
                 Either::Left(self.inner.call(req))

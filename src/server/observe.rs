@@ -1,7 +1,9 @@
 //! Every call, whatever its service: a request id (the caller's
 //! `x-request-id` if it sent a sane one, else a fresh uuid) on a debug span
 //! and on the answer, per-RPC counts and latency, and a log line for a
-//! failed call.
+//! failed call. While traces are exported (`--otlp-endpoint`) the span is
+//! the call's OpenTelemetry span instead (`telemetry::otlp::rpc_span`), a
+//! child of the caller's `traceparent`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +16,14 @@ use tonic::codegen::http;
 use tracing::Instrument;
 
 use crate::stats::{Method, Stats};
+use crate::telemetry::{self, otlp};
 
 type Resp = http::Response<tonic::body::Body>;
+
+/// Health checks are not traced: probes would fill the traces with roots.
+const HEALTH: &str = "/grpc.health.v1.Health/";
+/// The span name of a call to a method sessiond does not have.
+const UNKNOWN_PATH: &str = "/unknown/unknown";
 
 pub fn layer(stats: Arc<Stats>) -> ObserveLayer {
     ObserveLayer { stats }
@@ -71,8 +79,18 @@ where
         };
         // A debug span: an enabled span costs every call a few per cent of
         // its CPU (allocated, formatted, entered on every poll), so at the
-        // default level only the lines `log_call` writes name the call.
-        let span = tracing::debug_span!("rpc", method = %name, request_id = %request_id);
+        // default level only the lines `log_call` writes name the call. The
+        // exported span is paid for only while traces are exported.
+        let traced = telemetry::exporting() && !path.starts_with(HEALTH);
+        let span = if traced {
+            // A caller's made-up path does not name a span: span names are
+            // a closed set.
+            let known = method.is_some() || path.starts_with("/grpc.reflection.");
+            let span_path = if known { path } else { UNKNOWN_PATH };
+            otlp::rpc_span(span_path, &request_id, req.headers())
+        } else {
+            tracing::debug_span!("rpc", method = %name, request_id = %request_id)
+        };
         if let Some(m) = method {
             stats.rpc(m).started.fetch_add(1, Relaxed);
         }
@@ -87,6 +105,9 @@ where
                     .unwrap_or(0);
                 if let Some(m) = method {
                     stats.rpc(m).finished(code, started.elapsed());
+                }
+                if traced {
+                    otlp::record_status(&tracing::Span::current(), code);
                 }
                 log_call(code, started.elapsed(), &name, &request_id);
                 if let Ok(mut v) = http::HeaderValue::from_str(&request_id) {

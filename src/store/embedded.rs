@@ -55,6 +55,7 @@ use super::{new_token, now_ms};
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
+use crate::telemetry::otlp::{self, LockWait};
 
 /// How often idle sessions are swept from the file, unless told otherwise.
 pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -178,15 +179,23 @@ impl EmbeddedStore {
         };
         self.stats.lock_waiting_now.fetch_add(1, Relaxed);
         let _waiting = WaitingGauge(&self.stats);
+        // In the lock's FIFO from here (a free lock is granted at once).
+        otlp::lock_wait(LockWait::Queued);
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(result)) => {
                 guard.disarm();
+                if result.is_ok() {
+                    otlp::lock_wait(LockWait::Granted);
+                }
                 result
             }
             Ok(Err(_)) => Err(Fault::Stopped.into()),
-            Err(_) => Err(Error::LockWaitTimeout {
-                waited_ms: wait.as_millis() as u64,
-            }),
+            Err(_) => {
+                otlp::lock_wait(LockWait::TimedOut);
+                Err(Error::LockWaitTimeout {
+                    waited_ms: wait.as_millis() as u64,
+                })
+            }
         }
     }
 

@@ -26,6 +26,10 @@ fn bad_config_is_one_line_and_exit_64() {
         &["--cache-max-bytes", "12 parsecs"],
         &["--store", "redis"],
         &["--auth-tokens-file", "/nonexistent/tokens"],
+        &["--otlp-sample-ratio", "1.5"],
+        &["--otlp-sample-ratio=-0.1"],
+        &["--otlp-endpoint", "collector:4317"],
+        &["--otlp-endpoint", "https://collector:4317"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
             .args(args)

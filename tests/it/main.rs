@@ -21,3 +21,4 @@ mod reflection;
 pub mod support;
 mod tls;
 mod tokens;
+mod traces;

@@ -5,6 +5,7 @@
 const grpc = require('@grpc/grpc-js');
 const { sessionService, adminService } = require('./proto');
 const { SessionDraft, toBuffer } = require('./draft');
+const { addTraceContext } = require('./trace');
 const {
   fromGrpcError,
   SessiondError,
@@ -73,6 +74,10 @@ class Client {
    * @param {grpc.ChannelCredentials} [options.credentials] default: insecure (plaintext)
    * @param {Record<string,string>} [options.metadata] sent with every call (e.g. authorization)
    * @param {object} [options.channelOptions] grpc-js channel options
+   * @param {grpc.Interceptor[]} [options.interceptors] grpc-js client interceptors, run on every call
+   *
+   * With @opentelemetry/api installed, every call also carries the caller's
+   * active span as `traceparent` / `tracestate`.
    */
   constructor(target, options = {}) {
     const {
@@ -81,6 +86,7 @@ class Client {
       credentials = grpc.credentials.createInsecure(),
       metadata = {},
       channelOptions = {},
+      interceptors = [],
     } = options;
     if (!(timeoutMs > 0)) throw new RangeError('timeoutMs must be > 0');
     if (!(Number.isInteger(retries) && retries >= 0)) throw new RangeError('retries must be an integer >= 0');
@@ -89,8 +95,9 @@ class Client {
     this.retries = retries;
     this._metadata = metadata;
     this._channel = new grpc.Channel(target, credentials, channelOptions);
-    this._session = new SessionServiceClient(target, credentials, { channelOverride: this._channel });
-    this._admin = new AdminServiceClient(target, credentials, { channelOverride: this._channel });
+    const stubOptions = { channelOverride: this._channel, interceptors };
+    this._session = new SessionServiceClient(target, credentials, stubOptions);
+    this._admin = new AdminServiceClient(target, credentials, stubOptions);
   }
 
   /** Waits until the channel is connected (or rejects after timeoutMs). */
@@ -124,6 +131,7 @@ class Client {
         return await new Promise((resolve, reject) => {
           const md = new grpc.Metadata();
           for (const [k, v] of Object.entries(this._metadata)) md.set(k, v);
+          addTraceContext(md);
           const onAbort = () => call.cancel();
           const call = stub[method](request, md, { deadline: Date.now() + timeoutMs + extraMs }, (err, res) => {
             signal?.removeEventListener('abort', onAbort);

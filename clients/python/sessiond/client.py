@@ -20,7 +20,7 @@ import grpc
 
 from . import _sync_io as _io
 from . import _common as c
-from . import _retry
+from . import _retry, _trace
 from . import errors
 from ._common import Consistency, Lock, LockedSession, Seconds, Session, SessionState, Stats, UpdateResult
 from .v1 import admin_pb2, admin_pb2_grpc, session_pb2, session_pb2_grpc
@@ -43,7 +43,9 @@ class Client:
             LockSession and unguarded writes only on SHUTTING_DOWN (nothing was
             done). See the README, "Deadlines and retries".
         credentials: channel credentials for TLS; None for a plaintext channel.
-        metadata: sent with every call (e.g. an authorization header).
+        metadata: sent with every call (e.g. an authorization header). With the
+            OpenTelemetry API installed, the caller's current trace context goes
+            with it (`traceparent`, `tracestate`).
         channel: an existing channel to use instead of opening one.
     """
 
@@ -103,7 +105,8 @@ class Client:
         unknown = False
         while True:
             try:
-                return method(request, timeout=deadline, metadata=self._metadata)
+                metadata = _trace.with_context(self._metadata)
+                return method(request, timeout=deadline, metadata=metadata)
             except grpc.RpcError as e:
                 exc = errors.from_rpc_error(e, maybe_applied=unknown)
                 if attempt < self.retry_policy.retries and _retry.should_retry(

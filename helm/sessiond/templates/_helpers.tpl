@@ -175,6 +175,9 @@ Environment of the sessiond container: listeners, store, Redis, then every
 {{- $vars := dict
   "logLevel" "SESSIOND_LOG_LEVEL"
   "logFormat" "SESSIOND_LOG_FORMAT"
+  "otlpEndpoint" "SESSIOND_OTLP_ENDPOINT"
+  "otlpSampleRatio" "SESSIOND_OTLP_SAMPLE_RATIO"
+  "otlpServiceName" "SESSIOND_OTLP_SERVICE_NAME"
   "redisPoolSize" "SESSIOND_REDIS_POOL_SIZE"
   "redisKeyPrefix" "SESSIOND_REDIS_KEY_PREFIX"
   "redisTimeout" "SESSIOND_REDIS_TIMEOUT"
@@ -212,8 +215,9 @@ Environment of the sessiond container: listeners, store, Redis, then every
 {{- range $key, $name := $vars }}
 {{- $value := index $.Values.config $key }}
 {{- if not (kindIs "invalid" $value) }}
-{{- /* Numbers may arrive as float64: print them as integers, never as 1e+06. */}}
-{{- if or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value) }}
+{{- /* Numbers may arrive as float64: print them as integers, never as 1e+06;
+     the sample ratio is the one fraction. */}}
+{{- if and (ne $key "otlpSampleRatio") (or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value)) }}
 {{- $value = int64 $value }}
 {{- end }}
 - name: {{ $name }}

@@ -18,6 +18,7 @@ use super::wire::{self, Handover, LockReply};
 use super::{HEARTBEAT, Inner, Keys, WAIT};
 use crate::error::{Error, Result};
 use crate::session::LockGrant;
+use crate::telemetry::otlp::{self, LockWait};
 
 /// A caller queued for a lock through this instance.
 #[derive(Default)]
@@ -170,6 +171,7 @@ impl Inner {
                 Queued::Granted(grant) => {
                     guard.armed = false;
                     if guard.counted {
+                        otlp::lock_wait(LockWait::Granted);
                         self.stats.lock_waits_granted.fetch_add(1, Relaxed);
                         self.stats
                             .lock_wait_ms
@@ -180,15 +182,17 @@ impl Inner {
                 Queued::Waiting { free_in } => free_in,
             };
             if !guard.counted {
+                otlp::lock_wait(LockWait::Queued);
                 guard.counted = true;
                 self.stats.lock_contended.fetch_add(1, Relaxed);
                 self.stats.lock_waiting_now.fetch_add(1, Relaxed);
             }
             let retry = free_in.map_or(HEARTBEAT, |d| d.min(HEARTBEAT));
             tokio::select! {
-                _ = waiter.notify.notified() => {}
+                _ = waiter.notify.notified() => otlp::lock_wait(LockWait::Woken),
                 _ = tokio::time::sleep(retry) => {}
                 _ = tokio::time::sleep_until(deadline) => {
+                    otlp::lock_wait(LockWait::TimedOut);
                     return Err(Error::LockWaitTimeout { waited_ms: wait.as_millis() as u64 });
                 }
             }
