@@ -28,6 +28,12 @@ pub enum Fault {
     #[error("redis: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
 
+    /// The script ran but its effects were not confirmed durable as
+    /// `--redis-durability` asks (our words: why, and that it may have been
+    /// applied).
+    #[error("{0}")]
+    NotDurable(String),
+
     /// A script's reply does not have the shape its header promises.
     #[error("{0}")]
     Protocol(String),
@@ -52,7 +58,7 @@ impl Fault {
             Fault::Redis(e) if e.code().is_some() => "Redis refused the command".to_owned(),
             Fault::Redis(_) => "Redis could not be used".to_owned(),
             Fault::Pool(_) => "no connection to Redis could be opened".to_owned(),
-            Fault::Timeout(_) => self.to_string(),
+            Fault::Timeout(_) | Fault::NotDurable(_) => self.to_string(),
             Fault::Protocol(_) => "a store reply was not understood".to_owned(),
         }
     }
