@@ -12,7 +12,7 @@ use crate::state::State;
 
 mod request;
 
-use request::{deadline_wait, guards, key_of, require_token, share_of};
+use request::{deadline_wait, guards, key_of, ops_of, require_token, share_of};
 
 pub struct SessionApi {
     state: Arc<State>,
@@ -97,6 +97,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             set: r.set_fields.into_iter().collect(),
             delete: r.delete_fields,
             replace: r.replace,
+            ops: ops_of(r.ops)?,
         };
         // Checked before anything costs more than the request's size.
         self.state.limits.check_mutation(&m)?;
@@ -106,6 +107,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         Ok(Response::new(pb::UpdateSessionResponse {
             version: written.version,
             expires_at: pb::timestamp(written.expires_ms),
+            op_values: written.op_values,
         }))
     }
 

@@ -8,9 +8,11 @@ use crate::error::{Error, InvalidReason, Result};
 
 mod fields;
 mod limits;
+mod ops;
 
 pub use fields::Fields;
 pub use limits::Limits;
+pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 
 /// Longest session id and field name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
@@ -122,6 +124,9 @@ pub struct Mutation {
     pub delete: Vec<String>,
     /// Remove every field not in `set`.
     pub replace: bool,
+    /// Field operations, applied after the rest (names distinct, and
+    /// distinct from `set` and `delete`).
+    pub ops: Vec<FieldOp>,
 }
 
 /// The guards of a write.
@@ -136,10 +141,12 @@ pub struct Guards {
 }
 
 /// What a successful write returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub version: u64,
     pub expires_ms: i64,
+    /// The new value of each field of the mutation's `ops`, in order.
+    pub op_values: Vec<Bytes>,
 }
 
 /// A granted lock.
@@ -159,8 +166,10 @@ pub fn printable(s: &str) -> String {
 }
 
 /// Applies a validated mutation to a copy of the fields (used by the embedded
-/// store; the Redis scripts do the same in Lua).
-pub fn apply(fields: &mut Fields, m: &Mutation) {
+/// store; the Redis scripts do the same in Lua): sets, deletes and replace,
+/// then the field operations, whose new values it returns. On a refused op
+/// (with its index) the copy is half changed: throw it away.
+pub fn apply(fields: &mut Fields, m: &Mutation) -> Result<Vec<Bytes>, (OpRefusal, usize)> {
     if m.replace {
         fields.clear();
     }
@@ -170,6 +179,7 @@ pub fn apply(fields: &mut Fields, m: &Mutation) {
     for (name, value) in &m.set {
         fields.insert(name.clone(), value.clone());
     }
+    apply_ops(fields, &m.ops)
 }
 
 /// Checks a lock token's shape before it reaches a store.
@@ -251,18 +261,20 @@ mod tests {
             &Mutation {
                 set: vec![("c".into(), Bytes::from("3"))],
                 delete: vec!["a".into()],
-                replace: false,
+                ..Default::default()
             },
-        );
+        )
+        .unwrap();
         assert_eq!(f.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "c"]);
         apply(
             &mut f,
             &Mutation {
                 set: vec![("d".into(), Bytes::new())],
-                delete: vec![],
                 replace: true,
+                ..Default::default()
             },
-        );
+        )
+        .unwrap();
         assert_eq!(f.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["d"]);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{MAX_ID_BYTES, Mutation, check_name, printable};
+use super::{MAX_ID_BYTES, Mutation, OpKind, check_name, printable};
 use crate::error::{Error, InvalidReason, Result};
 
 /// Limits and bounds from the configuration, checked at the edge and (for the
@@ -65,8 +65,11 @@ impl Limits {
     /// of sets and deletes through a hash set. A request of a million names
     /// is refused on its count before any name is looked at.
     pub fn check_mutation(&self, m: &Mutation) -> Result<()> {
-        if m.set.len() > self.max_fields {
-            return Err(self.too_many_fields(m.set.len()));
+        // Every name set or operated on is a field afterwards (names are
+        // distinct, checked below), so together they are at most max_fields.
+        let named = m.set.len().saturating_add(m.ops.len());
+        if named > self.max_fields {
+            return Err(self.too_many_fields(named));
         }
         // A session never holds more than max_fields fields, so deleting
         // more names than that can never be useful (duplicates included).
@@ -81,8 +84,13 @@ impl Limits {
             });
         }
         let set_bytes: u64 = m.set.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        if set_bytes > self.max_session_bytes {
-            return Err(self.too_large(set_bytes));
+        let op_bytes: u64 = m
+            .ops
+            .iter()
+            .map(|op| (op.field.len() + op.value_len()) as u64)
+            .sum();
+        if set_bytes + op_bytes > self.max_session_bytes {
+            return Err(self.too_large(set_bytes + op_bytes));
         }
         for (name, value) in &m.set {
             check_field_name(name)?;
@@ -101,6 +109,7 @@ impl Limits {
         for name in &m.delete {
             check_field_name(name)?;
         }
+        self.check_ops(m)?;
         if !m.delete.is_empty() && !m.set.is_empty() {
             let deleted: HashSet<&str> = m.delete.iter().map(String::as_str).collect();
             if let Some((name, _)) = m.set.iter().find(|(n, _)| deleted.contains(n.as_str())) {
@@ -112,6 +121,59 @@ impl Limits {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The names, values and arguments of the field operations, and that
+    /// each names a field no other part of the mutation names. O(ops +
+    /// sets + deletes) through a hash set.
+    fn check_ops(&self, m: &Mutation) -> Result<()> {
+        if m.ops.is_empty() {
+            return Ok(());
+        }
+        let mut named: HashSet<&str> = HashSet::with_capacity(m.ops.len());
+        for op in &m.ops {
+            check_field_name(&op.field)?;
+            if op.value_len() as u64 > self.max_field_bytes {
+                return Err(Error::LimitExceeded {
+                    limit: "max_field_bytes",
+                    message: format!(
+                        "the value of the op on field `{}` is {} bytes; max_field_bytes is {}",
+                        printable(&op.field),
+                        op.value_len(),
+                        self.max_field_bytes
+                    ),
+                });
+            }
+            if let OpKind::Append { keep_last: 0, .. } = op.kind {
+                return Err(Error::invalid(
+                    InvalidReason::FieldOp,
+                    format!(
+                        "the append to field `{}` has keep_last 0; keep at least 1 entry",
+                        printable(&op.field)
+                    ),
+                ));
+            }
+            if !named.insert(&op.field) {
+                return Err(Error::invalid(
+                    InvalidReason::Field,
+                    format!(
+                        "field `{}` has more than one op; send one",
+                        printable(&op.field)
+                    ),
+                ));
+            }
+        }
+        let elsewhere = m.set.iter().map(|(n, _)| n).chain(&m.delete);
+        if let Some(name) = elsewhere.into_iter().find(|n| named.contains(n.as_str())) {
+            return Err(Error::invalid(
+                InvalidReason::Field,
+                format!(
+                    "field `{}` is both in ops and set or deleted; pick one",
+                    printable(name)
+                ),
+            ));
         }
         Ok(())
     }
@@ -145,6 +207,19 @@ impl Limits {
             return Err(self.too_large(bytes));
         }
         Ok(())
+    }
+
+    /// A field that would hold `len` bytes (an append's list, checked in
+    /// the store's step).
+    pub fn field_too_long(&self, name: &str, len: u64) -> Error {
+        Error::LimitExceeded {
+            limit: "max_field_bytes",
+            message: format!(
+                "field `{}` would hold {len} bytes; max_field_bytes is {}: keep fewer entries",
+                printable(name),
+                self.max_field_bytes
+            ),
+        }
     }
 
     pub fn too_many_fields(&self, n: usize) -> Error {
@@ -202,7 +277,7 @@ mod tests {
         let both = Mutation {
             set: vec![("a".into(), Bytes::new())],
             delete: vec!["a".into()],
-            replace: false,
+            ..Default::default()
         };
         assert!(l.check_mutation(&both).is_err());
     }
@@ -221,7 +296,7 @@ mod tests {
         let m = Mutation {
             set: vec![("d0".into(), Bytes::new())],
             delete,
-            replace: false,
+            ..Default::default()
         };
         match l.check_mutation(&m) {
             Err(Error::LimitExceeded { limit, message }) => {
@@ -251,7 +326,7 @@ mod tests {
                 .map(|n| (n, Bytes::new()))
                 .collect(),
             delete: names("d", l.max_fields),
-            replace: false,
+            ..Default::default()
         };
         assert!(l.check_mutation(&m).is_ok());
     }
@@ -269,7 +344,7 @@ mod tests {
         let m = Mutation {
             set,
             delete,
-            replace: false,
+            ..Default::default()
         };
         let started = std::time::Instant::now();
         match l.check_mutation(&m) {
@@ -301,10 +376,103 @@ mod tests {
             lock_token: "t".repeat(64),
             expected_version: Some(u64::MAX),
             release_lock: true,
+            ops: vec![],
         };
         let len = req.encoded_len();
         assert!(len <= l.max_request_bytes(), "{len}");
         assert!(len > l.max_session_bytes as usize);
+        // So does one whose fields are all appends (the op with the most
+        // framing), with the largest keep_last.
+        let ops: Vec<crate::pb::FieldOp> = req
+            .set_fields
+            .iter()
+            .map(|(name, value)| crate::pb::FieldOp {
+                field: name.clone(),
+                op: Some(crate::pb::field_op::Op::Append(crate::pb::AppendOp {
+                    value: value.clone(),
+                    keep_last: u32::MAX,
+                })),
+            })
+            .collect();
+        let req = crate::pb::UpdateSessionRequest {
+            set_fields: Default::default(),
+            ops,
+            ..req
+        };
+        let len = req.encoded_len();
+        assert!(len <= l.max_request_bytes(), "{len}");
+    }
+
+    fn append(field: &str, keep_last: u32) -> crate::session::FieldOp {
+        crate::session::FieldOp {
+            field: field.into(),
+            kind: OpKind::Append {
+                value: Bytes::from_static(b"m"),
+                keep_last,
+            },
+        }
+    }
+
+    #[test]
+    fn ops_are_checked_with_the_rest() {
+        let l = limits();
+        let reason = |m: &Mutation| match l.check_mutation(m) {
+            Err(Error::InvalidArgument { reason, .. }) => Some(reason),
+            Err(Error::LimitExceeded { limit, .. }) => {
+                assert_eq!(limit, "max_fields");
+                None
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        let ok = Mutation {
+            set: vec![("a".into(), Bytes::new())],
+            delete: vec!["b".into()],
+            ops: vec![append("h", 3), append("i", 1)],
+            ..Default::default()
+        };
+        assert!(l.check_mutation(&ok).is_ok());
+        let twice = Mutation {
+            ops: vec![append("h", 3), append("h", 3)],
+            ..Default::default()
+        };
+        assert_eq!(reason(&twice), Some(InvalidReason::Field));
+        for clash in [
+            Mutation {
+                set: vec![("h".into(), Bytes::new())],
+                ops: vec![append("h", 3)],
+                ..Default::default()
+            },
+            Mutation {
+                delete: vec!["h".into()],
+                ops: vec![append("h", 3)],
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(reason(&clash), Some(InvalidReason::Field));
+        }
+        let zero = Mutation {
+            ops: vec![append("h", 0)],
+            ..Default::default()
+        };
+        assert_eq!(reason(&zero), Some(InvalidReason::FieldOp));
+        let unnamed = Mutation {
+            ops: vec![append("", 1)],
+            ..Default::default()
+        };
+        assert_eq!(reason(&unnamed), Some(InvalidReason::Field));
+        // Sets and ops together are at most max_fields, counted before
+        // anything else (a malformed name among them included).
+        let mut ops: Vec<_> = names("o", l.max_fields)
+            .iter()
+            .map(|n| append(n, 1))
+            .collect();
+        ops.push(append("", 0));
+        let many = Mutation {
+            set: vec![("s".into(), Bytes::new())],
+            ops,
+            ..Default::default()
+        };
+        assert_eq!(reason(&many), None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod wire;
 use super::{FeedSender, new_token};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{Guards, Limits, LockGrant, Mutation, OpKind, Session, SessionKey, Written};
 use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
@@ -68,6 +68,8 @@ const TRY: &str = "try";
 const WAIT: &str = "wait";
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
+/// The field operations' helpers, for update.lua only.
+const OPS: &str = include_str!("redis/ops.lua");
 
 struct Scripts {
     update: Script,
@@ -82,7 +84,7 @@ impl Scripts {
     fn load() -> Scripts {
         let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
-            update: s(include_str!("redis/update.lua")),
+            update: s(&format!("{OPS}\n{}", include_str!("redis/update.lua"))),
             delete: s(include_str!("redis/delete.lua")),
             lock: s(include_str!("redis/lock.lua")),
             abandon: s(include_str!("redis/abandon.lua")),
@@ -232,9 +234,21 @@ impl RedisStore {
             .arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel)
-            .arg(m.set.len());
+            .arg(m.set.len())
+            .arg(m.ops.len())
+            .arg(l.max_field_bytes);
         for (name, value) in &m.set {
             inv.arg(name.as_bytes()).arg(value.as_ref());
+        }
+        for op in &m.ops {
+            let name = op.field.as_bytes();
+            match &op.kind {
+                OpKind::Increment(n) => inv.arg("i").arg(name).arg(n.to_string()).arg(""),
+                OpKind::Append { value, keep_last } => {
+                    inv.arg("a").arg(name).arg(value.as_ref()).arg(*keep_last)
+                }
+                OpKind::SetIfAbsent(value) => inv.arg("s").arg(name).arg(value.as_ref()).arg(""),
+            };
         }
         for name in &m.delete {
             inv.arg(name.as_bytes());
@@ -253,6 +267,11 @@ impl RedisStore {
                 limit: Limit::MaxSessionBytes,
                 value,
             } => Err(l.too_large(value)),
+            WriteReply::LimitExceeded {
+                limit: Limit::MaxFieldBytes { op },
+                value,
+            } => Err(l.field_too_long(op_field(&m, op), value)),
+            WriteReply::OpRefused { refusal, op } => Err(refusal.error(op_field(&m, op))),
         }
     }
 
@@ -384,6 +403,11 @@ fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration)
 }
 
 /// What a guard's refusal means to the caller.
+/// The name of the mutation's op a script's reply points at.
+fn op_field(m: &Mutation, op: usize) -> &str {
+    m.ops.get(op).map_or("", |op| op.field.as_str())
+}
+
 fn refused(refusal: Refusal, g: &Guards) -> Error {
     match refusal {
         Refusal::LockLost => Error::LockLost,

@@ -48,6 +48,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         set,
         delete,
         replace,
+        ops: Vec::new(),
     })
 }
 

@@ -60,8 +60,9 @@ pub(super) enum Refusal {
     SessionLost,
     /// The compare-and-set guard did not match.
     VersionMismatch { expected: u64, current: u64 },
-    /// The write would exceed a limit; the error as [`crate::session::Limits`]
-    /// words it (LIMIT_EXCEEDED).
+    /// The write would exceed a limit, or a field operation does not fit
+    /// the stored value; the error as [`crate::session::Limits`] or
+    /// [`crate::session::OpRefusal`] words it.
     Limit(Error),
 }
 

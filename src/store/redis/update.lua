@@ -5,16 +5,23 @@
 --       3 release ('1'/'0')       4 replace ('1'/'0')     5 idle TTL ms
 --       6 max fields              7 max session bytes     8 invalidation channel
 --       9 invalidation subject    10 this instance's wake channel
---       11 number of fields set (S)
---       12 .. 11+2S: name, value pairs to set;  the rest: names to delete
---       (deduplicated, disjoint from the set names)
--- Returns {'OK', new version, expires ms, expired, release's answer or false}
+--       11 number of fields set (S)   12 number of ops (O)
+--       13 max field bytes
+--       14 .. 13+2S: name, value pairs to set;  then O ops of 4 arguments:
+--       kind ('i' increment, 'a' append, 's' set if absent), name, a, b (see
+--       ops.lua's op_value); the rest: names to delete (deduplicated; the
+--       names of sets, ops and deletes are disjoint)
+-- Returns {'OK', new version, expires ms, expired, release's answer or false,
+--          {the ops' new values, in order}}
 --         (expires: the idle TTL from now, or the lease's end if later and
 --         the holder keeps the lock)
+--      or {'FIELD_NOT_INTEGER'|'INTEGER_OVERFLOW'|'FIELD_NOT_LIST', index of
+--         the op (from 0), 0, expired}
 --      or {'LOCK_LOST'|'LOCK_HELD', 0, 0, expired} (LOCK_LOST also when the
 --         session changed incarnation since the grant: see the prelude)
 --      or {'VERSION_MISMATCH', current version, 0, expired}
 --      or {'LIMIT_EXCEEDED', 'max_fields'|'max_session_bytes', value, expired}
+--      or {'LIMIT_EXCEEDED', 'max_field_bytes', value, expired, index of the op}
 local now = now_ms()
 local t, expired = holder()
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
@@ -22,7 +29,8 @@ if refused then return refused end
 
 local replace = ARGV[4] == '1'
 local nset = tonumber(ARGV[11])
-local first_del = 12 + 2 * nset
+local first_op = 14 + 2 * nset
+local first_del = first_op + 4 * tonumber(ARGV[12])
 local d = redis.call('HMGET', D, 'v', 'k', 'n', 'c')
 local cur = tonumber(d[1] or '0')
 local merge = cur > 0 and not replace
@@ -50,13 +58,32 @@ for i = first_del, #ARGV do
 end
 -- The data hash as it will be: fields set, then the bookkeeping.
 local h = {}
-for i = 12, first_del - 1, 2 do
+for i = 14, first_op - 1, 2 do
   local f = 'f:' .. ARGV[i]
   local n = stored(f)
   if n then bytes = bytes - #ARGV[i] - n else count = count + 1 end
   bytes = bytes + #ARGV[i] + #ARGV[i + 1]
   h[#h + 1] = f
   h[#h + 1] = ARGV[i + 1]
+end
+-- The ops, from the fields' stored values (their names are in no set or
+-- delete; with replace, every field starts absent).
+local values = {}
+for i = first_op, first_del - 1, 4 do
+  local f = 'f:' .. ARGV[i + 1]
+  local cur = nil
+  if merge then cur = redis.call('HGET', D, f) or nil end
+  local new, why = op_value(ARGV[i], cur, ARGV[i + 2], ARGV[i + 3])
+  local index = (i - first_op) / 4
+  if not new then return {why, index, 0, expired} end
+  if #new > tonumber(ARGV[13]) then
+    return {'LIMIT_EXCEEDED', 'max_field_bytes', #new, expired, index}
+  end
+  if cur then bytes = bytes - #cur else count = count + 1; bytes = bytes + #ARGV[i + 1] end
+  bytes = bytes + #new
+  h[#h + 1] = f
+  h[#h + 1] = new
+  values[#values + 1] = new
 end
 if count > tonumber(ARGV[6]) then return {'LIMIT_EXCEEDED', 'max_fields', count, expired} end
 if bytes > tonumber(ARGV[7]) then return {'LIMIT_EXCEEDED', 'max_session_bytes', bytes, expired} end
@@ -87,4 +114,4 @@ if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
 redis.call('PUBLISH', ARGV[8], version .. ' ' .. ARGV[9])
-return {'OK', version, now + ttl, expired, woken}
+return {'OK', version, now + ttl, expired, woken, values}
