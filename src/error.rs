@@ -100,6 +100,11 @@ pub enum InvalidReason {
     IntegerOverflow,
     /// An append to a field that does not hold a list.
     FieldNotList,
+    /// An idempotency key that is not a name (1..=256 bytes, no control
+    /// characters).
+    IdempotencyKey,
+    /// An idempotency key sent again with another request.
+    IdempotencyKeyReused,
 }
 
 impl Error {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
+use crate::session::Idempotency;
 use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
@@ -92,7 +93,7 @@ impl pb::session_service_server::SessionService for SessionApi {
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.into_inner();
-        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let mut g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let mut m = crate::session::Mutation {
             set: r.set_fields.into_iter().collect(),
             delete: r.delete_fields,
@@ -103,6 +104,7 @@ impl pb::session_service_server::SessionService for SessionApi {
         self.state.limits.check_mutation(&m)?;
         m.delete.sort_unstable();
         m.delete.dedup();
+        g.idempotency = Idempotency::of_update(&r.idempotency_key, &m)?;
         let written = self.state.sessions.update(&key, m, g).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
             version: written.version,
@@ -141,7 +143,8 @@ impl pb::session_service_server::SessionService for SessionApi {
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
-        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let mut g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        g.idempotency = Idempotency::of_delete(&r.idempotency_key)?;
         let deleted = self.state.sessions.delete(&key, g).await?;
         Ok(Response::new(pb::DeleteSessionResponse { deleted }))
     }

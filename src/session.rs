@@ -7,10 +7,12 @@ use bytes::Bytes;
 use crate::error::{Error, InvalidReason, Result};
 
 mod fields;
+mod idempotency;
 mod limits;
 mod ops;
 
 pub use fields::Fields;
+pub use idempotency::Idempotency;
 pub use limits::Limits;
 pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 
@@ -138,6 +140,9 @@ pub struct Guards {
     pub expected_version: Option<u64>,
     /// Release the lock in the same atomic step.
     pub release_lock: bool,
+    /// A repeat of an earlier write with this key gets its result instead
+    /// (and releases the lock if asked to and the token holds it).
+    pub idempotency: Option<Idempotency>,
 }
 
 /// What a successful write returns.

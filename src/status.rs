@@ -47,6 +47,8 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::FieldNotInteger => "FIELD_NOT_INTEGER",
         InvalidReason::IntegerOverflow => "INTEGER_OVERFLOW",
         InvalidReason::FieldNotList => "FIELD_NOT_LIST",
+        InvalidReason::IdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+        InvalidReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
     }
 }
 

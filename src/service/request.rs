@@ -63,6 +63,7 @@ pub(super) fn guards(
         lock_token,
         expected_version,
         release_lock,
+        idempotency: None,
     })
 }
 

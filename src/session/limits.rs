@@ -19,6 +19,8 @@ pub struct Limits {
     pub lease_max: Duration,
     pub wait_max: Duration,
     pub idle_ttl: Duration,
+    /// How long a write's idempotency key is remembered.
+    pub idempotency_window: Duration,
 }
 
 impl Limits {
@@ -377,6 +379,7 @@ mod tests {
             expected_version: Some(u64::MAX),
             release_lock: true,
             ops: vec![],
+            idempotency_key: "k".repeat(256),
         };
         let len = req.encoded_len();
         assert!(len <= l.max_request_bytes(), "{len}");

@@ -52,7 +52,7 @@ use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
 use fault::Fault;
-use keys::{Keys, add_guards, flag};
+use keys::{Keys, add_guards, add_idempotency_args, flag};
 use waiting::Waiters;
 use wire::{
     DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
@@ -70,6 +70,8 @@ const WAIT: &str = "wait";
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 /// The field operations' helpers, for update.lua only.
 const OPS: &str = include_str!("redis/ops.lua");
+/// The idempotency keys' helpers, for update.lua and delete.lua.
+const IDEMPOTENCY: &str = include_str!("redis/idempotency.lua");
 
 struct Scripts {
     update: Script,
@@ -84,8 +86,14 @@ impl Scripts {
     fn load() -> Scripts {
         let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
-            update: s(&format!("{OPS}\n{}", include_str!("redis/update.lua"))),
-            delete: s(include_str!("redis/delete.lua")),
+            update: s(&format!(
+                "{IDEMPOTENCY}\n{OPS}\n{}",
+                include_str!("redis/update.lua")
+            )),
+            delete: s(&format!(
+                "{IDEMPOTENCY}\n{}",
+                include_str!("redis/delete.lua")
+            )),
             lock: s(include_str!("redis/lock.lua")),
             abandon: s(include_str!("redis/abandon.lua")),
             unlock: s(include_str!("redis/unlock.lua")),
@@ -226,6 +234,7 @@ impl RedisStore {
         let l = &inner.limits;
         let mut inv = inner.scripts.update.prepare_invoke();
         keys.add_to(&mut inv);
+        inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
         inv.arg(flag(m.replace))
             .arg(l.idle_ttl.as_millis() as u64)
@@ -237,6 +246,7 @@ impl RedisStore {
             .arg(m.set.len())
             .arg(m.ops.len())
             .arg(l.max_field_bytes);
+        add_idempotency_args(&mut inv, &g, l);
         for (name, value) in &m.set {
             inv.arg(name.as_bytes()).arg(value.as_ref());
         }
@@ -280,10 +290,12 @@ impl RedisStore {
         let keys = inner.keys(key);
         let mut inv = inner.scripts.delete.prepare_invoke();
         keys.add_to(&mut inv);
+        inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
         inv.arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel);
+        add_idempotency_args(&mut inv, &g, &inner.limits);
         match inner.invoke(&mut inv, wire::delete).await? {
             DeleteReply::Deleted { version, handover } => {
                 inner.hand_over(handover, &keys);
@@ -415,6 +427,10 @@ fn refused(refusal: Refusal, g: &Guards) -> Error {
         Refusal::VersionMismatch { current } => Error::VersionMismatch {
             expected: g.expected_version.unwrap_or_default(),
             current,
+        },
+        Refusal::KeyReused => match &g.idempotency {
+            Some(idem) => idem.reused(),
+            None => Error::Internal("a key reused without an idempotency key".into()),
         },
     }
 }

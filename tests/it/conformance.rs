@@ -5,6 +5,7 @@
 //! `support`.
 
 mod auth;
+mod idempotency;
 mod limits;
 mod locks;
 mod ops;

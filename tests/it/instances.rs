@@ -344,3 +344,20 @@ async fn field_op_increments_across_instances_lose_nothing() {
         .session;
     assert_eq!(counter_of(s.as_ref()), (CALLERS * EACH) as u64);
 }
+
+/// A repeat of a write under an idempotency key on another instance gets
+/// the first instance's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_hold_across_instances() {
+    let redis = Redis::start();
+    let all = three(&redis).await;
+    let mut w = set("idem-3", &[("a", "1")]);
+    w.idempotency_key = "evt-9".into();
+    let mut answers = Vec::new();
+    for i in &all {
+        let mut c = i.client().await;
+        answers.push(c.update_session(w.clone()).await.unwrap().into_inner());
+    }
+    assert_eq!(answers[0].version, 1);
+    assert!(answers.iter().all(|a| *a == answers[0]));
+}

@@ -21,6 +21,7 @@ fn small() -> Limits {
         lease_max: Duration::from_secs(10),
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_secs(60),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 

@@ -24,6 +24,13 @@ pub(super) enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Done(v) => Outcome::Done(f(v)),
+            Outcome::Refused(r) => Outcome::Refused(r),
+        }
+    }
+
     pub(super) fn is_done(&self) -> bool {
         matches!(self, Outcome::Done(_))
     }

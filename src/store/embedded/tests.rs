@@ -34,6 +34,7 @@ fn limits() -> Limits {
         lease_max: Duration::from_secs(60),
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_secs(3600),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 
@@ -119,6 +120,7 @@ async fn reads_a_file_written_by_the_first_record_format() {
         lock_token: Some(grant.token),
         expected_version: Some(2),
         release_lock: true,
+        ..Default::default()
     };
     let written = store.update(&chat, set("turn", b"3"), g).await.unwrap();
     let again = store.get(&chat).await.unwrap().unwrap();

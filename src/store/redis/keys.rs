@@ -1,10 +1,11 @@
-//! The five keys of a session and the arguments every write script shares.
+//! The five keys of a session (and the record of a write's idempotency
+//! key) and the arguments every write script shares.
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
 //! `wire::encode_into`), so they live in one Cluster slot.
 
 use super::Inner;
 use super::wire::encode_into;
-use crate::session::{Guards, SessionKey};
+use crate::session::{Guards, Limits, SessionKey};
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
@@ -44,6 +45,45 @@ impl Keys {
             inv.key(k);
         }
     }
+}
+
+impl Inner {
+    /// KEYS[6] of the write scripts when the call has an idempotency key:
+    /// its record, `<prefix>:{<ns>/<id>}:i:<hex>`, in the session's hash tag
+    /// (the hex of the key's digest names it whatever bytes it holds).
+    pub(super) fn add_idempotency_key(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        keys: &Keys,
+        g: &Guards,
+    ) {
+        if let Some(idem) = &g.idempotency {
+            let hex = idem.key_hex();
+            let mut k = String::with_capacity(self.prefix.len() + keys.subject.len() + 40);
+            k.push_str(&self.prefix);
+            k.push_str(":{");
+            k.push_str(&keys.subject);
+            k.push_str("}:i:");
+            k.push_str(&hex);
+            inv.key(k);
+        }
+    }
+}
+
+/// The idempotency arguments of the write scripts: the request's digest
+/// ('' without a key) and the window in ms.
+pub(super) fn add_idempotency_args(
+    inv: &mut redis::ScriptInvocation<'_>,
+    g: &Guards,
+    limits: &Limits,
+) {
+    inv.arg(
+        g.idempotency
+            .as_ref()
+            .map(|i| i.digest_hex())
+            .unwrap_or_default(),
+    )
+    .arg(limits.idempotency_window.as_millis() as u64);
 }
 
 /// ARGV 1-3 of the write scripts: lock token, expected version, release.

@@ -1,13 +1,15 @@
 -- UpdateSession: guards, limits, write, version bump, optional release and
 -- an invalidation message, in one atomic step.
--- KEYS: data, meta, lock, queue, waiters (see the prelude)
+-- KEYS: data, meta, lock, queue, waiters (see the prelude), and the
+--       idempotency key's record when there is one (see idempotency.lua)
 -- ARGV: 1 lock token ('' = none)   2 expected version ('' = no check)
 --       3 release ('1'/'0')       4 replace ('1'/'0')     5 idle TTL ms
 --       6 max fields              7 max session bytes     8 invalidation channel
 --       9 invalidation subject    10 this instance's wake channel
 --       11 number of fields set (S)   12 number of ops (O)
---       13 max field bytes
---       14 .. 13+2S: name, value pairs to set;  then O ops of 4 arguments:
+--       13 max field bytes   14 the request's digest (idempotency)
+--       15 the idempotency window ms
+--       16 .. 15+2S: name, value pairs to set;  then O ops of 4 arguments:
 --       kind ('i' increment, 'a' append, 's' set if absent), name, a, b (see
 --       ops.lua's op_value); the rest: names to delete (deduplicated; the
 --       names of sets, ops and deletes are disjoint)
@@ -15,6 +17,9 @@
 --          {the ops' new values, in order}}
 --         (expires: the idle TTL from now, or the lease's end if later and
 --         the holder keeps the lock)
+--         A repeat under an idempotency key answers the first call's OK (and
+--         releases its own lock if asked and held); under another request,
+--         {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}.
 --      or {'FIELD_NOT_INTEGER'|'INTEGER_OVERFLOW'|'FIELD_NOT_LIST', index of
 --         the op (from 0), 0, expired}
 --      or {'LOCK_LOST'|'LOCK_HELD', 0, 0, expired} (LOCK_LOST also when the
@@ -24,12 +29,20 @@
 --      or {'LIMIT_EXCEEDED', 'max_field_bytes', value, expired, index of the op}
 local now = now_ms()
 local t, expired = holder()
+local rec = earlier(ARGV[14])
+if rec == false then return {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired} end
+if rec then
+  local values = {}
+  for i = 1, tonumber(field_of(rec, 'n')) do values[i] = field_of(rec, 'o' .. i) end
+  local woken = repeat_release(now, t, ARGV[1], ARGV[3], ARGV[10])
+  return {'OK', tonumber(field_of(rec, 'v')), tonumber(field_of(rec, 'e')), expired, woken, values}
+end
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
 if refused then return refused end
 
 local replace = ARGV[4] == '1'
 local nset = tonumber(ARGV[11])
-local first_op = 14 + 2 * nset
+local first_op = 16 + 2 * nset
 local first_del = first_op + 4 * tonumber(ARGV[12])
 local d = redis.call('HMGET', D, 'v', 'k', 'n', 'c')
 local cur = tonumber(d[1] or '0')
@@ -58,7 +71,7 @@ for i = first_del, #ARGV do
 end
 -- The data hash as it will be: fields set, then the bookkeeping.
 local h = {}
-for i = 14, first_op - 1, 2 do
+for i = 16, first_op - 1, 2 do
   local f = 'f:' .. ARGV[i]
   local n = stored(f)
   if n then bytes = bytes - #ARGV[i] - n else count = count + 1 end
@@ -111,6 +124,12 @@ in_chunks('HSET', D, h)
 redis.call('PEXPIRE', D, ttl)
 -- The holder's own (re-)create: its grant stands on this incarnation now.
 if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
+local answer = {'v', version, 'e', now + ttl, 'n', #values}
+for i, v in ipairs(values) do
+  answer[#answer + 1] = 'o' .. i
+  answer[#answer + 1] = v
+end
+remember(ARGV[14], ARGV[15], answer)
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
 redis.call('PUBLISH', ARGV[8], version .. ' ' .. ARGV[9])

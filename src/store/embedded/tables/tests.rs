@@ -40,6 +40,7 @@ fn limits() -> Limits {
         lease_max: Duration::from_secs(60),
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_millis(TTL as u64),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 

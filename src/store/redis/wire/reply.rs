@@ -37,12 +37,17 @@ pub enum LockReply {
     Queued { free_in: Option<Duration> },
 }
 
-/// The guard refusals of the write scripts (`check_guards` in the prelude).
+/// The guard refusals of the write scripts (`check_guards` in the prelude,
+/// and `earlier` in idempotency.lua).
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
     LockLost,
     LockHeld,
-    VersionMismatch { current: u64 },
+    VersionMismatch {
+        current: u64,
+    },
+    /// The idempotency key was used by another request.
+    KeyReused,
 }
 
 /// The limits update.lua enforces.
@@ -300,6 +305,7 @@ impl Parts<'_> {
             b"VERSION_MISMATCH" => Ok(Refusal::VersionMismatch {
                 current: self.uint(self.a, "the current version")?,
             }),
+            b"IDEMPOTENCY_KEY_REUSED" => Ok(Refusal::KeyReused),
             _ => Err(self.unknown()),
         }
     }
