@@ -47,12 +47,12 @@ pub mod wire;
 use super::{FeedSender, new_token};
 use crate::config::RedisSettings;
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, LockGrant, Mutation, OpKind, Session, SessionKey, Written};
+use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
 use fault::Fault;
-use keys::{Keys, add_guards, add_idempotency_args, flag};
+use keys::{Keys, add_guards, add_idempotency_args, add_ops, flag, op_field};
 use waiting::Waiters;
 use wire::{
     DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
@@ -250,16 +250,7 @@ impl RedisStore {
         for (name, value) in &m.set {
             inv.arg(name.as_bytes()).arg(value.as_ref());
         }
-        for op in &m.ops {
-            let name = op.field.as_bytes();
-            match &op.kind {
-                OpKind::Increment(n) => inv.arg("i").arg(name).arg(n.to_string()).arg(""),
-                OpKind::Append { value, keep_last } => {
-                    inv.arg("a").arg(name).arg(value.as_ref()).arg(*keep_last)
-                }
-                OpKind::SetIfAbsent(value) => inv.arg("s").arg(name).arg(value.as_ref()).arg(""),
-            };
-        }
+        add_ops(&mut inv, &m.ops);
         for name in &m.delete {
             inv.arg(name.as_bytes());
         }
@@ -415,11 +406,6 @@ fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration)
 }
 
 /// What a guard's refusal means to the caller.
-/// The name of the mutation's op a script's reply points at.
-fn op_field(m: &Mutation, op: usize) -> &str {
-    m.ops.get(op).map_or("", |op| op.field.as_str())
-}
-
 fn refused(refusal: Refusal, g: &Guards) -> Error {
     match refusal {
         Refusal::LockLost => Error::LockLost,

@@ -5,7 +5,7 @@
 
 use super::Inner;
 use super::wire::encode_into;
-use crate::session::{Guards, Limits, SessionKey};
+use crate::session::{FieldOp, Guards, Limits, Mutation, OpKind, SessionKey};
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
@@ -99,4 +99,23 @@ pub(super) fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
 
 pub(super) fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
+}
+
+/// update.lua's ops, 4 arguments each: kind, name, a, b (see ops.lua).
+pub(super) fn add_ops(inv: &mut redis::ScriptInvocation<'_>, ops: &[FieldOp]) {
+    for op in ops {
+        let name = op.field.as_bytes();
+        match &op.kind {
+            OpKind::Increment(n) => inv.arg("i").arg(name).arg(n.to_string()).arg(""),
+            OpKind::Append { value, keep_last } => {
+                inv.arg("a").arg(name).arg(value.as_ref()).arg(*keep_last)
+            }
+            OpKind::SetIfAbsent(value) => inv.arg("s").arg(name).arg(value.as_ref()).arg(""),
+        };
+    }
+}
+
+/// The name of the mutation's op a script's reply points at.
+pub(super) fn op_field(m: &Mutation, op: usize) -> &str {
+    m.ops.get(op).map_or("", |op| op.field.as_str())
 }
