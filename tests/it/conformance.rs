@@ -9,6 +9,7 @@ mod idempotency;
 mod limits;
 mod locks;
 mod ops;
+mod ops_parity;
 mod reads;
 mod stats;
 mod writes;
