@@ -91,7 +91,7 @@ fn validation(c: &mut Criterion) {
             ("history".into(), Bytes::from(vec![b'x'; 256])),
         ],
         delete: vec!["draft".into()],
-        replace: false,
+        ..Default::default()
     };
     c.bench_function("validate_id", |b| {
         b.iter(|| SessionKey::new("default", black_box("telegram-1234567890")).unwrap())

@@ -152,6 +152,12 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_IDLE_TTL", value_parser = parse_duration, default_value = "24h")]
     pub idle_ttl: Duration,
 
+    /// How long the result of a write sent with an idempotency key is kept:
+    /// a repeat with the same key within it gets that result, not a second
+    /// write.
+    #[arg(long, env = "SESSIOND_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "10m")]
+    pub idempotency_window: Duration,
+
     /// Most fields one session may have.
     #[arg(long, env = "SESSIOND_MAX_FIELDS", default_value_t = 256)]
     pub max_fields: usize,

@@ -11,6 +11,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A field operation does not fit the field's stored value (`reason`:
+    /// FieldNotInteger, IntegerOverflow or FieldNotList); nothing was
+    /// written.
+    #[error("{message}")]
+    FieldRefused {
+        reason: InvalidReason,
+        field: String,
+        message: String,
+    },
+
     /// A configured limit would be exceeded; nothing was written.
     #[error("{message}")]
     LimitExceeded {
@@ -95,6 +105,19 @@ pub enum InvalidReason {
     Namespace,
     /// The request is not a well-formed message of its method.
     Request,
+    /// A field operation without an operation, or with a bad argument.
+    FieldOp,
+    /// An increment of a field that does not hold a decimal integer.
+    FieldNotInteger,
+    /// An increment whose sum leaves the signed 64-bit range.
+    IntegerOverflow,
+    /// An append to a field that does not hold a list.
+    FieldNotList,
+    /// An idempotency key that is not a name (1..=256 bytes, no control
+    /// characters).
+    IdempotencyKey,
+    /// An idempotency key sent again with another request.
+    IdempotencyKeyReused,
 }
 
 impl Error {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
+use crate::session::Idempotency;
 use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
 mod request;
 
-use request::{deadline_wait, guards, key_of, require_token, share_of};
+use request::{deadline_wait, guards, key_of, ops_of, require_token, share_of};
 
 pub struct SessionApi {
     state: Arc<State>,
@@ -92,20 +93,23 @@ impl pb::session_service_server::SessionService for SessionApi {
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.into_inner();
-        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let mut g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
         let mut m = crate::session::Mutation {
             set: r.set_fields.into_iter().collect(),
             delete: r.delete_fields,
             replace: r.replace,
+            ops: ops_of(r.ops)?,
         };
         // Checked before anything costs more than the request's size.
         self.state.limits.check_mutation(&m)?;
         m.delete.sort_unstable();
         m.delete.dedup();
+        g.idempotency = Idempotency::of_update(&r.idempotency_key, &m)?;
         let written = self.state.sessions.update(&key, m, g).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
             version: written.version,
             expires_at: pb::timestamp(written.expires_ms),
+            op_values: written.op_values,
         }))
     }
 
@@ -139,7 +143,8 @@ impl pb::session_service_server::SessionService for SessionApi {
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
-        let g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        let mut g = guards(&r.lock_token, r.expected_version, r.release_lock)?;
+        g.idempotency = Idempotency::of_delete(&r.idempotency_key)?;
         let deleted = self.state.sessions.delete(&key, g).await?;
         Ok(Response::new(pb::DeleteSessionResponse { deleted }))
     }

@@ -7,11 +7,15 @@ use bytes::Bytes;
 use crate::error::{Error, InvalidReason, Result};
 
 mod fields;
+mod idempotency;
 mod limits;
+mod ops;
 mod quotas;
 
 pub use fields::Fields;
+pub use idempotency::Idempotency;
 pub use limits::Limits;
+pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 pub use quotas::{Quota, Quotas, Usage};
 
 /// Longest session id and field name, in bytes.
@@ -124,6 +128,9 @@ pub struct Mutation {
     pub delete: Vec<String>,
     /// Remove every field not in `set`.
     pub replace: bool,
+    /// Field operations, applied after the rest (names distinct, and
+    /// distinct from `set` and `delete`).
+    pub ops: Vec<FieldOp>,
 }
 
 /// The guards of a write.
@@ -135,13 +142,18 @@ pub struct Guards {
     pub expected_version: Option<u64>,
     /// Release the lock in the same atomic step.
     pub release_lock: bool,
+    /// A repeat of an earlier write with this key gets its result instead
+    /// (and releases the lock if asked to and the token holds it).
+    pub idempotency: Option<Idempotency>,
 }
 
 /// What a successful write returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub version: u64,
     pub expires_ms: i64,
+    /// The new value of each field of the mutation's `ops`, in order.
+    pub op_values: Vec<Bytes>,
 }
 
 /// A granted lock.
@@ -161,8 +173,10 @@ pub fn printable(s: &str) -> String {
 }
 
 /// Applies a validated mutation to a copy of the fields (used by the embedded
-/// store; the Redis scripts do the same in Lua).
-pub fn apply(fields: &mut Fields, m: &Mutation) {
+/// store; the Redis scripts do the same in Lua): sets, deletes and replace,
+/// then the field operations, whose new values it returns. On a refused op
+/// (with its index) the copy is half changed: throw it away.
+pub fn apply(fields: &mut Fields, m: &Mutation) -> Result<Vec<Bytes>, (OpRefusal, usize)> {
     if m.replace {
         fields.clear();
     }
@@ -172,6 +186,7 @@ pub fn apply(fields: &mut Fields, m: &Mutation) {
     for (name, value) in &m.set {
         fields.insert(name.clone(), value.clone());
     }
+    apply_ops(fields, &m.ops)
 }
 
 /// Checks a lock token's shape before it reaches a store.
@@ -253,18 +268,20 @@ mod tests {
             &Mutation {
                 set: vec![("c".into(), Bytes::from("3"))],
                 delete: vec!["a".into()],
-                replace: false,
+                ..Default::default()
             },
-        );
+        )
+        .unwrap();
         assert_eq!(f.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "c"]);
         apply(
             &mut f,
             &Mutation {
                 set: vec![("d".into(), Bytes::new())],
-                delete: vec![],
                 replace: true,
+                ..Default::default()
             },
-        );
+        )
+        .unwrap();
         assert_eq!(f.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["d"]);
     }
 }

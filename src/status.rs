@@ -17,6 +17,7 @@ pub const DOMAIN: &str = "sessiond";
 pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
     match err {
         Error::InvalidArgument { reason, .. } => (Code::InvalidArgument, invalid(*reason)),
+        Error::FieldRefused { reason, .. } => (Code::InvalidArgument, invalid(*reason)),
         Error::LimitExceeded { .. } => (Code::InvalidArgument, "LIMIT_EXCEEDED"),
         Error::QuotaExceeded { .. } => (Code::ResourceExhausted, "QUOTA_EXCEEDED"),
         Error::NotFound => (Code::NotFound, "SESSION_NOT_FOUND"),
@@ -43,6 +44,12 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::LockToken => "INVALID_LOCK_TOKEN",
         InvalidReason::Namespace => "INVALID_NAMESPACE",
         InvalidReason::Request => "MALFORMED_REQUEST",
+        InvalidReason::FieldOp => "INVALID_FIELD_OP",
+        InvalidReason::FieldNotInteger => "FIELD_NOT_INTEGER",
+        InvalidReason::IntegerOverflow => "INTEGER_OVERFLOW",
+        InvalidReason::FieldNotList => "FIELD_NOT_LIST",
+        InvalidReason::IdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+        InvalidReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
     }
 }
 
@@ -64,6 +71,9 @@ fn metadata(err: &Error) -> HashMap<String, String> {
             m.insert("quota".to_owned(), quota.name().to_owned());
             m.insert("limit".to_owned(), limit.to_string());
             m.insert("usage".to_owned(), usage.to_string());
+        }
+        Error::FieldRefused { field, .. } => {
+            m.insert("field".to_owned(), field.clone());
         }
         Error::VersionLost { seen, current } => {
             m.insert("min_version".to_owned(), seen.to_string());
@@ -122,5 +132,12 @@ mod tests {
             (Code::InvalidArgument, "INVALID_WAIT")
         );
         assert_eq!(status.message(), "too long");
+        let status = Status::from(crate::session::OpRefusal::Overflow.error("turns"));
+        let info = status.get_details_error_info().expect("ErrorInfo attached");
+        assert_eq!(
+            (status.code(), &*info.reason),
+            (Code::InvalidArgument, "INTEGER_OVERFLOW")
+        );
+        assert_eq!(info.metadata["field"], "turns");
     }
 }

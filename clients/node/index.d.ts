@@ -80,17 +80,40 @@ export interface UpdateOptions extends CallOptions {
   expectedVersion?: Uint64;
   /** Release the lock in the same atomic step (needs lockToken). */
   releaseLock?: boolean;
+  /** Field operations (increment, append, setIfAbsent), in the same atomic step. */
+  ops?: FieldOp[];
+  /** A repeat within the server's window gets the first call's answer. */
+  idempotencyKey?: string;
 }
+
+/** One field operation; build it with increment, append or setIfAbsent. */
+export type FieldOp =
+  | { field: string; increment: string }
+  | { field: string; append: { value: Buffer; keepLast: number } }
+  | { field: string; setIfAbsent: Buffer };
+
+/** Adds `by` (signed 64-bit) to the integer the field holds (0 when absent). */
+export declare function increment(field: string, by?: bigint | number | string): FieldOp;
+/** Appends to the list the field holds, keeping its last `keepLast` entries. */
+export declare function append(field: string, value: FieldValue, keepLast: number): FieldOp;
+/** Sets the field unless it exists. */
+export declare function setIfAbsent(field: string, value: FieldValue): FieldOp;
+/** The entries of a list field (a sessiond.v1.FieldList), oldest first. */
+export declare function entries(value: Uint8Array): Buffer[];
 
 export interface UpdateResult {
   version: bigint;
   expiresAt: Date | null;
+  /** One per op, in order: the field's value after the write. */
+  opValues: Buffer[];
 }
 
 export interface DeleteOptions extends CallOptions {
   lockToken?: string;
   expectedVersion?: Uint64;
   releaseLock?: boolean;
+  /** A repeat within the server's window gets the first call's answer. */
+  idempotencyKey?: string;
 }
 
 export interface RefreshOptions extends CallOptions {

@@ -4,11 +4,17 @@
 const { Client } = require('./lib/client');
 const errors = require('./lib/errors');
 const { SessionDraft } = require('./lib/draft');
+const ops = require('./lib/ops');
 const { status } = require('@grpc/grpc-js');
 
 module.exports = {
   Client,
   SessionDraft,
+  /** Field operations for update({ ops }), and the entries of a list field. */
+  increment: ops.increment,
+  append: ops.append,
+  setIfAbsent: ops.setIfAbsent,
+  entries: ops.entries,
   /** gRPC status codes, as in @grpc/grpc-js. */
   status,
   SessiondError: errors.SessiondError,

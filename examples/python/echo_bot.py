@@ -6,6 +6,11 @@ three bot instances) handle them at the same time. sessiond's lock decides:
 
     python echo_bot.py --target 127.0.0.1:50051 --mode drop     # 1 answered, 2 told "busy"
     python echo_bot.py --target 127.0.0.1:50051 --mode inorder  # all 3 answered, in order
+    python echo_bot.py --target 127.0.0.1:50051 --mode dedupe   # each delivered twice, counted once
+
+The dedupe mode is the other half of the scenario: the chat platform
+delivers an event again when its acknowledgement was late (Slack retries
+after 1 s and 5 min), so a bot sees the same message twice.
 """
 
 import argparse
@@ -33,6 +38,36 @@ def handle(client: sessiond.Client, user_id: str, text: str, mode: str, work: fl
 # [/snippet:handle]
 
 
+# [snippet:dedupe]
+def count_message(client: sessiond.Client, user_id: str, event_id: str, text: str) -> int:
+    """Counts a message and keeps the last 20, in one call and without a lock.
+    Keyed by the platform's event id, a delivery of the same event again is
+    not counted twice: it gets the first delivery's answer."""
+    r = client.update(
+        user_id,
+        ops=[sessiond.increment("messages"), sessiond.append("recent", text.encode(), keep_last=20)],
+        idempotency_key=event_id,
+    )
+    return int(r.op_values[0])  # the count after this message
+# [/snippet:dedupe]
+
+
+def deliver_twice(client: sessiond.Client, user_id: str, texts):
+    """Delivers each message twice at once, as a platform retrying a late
+    acknowledgement does; returns the counts both deliveries answered."""
+    counts = [[None, None] for _ in texts]
+
+    def worker(i: int, j: int) -> None:
+        counts[i][j] = count_message(client, user_id, f"evt-{i}", texts[i])
+
+    threads = [threading.Thread(target=worker, args=(i, j)) for i in range(len(texts)) for j in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
 def rapid_messages(client: sessiond.Client, user_id: str, texts, mode: str, gap: float = 0.2):
     """Sends `texts` for one user `gap` seconds apart, each handled by its own
     thread; returns the replies in the order the messages were sent."""
@@ -53,13 +88,17 @@ def rapid_messages(client: sessiond.Client, user_id: str, texts, mode: str, gap:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="127.0.0.1:50051", help="sessiond host:port")
-    parser.add_argument("--mode", choices=["drop", "inorder"], default="drop")
+    parser.add_argument("--mode", choices=["drop", "inorder", "dedupe"], default="drop")
     parser.add_argument("--user", default="user-42")
     args = parser.parse_args()
 
     texts = ["What is diabetes?", "Actually, tell me about cancer", "Never mind, explain heart disease"]
     with sessiond.Client(args.target) as client:
         client.delete(args.user)  # start the demo from a fresh session
+        if args.mode == "dedupe":
+            for text, (a, b) in zip(texts, deliver_twice(client, args.user, texts)):
+                print(f"{text!r} delivered twice -> counted as message #{a} (and #{b})")
+            return
         for text, reply in zip(texts, rapid_messages(client, args.user, texts, args.mode)):
             print(f"{text!r} -> {reply}")
 

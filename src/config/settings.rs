@@ -179,6 +179,9 @@ impl Settings {
         if c.idle_ttl < Duration::from_secs(1) {
             return Err("--idle-ttl must be at least 1s".into());
         }
+        if c.idempotency_window < Duration::from_secs(1) {
+            return Err("--idempotency-window must be at least 1s".into());
+        }
         if c.max_fields == 0 || c.max_field_bytes == 0 || c.max_session_bytes == 0 {
             return Err(
                 "--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into(),
@@ -203,6 +206,7 @@ impl Settings {
                     max_sessions: c.max_sessions_per_namespace,
                     max_bytes: c.max_bytes_per_namespace,
                 },
+                idempotency_window: c.idempotency_window,
             },
             auth,
             tls,
@@ -243,6 +247,7 @@ const MAX_QUOTA: u64 = 1 << 53;
 fn check_bounds(c: &Config) -> Result<(), String> {
     for (flag, d) in [
         ("--idle-ttl", c.idle_ttl),
+        ("--idempotency-window", c.idempotency_window),
         ("--cache-max-age", c.cache_max_age),
         ("--redis-timeout", c.redis_timeout),
         ("--shutdown-grace", c.shutdown_grace),

@@ -9,7 +9,8 @@ use tonic::Request;
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, InvalidReason, Result};
-use crate::session::{self, Guards, SessionKey};
+use crate::pb;
+use crate::session::{self, FieldOp, Guards, OpKind, SessionKey};
 use crate::shares::{Caller, Share};
 use crate::state::State;
 
@@ -62,7 +63,37 @@ pub(super) fn guards(
         lock_token,
         expected_version,
         release_lock,
+        idempotency: None,
     })
+}
+
+/// The field operations of an UpdateSession; each must name one.
+pub(super) fn ops_of(ops: Vec<pb::FieldOp>) -> Result<Vec<FieldOp>> {
+    ops.into_iter()
+        .map(|op| {
+            let kind = match op.op {
+                Some(pb::field_op::Op::Increment(n)) => OpKind::Increment(n),
+                Some(pb::field_op::Op::Append(a)) => OpKind::Append {
+                    value: a.value,
+                    keep_last: a.keep_last,
+                },
+                Some(pb::field_op::Op::SetIfAbsent(v)) => OpKind::SetIfAbsent(v),
+                None => {
+                    return Err(Error::invalid(
+                        InvalidReason::FieldOp,
+                        format!(
+                            "the op on field `{}` names no operation: set increment, append or set_if_absent",
+                            session::printable(&op.field)
+                        ),
+                    ));
+                }
+            };
+            Ok(FieldOp {
+                field: op.field,
+                kind,
+            })
+        })
+        .collect()
 }
 
 /// A lock wait cut short so that it never outlives the caller's deadline: a

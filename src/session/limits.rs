@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{MAX_ID_BYTES, Mutation, check_name, printable};
+use super::{MAX_ID_BYTES, Mutation, OpKind, check_name, printable};
 use crate::error::{Error, InvalidReason, Result};
 
 /// Limits and bounds from the configuration, checked at the edge and (for the
@@ -21,6 +21,8 @@ pub struct Limits {
     pub idle_ttl: Duration,
     /// Per-namespace quotas, decided by the store (off by default).
     pub quotas: super::Quotas,
+    /// How long a write's idempotency key is remembered.
+    pub idempotency_window: Duration,
 }
 
 impl Limits {
@@ -67,8 +69,11 @@ impl Limits {
     /// of sets and deletes through a hash set. A request of a million names
     /// is refused on its count before any name is looked at.
     pub fn check_mutation(&self, m: &Mutation) -> Result<()> {
-        if m.set.len() > self.max_fields {
-            return Err(self.too_many_fields(m.set.len()));
+        // Every name set or operated on is a field afterwards (names are
+        // distinct, checked below), so together they are at most max_fields.
+        let named = m.set.len().saturating_add(m.ops.len());
+        if named > self.max_fields {
+            return Err(self.too_many_fields(named));
         }
         // A session never holds more than max_fields fields, so deleting
         // more names than that can never be useful (duplicates included).
@@ -83,8 +88,13 @@ impl Limits {
             });
         }
         let set_bytes: u64 = m.set.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        if set_bytes > self.max_session_bytes {
-            return Err(self.too_large(set_bytes));
+        let op_bytes: u64 = m
+            .ops
+            .iter()
+            .map(|op| (op.field.len() + op.value_len()) as u64)
+            .sum();
+        if set_bytes + op_bytes > self.max_session_bytes {
+            return Err(self.too_large(set_bytes + op_bytes));
         }
         for (name, value) in &m.set {
             check_field_name(name)?;
@@ -103,6 +113,7 @@ impl Limits {
         for name in &m.delete {
             check_field_name(name)?;
         }
+        self.check_ops(m)?;
         if !m.delete.is_empty() && !m.set.is_empty() {
             let deleted: HashSet<&str> = m.delete.iter().map(String::as_str).collect();
             if let Some((name, _)) = m.set.iter().find(|(n, _)| deleted.contains(n.as_str())) {
@@ -114,6 +125,59 @@ impl Limits {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The names, values and arguments of the field operations, and that
+    /// each names a field no other part of the mutation names. O(ops +
+    /// sets + deletes) through a hash set.
+    fn check_ops(&self, m: &Mutation) -> Result<()> {
+        if m.ops.is_empty() {
+            return Ok(());
+        }
+        let mut named: HashSet<&str> = HashSet::with_capacity(m.ops.len());
+        for op in &m.ops {
+            check_field_name(&op.field)?;
+            if op.value_len() as u64 > self.max_field_bytes {
+                return Err(Error::LimitExceeded {
+                    limit: "max_field_bytes",
+                    message: format!(
+                        "the value of the op on field `{}` is {} bytes; max_field_bytes is {}",
+                        printable(&op.field),
+                        op.value_len(),
+                        self.max_field_bytes
+                    ),
+                });
+            }
+            if let OpKind::Append { keep_last: 0, .. } = op.kind {
+                return Err(Error::invalid(
+                    InvalidReason::FieldOp,
+                    format!(
+                        "the append to field `{}` has keep_last 0; keep at least 1 entry",
+                        printable(&op.field)
+                    ),
+                ));
+            }
+            if !named.insert(&op.field) {
+                return Err(Error::invalid(
+                    InvalidReason::Field,
+                    format!(
+                        "field `{}` has more than one op; send one",
+                        printable(&op.field)
+                    ),
+                ));
+            }
+        }
+        let elsewhere = m.set.iter().map(|(n, _)| n).chain(&m.delete);
+        if let Some(name) = elsewhere.into_iter().find(|n| named.contains(n.as_str())) {
+            return Err(Error::invalid(
+                InvalidReason::Field,
+                format!(
+                    "field `{}` is both in ops and set or deleted; pick one",
+                    printable(name)
+                ),
+            ));
         }
         Ok(())
     }
@@ -149,6 +213,19 @@ impl Limits {
         Ok(())
     }
 
+    /// A field that would hold `len` bytes (an append's list, checked in
+    /// the store's step).
+    pub fn field_too_long(&self, name: &str, len: u64) -> Error {
+        Error::LimitExceeded {
+            limit: "max_field_bytes",
+            message: format!(
+                "field `{}` would hold {len} bytes; max_field_bytes is {}: keep fewer entries",
+                printable(name),
+                self.max_field_bytes
+            ),
+        }
+    }
+
     pub fn too_many_fields(&self, n: usize) -> Error {
         Error::LimitExceeded {
             limit: "max_fields",
@@ -180,145 +257,7 @@ fn check_field_name(name: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::config::{Config, Settings};
-
-    fn limits() -> Limits {
-        Settings::new(Config::defaults()).unwrap().limits
-    }
-
-    #[test]
-    fn mutation_limits_name_the_limit() {
-        let l = limits();
-        let big = Mutation {
-            set: vec![("a".into(), Bytes::from(vec![0u8; 64 * 1024 + 1]))],
-            ..Default::default()
-        };
-        match l.check_mutation(&big) {
-            Err(Error::LimitExceeded { limit, .. }) => assert_eq!(limit, "max_field_bytes"),
-            other => panic!("unexpected {other:?}"),
-        }
-        let both = Mutation {
-            set: vec![("a".into(), Bytes::new())],
-            delete: vec!["a".into()],
-            replace: false,
-        };
-        assert!(l.check_mutation(&both).is_err());
-    }
-
-    fn names(prefix: &str, n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("{prefix}{i}")).collect()
-    }
-
-    #[test]
-    fn counts_are_checked_before_names() {
-        let l = limits();
-        // More deletes than a session can hold fields: refused on the count,
-        // even though a name is malformed and another is also set.
-        let mut delete = names("d", l.max_fields + 1);
-        delete.push(String::new());
-        let m = Mutation {
-            set: vec![("d0".into(), Bytes::new())],
-            delete,
-            replace: false,
-        };
-        match l.check_mutation(&m) {
-            Err(Error::LimitExceeded { limit, message }) => {
-                assert_eq!(limit, "max_fields");
-                assert!(message.contains("delete_fields"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        let m = Mutation {
-            set: names("s", l.max_fields + 1)
-                .into_iter()
-                .map(|n| (n, Bytes::new()))
-                .collect(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            l.check_mutation(&m),
-            Err(Error::LimitExceeded {
-                limit: "max_fields",
-                ..
-            })
-        ));
-        // Exactly max_fields of each is fine.
-        let m = Mutation {
-            set: names("s", l.max_fields)
-                .into_iter()
-                .map(|n| (n, Bytes::new()))
-                .collect(),
-            delete: names("d", l.max_fields),
-            replace: false,
-        };
-        assert!(l.check_mutation(&m).is_ok());
-    }
-
-    #[test]
-    fn overlap_is_found_wherever_it_is() {
-        let mut l = limits();
-        l.max_fields = 100_000;
-        let set: Vec<(String, Bytes)> = names("s", 60_000)
-            .into_iter()
-            .map(|n| (n, Bytes::new()))
-            .collect();
-        let mut delete = names("d", 89_999);
-        delete.push("s59999".into());
-        let m = Mutation {
-            set,
-            delete,
-            replace: false,
-        };
-        let started = std::time::Instant::now();
-        match l.check_mutation(&m) {
-            Err(Error::InvalidArgument { reason, message }) => {
-                assert_eq!(reason, InvalidReason::Field);
-                assert!(message.contains("s59999"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        // Quadratic, this was 5.4e9 comparisons (seconds); linear, a few ms.
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
-    }
-
-    #[test]
-    fn the_request_limit_leaves_room_for_a_full_update() {
-        let l = limits();
-        assert_eq!(l.max_request_bytes(), (1 << 20) + 256 * 288 + 4096);
-        // An UpdateSession at every limit at once fits.
-        use prost::Message;
-        let value_len = (l.max_session_bytes as usize / l.max_fields) - 256;
-        let set_fields = (0..l.max_fields)
-            .map(|i| (format!("{i:0>256}"), Bytes::from(vec![7u8; value_len])))
-            .collect();
-        let req = crate::pb::UpdateSessionRequest {
-            session_id: "i".repeat(256),
-            set_fields,
-            delete_fields: (0..l.max_fields).map(|i| format!("{i:x>256}")).collect(),
-            replace: true,
-            lock_token: "t".repeat(64),
-            expected_version: Some(u64::MAX),
-            release_lock: true,
-        };
-        let len = req.encoded_len();
-        assert!(len <= l.max_request_bytes(), "{len}");
-        assert!(len > l.max_session_bytes as usize);
-    }
-
-    #[test]
-    fn leases_and_waits_are_bounded() {
-        let l = limits();
-        assert_eq!(l.lease(0).unwrap(), l.lease_default);
-        assert!(l.lease(1).is_err());
-        assert!(l.lease(u32::MAX).is_err());
-        assert!(l.wait(0).is_ok());
-        assert!(l.wait(u32::MAX).is_err());
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod props;

@@ -52,7 +52,7 @@ use crate::stats::Stats;
 use conns::Conns;
 use durability::Policy;
 use fault::Fault;
-use keys::{Keys, add_guards, flag};
+use keys::{Keys, add_guards, add_idempotency_args, add_ops, flag, op_field};
 use waiting::Waiters;
 use wire::{
     DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
@@ -68,6 +68,10 @@ const TRY: &str = "try";
 const WAIT: &str = "wait";
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
+/// The field operations' helpers, for update.lua only.
+const OPS: &str = include_str!("redis/ops.lua");
+/// The idempotency keys' helpers, for update.lua and delete.lua.
+const IDEMPOTENCY: &str = include_str!("redis/idempotency.lua");
 
 struct Scripts {
     update: Script,
@@ -82,8 +86,14 @@ impl Scripts {
     fn load() -> Scripts {
         let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
-            update: s(include_str!("redis/update.lua")),
-            delete: s(include_str!("redis/delete.lua")),
+            update: s(&format!(
+                "{IDEMPOTENCY}\n{OPS}\n{}",
+                include_str!("redis/update.lua")
+            )),
+            delete: s(&format!(
+                "{IDEMPOTENCY}\n{}",
+                include_str!("redis/delete.lua")
+            )),
             lock: s(include_str!("redis/lock.lua")),
             abandon: s(include_str!("redis/abandon.lua")),
             unlock: s(include_str!("redis/unlock.lua")),
@@ -224,6 +234,7 @@ impl RedisStore {
         let l = &inner.limits;
         let mut inv = inner.scripts.update.prepare_invoke();
         keys.add_to(&mut inv);
+        inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
         inv.arg(flag(m.replace))
             .arg(l.idle_ttl.as_millis() as u64)
@@ -232,10 +243,14 @@ impl RedisStore {
             .arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel)
-            .arg(m.set.len());
+            .arg(m.set.len())
+            .arg(m.ops.len())
+            .arg(l.max_field_bytes);
+        add_idempotency_args(&mut inv, &g, l);
         for (name, value) in &m.set {
             inv.arg(name.as_bytes()).arg(value.as_ref());
         }
+        add_ops(&mut inv, &m.ops);
         for name in &m.delete {
             inv.arg(name.as_bytes());
         }
@@ -255,6 +270,11 @@ impl RedisStore {
                 value,
             } => Err(l.too_large(value)),
             WriteReply::QuotaExceeded { quota, usage } => Err(l.quotas.exceeded(quota, usage)),
+            WriteReply::LimitExceeded {
+                limit: Limit::MaxFieldBytes { op },
+                value,
+            } => Err(l.field_too_long(op_field(&m, op), value)),
+            WriteReply::OpRefused { refusal, op } => Err(refusal.error(op_field(&m, op))),
         }
     }
 
@@ -263,10 +283,13 @@ impl RedisStore {
         let keys = inner.keys(key);
         let mut inv = inner.scripts.delete.prepare_invoke();
         keys.add_to(&mut inv);
+        inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
         inv.arg(&inner.invalidation_channel)
             .arg(&keys.subject)
             .arg(&inner.wake_channel);
+        add_idempotency_args(&mut inv, &g, &inner.limits);
+        // Last: the quota's keys and arguments (see the prelude).
         inner.add_quota(&mut inv, key);
         match inner.invoke(&mut inv, wire::delete).await? {
             DeleteReply::Deleted { version, handover } => {
@@ -394,6 +417,10 @@ fn refused(refusal: Refusal, g: &Guards) -> Error {
         Refusal::VersionMismatch { current } => Error::VersionMismatch {
             expected: g.expected_version.unwrap_or_default(),
             current,
+        },
+        Refusal::KeyReused => match &g.idempotency {
+            Some(idem) => idem.reused(),
+            None => Error::Internal("a key reused without an idempotency key".into()),
         },
     }
 }

@@ -5,8 +5,11 @@
 //! `support`.
 
 mod auth;
+mod idempotency;
 mod limits;
 mod locks;
+mod ops;
+mod ops_parity;
 mod reads;
 mod stats;
 mod writes;

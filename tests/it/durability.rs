@@ -70,3 +70,28 @@ async fn sigkill_loses_no_acknowledged_write() {
         "a deleted session's version is not reused after a restart"
     );
 }
+
+/// An idempotency key outlives a crash: the repeat of a write acknowledged
+/// before a SIGKILL gets its answer from the restarted store.
+#[tokio::test]
+async fn idempotency_keys_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.redb");
+    let db = db.to_str().unwrap();
+    let port = free_port();
+    let mut sessiond = Process::start(port, &["--db-path", db]);
+    let mut c = sessiond.client().await;
+    let mut w = set("idem", &[("a", "1")]);
+    w.idempotency_key = "evt-7".into();
+    let first = c.update_session(w.clone()).await.unwrap().into_inner();
+    sessiond.kill();
+    let sessiond = Process::start(port, &["--db-path", db]);
+    let mut c = sessiond.client().await;
+    assert_eq!(c.update_session(w).await.unwrap().into_inner(), first);
+    let got = get(&mut c, "idem", Consistency::Strong)
+        .await
+        .unwrap()
+        .session
+        .unwrap();
+    assert_eq!(got.version, 1);
+}

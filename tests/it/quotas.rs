@@ -255,10 +255,51 @@ async fn another_namespace_is_unaffected(b: Backend) {
         .unwrap();
 }
 
+/// Quotas and idempotency keys together: a repeat of a create at the
+/// quota gets the first answer (it grows nothing), a new key's create is
+/// refused, and a repeated delete frees its room once.
+async fn idempotent_writes_count_once(b: Backend) {
+    let s = Server::start(b, &["--max-sessions-per-namespace", "2"]).await;
+    let mut c = s.client().await;
+    let create = |id: &str, key: &str| {
+        let mut req = set(id, &[("n", "1")]);
+        req.idempotency_key = key.into();
+        req
+    };
+    let first = c
+        .update_session(create("a", "k-a"))
+        .await
+        .unwrap()
+        .into_inner();
+    c.update_session(create("b", "k-b")).await.unwrap();
+    let again = c
+        .update_session(create("a", "k-a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.version, first.version);
+    assert_eq!(
+        quota_refusal(c.update_session(create("c", "k-c")).await),
+        exceeded("sessions", 2, 2)
+    );
+    let mut gone = delete("a");
+    gone.idempotency_key = "d-a".into();
+    c.delete_session(gone.clone()).await.unwrap();
+    c.delete_session(gone).await.unwrap();
+    c.update_session(create("c", "k-c")).await.unwrap();
+    assert_eq!(
+        quota_refusal(c.update_session(create("d", "k-d")).await),
+        exceeded("sessions", 2, 2)
+    );
+    assert_eq!(version_of(&mut c, "a").await, 0);
+    assert!(version_of(&mut c, "b").await > 0 && version_of(&mut c, "c").await > 0);
+}
+
 on_both_backends!(
     the_session_quota_refuses_a_new_session_and_writes_nothing,
     the_byte_quota_counts_stored_sizes_and_shrinking_passes,
     idle_expiry_frees_room,
     a_session_kept_alive_by_its_lock_still_counts,
     another_namespace_is_unaffected,
+    idempotent_writes_count_once,
 );

@@ -189,20 +189,29 @@ class Client {
   /**
    * UpdateSession. `set` values are Buffers, Uint8Arrays or UTF-8 strings.
    * expectedVersion: compare-and-set (0 = create only); omit for no check.
+   * ops: field operations (increment, append, setIfAbsent), applied in the
+   * same step; the result's opValues has their new values. idempotencyKey:
+   * a repeat within the server's window gets the first call's answer.
    */
   async update(sessionId, opts = {}) {
-    const { set = {}, replace = false, lockToken = '', expectedVersion, releaseLock = false } = opts;
+    const {
+      set = {}, replace = false, lockToken = '', expectedVersion, releaseLock = false,
+      ops = [], idempotencyKey = '',
+    } = opts;
     const del = opts.delete ?? [];
     const setFields = {};
     for (const [name, value] of Object.entries(set)) setFields[name] = toBuffer(value, name);
-    const req = { sessionId, setFields, deleteFields: [...del], replace, lockToken, releaseLock };
+    const req = {
+      sessionId, setFields, deleteFields: [...del], replace, lockToken, releaseLock,
+      ops: [...ops], idempotencyKey,
+    };
     if (expectedVersion !== undefined && expectedVersion !== null) {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }
     const res = await this._call(this._session, 'UpdateSession', req, opts, {
       guards: { lockToken: lockToken !== '', expectedVersion: req.expectedVersion !== undefined },
     });
-    return { version: BigInt(res.version), expiresAt: toDate(res.expiresAt) };
+    return { version: BigInt(res.version), expiresAt: toDate(res.expiresAt), opValues: res.opValues ?? [] };
   }
 
   /**
@@ -211,8 +220,8 @@ class Client {
    * created in between, so it is retried on SHUTTING_DOWN only.
    */
   async delete(sessionId, opts = {}) {
-    const { lockToken = '', expectedVersion, releaseLock = false } = opts;
-    const req = { sessionId, lockToken, releaseLock };
+    const { lockToken = '', expectedVersion, releaseLock = false, idempotencyKey = '' } = opts;
+    const req = { sessionId, lockToken, releaseLock, idempotencyKey };
     if (expectedVersion !== undefined && expectedVersion !== null) {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }

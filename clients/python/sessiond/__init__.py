@@ -26,12 +26,23 @@ from ._common import (
     Stats,
     StoreStats,
     UpdateResult,
+    append,
+    entries,
+    increment,
+    set_if_absent,
 )
 from .aio import AsyncClient, AsyncLocked
 from .client import Client, Locked, LockedSession
 from .errors import (
     DeadlineExceeded,
+    FieldNotInteger,
+    FieldNotList,
+    FieldOpRefused,
+    IdempotencyKeyReused,
+    IntegerOverflow,
     InvalidArgument,
+    InvalidFieldOp,
+    InvalidIdempotencyKey,
     InvalidField,
     InvalidLease,
     InvalidLockToken,
@@ -64,4 +75,7 @@ __all__ = [
     "QuotaExceeded", "QuotaStats", "RetryPolicy", "RpcStats", "Session", "SessionNotFound",
     "SessionState", "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable",
     "Unauthenticated", "Unavailable", "UpdateResult", "VersionMismatch",
+    "FieldNotInteger", "FieldNotList", "FieldOpRefused", "IdempotencyKeyReused",
+    "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries",
+    "increment", "set_if_absent",
 ]

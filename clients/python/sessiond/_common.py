@@ -57,6 +57,38 @@ class Lock:
 class UpdateResult:
     version: int
     expires_at: Optional[_dt.datetime] = None
+    # One per op of the request, in order: the field's value after the write
+    # (an increment's integer as text, an append's whole list: see `entries`).
+    op_values: Tuple[bytes, ...] = ()
+
+
+# ---------------------------------------------------------------- field ops
+
+
+def increment(field: str, by: int = 1) -> session_pb2.FieldOp:
+    """An op adding `by` (signed 64-bit) to the integer `field` holds (0 when
+    absent). FieldNotInteger / IntegerOverflow when it cannot."""
+    return session_pb2.FieldOp(field=field, increment=by)
+
+
+def append(field: str, value: bytes, keep_last: int) -> session_pb2.FieldOp:
+    """An op appending `value` to the list `field` holds, keeping its last
+    `keep_last` entries (read them with `entries`). FieldNotList when the
+    field holds something else."""
+    return session_pb2.FieldOp(
+        field=field, append=session_pb2.AppendOp(value=bytes(value), keep_last=keep_last)
+    )
+
+
+def set_if_absent(field: str, value: bytes) -> session_pb2.FieldOp:
+    """An op setting `field` to `value` unless it exists."""
+    return session_pb2.FieldOp(field=field, set_if_absent=bytes(value))
+
+
+def entries(value: bytes) -> List[bytes]:
+    """The entries of a list field (a protobuf-encoded sessiond.v1.FieldList),
+    oldest first."""
+    return list(session_pb2.FieldList.FromString(bytes(value)).entries)
 
 
 @dataclass(frozen=True)
@@ -198,7 +230,11 @@ def lock_from_pb(session_id: str, pb: session_pb2.LockSessionResponse) -> Lock:
 
 
 def update_from_pb(pb: session_pb2.UpdateSessionResponse) -> UpdateResult:
-    return UpdateResult(version=pb.version, expires_at=timestamp(pb.expires_at, pb.HasField("expires_at")))
+    return UpdateResult(
+        version=pb.version,
+        expires_at=timestamp(pb.expires_at, pb.HasField("expires_at")),
+        op_values=tuple(pb.op_values),
+    )
 
 
 def _latency(pb: admin_pb2.LatencySummary) -> LatencySummary:
@@ -282,6 +318,8 @@ def update_request(
     lock_token: Optional[str],
     expected_version: Optional[int],
     release_lock: bool,
+    ops: Iterable[session_pb2.FieldOp] = (),
+    idempotency_key: Optional[str] = None,
 ) -> session_pb2.UpdateSessionRequest:
     for name, value in (set_fields or {}).items():
         if not isinstance(value, (bytes, bytearray, memoryview)):
@@ -293,6 +331,8 @@ def update_request(
         replace=replace,
         lock_token=lock_token or "",
         release_lock=release_lock,
+        ops=list(ops),
+        idempotency_key=idempotency_key or "",
     )
     if expected_version is not None:
         req.expected_version = expected_version
@@ -304,9 +344,13 @@ def delete_request(
     lock_token: Optional[str],
     expected_version: Optional[int],
     release_lock: bool,
+    idempotency_key: Optional[str] = None,
 ) -> session_pb2.DeleteSessionRequest:
     req = session_pb2.DeleteSessionRequest(
-        session_id=session_id, lock_token=lock_token or "", release_lock=release_lock
+        session_id=session_id,
+        lock_token=lock_token or "",
+        release_lock=release_lock,
+        idempotency_key=idempotency_key or "",
     )
     if expected_version is not None:
         req.expected_version = expected_version

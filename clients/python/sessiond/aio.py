@@ -141,9 +141,16 @@ class AsyncClient:
         lock_token: Optional[str] = None,
         expected_version: Optional[int] = None,
         release_lock: bool = False,
+        ops: Iterable[session_pb2.FieldOp] = (),
+        idempotency_key: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> UpdateResult:
         """UpdateSession: set and delete fields in one atomic write.
+
+        `ops` (`sessiond.increment`, `sessiond.append`, `sessiond.set_if_absent`)
+        change single fields from their stored values in the same step; the
+        result's `op_values` has their new values. `idempotency_key` (e.g. the
+        event id): a repeat within the server's window gets the first answer.
 
         Retried on any UNAVAILABLE only when guarded by `expected_version` or
         `lock_token`: a replay of a write that landed is then refused (or, under
@@ -151,7 +158,15 @@ class AsyncClient:
         retried on SHUTTING_DOWN only.
         """
         req = c.update_request(
-            session_id, set_fields, delete_fields, replace, lock_token, expected_version, release_lock
+            session_id,
+            set_fields,
+            delete_fields,
+            replace,
+            lock_token,
+            expected_version,
+            release_lock,
+            ops,
+            idempotency_key,
         )
         resp = await self._call(
             "UpdateSession",
@@ -169,12 +184,14 @@ class AsyncClient:
         lock_token: Optional[str] = None,
         expected_version: Optional[int] = None,
         release_lock: bool = False,
+        idempotency_key: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> bool:
         """DeleteSession. True when something was deleted. Retried as `update`:
         unguarded, a replay could delete a session someone created in between,
-        so it is retried on SHUTTING_DOWN only."""
-        req = c.delete_request(session_id, lock_token, expected_version, release_lock)
+        so it is retried on SHUTTING_DOWN only. With `idempotency_key`, a repeat
+        gets the first delete's answer and deletes nothing."""
+        req = c.delete_request(session_id, lock_token, expected_version, release_lock, idempotency_key)
         resp = await self._call(
             "DeleteSession",
             req,

@@ -143,9 +143,16 @@ class Client:
         lock_token: Optional[str] = None,
         expected_version: Optional[int] = None,
         release_lock: bool = False,
+        ops: Iterable[session_pb2.FieldOp] = (),
+        idempotency_key: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> UpdateResult:
         """UpdateSession: set and delete fields in one atomic write.
+
+        `ops` (`sessiond.increment`, `sessiond.append`, `sessiond.set_if_absent`)
+        change single fields from their stored values in the same step; the
+        result's `op_values` has their new values. `idempotency_key` (e.g. the
+        event id): a repeat within the server's window gets the first answer.
 
         Retried on any UNAVAILABLE only when guarded by `expected_version` or
         `lock_token`: a replay of a write that landed is then refused (or, under
@@ -153,7 +160,15 @@ class Client:
         retried on SHUTTING_DOWN only.
         """
         req = c.update_request(
-            session_id, set_fields, delete_fields, replace, lock_token, expected_version, release_lock
+            session_id,
+            set_fields,
+            delete_fields,
+            replace,
+            lock_token,
+            expected_version,
+            release_lock,
+            ops,
+            idempotency_key,
         )
         resp = self._call(
             "UpdateSession",
@@ -171,12 +186,14 @@ class Client:
         lock_token: Optional[str] = None,
         expected_version: Optional[int] = None,
         release_lock: bool = False,
+        idempotency_key: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> bool:
         """DeleteSession. True when something was deleted. Retried as `update`:
         unguarded, a replay could delete a session someone created in between,
-        so it is retried on SHUTTING_DOWN only."""
-        req = c.delete_request(session_id, lock_token, expected_version, release_lock)
+        so it is retried on SHUTTING_DOWN only. With `idempotency_key`, a repeat
+        gets the first delete's answer and deletes nothing."""
+        req = c.delete_request(session_id, lock_token, expected_version, release_lock, idempotency_key)
         resp = self._call(
             "DeleteSession",
             req,

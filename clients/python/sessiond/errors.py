@@ -123,6 +123,40 @@ class LimitExceeded(InvalidArgument):
         return self.metadata.get("limit")
 
 
+class InvalidFieldOp(InvalidArgument):
+    """INVALID_FIELD_OP: a field op names no operation, or appends with keep_last 0."""
+
+
+class FieldOpRefused(InvalidArgument):
+    """A field op does not fit the field's stored value; nothing was written."""
+
+    @property
+    def field(self) -> Optional[str]:
+        """The field, as the server names it in the ErrorInfo metadata."""
+        return self.metadata.get("field")
+
+
+class FieldNotInteger(FieldOpRefused):
+    """FIELD_NOT_INTEGER: an increment of a field that does not hold an integer."""
+
+
+class IntegerOverflow(FieldOpRefused):
+    """INTEGER_OVERFLOW: an increment would leave the signed 64-bit range."""
+
+
+class FieldNotList(FieldOpRefused):
+    """FIELD_NOT_LIST: an append to a field that does not hold a list."""
+
+
+class InvalidIdempotencyKey(InvalidArgument):
+    """INVALID_IDEMPOTENCY_KEY: the key is empty-but-set, over 256 bytes or has control characters."""
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """IDEMPOTENCY_KEY_REUSED: the key was used for another write on this session
+    within the server's window; use a new key for a new request."""
+
+
 class SessionNotFound(SessiondError):
     """NOT_FOUND / SESSION_NOT_FOUND: no such session (or it expired)."""
 
@@ -224,6 +258,12 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "INVALID_WAIT": InvalidWait,
     "INVALID_LOCK_TOKEN": InvalidLockToken,
     "LIMIT_EXCEEDED": LimitExceeded,
+    "INVALID_FIELD_OP": InvalidFieldOp,
+    "FIELD_NOT_INTEGER": FieldNotInteger,
+    "INTEGER_OVERFLOW": IntegerOverflow,
+    "FIELD_NOT_LIST": FieldNotList,
+    "INVALID_IDEMPOTENCY_KEY": InvalidIdempotencyKey,
+    "IDEMPOTENCY_KEY_REUSED": IdempotencyKeyReused,
     "SESSION_NOT_FOUND": SessionNotFound,
     "VERSION_MISMATCH": VersionMismatch,
     "LOCK_HELD": LockHeld,

@@ -98,3 +98,21 @@ def test_the_example_runs_as_shown(server, sid, mode):
     else:
         want = [f"{t!r} -> echo #{i + 1}: {t}" for i, t in enumerate(texts)]
     assert lines == want
+
+
+def test_dedupe_counts_each_event_once_however_often_delivered(server, client, sid):
+    counts = echo_bot.deliver_twice(client, sid, TEXTS)
+    for a, b in counts:
+        assert a == b, "both deliveries of an event get the same answer"
+    assert sorted(a for a, _ in counts) == [1, 2, 3]
+    s = client.get(sid, consistency="strong")
+    assert s.fields["messages"] == b"3" and s.version == 3
+    assert sorted(sessiond.entries(s.fields["recent"])) == sorted(t.encode() for t in TEXTS)
+
+
+def test_dedupe_mode_runs_as_a_script(server, sid):
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "echo_bot.py"), "--target", server.target, "--mode", "dedupe", "--user", sid],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert out.count("delivered twice") == 3

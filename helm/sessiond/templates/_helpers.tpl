@@ -191,6 +191,7 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "leaseMax" "SESSIOND_LEASE_MAX"
   "waitMax" "SESSIOND_WAIT_MAX"
   "idleTtl" "SESSIOND_IDLE_TTL"
+  "idempotencyWindow" "SESSIOND_IDEMPOTENCY_WINDOW"
   "sweepEvery" "SESSIOND_SWEEP_EVERY"
   "maxFields" "SESSIOND_MAX_FIELDS"
   "maxFieldBytes" "SESSIOND_MAX_FIELD_BYTES"

@@ -11,13 +11,19 @@
 //! Workloads: read-cached, read-strong, rmw (LockSession then UpdateSession
 //! with release), cas (GetSession STRONG then UpdateSession with
 //! expected_version, retried), hot (rmw, every caller on one session),
-//! bot-mix (70% cached reads, 25% locked rmw, 5% new sessions), health (the
-//! empty RPC through sessiond's own stack: its health service), empty (the
-//! baseline alone); and the locked turn against sessiond's peers, in the
-//! same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot (`peers.rs`).
+//! ops (the turn as field operations: UpdateSession incrementing the counter
+//! and appending to a list, no lock), ops-hot (ops, every caller on one
+//! session), bot-mix (70% cached reads, 25% locked rmw, 5% new sessions),
+//! health (the empty RPC through sessiond's own stack: its health service),
+//! empty (the baseline alone); and the locked turn against sessiond's peers,
+//! in the same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot
+//! (`peers.rs`).
 //!
 //! With `--rate`, sessiond's workloads run open-loop (`openloop.rs`):
 //! requests on a fixed schedule, latency from the time each was due.
+//!
+//! `--target` takes several addresses (instances on one Redis): the
+//! connections are spread over them in turn.
 
 // No unwrap, expect, panic, unreachable or unchecked indexing: a failed call
 // is counted by its code, anything else ends the run with an error.
@@ -51,9 +57,10 @@ use workloads::run;
 #[derive(Debug, Parser)]
 #[command(name = "sessiond-bench", about = "Load generator for sessiond")]
 struct Args {
-    /// sessiond to drive.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    target: SocketAddr,
+    /// sessiond to drive: one address, or several (comma-separated) instances
+    /// of one store, the connections spread over them in turn.
+    #[arg(long, default_value = "127.0.0.1:50051", value_delimiter = ',')]
+    target: Vec<SocketAddr>,
     /// Comma-separated workloads.
     #[arg(
         long,
@@ -152,10 +159,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         // The machine's speed drifts (it is shared): the baseline runs before
         // and after every workload, and each workload is compared with the
         // mean of the two runs around it.
-        let empty_chans = channels(baseline_addr, args.connections).await?;
+        let empty_chans = channels(&[baseline_addr], args.connections).await?;
         let mut before = run(&args, "empty", &empty_chans).await?;
         print_json(&before, None, None);
-        let chans = channels(args.target, args.connections).await?;
+        let chans = channels(&args.target, args.connections).await?;
         for w in args.workloads.iter().filter(|w| *w != "empty") {
             let r = run(&args, w, &chans).await?;
             let after = run(&args, "empty", &empty_chans).await?;
@@ -171,9 +178,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn channels(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Channel>> {
+/// `n` connections (at least one per address), spread over `addrs` in turn.
+async fn channels(addrs: &[SocketAddr], n: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::new();
-    for _ in 0..n {
+    for addr in addrs.iter().cycle().take(n.max(addrs.len())) {
         let endpoint = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
         let started = Instant::now();
         out.push(loop {

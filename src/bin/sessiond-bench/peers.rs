@@ -56,7 +56,7 @@ impl Peer {
                 .etcd
                 .ok_or_else(|| anyhow::anyhow!("{workload} needs --etcd host:port"))?;
             Ok(Some(Peer::Etcd(
-                super::channels(addr, args.connections).await?,
+                super::channels(&[addr], args.connections).await?,
             )))
         } else if workload.starts_with("redis-lock-") {
             let url = args

@@ -107,7 +107,9 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     let seconds = started.elapsed().as_secs_f64();
     let check = match (&peer, workload) {
         (Some(peer), _) => Some(verdict(&run, peer.counters(&run).await?)),
-        (None, "rmw" | "cas" | "hot" | "bot-mix") => Some(check(&run, first).await?),
+        (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot") => {
+            Some(check(&run, first).await?)
+        }
         _ => None,
     };
     let run = Arc::try_unwrap(run).map_err(|_| anyhow::anyhow!("callers still running"))?;
@@ -273,6 +275,7 @@ pub(crate) async fn once(
         "read-strong" => read(c, run, k, Consistency::Strong).await,
         "rmw" | "hot" => rmw(c, run, k).await,
         "cas" => cas(c, run, k).await,
+        "ops" | "ops-hot" => ops(c, run, k).await,
         "bot-mix" => match rng.below(100) {
             0..70 => read(c, run, k, Consistency::Cached).await,
             70..95 => rmw(c, run, k).await,
@@ -318,6 +321,35 @@ async fn rmw(
         set_fields: set,
         lock_token: l.lock_token,
         release_lock: true,
+        ..Default::default()
+    };
+    c.update_session(req).await?;
+    run.ack(k);
+    Ok(())
+}
+
+/// A bot's turn as field operations, one call and no lock: count the
+/// message and keep it among the last 20.
+async fn ops(
+    c: &mut SessionServiceClient<Channel>,
+    run: &Run,
+    k: usize,
+) -> Result<(), tonic::Status> {
+    let req = UpdateSessionRequest {
+        session_id: run.id(k),
+        ops: vec![
+            FieldOp {
+                field: "n".into(),
+                op: Some(field_op::Op::Increment(1)),
+            },
+            FieldOp {
+                field: "history".into(),
+                op: Some(field_op::Op::Append(AppendOp {
+                    value: run.value.clone(),
+                    keep_last: 20,
+                })),
+            },
+        ],
         ..Default::default()
     };
     c.update_session(req).await?;

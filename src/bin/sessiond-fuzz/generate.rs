@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use prost::Message;
 use sessiond::pb::{
-    DeleteSessionRequest, GetSessionRequest, LockSessionRequest, RefreshLockRequest,
-    UnlockSessionRequest, UpdateSessionRequest,
+    AppendOp, DeleteSessionRequest, FieldOp, GetSessionRequest, LockSessionRequest,
+    RefreshLockRequest, UnlockSessionRequest, UpdateSessionRequest, field_op,
 };
 
 /// xorshift64*: small, seeded, good enough to pick cases.
@@ -112,6 +112,7 @@ fn message(rng: &mut Rng, method: &str) -> Vec<u8> {
             lock_token: token(rng),
             expected_version: version(rng),
             release_lock: rng.one_in(2),
+            idempotency_key: idempotency_key(rng),
         }
         .encode_to_vec(),
     }
@@ -150,6 +151,27 @@ fn update(rng: &mut Rng) -> UpdateSessionRequest {
     for _ in 0..deletes {
         u.delete_fields.push(name(rng));
     }
+    // Field operations on names that may clash with the sets, deletes and
+    // each other; some with no operation or keep_last 0.
+    for _ in 0..rng.below(4) {
+        let op = match rng.below(5) {
+            0 => Some(field_op::Op::Increment(
+                rng.pick(&[1, -1, i64::MAX, i64::MIN, 0], 1),
+            )),
+            1 => Some(field_op::Op::Append(AppendOp {
+                value: value(rng).into(),
+                keep_last: rng.pick(&[0, 1, 20, u32::MAX], 1),
+            })),
+            2 => Some(field_op::Op::SetIfAbsent(value(rng).into())),
+            3 => None,
+            _ => Some(field_op::Op::Increment(1)),
+        };
+        u.ops.push(FieldOp {
+            field: name(rng),
+            op,
+        });
+    }
+    u.idempotency_key = idempotency_key(rng);
     if rng.one_in(20) {
         // A name both set and deleted.
         let n = name(rng);
@@ -157,6 +179,18 @@ fn update(rng: &mut Rng) -> UpdateSessionRequest {
         u.delete_fields.push(n);
     }
     u
+}
+
+/// Idempotency keys: mostly none, else from a small pool (so repeats meet
+/// other requests) or malformed.
+fn idempotency_key(rng: &mut Rng) -> String {
+    match rng.below(10) {
+        0 => format!("k{}", rng.below(20)),
+        1 => rng
+            .pick(&["a\u{0}", "k".repeat(257).as_str()], "")
+            .to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Ids: mostly from a pool (so calls meet each other), else at and beyond

@@ -22,6 +22,7 @@ fn small() -> Limits {
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_secs(60),
         quotas: Default::default(),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 
@@ -49,6 +50,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         set,
         delete,
         replace,
+        ops: Vec::new(),
     })
 }
 

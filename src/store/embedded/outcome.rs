@@ -24,6 +24,13 @@ pub(super) enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    pub(super) fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Done(v) => Outcome::Done(f(v)),
+            Outcome::Refused(r) => Outcome::Refused(r),
+        }
+    }
+
     pub(super) fn is_done(&self) -> bool {
         matches!(self, Outcome::Done(_))
     }
@@ -60,8 +67,9 @@ pub(super) enum Refusal {
     SessionLost,
     /// The compare-and-set guard did not match.
     VersionMismatch { expected: u64, current: u64 },
-    /// The write would exceed a limit; the error as [`crate::session::Limits`]
-    /// words it (LIMIT_EXCEEDED).
+    /// The write would exceed a limit, or a field operation does not fit
+    /// the stored value; the error as [`crate::session::Limits`] or
+    /// [`crate::session::OpRefusal`] words it.
     Limit(Error),
 }
 

@@ -18,6 +18,9 @@
 //! - `unwritten`: the keys whose meta row a lock made and no write followed
 //!   (version 0). Their rows are dropped once nobody holds or waits for the
 //!   lock, so locking random ids leaves nothing behind.
+//! - `idempotency`, `idempotency_expiry`: the answers of writes made with an
+//!   idempotency key, until `--idempotency-window` ends (see
+//!   `tables/idempotency.rs`); swept with the sessions.
 //! - `floors`: the fence floor, the highest fencing token of any dropped meta
 //!   row. A new fencing token is above its row's and the floor, so an id
 //!   whose row was dropped still never sees a fencing token go back.
@@ -28,11 +31,13 @@ use super::outcome::Fault;
 use super::record;
 use crate::session::Session;
 
+mod idempotency;
 mod meta;
 mod session;
 #[cfg(test)]
 mod tests;
 
+pub(super) use idempotency::{Earlier, earlier, remember};
 pub(super) use meta::{drop_if_unwritten, next_fence};
 pub(super) use session::{
     delete, delete_counted, keep_alive, scan, sweep_expired, write, write_counted,
@@ -60,6 +65,8 @@ pub(super) fn create(db: &Database) -> Result<(), Fault> {
         txn.open_table(EXPIRY)?;
         txn.open_table(UNWRITTEN)?;
         txn.open_table(FLOORS)?;
+        txn.open_table(idempotency::IDEMPOTENCY)?;
+        txn.open_table(idempotency::IDEMPOTENCY_EXPIRY)?;
     }
     if !listed {
         meta::list_unwritten(&txn)?;
@@ -75,6 +82,8 @@ pub(super) struct Swept {
     pub sessions: usize,
     /// Meta rows of ids never written that nobody held or waited for.
     pub metas: usize,
+    /// Idempotency keys whose window ended.
+    pub idempotency_keys: usize,
 }
 
 /// Deletes the sessions whose idle TTL ran out (their meta rows stay), and
@@ -97,6 +106,7 @@ pub(super) fn sweep_counted(
     Ok(Swept {
         sessions: session::sweep_expired(txn, now, usize::MAX, removed)?,
         metas: meta::sweep_unwritten(txn, in_use)?,
+        idempotency_keys: idempotency::sweep(txn, now)?,
     })
 }
 

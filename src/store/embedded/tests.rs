@@ -35,6 +35,7 @@ fn limits() -> Limits {
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_secs(3600),
         quotas: Default::default(),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 
@@ -120,6 +121,7 @@ async fn reads_a_file_written_by_the_first_record_format() {
         lock_token: Some(grant.token),
         expected_version: Some(2),
         release_lock: true,
+        ..Default::default()
     };
     let written = store.update(&chat, set("turn", b"3"), g).await.unwrap();
     let again = store.get(&chat).await.unwrap().unwrap();

@@ -1,11 +1,12 @@
-//! The five keys of a session, the arguments every write script shares, and
-//! the namespace's quota keys.
+//! The five keys of a session (and the record of a write's idempotency
+//! key), the arguments every write script shares, and the namespace's quota
+//! keys.
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
 //! `wire::encode_into`), so they live in one Cluster slot.
 
 use super::Inner;
 use super::wire::encode_into;
-use crate::session::{Guards, SessionKey};
+use crate::session::{FieldOp, Guards, Limits, Mutation, OpKind, SessionKey};
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
@@ -64,6 +65,43 @@ impl Inner {
         }
         inv.arg(q.max_sessions).arg(q.max_bytes);
     }
+
+    /// KEYS[6] of the write scripts when the call has an idempotency key:
+    /// its record, `<prefix>:{<ns>/<id>}:i:<hex>`, in the session's hash tag
+    /// (the hex of the key's digest names it whatever bytes it holds).
+    pub(super) fn add_idempotency_key(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        keys: &Keys,
+        g: &Guards,
+    ) {
+        if let Some(idem) = &g.idempotency {
+            let hex = idem.key_hex();
+            let mut k = String::with_capacity(self.prefix.len() + keys.subject.len() + 40);
+            k.push_str(&self.prefix);
+            k.push_str(":{");
+            k.push_str(&keys.subject);
+            k.push_str("}:i:");
+            k.push_str(&hex);
+            inv.key(k);
+        }
+    }
+}
+
+/// The idempotency arguments of the write scripts: the request's digest
+/// ('' without a key) and the window in ms.
+pub(super) fn add_idempotency_args(
+    inv: &mut redis::ScriptInvocation<'_>,
+    g: &Guards,
+    limits: &Limits,
+) {
+    inv.arg(
+        g.idempotency
+            .as_ref()
+            .map(|i| i.digest_hex())
+            .unwrap_or_default(),
+    )
+    .arg(limits.idempotency_window.as_millis() as u64);
 }
 
 /// ARGV 1-3 of the write scripts: lock token, expected version, release.
@@ -79,4 +117,23 @@ pub(super) fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
 
 pub(super) fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
+}
+
+/// update.lua's ops, 4 arguments each: kind, name, a, b (see ops.lua).
+pub(super) fn add_ops(inv: &mut redis::ScriptInvocation<'_>, ops: &[FieldOp]) {
+    for op in ops {
+        let name = op.field.as_bytes();
+        match &op.kind {
+            OpKind::Increment(n) => inv.arg("i").arg(name).arg(n.to_string()).arg(""),
+            OpKind::Append { value, keep_last } => {
+                inv.arg("a").arg(name).arg(value.as_ref()).arg(*keep_last)
+            }
+            OpKind::SetIfAbsent(value) => inv.arg("s").arg(name).arg(value.as_ref()).arg(""),
+        };
+    }
+}
+
+/// The name of the mutation's op a script's reply points at.
+pub(super) fn op_field(m: &Mutation, op: usize) -> &str {
+    m.ops.get(op).map_or("", |op| op.field.as_str())
 }

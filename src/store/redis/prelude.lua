@@ -186,19 +186,21 @@ local function in_chunks(cmd, key, items)
 end
 
 -- Per-namespace quotas. Only while one is set does redis.rs pass the write
--- scripts (update, delete) three more keys and two more arguments; else
--- QUOTA is nil and every quota_* function returns at once, running no
--- command. The keys are the namespace's, not the session's: another
--- Cluster slot, so quotas need a standalone Redis.
---   KEYS[6] index  zset: data key -> its expiry ms when last written (a
+-- scripts (update, delete) three more keys, last, and two more arguments,
+-- last; else QUOTA is nil and every quota_* function returns at once,
+-- running no command. The keys are the namespace's, not the session's:
+-- another Cluster slot, so quotas need a standalone Redis. The write
+-- scripts have 5 keys, 6 with an idempotency record (KEYS[6], see
+-- idempotency.lua), 8 or 9 with quotas:
+--   KEYS[#KEYS-2] index  zset: data key -> its expiry ms when last written (a
 --                  hint: the data's own PTTL decides, see quota_reap)
---   KEYS[7] sizes  hash: data key -> its size as counted
---   KEYS[8] usage  hash: s (sessions counted), b (their bytes)
+--   KEYS[#KEYS-1] sizes  hash: data key -> its size as counted
+--   KEYS[#KEYS]   usage  hash: s (sessions counted), b (their bytes)
 --   the last two ARGV: max sessions, max bytes (0: none); taken off ARGV
 --   here, so each script reads its own arguments as its header says.
 local QI, QS, QU, QUOTA
-if #KEYS > 5 then
-  QI, QS, QU = KEYS[6], KEYS[7], KEYS[8]
+if #KEYS >= 8 then
+  QI, QS, QU = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
   local n = #ARGV
   QUOTA = {sessions = tonumber(ARGV[n - 1]), bytes = tonumber(ARGV[n])}
   ARGV[n] = nil

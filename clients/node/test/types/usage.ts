@@ -14,6 +14,10 @@ import {
   StoreUnavailable,
   Unavailable,
   status,
+  increment,
+  append,
+  setIfAbsent,
+  entries,
   type Session,
   type Stats,
 } from '@sessiond/client';
@@ -27,6 +31,15 @@ async function usage(): Promise<void> {
   const name: Buffer | undefined = got.fields['name'];
   const fromCache: boolean = got.fromCache;
 
+  const o = await client.update('user-1', {
+    ops: [increment('turns'), increment('n', -2n), append('history', 'hi', 20), setIfAbsent('flag', Buffer.from('1'))],
+    idempotencyKey: 'evt-1',
+  });
+  const history: Buffer[] = entries(o.opValues[1]);
+  await client.delete('user-1', { idempotencyKey: 'evt-2' });
+  // @ts-expect-error keepLast is required
+  append('history', 'hi');
+  void history;
   const w = await client.update('user-1', { set: { a: 'text', b: Buffer.from([1]), c: new Uint8Array(2) }, delete: ['d'], expectedVersion: version });
   const newVersion: bigint = w.version;
 

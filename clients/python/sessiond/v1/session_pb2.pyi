@@ -83,7 +83,7 @@ class LockSessionResponse(_message.Message):
     def __init__(self, lock_token: _Optional[str] = ..., fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class UpdateSessionRequest(_message.Message):
-    __slots__ = ("session_id", "set_fields", "delete_fields", "replace", "lock_token", "expected_version", "release_lock")
+    __slots__ = ("session_id", "set_fields", "delete_fields", "replace", "lock_token", "expected_version", "release_lock", "idempotency_key", "ops")
     class SetFieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class UpdateSessionRequest(_message.Message):
     LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     RELEASE_LOCK_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     set_fields: _containers.ScalarMap[str, bytes]
     delete_fields: _containers.RepeatedScalarFieldContainer[str]
@@ -105,15 +107,45 @@ class UpdateSessionRequest(_message.Message):
     lock_token: str
     expected_version: int
     release_lock: bool
-    def __init__(self, session_id: _Optional[str] = ..., set_fields: _Optional[_Mapping[str, bytes]] = ..., delete_fields: _Optional[_Iterable[str]] = ..., replace: _Optional[bool] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    ops: _containers.RepeatedCompositeFieldContainer[FieldOp]
+    def __init__(self, session_id: _Optional[str] = ..., set_fields: _Optional[_Mapping[str, bytes]] = ..., delete_fields: _Optional[_Iterable[str]] = ..., replace: _Optional[bool] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[FieldOp, _Mapping]]] = ...) -> None: ...
+
+class FieldOp(_message.Message):
+    __slots__ = ("field", "increment", "append", "set_if_absent")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    SET_IF_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    increment: int
+    append: AppendOp
+    set_if_absent: bytes
+    def __init__(self, field: _Optional[str] = ..., increment: _Optional[int] = ..., append: _Optional[_Union[AppendOp, _Mapping]] = ..., set_if_absent: _Optional[bytes] = ...) -> None: ...
+
+class AppendOp(_message.Message):
+    __slots__ = ("value", "keep_last")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    keep_last: int
+    def __init__(self, value: _Optional[bytes] = ..., keep_last: _Optional[int] = ...) -> None: ...
+
+class FieldList(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UpdateSessionResponse(_message.Message):
-    __slots__ = ("version", "expires_at")
+    __slots__ = ("version", "expires_at", "op_values")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    OP_VALUES_FIELD_NUMBER: _ClassVar[int]
     version: int
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    op_values: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, version: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., op_values: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UnlockSessionRequest(_message.Message):
     __slots__ = ("session_id", "lock_token")
@@ -144,16 +176,18 @@ class RefreshLockResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeleteSessionRequest(_message.Message):
-    __slots__ = ("session_id", "lock_token", "expected_version", "release_lock")
+    __slots__ = ("session_id", "lock_token", "expected_version", "release_lock", "idempotency_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     RELEASE_LOCK_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     lock_token: str
     expected_version: int
     release_lock: bool
-    def __init__(self, session_id: _Optional[str] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, session_id: _Optional[str] = ..., lock_token: _Optional[str] = ..., expected_version: _Optional[int] = ..., release_lock: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class DeleteSessionResponse(_message.Message):
     __slots__ = ("deleted",)

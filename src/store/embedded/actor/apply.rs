@@ -9,10 +9,10 @@ use redb::WriteTransaction;
 
 use super::command::{self, Answer, Command, Reply};
 use super::{Actor, quota};
-use crate::session::LockGrant;
+use crate::session::{Guards, LockGrant, Written};
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
-use crate::store::embedded::tables;
+use crate::store::embedded::tables::{self, Earlier};
 use crate::store::now_ms;
 
 impl Actor {
@@ -67,10 +67,33 @@ impl Actor {
                 self.hand_over(txn, &key, now, out)?;
             }
             Command::Update { key, m, g, reply } => {
+                let earlier = match self.earlier(txn, &key, &g, now) {
+                    Ok(earlier) => earlier,
+                    Err(fault) => return Err(answered(reply, fault)),
+                };
+                if let Some((earlier, release)) = earlier {
+                    out.push(Answer::Written(reply, earlier.map(|(w, _)| w)));
+                    if release {
+                        self.release(txn, &key, now, out)?;
+                    }
+                    return Ok(());
+                }
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
                     Ok(held) => {
-                        let written = self.write(txn, &key, &m, &g, now_ms(), held);
+                        let now_ms = now_ms();
+                        let written =
+                            self.write(txn, &key, &m, &g, now_ms, held)
+                                .and_then(|outcome| {
+                                    if let (Outcome::Done(w), Some(idem)) =
+                                        (&outcome, &g.idempotency)
+                                    {
+                                        let until = now_ms
+                                            + self.limits.idempotency_window.as_millis() as i64;
+                                        tables::remember(txn, &key, idem, until, Some(w), None)?;
+                                    }
+                                    Ok(outcome)
+                                });
                         match written {
                             Ok(outcome) => {
                                 if let (Outcome::Done(w), Some(_)) = (&outcome, held) {
@@ -89,17 +112,39 @@ impl Actor {
                 }
             }
             Command::Delete { key, g, reply } => {
+                let earlier = match self.earlier(txn, &key, &g, now) {
+                    Ok(earlier) => earlier,
+                    Err(fault) => return Err(answered(reply, fault)),
+                };
+                if let Some((earlier, release)) = earlier {
+                    out.push(Answer::Deleted(reply, earlier.map(|(_, d)| d)));
+                    if release {
+                        self.release(txn, &key, now, out)?;
+                    }
+                    return Ok(());
+                }
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
-                    Ok(held) => match self.delete(txn, &key, &g, now_ms(), held) {
-                        Ok(outcome) => {
-                            if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
-                                self.locks.saw(&key, 0);
+                    Ok(held) => {
+                        match self
+                            .delete(txn, &key, &g, now_ms(), held)
+                            .and_then(|outcome| {
+                                if let (Outcome::Done(d), Some(idem)) = (&outcome, &g.idempotency) {
+                                    let until = now_ms()
+                                        + self.limits.idempotency_window.as_millis() as i64;
+                                    tables::remember(txn, &key, idem, until, None, *d)?;
+                                }
+                                Ok(outcome)
+                            }) {
+                            Ok(outcome) => {
+                                if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
+                                    self.locks.saw(&key, 0);
+                                }
+                                outcome
                             }
-                            outcome
+                            Err(fault) => return Err(answered(reply, fault)),
                         }
-                        Err(fault) => return Err(answered(reply, fault)),
-                    },
+                    }
                 };
                 let release = ends_lock(&outcome, g.release_lock);
                 out.push(Answer::Deleted(reply, outcome));
@@ -135,6 +180,34 @@ impl Actor {
             }
         }
         Ok(())
+    }
+
+    /// The answer of an earlier write under the same idempotency key, if
+    /// any (checked before the guards: a repeat brings its own), and whether
+    /// this repeat releases its lock (asked to, and its token holds it).
+    #[allow(clippy::type_complexity)]
+    fn earlier(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        g: &Guards,
+        now: Instant,
+    ) -> Result<Option<(Outcome<(Written, Option<u64>)>, bool)>, Fault> {
+        let Some(idem) = &g.idempotency else {
+            return Ok(None);
+        };
+        let outcome = match tables::earlier(txn, key, idem, now_ms())? {
+            None => return Ok(None),
+            Some(Earlier::Other) => Outcome::Refused(Refusal::Limit(idem.reused())),
+            Some(Earlier::Same { written, deleted }) => Outcome::Done((written, deleted)),
+        };
+        let release = outcome.is_done()
+            && g.release_lock
+            && self
+                .locks
+                .check(key, g.lock_token.as_deref(), now)
+                .is_ok_and(|held| held.is_some());
+        Ok(Some((outcome, release)))
     }
 
     /// Makes `token` the holder: takes the next fencing token (durably, in

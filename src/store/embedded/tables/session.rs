@@ -48,7 +48,21 @@ pub(in crate::store::embedded) fn write_counted(
         return Ok(Outcome::Refused(r));
     }
     let mut fields = current.map(|s| s.fields.clone()).unwrap_or_default();
-    session::apply(&mut fields, m);
+    let op_values = match session::apply(&mut fields, m) {
+        Ok(values) => values,
+        Err((refusal, i)) => {
+            let field = m.ops.get(i).map_or("", |op| op.field.as_str());
+            return Ok(Outcome::Refused(Refusal::Limit(refusal.error(field))));
+        }
+    };
+    // Only an append can make a value longer than the request's.
+    let too_long = m.ops.iter().zip(&op_values).find(|(op, v)| {
+        matches!(op.kind, session::OpKind::Append { .. }) && v.len() as u64 > limits.max_field_bytes
+    });
+    if let Some((op, v)) = too_long {
+        let e = limits.field_too_long(&op.field, v.len() as u64);
+        return Ok(Outcome::Refused(Refusal::Limit(e)));
+    }
     let bytes = fields.bytes();
     if let Err(e) = limits.check_result(fields.len(), bytes) {
         return Ok(Outcome::Refused(Refusal::Limit(e)));
@@ -72,6 +86,7 @@ pub(in crate::store::embedded) fn write_counted(
     Ok(Outcome::Done(Written {
         version,
         expires_ms,
+        op_values,
     }))
 }
 

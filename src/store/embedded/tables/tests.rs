@@ -41,6 +41,7 @@ fn limits() -> Limits {
         wait_max: Duration::from_secs(10),
         idle_ttl: Duration::from_millis(TTL as u64),
         quotas: Default::default(),
+        idempotency_window: Duration::from_secs(600),
     }
 }
 

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::Value;
 
 use super::{Fault, session};
-use crate::session::{LockGrant, Quota, Session, Written};
+use crate::session::{LockGrant, OpRefusal, Quota, Session, Written};
 
 /// A parsed reply: what the script did, and whether the call found that a
 /// lease had run out unseen (the 4th element of every reply, see the
@@ -36,19 +37,30 @@ pub enum LockReply {
     Queued { free_in: Option<Duration> },
 }
 
-/// The guard refusals of the write scripts (`check_guards` in the prelude).
+/// The guard refusals of the write scripts (`check_guards` in the prelude,
+/// and `earlier` in idempotency.lua).
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
     LockLost,
     LockHeld,
-    VersionMismatch { current: u64 },
+    VersionMismatch {
+        current: u64,
+    },
+    /// The idempotency key was used by another request.
+    KeyReused,
 }
 
 /// The limits update.lua enforces.
 #[derive(Debug, PartialEq)]
+// The variants are named after the flags (`--max-fields`, ...).
+#[allow(clippy::enum_variant_names)]
 pub enum Limit {
     MaxFields,
     MaxSessionBytes,
+    /// An append's list, of the mutation's op `op`.
+    MaxFieldBytes {
+        op: usize,
+    },
 }
 
 /// What update.lua did.
@@ -69,6 +81,11 @@ pub enum WriteReply {
     QuotaExceeded {
         quota: Quota,
         usage: u64,
+    },
+    /// Nothing written: the mutation's op `op` does not fit its field.
+    OpRefused {
+        refusal: OpRefusal,
+        op: usize,
     },
 }
 
@@ -137,21 +154,27 @@ pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
     })
 }
 
-/// update.lua: `{'OK', new version, expires ms, expired, handover}`, a
-/// guard's refusal, or `{'LIMIT_EXCEEDED', limit name, value, expired}`.
+/// update.lua: `{'OK', new version, expires ms, expired, handover, op
+/// values}`, a guard's refusal, `{'LIMIT_EXCEEDED', limit name, value,
+/// expired[, op index]}` or an op's refusal `{status, op index, 0,
+/// expired}`.
 pub fn write(value: &Value) -> Result<Reply<WriteReply>, Fault> {
     parse("update", value, |r| match r.status {
         b"OK" => Ok(WriteReply::Written {
             written: Written {
                 version: r.uint(r.a, "the new version")?,
                 expires_ms: r.int(r.b, "the expiry")?,
+                op_values: r.op_values()?,
             },
-            handover: r.handover_after_release(),
+            handover: r.handover_in(r.rest.get(..1).unwrap_or_default()),
         }),
         b"LIMIT_EXCEEDED" => Ok(WriteReply::LimitExceeded {
             limit: match text(r.a) {
                 Some(b"max_fields") => Limit::MaxFields,
                 Some(b"max_session_bytes") => Limit::MaxSessionBytes,
+                Some(b"max_field_bytes") => Limit::MaxFieldBytes {
+                    op: r.index(r.rest.first(), "the op")?,
+                },
                 _ => return Err(r.malformed(format_args!("the limit is {:?}", r.a))),
             },
             value: r.uint(r.b, "the value the write would reach")?,
@@ -164,6 +187,16 @@ pub fn write(value: &Value) -> Result<Reply<WriteReply>, Fault> {
             },
             usage: r.uint(r.b, "the namespace's usage")?,
         }),
+        b"FIELD_NOT_INTEGER" | b"INTEGER_OVERFLOW" | b"FIELD_NOT_LIST" => {
+            Ok(WriteReply::OpRefused {
+                refusal: match r.status {
+                    b"FIELD_NOT_INTEGER" => OpRefusal::NotInteger,
+                    b"INTEGER_OVERFLOW" => OpRefusal::Overflow,
+                    _ => OpRefusal::NotList,
+                },
+                op: r.index(Some(r.a), "the op")?,
+            })
+        }
         _ => Ok(WriteReply::Refused(r.refusal()?)),
     })
 }
@@ -204,7 +237,7 @@ pub fn refresh(value: &Value) -> Result<Reply<RefreshReply>, Fault> {
 /// (only when it held the lock)}`.
 pub fn abandon(value: &Value) -> Result<Reply<Handover>, Fault> {
     parse("abandon", value, |r| match r.status {
-        b"OK" => r.handover(),
+        b"OK" => r.handover(r.rest),
         _ => Err(r.unknown()),
     })
 }
@@ -286,6 +319,7 @@ impl Parts<'_> {
             b"VERSION_MISMATCH" => Ok(Refusal::VersionMismatch {
                 current: self.uint(self.a, "the current version")?,
             }),
+            b"IDEMPOTENCY_KEY_REUSED" => Ok(Refusal::KeyReused),
             _ => Err(self.unknown()),
         }
     }
@@ -296,11 +330,39 @@ impl Parts<'_> {
     /// The handover of a script whose own step succeeded: an unreadable one
     /// does not undo that (see [`Handover::Unreadable`]).
     fn handover_after_release(&self) -> Handover {
-        self.handover().unwrap_or_else(Handover::Unreadable)
+        self.handover_in(self.rest)
     }
 
-    fn handover(&self) -> Result<Handover, Fault> {
-        let items = match self.rest {
+    /// As `handover_after_release`, from `rest` (update.lua's 5th element,
+    /// the 6th being the ops' values).
+    fn handover_in(&self, rest: &[Value]) -> Handover {
+        self.handover(rest).unwrap_or_else(Handover::Unreadable)
+    }
+
+    /// An index into the request (an op's), from the reply.
+    fn index(&self, v: Option<&Value>, what: &str) -> Result<usize, Fault> {
+        let n = self.uint(v.unwrap_or(&Value::Nil), what)?;
+        usize::try_from(n).map_err(|_| self.malformed(format_args!("{what} is {n}")))
+    }
+
+    /// The 6th element of update.lua's `OK`: the ops' new values (absent
+    /// when the reply has no 6th element).
+    fn op_values(&self) -> Result<Vec<Bytes>, Fault> {
+        match self.rest.get(1) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::BulkString(b) => Ok(Bytes::copy_from_slice(b)),
+                    other => Err(self.malformed(format_args!("an op's value is {other:?}"))),
+                })
+                .collect(),
+            Some(other) => Err(self.malformed(format_args!("the ops' values are {other:?}"))),
+        }
+    }
+
+    fn handover(&self, rest: &[Value]) -> Result<Handover, Fault> {
+        let items = match rest {
             [] | [Value::Nil] | [Value::Boolean(false)] => return Ok(Handover::Nobody),
             [Value::Array(items)] => items.as_slice(),
             _ => return Err(self.malformed(format_args!("the handover is not false or an array"))),

@@ -132,6 +132,71 @@ fn writes_written_refused_and_over_limits() {
 }
 
 #[test]
+fn writes_carry_their_ops_values_and_refusals() {
+    let values = arr(vec![s("7"), s("")]);
+    let r = write(&reply("OK", i(4), i(99), 0, vec![Value::Nil, values])).unwrap();
+    let WriteReply::Written { written, handover } = r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(written.op_values, [Bytes::from("7"), Bytes::new()]);
+    assert!(matches!(handover, Handover::Nobody));
+    // A handover before the values is still read.
+    let handed = arr(vec![s("tok")]);
+    let r = write(&reply("OK", i(4), i(99), 0, vec![handed, arr(vec![])])).unwrap();
+    let WriteReply::Written { handover, .. } = r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert!(matches!(handover, Handover::Woke { token } if token == "tok"));
+    let over = outcome(write(&reply(
+        "LIMIT_EXCEEDED",
+        s("max_field_bytes"),
+        i(70000),
+        0,
+        vec![i(2)],
+    )));
+    assert!(matches!(
+        over,
+        WriteReply::LimitExceeded {
+            limit: Limit::MaxFieldBytes { op: 2 },
+            value: 70000
+        }
+    ));
+    for (status, want) in [
+        ("FIELD_NOT_INTEGER", OpRefusal::NotInteger),
+        ("INTEGER_OVERFLOW", OpRefusal::Overflow),
+        ("FIELD_NOT_LIST", OpRefusal::NotList),
+    ] {
+        match outcome(write(&reply(status, i(1), i(0), 0, vec![]))) {
+            WriteReply::OpRefused { refusal, op } => assert_eq!((refusal, op), (want, 1)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Shapes no script sends are faults, never a panic.
+    assert!(write(&reply("FIELD_NOT_LIST", s("x"), i(0), 0, vec![])).is_err());
+    assert!(
+        write(&reply(
+            "LIMIT_EXCEEDED",
+            s("max_field_bytes"),
+            i(1),
+            0,
+            vec![]
+        ))
+        .is_err()
+    );
+    assert!(write(&reply("OK", i(4), i(99), 0, vec![Value::Nil, i(3)])).is_err());
+    assert!(
+        write(&reply(
+            "OK",
+            i(4),
+            i(99),
+            0,
+            vec![Value::Nil, arr(vec![i(3)])]
+        ))
+        .is_err()
+    );
+}
+
+#[test]
 fn deletes_unlocks_refreshes_and_abandons() {
     let deleted = |v| match outcome(delete(&reply("OK", i(v), i(0), 0, vec![Value::Nil]))) {
         DeleteReply::Deleted {

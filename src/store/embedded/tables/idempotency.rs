@@ -1,0 +1,132 @@
+//! The `idempotency` table: per session and idempotency key, the digest of
+//! the first successful write's request and its answer, until the window
+//! ends; `idempotency_expiry` indexes the rows by that end for the sweep.
+//! Keys are `ns 0x00 id 0x00 key`: none of the three holds a control
+//! character, so the layout is injective. A row past its end is never
+//! answered from, whether or not the sweep has removed it yet.
+
+use bytes::Bytes;
+use prost::Message;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::session::{Idempotency, Written};
+use crate::store::embedded::outcome::Fault;
+
+pub(in crate::store::embedded) const IDEMPOTENCY: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("idempotency");
+
+pub(in crate::store::embedded) const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &[u8]), ()> =
+    TableDefinition::new("idempotency_expiry");
+
+/// A row: its own prost message, apart from the API.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Row {
+    #[prost(bytes = "vec", tag = "1")]
+    digest: Vec<u8>,
+    /// When the window ends (ms since the epoch).
+    #[prost(int64, tag = "2")]
+    until_ms: i64,
+    #[prost(uint64, tag = "3")]
+    version: u64,
+    #[prost(int64, tag = "4")]
+    expires_ms: i64,
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    op_values: Vec<Bytes>,
+    /// A delete's answer: the version it deleted, 0 for none.
+    #[prost(uint64, tag = "6")]
+    deleted: u64,
+}
+
+/// What an earlier write under the same key left.
+pub(in crate::store::embedded) enum Earlier {
+    /// The same request: its answer (an update's, or a delete's version).
+    Same {
+        written: Written,
+        deleted: Option<u64>,
+    },
+    /// Another request under the same key.
+    Other,
+}
+
+fn row_key(key: &[u8], idem: &Idempotency) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1 + idem.key.len());
+    k.extend_from_slice(key);
+    k.push(0);
+    k.extend_from_slice(idem.key.as_bytes());
+    k
+}
+
+/// The earlier write under `idem` on session `key`, if its window is open.
+pub(in crate::store::embedded) fn earlier(
+    txn: &WriteTransaction,
+    key: &[u8],
+    idem: &Idempotency,
+    now: i64,
+) -> Result<Option<Earlier>, Fault> {
+    let table = txn.open_table(IDEMPOTENCY)?;
+    let Some(raw) = table.get(row_key(key, idem).as_slice())? else {
+        return Ok(None);
+    };
+    let row = Row::decode(raw.value()).map_err(Fault::Corrupt)?;
+    if row.until_ms <= now {
+        return Ok(None);
+    }
+    if row.digest != idem.digest {
+        return Ok(Some(Earlier::Other));
+    }
+    Ok(Some(Earlier::Same {
+        written: Written {
+            version: row.version,
+            expires_ms: row.expires_ms,
+            op_values: row.op_values,
+        },
+        deleted: Some(row.deleted).filter(|&v| v > 0),
+    }))
+}
+
+/// Records a successful write's answer under `idem` until `until`.
+pub(in crate::store::embedded) fn remember(
+    txn: &WriteTransaction,
+    key: &[u8],
+    idem: &Idempotency,
+    until: i64,
+    written: Option<&Written>,
+    deleted: Option<u64>,
+) -> Result<(), Fault> {
+    let row = Row {
+        digest: idem.digest.to_vec(),
+        until_ms: until,
+        version: written.map_or(0, |w| w.version),
+        expires_ms: written.map_or(0, |w| w.expires_ms),
+        op_values: written.map(|w| w.op_values.clone()).unwrap_or_default(),
+        deleted: deleted.unwrap_or(0),
+    };
+    let k = row_key(key, idem);
+    let mut table = txn.open_table(IDEMPOTENCY)?;
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    if let Some(old) = table.insert(k.as_slice(), row.encode_to_vec().as_slice())? {
+        // A row whose window ended: its index entry goes with it.
+        if let Ok(old) = Row::decode(old.value()) {
+            expiry.remove((old.until_ms, k.as_slice()))?;
+        }
+    }
+    expiry.insert((until, k.as_slice()), ())?;
+    Ok(())
+}
+
+/// Removes the rows whose window ended by `now`; returns how many.
+pub(in crate::store::embedded) fn sweep(txn: &WriteTransaction, now: i64) -> Result<usize, Fault> {
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    let mut table = txn.open_table(IDEMPOTENCY)?;
+    let mut due = Vec::new();
+    for entry in expiry.range((i64::MIN, &[][..])..(now, &[][..]))? {
+        let (row, _) = entry?;
+        let (until, key) = row.value();
+        due.push((until, key.to_vec()));
+    }
+    for (until, key) in &due {
+        expiry.remove((*until, key.as_slice()))?;
+        table.remove(key.as_slice())?;
+    }
+    Ok(due.len())
+}
