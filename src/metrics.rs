@@ -216,6 +216,11 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Counter(|s| s.stats.lock_held_rejections.load(Relaxed)),
     },
     Family {
+        name: "sessiond_lock_forced_releases_total",
+        help: "Locks released by ForceUnlock or PurgeSessions.",
+        samples: Samples::Counter(|s| s.stats.lock_forced_releases.load(Relaxed)),
+    },
+    Family {
         name: "sessiond_store_errors_total",
         help: "Store operations that failed.",
         samples: Samples::Counter(|s| s.stats.store_errors.load(Relaxed)),
@@ -346,11 +351,7 @@ impl Family {
 
 /// The standard gRPC labels of a method's samples.
 fn labels(m: Method) -> String {
-    let service = if m == Method::GetStats {
-        "sessiond.v1.AdminService"
-    } else {
-        "sessiond.v1.SessionService"
-    };
+    let service = m.service();
     format!(
         "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"unary\"",
         m.name()

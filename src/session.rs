@@ -8,9 +8,11 @@ use crate::error::{Error, InvalidReason, Result};
 
 mod fields;
 mod limits;
+mod operate;
 
 pub use fields::Fields;
 pub use limits::Limits;
+pub use operate::{Cursor, Holder, Inspection, Page, page_size};
 
 /// Longest session id and field name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;

@@ -212,5 +212,8 @@ impl Sessions {
     }
 }
 
+mod operate;
 #[cfg(test)]
 mod tests;
+
+pub use operate::Purged;

@@ -26,6 +26,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
         Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
+        Error::AdminDenied(_) => (Code::PermissionDenied, "ADMIN_DENIED"),
         Error::Overloaded | Error::ShareExceeded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
         Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
@@ -42,6 +43,7 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::LockToken => "INVALID_LOCK_TOKEN",
         InvalidReason::Namespace => "INVALID_NAMESPACE",
         InvalidReason::Request => "MALFORMED_REQUEST",
+        InvalidReason::PageToken => "INVALID_PAGE_TOKEN",
     }
 }
 

@@ -7,6 +7,7 @@
 mod auth;
 mod limits;
 mod locks;
+mod operate;
 mod reads;
 mod stats;
 mod writes;
