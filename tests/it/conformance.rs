@@ -6,6 +6,7 @@
 
 mod auth;
 mod limits;
+mod listing;
 mod locks;
 mod operate;
 mod reads;
