@@ -17,6 +17,8 @@ from ._common import (
     Consistency,
     LatencySummary,
     Lock,
+    Inspection,
+    LockHolder,
     LockStats,
     RetryPolicy,
     RpcStats,
@@ -56,8 +58,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient", "AsyncLocked", "CacheStats", "Client", "Consistency", "DeadlineExceeded",
-    "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
-    "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockLost",
+    "Inspection", "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
+    "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockHolder", "LockLost",
     "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
     "RetryPolicy", "RpcStats", "Session", "SessionNotFound", "SessionState", "SessiondError",
     "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable", "Unauthenticated", "Unavailable",
