@@ -217,7 +217,7 @@ export interface Inspection {
     instance: string;
   } | null;
   waiters: number;
-  /** 0 when nobody waits, or on Redis (which keeps no queueing time). */
+  /** How long the first waiter has been queued; 0 when nobody waits. */
   oldestWaitMs: number;
 }
 

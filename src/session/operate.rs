@@ -11,8 +11,8 @@ pub struct Inspection {
     pub holder: Option<Holder>,
     /// Callers queued for the lock (on Redis: the live ones, every instance).
     pub waiters: u32,
-    /// How long the first of them has waited, when the store knows it (the
-    /// embedded store does; Redis keeps no queueing time).
+    /// How long the first of them has waited (on Redis, by the clock of the
+    /// instance it waits through).
     pub oldest_wait_ms: u64,
 }
 

@@ -160,7 +160,7 @@ class Inspection:
     expires_at: Optional[_dt.datetime]
     lock: Optional[LockHolder]
     waiters: int
-    # 0 when nobody waits, or on Redis (which keeps no queueing time).
+    # 0 when nobody waits.
     oldest_wait_ms: int
 
 

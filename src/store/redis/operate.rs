@@ -108,11 +108,14 @@ impl RedisStore {
 }
 
 impl Inner {
-    /// A fresh lock token naming this instance: `<instance tag>-<random>`,
-    /// so that InspectSession can say which instance granted a lock without
-    /// ever showing the token.
+    /// A fresh lock token naming this instance and when the call began:
+    /// `<instance tag>-<ms since the epoch, 12 hex digits><random>`, so
+    /// that InspectSession can say which instance granted a lock, and how
+    /// long the first waiter has been queued, without ever showing a token.
+    /// 61 characters, within the 64 a token may have.
     pub(super) fn new_lock_token(&self) -> String {
-        format!("{}-{}", self.instance_tag(), super::new_token())
+        let ms = u64::try_from(super::super::now_ms()).unwrap_or(0) & 0xffff_ffff_ffff;
+        format!("{}-{ms:012x}{}", self.instance_tag(), super::new_token())
     }
 
     /// The first 16 characters of this instance's id.

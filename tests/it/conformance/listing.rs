@@ -63,12 +63,20 @@ async fn listing_10k_while_writing(b: Backend) {
     for w in writers {
         w.await.unwrap();
     }
-    assert!(writes.load(Relaxed) > 0, "the writes went on during the listing");
+    assert!(
+        writes.load(Relaxed) > 0,
+        "the writes went on during the listing"
+    );
 
     let unique: HashSet<&String> = listed.iter().collect();
     assert_eq!(unique.len(), listed.len(), "an id was listed twice");
     let missed: Vec<&String> = ids.iter().filter(|id| !unique.contains(id)).collect();
-    assert!(missed.is_empty(), "{} missed, e.g. {:?}", missed.len(), missed.first());
+    assert!(
+        missed.is_empty(),
+        "{} missed, e.g. {:?}",
+        missed.len(),
+        missed.first()
+    );
     assert!(listed.iter().all(|id| id.starts_with("l/")));
 }
 

@@ -77,6 +77,8 @@ async fn inspect_shows_holder_and_waiters(b: Backend) {
     let mut waiter = s.client().await;
     let queued = tokio::spawn(async move { lock(&mut waiter, "in", 5000, 10_000).await });
     wait_until_queued(&s, 1).await;
+    // The wait being measured.
+    tokio::time::sleep(Duration::from_millis(60)).await;
 
     let seen = inspect(&mut a, "in").await;
     assert!(seen.exists);
@@ -103,6 +105,11 @@ async fn inspect_shows_holder_and_waiters(b: Backend) {
     );
     assert_eq!(holder.instance.len(), 16);
     assert_eq!(seen.waiters, 1);
+    assert!(
+        (60..10_000).contains(&seen.oldest_wait_ms),
+        "{}",
+        seen.oldest_wait_ms
+    );
     // The token never shows.
     assert!(!format!("{seen:?}").contains(&held.lock_token));
 
@@ -359,7 +366,6 @@ async fn operator_calls_need_the_admin_grant(b: Backend) {
     );
     // GetStats stays open: it shows counters, no session's data.
     a.get_stats(GetStatsRequest {}).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 on_both_backends!(
