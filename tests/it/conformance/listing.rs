@@ -43,7 +43,7 @@ async fn listing_10k_while_writing(b: Backend) {
                 for id in &churn {
                     c.update_session(set(id, &[("n", "1")])).await.unwrap();
                 }
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     c.delete_session(DeleteSessionRequest {
                         session_id: churn[0].clone(),
                         ..Default::default()
