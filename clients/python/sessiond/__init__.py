@@ -17,8 +17,6 @@ from ._common import (
     Consistency,
     LatencySummary,
     Lock,
-    Inspection,
-    LockHolder,
     LockStats,
     RetryPolicy,
     RpcStats,
@@ -28,6 +26,7 @@ from ._common import (
     StoreStats,
     UpdateResult,
 )
+from ._admin import Inspection, LockHolder
 from .aio import AsyncClient, AsyncLocked
 from .client import Client, Locked, LockedSession
 from .errors import (

@@ -20,9 +20,9 @@ from . import _async_io as _io
 from . import _common as c
 from . import _retry
 from . import errors
+from ._admin import Inspection, inspection_from_pb
 from ._common import (
     Consistency,
-    Inspection,
     Lock,
     LockedSession,
     Seconds,
@@ -256,7 +256,7 @@ class AsyncClient:
     ) -> Inspection:
         """InspectSession: version, size, lock holder, waiters, idle expiry."""
         req = admin_pb2.InspectSessionRequest(namespace=namespace, session_id=session_id)
-        return c.inspection_from_pb(await self._call("InspectSession", req, timeout=timeout))
+        return inspection_from_pb(await self._call("InspectSession", req, timeout=timeout))
 
     async def force_unlock(
         self, session_id: str, *, namespace: str = "", timeout: Optional[float] = None

@@ -22,9 +22,9 @@ from . import _sync_io as _io
 from . import _common as c
 from . import _retry
 from . import errors
+from ._admin import Inspection, inspection_from_pb
 from ._common import (
     Consistency,
-    Inspection,
     Lock,
     LockedSession,
     Seconds,
@@ -258,7 +258,7 @@ class Client:
     ) -> Inspection:
         """InspectSession: version, size, lock holder, waiters, idle expiry."""
         req = admin_pb2.InspectSessionRequest(namespace=namespace, session_id=session_id)
-        return c.inspection_from_pb(self._call("InspectSession", req, timeout=timeout))
+        return inspection_from_pb(self._call("InspectSession", req, timeout=timeout))
 
     def force_unlock(
         self, session_id: str, *, namespace: str = "", timeout: Optional[float] = None
