@@ -9,6 +9,7 @@ mod limits;
 mod listing;
 mod locks;
 mod operate;
+mod purging;
 mod reads;
 mod stats;
 mod writes;
