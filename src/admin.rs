@@ -1,4 +1,9 @@
-//! `sessiond.v1.AdminService`: the instance's counters, for operators.
+//! `sessiond.v1.AdminService`: the instance's counters, for operators, and
+//! the operator calls on sessions (`operate`: who may make them, and their
+//! translation; `page_token`: the listings' cursors as opaque text).
+
+mod operate;
+mod page_token;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -7,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pb;
 use crate::session::Quota;
+use crate::session::SessionKey;
 use crate::state::State;
 use crate::stats::{Durability, Method, Summary};
 
@@ -37,6 +43,50 @@ impl pb::admin_service_server::AdminService for AdminApi {
         _: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         Ok(Response::new(stats_of(&self.state)))
+    }
+
+    async fn inspect_session(
+        &self,
+        req: Request<pb::InspectSessionRequest>,
+    ) -> Result<Response<pb::InspectSessionResponse>, Status> {
+        let state = &self.state;
+        let ns = operate::namespace(state, &req, &req.get_ref().namespace)?;
+        let key = SessionKey::in_namespace(&ns, &req.get_ref().session_id)?;
+        Ok(Response::new(operate::inspect(state, &key).await?))
+    }
+
+    async fn force_unlock(
+        &self,
+        req: Request<pb::ForceUnlockRequest>,
+    ) -> Result<Response<pb::ForceUnlockResponse>, Status> {
+        let state = &self.state;
+        let ns = operate::namespace(state, &req, &req.get_ref().namespace)?;
+        let key = SessionKey::in_namespace(&ns, &req.get_ref().session_id)?;
+        let released = state.sessions.force_unlock(&key).await?;
+        Ok(Response::new(pb::ForceUnlockResponse {
+            released: released.is_some(),
+            released_fencing_token: released.unwrap_or(0),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let ns = operate::namespace(&self.state, &req, &req.get_ref().namespace)?;
+        Ok(Response::new(
+            operate::list(&self.state, &ns, req.get_ref()).await?,
+        ))
+    }
+
+    async fn purge_sessions(
+        &self,
+        req: Request<pb::PurgeSessionsRequest>,
+    ) -> Result<Response<pb::PurgeSessionsResponse>, Status> {
+        let ns = operate::namespace(&self.state, &req, &req.get_ref().namespace)?;
+        Ok(Response::new(
+            operate::purge(&self.state, &ns, req.get_ref()).await?,
+        ))
     }
 }
 
@@ -91,6 +141,7 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             lease_expiries: s.lock_lease_expiries.load(Relaxed),
             stale_token_rejections: s.lock_stale_token.load(Relaxed),
             held_rejections: s.lock_held_rejections.load(Relaxed),
+            forced_releases: s.lock_forced_releases.load(Relaxed),
             wait_ms: summary(s.lock_wait_ms.summary()),
         }),
         store: Some(pb::StoreStats {

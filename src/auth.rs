@@ -8,8 +8,12 @@
 //! the ids. The server reads both headers before admission
 //! (`server/authenticate.rs`).
 //!
-//! The file holds one token a line, `<token> <namespace>[,<namespace>...]`;
-//! blank lines and lines starting with `#` are skipped.
+//! The file holds one token a line, `<token> <namespace>[,<namespace>...]`,
+//! optionally followed by the word `admin`: the admin grant, which lets the
+//! token make AdminService's operator calls (InspectSession, ForceUnlock,
+//! ListSessions, PurgeSessions) in the namespaces it grants. Blank lines and
+//! lines starting with `#` are skipped. A file of the earlier syntax (no
+//! third word) means the same as before: no token is an admin.
 //!
 //! Tokens are kept only as their SHA-256 digests: a memory dump or a core
 //! file shows no token, and a call's token is found by the digest of what it
@@ -43,12 +47,20 @@ type Digest = [u8; 32];
 /// The namespaces one token grants, its first the default.
 pub type Granted = Arc<[Arc<str>]>;
 
+/// What one token grants.
+#[derive(Debug, Clone)]
+struct Grant {
+    namespaces: Granted,
+    /// The operator calls of AdminService, in those namespaces.
+    admin: bool,
+}
+
 #[derive(Debug)]
 pub struct Auth {
     /// Where the tokens come from: `None` for a set parsed from text.
     file: Option<(PathBuf, Duration)>,
     /// The set in force, and the digest of the text it was parsed from.
-    current: RwLock<(Digest, Arc<HashMap<Digest, Granted>>)>,
+    current: RwLock<(Digest, Arc<HashMap<Digest, Grant>>)>,
 }
 
 fn sha256(bytes: &[u8]) -> Digest {
@@ -137,7 +149,10 @@ impl Auth {
     /// tokens comes once per token).
     pub fn namespaces(&self) -> Vec<Arc<str>> {
         let tokens = self.current.read().1.clone();
-        tokens.values().flat_map(|g| g.iter().cloned()).collect()
+        tokens
+            .values()
+            .flat_map(|g| g.namespaces.iter().cloned())
+            .collect()
     }
 
     /// The namespace of a call with these `authorization` and
@@ -153,6 +168,28 @@ impl Auth {
     /// The namespaces the bearer token of an `authorization` value grants.
     /// The scheme is matched without regard to case (RFC 9110 §11.1).
     pub fn granted(&self, authorization: Option<&str>) -> Result<Granted, Error> {
+        Ok(self.grant(authorization)?.namespaces)
+    }
+
+    /// The namespace an operator call with these `authorization` and
+    /// wanted namespace may act in: the token must carry the admin grant
+    /// (ADMIN_DENIED) and grant the namespace (NAMESPACE_DENIED).
+    pub fn admin_namespace(
+        &self,
+        authorization: Option<&str>,
+        wanted: Option<&str>,
+    ) -> Result<Arc<str>, Error> {
+        let grant = self.grant(authorization)?;
+        if !grant.admin {
+            return Err(Error::AdminDenied(
+                "the token has no admin grant: end its line in the tokens file with ` admin`"
+                    .into(),
+            ));
+        }
+        choose(&grant.namespaces, wanted).cloned()
+    }
+
+    fn grant(&self, authorization: Option<&str>) -> Result<Grant, Error> {
         let token = authorization
             .and_then(|v| v.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -167,20 +204,26 @@ impl Auth {
 }
 
 /// The tokens of a file's text, by digest; `Err` names the line to fix.
-fn parse(text: &str) -> Result<HashMap<Digest, Granted>, String> {
+fn parse(text: &str) -> Result<HashMap<Digest, Grant>, String> {
     let mut tokens = HashMap::new();
     for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let (token, namespaces) = line.split_once(char::is_whitespace).ok_or_else(|| {
-            format!("line {n}: write it as `<token> <namespace>[,<namespace>...]`")
+            format!("line {n}: write it as `<token> <namespace>[,<namespace>...] [admin]`")
         })?;
         if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
                 "line {n}: tokens must be at least {MIN_TOKEN_LEN} printable characters"
             ));
         }
+        // `admin` after the namespaces (not after a comma: `a, admin` is
+        // the namespaces `a` and `admin`, as it always was).
+        let (namespaces, admin) = match namespaces.trim().rsplit_once(char::is_whitespace) {
+            Some((list, "admin")) if !list.trim_end().ends_with(',') => (list, true),
+            _ => (namespaces, false),
+        };
         let namespaces: Granted = namespaces
             .trim()
             .split(',')
@@ -192,7 +235,7 @@ fn parse(text: &str) -> Result<HashMap<Digest, Granted>, String> {
             ));
         }
         if tokens
-            .insert(sha256(token.as_bytes()), namespaces)
+            .insert(sha256(token.as_bytes()), Grant { namespaces, admin })
             .is_some()
         {
             return Err(format!("line {n}: the token appears twice"));
@@ -229,125 +272,4 @@ pub fn valid_namespace(ns: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FILE: &str = "# bots\nAAAAAAAAAAAAAAAAAAAA  telegram\nBBBBBBBBBBBBBBBBBBBB slack,line\n";
-
-    #[test]
-    fn tokens_grant_namespaces() {
-        let a = Auth::parse(FILE).unwrap();
-        assert_eq!(
-            &*a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None)
-                .unwrap(),
-            "telegram"
-        );
-        assert_eq!(
-            &*a.namespace(Some("Bearer BBBBBBBBBBBBBBBBBBBB"), Some("line"))
-                .unwrap(),
-            "line"
-        );
-        assert!(matches!(
-            a.namespace(None, None),
-            Err(Error::Unauthenticated(_))
-        ));
-        assert!(matches!(
-            a.namespace(Some("Bearer nope"), None),
-            Err(Error::Unauthenticated(_))
-        ));
-        assert!(matches!(
-            a.namespace(Some("AAAAAAAAAAAAAAAAAAAA"), None),
-            Err(Error::Unauthenticated(_))
-        ));
-        let denied = a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), Some("slack"));
-        assert!(matches!(denied, Err(Error::PermissionDenied(_))));
-    }
-
-    #[test]
-    fn the_scheme_is_matched_in_any_case() {
-        let a = Auth::parse(FILE).unwrap();
-        for v in [
-            "bearer AAAAAAAAAAAAAAAAAAAA",
-            "BEARER AAAAAAAAAAAAAAAAAAAA",
-            "BeArEr   AAAAAAAAAAAAAAAAAAAA ",
-        ] {
-            assert_eq!(&*a.namespace(Some(v), None).unwrap(), "telegram", "{v:?}");
-        }
-        for v in [
-            "Basic AAAAAAAAAAAAAAAAAAAA",
-            "BearerAAAAAAAAAAAAAAAAAAAA",
-            "Bearer",
-            "Bearer ",
-            "Bearer\tAAAAAAAAAAAAAAAAAAAA",
-        ] {
-            assert!(
-                matches!(a.namespace(Some(v), None), Err(Error::Unauthenticated(_))),
-                "{v:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_granted_namespace_is_listed() {
-        let a = Auth::parse(FILE).unwrap();
-        let all = a.namespaces();
-        let mut all: Vec<&str> = all.iter().map(|ns| &**ns).collect();
-        all.sort_unstable();
-        assert_eq!(all, ["line", "slack", "telegram"]);
-    }
-
-    #[test]
-    fn bad_files_name_the_line() {
-        assert!(Auth::parse("short ns").unwrap_err().contains("line 1"));
-        assert!(
-            Auth::parse("AAAAAAAAAAAAAAAAAAAA bad/ns")
-                .unwrap_err()
-                .contains("line 1")
-        );
-        assert!(
-            Auth::parse("\nAAAAAAAAAAAAAAAAAAAA")
-                .unwrap_err()
-                .contains("line 2")
-        );
-        assert!(Auth::parse("# nothing\n").is_err());
-    }
-
-    #[test]
-    fn a_changed_file_replaces_the_set_and_a_bad_one_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens");
-        std::fs::write(&path, FILE).unwrap();
-        let a = Auth::load(path.clone(), Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            a.reload(),
-            Ok(None),
-            "an unchanged file is not parsed again"
-        );
-
-        std::fs::write(&path, "CCCCCCCCCCCCCCCCCCCC viber\n").unwrap();
-        assert_eq!(a.reload(), Ok(Some(1)));
-        let old = a.namespace(Some("Bearer AAAAAAAAAAAAAAAAAAAA"), None);
-        assert!(matches!(old, Err(Error::Unauthenticated(_))));
-        let new = a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None);
-        assert_eq!(&*new.unwrap(), "viber");
-
-        std::fs::write(&path, "CCCCCCCCCCCCCCCCCCCC bad/ns\n").unwrap();
-        assert!(a.reload().unwrap_err().contains("line 1"));
-        let kept = a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None);
-        assert_eq!(&*kept.unwrap(), "viber");
-        std::fs::remove_file(&path).unwrap();
-        assert!(a.reload().is_err());
-        assert!(
-            a.namespace(Some("Bearer CCCCCCCCCCCCCCCCCCCC"), None)
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn no_token_is_kept_in_clear() {
-        let a = Auth::parse(FILE).unwrap();
-        let shown = format!("{a:?}");
-        assert!(!shown.contains("AAAAAAAAAAAAAAAAAAAA"), "{shown}");
-        assert!(!shown.contains("BBBBBBBBBBBBBBBBBBBB"), "{shown}");
-    }
-}
+mod tests;

@@ -72,6 +72,10 @@ pub enum Error {
     #[error("{0}")]
     PermissionDenied(String),
 
+    /// An AdminService call without the admin grant for its namespace.
+    #[error("{0}")]
+    AdminDenied(String),
+
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
@@ -118,9 +122,18 @@ pub enum InvalidReason {
     IdempotencyKey,
     /// An idempotency key sent again with another request.
     IdempotencyKeyReused,
+    /// A page token that no listing of this server handed out.
+    PageToken,
 }
 
 impl Error {
+    pub fn bad_page_token() -> Error {
+        Error::invalid(
+            InvalidReason::PageToken,
+            "page_token is malformed: pass the next_page_token of the previous page, unchanged, with the same namespace and prefix",
+        )
+    }
+
     pub fn invalid(reason: InvalidReason, message: impl Into<String>) -> Error {
         Error::InvalidArgument {
             reason,

@@ -231,6 +231,11 @@ const FAMILIES: &[Family] = &[
         }),
     },
     Family {
+        name: "sessiond_lock_forced_releases_total",
+        help: "Locks released by ForceUnlock or PurgeSessions.",
+        samples: Samples::Counter(|s| s.stats.lock_forced_releases.load(Relaxed)),
+    },
+    Family {
         name: "sessiond_store_errors_total",
         help: "Store operations that failed.",
         samples: Samples::Counter(|s| s.stats.store_errors.load(Relaxed)),
@@ -362,11 +367,7 @@ impl Family {
 
 /// The standard gRPC labels of a method's samples.
 fn labels(m: Method) -> String {
-    let service = if m == Method::GetStats {
-        "sessiond.v1.AdminService"
-    } else {
-        "sessiond.v1.SessionService"
-    };
+    let service = m.service();
     format!(
         "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"unary\"",
         m.name()

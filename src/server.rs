@@ -110,8 +110,13 @@ pub async fn serve(
     };
     let max_request_bytes = settings.limits.max_request_bytes();
     let tls = settings.tls.map(Arc::new);
-    let state =
-        Arc::new(State::new(sessions, settings.auth, settings.limits, stats).with_shares(shares));
+    let mut state = State::new(sessions, settings.auth, settings.limits, stats).with_shares(shares);
+    // On Redis the store names the instance: its lock tokens begin with the
+    // id, so InspectSession can say which instance granted a lock.
+    if let Some(id) = state.sessions.store().instance_id() {
+        state.instance_id = id.to_owned();
+    }
+    let state = Arc::new(state);
 
     // The background tasks, owned here: dropping a set (any return from
     // here) ends its tasks. The feed and readiness end when the drain

@@ -9,12 +9,14 @@ use crate::error::{Error, InvalidReason, Result};
 mod fields;
 mod idempotency;
 mod limits;
+mod operate;
 mod ops;
 mod quotas;
 
 pub use fields::Fields;
 pub use idempotency::Idempotency;
 pub use limits::Limits;
+pub use operate::{Cursor, Holder, Inspection, Page, page_size};
 pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 pub use quotas::{Quota, Quotas, Usage};
 

@@ -220,5 +220,8 @@ impl Sessions {
     }
 }
 
+mod operate;
 #[cfg(test)]
 mod tests;
+
+pub use operate::Purged;

@@ -26,6 +26,8 @@ pub struct Stats {
     pub lock_lease_expiries: AtomicU64,
     pub lock_stale_token: AtomicU64,
     pub lock_held_rejections: AtomicU64,
+    /// Locks released by ForceUnlock or PurgeSessions.
+    pub lock_forced_releases: AtomicU64,
     pub lock_wait_ms: Histogram,
 
     pub store_errors: AtomicU64,
@@ -54,10 +56,14 @@ pub enum Method {
     RefreshLock,
     DeleteSession,
     GetStats,
+    InspectSession,
+    ForceUnlock,
+    ListSessions,
+    PurgeSessions,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 11] = [
         Method::GetSession,
         Method::LockSession,
         Method::UpdateSession,
@@ -65,7 +71,23 @@ impl Method {
         Method::RefreshLock,
         Method::DeleteSession,
         Method::GetStats,
+        Method::InspectSession,
+        Method::ForceUnlock,
+        Method::ListSessions,
+        Method::PurgeSessions,
     ];
+
+    /// The gRPC service the method belongs to.
+    pub fn service(self) -> &'static str {
+        match self {
+            Method::GetStats
+            | Method::InspectSession
+            | Method::ForceUnlock
+            | Method::ListSessions
+            | Method::PurgeSessions => "sessiond.v1.AdminService",
+            _ => "sessiond.v1.SessionService",
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +98,10 @@ impl Method {
             Method::RefreshLock => "RefreshLock",
             Method::DeleteSession => "DeleteSession",
             Method::GetStats => "GetStats",
+            Method::InspectSession => "InspectSession",
+            Method::ForceUnlock => "ForceUnlock",
+            Method::ListSessions => "ListSessions",
+            Method::PurgeSessions => "PurgeSessions",
         }
     }
 }

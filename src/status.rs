@@ -28,6 +28,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
         Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
+        Error::AdminDenied(_) => (Code::PermissionDenied, "ADMIN_DENIED"),
         Error::Overloaded | Error::ShareExceeded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
         Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
@@ -50,6 +51,7 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::FieldNotList => "FIELD_NOT_LIST",
         InvalidReason::IdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
         InvalidReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+        InvalidReason::PageToken => "INVALID_PAGE_TOKEN",
     }
 }
 

@@ -23,7 +23,9 @@ use tracing::instrument::Instrumented;
 
 use crate::config::StoreSettings;
 use crate::error::Result;
-use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{
+    Cursor, Guards, Inspection, Limits, LockGrant, Mutation, Page, Session, SessionKey, Written,
+};
 use crate::stats::Stats;
 use crate::telemetry::{self, otlp};
 
@@ -135,6 +137,37 @@ impl Store {
     /// Returns the new lease expiry (ms since the epoch).
     pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
         dispatch!(self.refresh(key, token, lease), "refresh.lua", "refresh")
+    }
+
+    /// The session and its lock, as operators see them.
+    pub async fn inspect(&self, key: &SessionKey) -> Result<Inspection> {
+        dispatch!(self.inspect(key), "inspect.lua", "inspect")
+    }
+
+    /// Frees the lock whoever holds it and bumps the fencing token; the
+    /// released holder's fencing token, `None` when nobody held it.
+    pub async fn force_unlock(&self, key: &SessionKey) -> Result<Option<u64>> {
+        dispatch!(self.force_unlock(key), "force_unlock.lua", "force unlock")
+    }
+
+    /// A page of the ids of live sessions under `prefix` in `namespace`.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        cursor: &Cursor,
+        size: usize,
+    ) -> Result<Page> {
+        dispatch!(self.list(namespace, prefix, cursor, size), "SCAN", "list")
+    }
+
+    /// The id of this instance when the store names it (Redis: it begins
+    /// the lock tokens this instance grants).
+    pub fn instance_id(&self) -> Option<&str> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::Redis(s) => Some(s.instance_id()),
+        }
     }
 
     /// Fails when the store cannot be reached.

@@ -193,6 +193,8 @@ export interface Stats {
     staleTokenRejections: number;
     heldRejections: number;
     waitMs: LatencySummary | null;
+    /** Locks released by ForceUnlock or PurgeSessions on this instance. */
+    forcedReleases: number;
   } | null;
   store: {
     healthy: boolean;
@@ -219,6 +221,38 @@ export interface Stats {
   } | null;
 }
 
+/** Options of AdminService's operator calls. */
+export interface AdminOptions extends CallOptions {
+  /** '' = the token's first namespace ('default' with authentication off). */
+  namespace?: string;
+}
+
+export interface ListOptions extends AdminOptions {
+  /** 0 = 100; at most 1000. */
+  pageSize?: number;
+  pageToken?: string;
+}
+
+/** AdminService.InspectSession: a session and its lock, for operators. */
+export interface Inspection {
+  exists: boolean;
+  version: bigint;
+  fieldCount: number;
+  sizeBytes: number;
+  expiresAt: Date | null;
+  /** Who holds the lock (never its token); null when nobody does. */
+  lock: {
+    fencingToken: bigint;
+    leaseExpiresAt: Date | null;
+    heldSince: Date | null;
+    /** The granting instance: the first 16 characters of its GetStats instanceId. */
+    instance: string;
+  } | null;
+  waiters: number;
+  /** How long the first waiter has been queued; 0 when nobody waits. */
+  oldestWaitMs: number;
+}
+
 export declare class Client {
   constructor(target: string, options?: ClientOptions);
   readonly target: string;
@@ -233,6 +267,11 @@ export declare class Client {
   unlock(sessionId: string, lockToken: string, opts?: CallOptions): Promise<void>;
   refresh(sessionId: string, lockToken: string, opts?: RefreshOptions): Promise<{ leaseExpiresAt: Date | null }>;
   stats(opts?: CallOptions): Promise<Stats>;
+  inspect(sessionId: string, opts?: AdminOptions): Promise<Inspection>;
+  forceUnlock(sessionId: string, opts?: AdminOptions): Promise<bigint | null>;
+  listPage(prefix?: string, opts?: ListOptions): Promise<{ sessionIds: string[]; nextPageToken: string }>;
+  listSessions(prefix?: string, opts?: AdminOptions & { pageSize?: number }): Promise<string[]>;
+  purge(prefix: string, opts?: AdminOptions & { pageSize?: number }): Promise<number>;
   withLock<T>(sessionId: string, fn: (session: SessionDraft) => T | Promise<T>, opts?: WithLockOptions): Promise<T>;
   updateWithRetry<T>(
     sessionId: string,
@@ -258,7 +297,9 @@ export type Reason =
   | 'STORE_UNAVAILABLE'
   | 'SHUTTING_DOWN'
   | 'UNAUTHENTICATED'
-  | 'NAMESPACE_DENIED';
+  | 'NAMESPACE_DENIED'
+  | 'ADMIN_DENIED'
+  | 'INVALID_PAGE_TOKEN';
 
 export declare class SessiondError extends Error {
   /** Numeric gRPC status code. */

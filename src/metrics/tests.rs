@@ -53,6 +53,7 @@ async fn state(dir: &std::path::Path) -> State {
         &s.store_errors,
         &s.durability_failures,
         &s.store_data_losses,
+        &s.lock_forced_releases,
     ];
     for (i, c) in counters.into_iter().enumerate() {
         c.store(101 + i as u64 * 3, Relaxed);

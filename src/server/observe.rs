@@ -142,10 +142,10 @@ fn log_call(code: i32, took: Duration, method: &str, request_id: &str) {
 }
 
 fn method_of(path: &str) -> Option<Method> {
-    let name = path
-        .strip_prefix("/sessiond.v1.SessionService/")
-        .or_else(|| path.strip_prefix("/sessiond.v1.AdminService/"))?;
-    Method::ALL.into_iter().find(|m| m.name() == name)
+    let (service, name) = path.strip_prefix('/')?.split_once('/')?;
+    Method::ALL
+        .into_iter()
+        .find(|m| m.name() == name && m.service() == service)
 }
 
 /// The caller's `x-request-id` when it is 1..=64 of `[A-Za-z0-9._-]` (safe

@@ -40,6 +40,7 @@ use tokio::sync::oneshot;
 mod actor;
 mod file;
 mod locks;
+mod operate;
 mod outcome;
 mod record;
 mod tables;

@@ -41,6 +41,7 @@ mod fault;
 mod feed;
 mod keys;
 mod loss;
+mod operate;
 mod waiting;
 pub mod wire;
 
@@ -80,6 +81,8 @@ struct Scripts {
     abandon: Script,
     unlock: Script,
     refresh: Script,
+    inspect: Script,
+    force_unlock: Script,
 }
 
 impl Scripts {
@@ -98,6 +101,8 @@ impl Scripts {
             abandon: s(include_str!("redis/abandon.lua")),
             unlock: s(include_str!("redis/unlock.lua")),
             refresh: s(include_str!("redis/refresh.lua")),
+            inspect: s(include_str!("redis/inspect.lua")),
+            force_unlock: s(include_str!("redis/force_unlock.lua")),
         }
     }
 }
@@ -117,6 +122,9 @@ struct Inner {
     timeout: Duration,
     /// What a write waits for before it is acknowledged.
     durability: Policy,
+    /// This instance's id (GetStats reports it); its first 16 characters
+    /// begin every lock token it grants.
+    instance: String,
     /// This instance's wake-up channel, named in its waiters' queue entries.
     wake_channel: String,
     /// Where write scripts announce new versions (for other instances' caches).
@@ -159,6 +167,7 @@ impl RedisStore {
             scripts: Scripts::load(),
             wake_channel: format!("{prefix}:wake:{instance}"),
             invalidation_channel: format!("{prefix}:invalidate"),
+            instance,
             prefix,
             limits,
             stats,
@@ -215,7 +224,7 @@ impl RedisStore {
     ) -> Result<LockGrant> {
         let inner = &self.inner;
         let keys = inner.keys(key);
-        let token = new_token();
+        let token = inner.new_lock_token();
         if !wait.is_zero() {
             return inner.queue(keys, token, lease, wait).await;
         }
@@ -329,6 +338,11 @@ impl RedisStore {
     pub async fn ping(&self) -> Result<()> {
         let _: String = self.inner.query(&redis::cmd("PING")).await?;
         Ok(())
+    }
+
+    /// This instance's id, as GetStats reports it.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
     }
 
     pub fn pool_status(&self) -> (u64, u64) {

@@ -7,9 +7,12 @@
 mod auth;
 mod idempotency;
 mod limits;
+mod listing;
 mod locks;
+mod operate;
 mod ops;
 mod ops_parity;
+mod purging;
 mod reads;
 mod stats;
 mod writes;

@@ -361,3 +361,71 @@ async fn idempotency_keys_hold_across_instances() {
     assert_eq!(answers[0].version, 1);
     assert!(answers.iter().all(|a| *a == answers[0]));
 }
+
+/// An operator on B frees the lock of a holder whose instance A died: B
+/// tells which instance granted it and who waits, the waiter on C gets the
+/// lock at once (not when the minute-long lease would have run out), and
+/// the dead holder's token is refused everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_unlock_frees_a_dead_instances_lock() {
+    let redis = Redis::start();
+    let [mut a, b, c] = three(&redis).await;
+    let mut ca = a.client().await;
+    ca.update_session(set("stuck", &[("n", "1")]))
+        .await
+        .unwrap();
+    let held = lock(&mut ca, "stuck", 60_000, 0).await.unwrap();
+    let a_id = a.stats().await.instance_id;
+    a.kill();
+
+    let mut cc = c.client().await;
+    let waiter = tokio::spawn(async move { lock(&mut cc, "stuck", 10_000, 20_000).await });
+    let mut admin = sessiond::pb::admin_service_client::AdminServiceClient::new(
+        crate::support::connect(b.addr).await,
+    );
+    let ask = || InspectSessionRequest {
+        namespace: String::new(),
+        session_id: "stuck".into(),
+    };
+    let mut seen = admin.inspect_session(ask()).await.unwrap().into_inner();
+    for _ in 0..500 {
+        if seen.waiters == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        seen = admin.inspect_session(ask()).await.unwrap().into_inner();
+    }
+    assert_eq!(seen.waiters, 1, "the waiter on C is seen from B");
+    let holder = seen.lock.unwrap();
+    assert_eq!(holder.fencing_token, held.fencing_token);
+    assert!(a_id.starts_with(&holder.instance), "{a_id} {holder:?}");
+
+    let started = Instant::now();
+    let forced = admin
+        .force_unlock(ForceUnlockRequest {
+            namespace: String::new(),
+            session_id: "stuck".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(forced.released);
+    assert_eq!(forced.released_fencing_token, held.fencing_token);
+    let next = waiter.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "granted by the release, not by the lease running out"
+    );
+    assert!(next.fencing_token > held.fencing_token);
+
+    let mut cb = b.client().await;
+    let mut late = set("stuck", &[("n", "late")]);
+    late.lock_token = held.lock_token;
+    let refused = cb.update_session(late).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let mut w = set("stuck", &[("n", "2")]);
+    w.lock_token = next.lock_token;
+    w.release_lock = true;
+    assert_eq!(cb.update_session(w).await.unwrap().into_inner().version, 2);
+    assert_eq!(b.stats().await.locks.unwrap().forced_releases, 1);
+}

@@ -139,20 +139,7 @@ async fn v1_lists_services_and_describes_get_stats() {
 async fn grpcurl_v1alpha_lists_and_calls_get_stats() {
     let s = Server::start(Backend::Embedded, &[]).await;
     let addr = s.addr.to_string();
-    let run = |args: Vec<String>| async move {
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(grpcurl()).args(args).output()
-        })
-        .await
-        .unwrap()
-        .expect("grpcurl must be on PATH (.ci/install puts it in target/tools/bin)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = run_grpcurl;
     let list = run(vec!["-plaintext".into(), addr.clone(), "list".into()]).await;
     assert!(
         list.contains("sessiond.v1.SessionService") && list.contains("sessiond.v1.AdminService"),
@@ -170,6 +157,67 @@ async fn grpcurl_v1alpha_lists_and_calls_get_stats() {
         json["instanceId"].as_str().is_some_and(|s| !s.is_empty()),
         "{stats}"
     );
+}
+
+/// The operator calls, as the README shows them: reflection only, JSON in
+/// and out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_runs_the_operator_calls() {
+    let s = Server::start(Backend::Embedded, &[]).await;
+    let mut c = s.client().await;
+    for id in ["user-42/a", "user-42/b", "user-43/a"] {
+        c.update_session(crate::support::set(id, &[("n", "1")]))
+            .await
+            .unwrap();
+    }
+    let held = crate::support::lock(&mut c, "user-42/a", 30_000, 0)
+        .await
+        .unwrap();
+    let call = |method: &str, body: &str| {
+        run_grpcurl(vec![
+            "-plaintext".into(),
+            "-d".into(),
+            body.into(),
+            s.addr.to_string(),
+            format!("sessiond.v1.AdminService/{method}"),
+        ])
+    };
+    let json = |text: String| serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    let one = r#"{"namespace":"default","session_id":"user-42/a"}"#;
+    let seen = json(call("InspectSession", one).await);
+    assert_eq!(seen["exists"], true);
+    assert_eq!(
+        seen["lock"]["fencingToken"],
+        held.fencing_token.to_string(),
+        "{seen}"
+    );
+    let forced = json(call("ForceUnlock", one).await);
+    assert_eq!(forced["released"], true, "{forced}");
+    let listed = json(call("ListSessions", r#"{"id_prefix":"user-42/"}"#).await);
+    assert_eq!(
+        listed["sessionIds"],
+        serde_json::json!(["user-42/a", "user-42/b"])
+    );
+    let purged = json(call("PurgeSessions", r#"{"id_prefix":"user-42/"}"#).await);
+    assert_eq!(purged["deleted"], "2", "{purged}");
+    let left = json(call("ListSessions", r#"{"id_prefix":"user-"}"#).await);
+    assert_eq!(left["sessionIds"], serde_json::json!(["user-43/a"]));
+}
+
+/// Runs grpcurl with `args`; its stdout, once it succeeded.
+async fn run_grpcurl(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(grpcurl()).args(args).output()
+    })
+    .await
+    .unwrap()
+    .expect("grpcurl must be on PATH (.ci/install puts it in target/tools/bin)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// grpcurl from `.ci/install` (target/tools/bin), else from PATH.

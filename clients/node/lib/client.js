@@ -373,4 +373,7 @@ class Client {
   }
 }
 
+// The operator calls (lib/admin.js) are methods of Client too.
+Object.assign(Client.prototype, require('./admin').adminCalls);
+
 module.exports = { Client, backoffMs };

@@ -113,6 +113,8 @@ const BY_REASON = {
   SHUTTING_DOWN: ShuttingDown,
   UNAUTHENTICATED: Unauthenticated,
   NAMESPACE_DENIED: PermissionDenied,
+  ADMIN_DENIED: PermissionDenied,
+  INVALID_PAGE_TOKEN: InvalidArgument,
 };
 
 const BY_CODE = {

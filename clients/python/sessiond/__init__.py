@@ -31,6 +31,7 @@ from ._common import (
     increment,
     set_if_absent,
 )
+from ._admin import Inspection, LockHolder
 from .aio import AsyncClient, AsyncLocked
 from .client import Client, Locked, LockedSession
 from .errors import (
@@ -69,8 +70,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient", "AsyncLocked", "CacheStats", "Client", "Consistency", "DeadlineExceeded",
-    "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
-    "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockLost",
+    "Inspection", "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
+    "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockHolder", "LockLost",
     "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
     "QuotaExceeded", "QuotaStats", "RetryPolicy", "RpcStats", "Session", "SessionNotFound",
     "SessionState", "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable",

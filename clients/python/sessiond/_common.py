@@ -127,6 +127,8 @@ class LockStats:
     stale_token_rejections: int = 0
     held_rejections: int = 0
     wait_ms: LatencySummary = field(default_factory=LatencySummary)
+    # Locks released by ForceUnlock or PurgeSessions on this instance.
+    forced_releases: int = 0
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,7 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             stale_token_rejections=lk.stale_token_rejections,
             held_rejections=lk.held_rejections,
             wait_ms=_latency(lk.wait_ms),
+            forced_releases=lk.forced_releases,
         ),
         store=StoreStats(
             healthy=st.healthy,

@@ -12,7 +12,7 @@ channel to it). A `Client` is thread-safe.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -20,10 +20,23 @@ from . import _async_io as _io
 from . import _common as c
 from . import _retry, _trace
 from . import errors
-from ._common import Consistency, Lock, LockedSession, Seconds, Session, SessionState, Stats, UpdateResult
+from ._admin import Inspection, inspection_from_pb
+from ._common import (
+    Consistency,
+    Lock,
+    LockedSession,
+    Seconds,
+    Session,
+    SessionState,
+    Stats,
+    UpdateResult,
+)
 from .v1 import admin_pb2, admin_pb2_grpc, session_pb2, session_pb2_grpc
 
 Metadata = Sequence[Tuple[str, str]]
+
+# The RPCs of AdminService; every other name is SessionService's.
+ADMIN_RPCS = frozenset({"GetStats", "InspectSession", "ForceUnlock", "ListSessions", "PurgeSessions"})
 
 
 class AsyncClient:
@@ -97,7 +110,7 @@ class AsyncClient:
         """One RPC with a deadline per attempt, retried as `_retry.should_retry`
         says. The error raised has `maybe_applied` set when an earlier attempt
         of unknown outcome was retried."""
-        method = getattr(self._admin if name == "GetStats" else self._sessions, name)
+        method = getattr(self._admin if name in ADMIN_RPCS else self._sessions, name)
         deadline = self.timeout if timeout is None else timeout
         attempt = 0
         unknown = False
@@ -250,6 +263,72 @@ class AsyncClient:
         """AdminService.GetStats of the instance this channel reaches."""
         resp = await self._call("GetStats", admin_pb2.GetStatsRequest(), timeout=timeout)
         return c.stats_from_pb(resp)
+
+    # ------------------------------------------------------------ operators
+    # AdminService's calls on sessions. With authentication on they need a
+    # token with the admin grant (ADMIN_DENIED: PermissionDenied otherwise).
+    # `namespace` "" is the token's first (or "default" with auth off). None
+    # is retried but on SHUTTING_DOWN: a replayed ForceUnlock could free the
+    # next holder's lock.
+
+    async def inspect(
+        self, session_id: str, *, namespace: str = "", timeout: Optional[float] = None
+    ) -> Inspection:
+        """InspectSession: version, size, lock holder, waiters, idle expiry."""
+        req = admin_pb2.InspectSessionRequest(namespace=namespace, session_id=session_id)
+        return inspection_from_pb(await self._call("InspectSession", req, timeout=timeout))
+
+    async def force_unlock(
+        self, session_id: str, *, namespace: str = "", timeout: Optional[float] = None
+    ) -> Optional[int]:
+        """ForceUnlock: frees the lock whoever holds it (the holder then gets
+        LockLost). Returns the released holder's fencing token, None when
+        nobody held the lock."""
+        req = admin_pb2.ForceUnlockRequest(namespace=namespace, session_id=session_id)
+        resp = await self._call("ForceUnlock", req, timeout=timeout)
+        return resp.released_fencing_token if resp.released else None
+
+    async def list_page(
+        self,
+        prefix: str = "",
+        page_token: str = "",
+        *,
+        namespace: str = "",
+        page_size: int = 0,
+        timeout: Optional[float] = None,
+    ) -> Tuple[List[str], str]:
+        """One page of ListSessions: (ids, next page token; "" at the end)."""
+        req = admin_pb2.ListSessionsRequest(
+            namespace=namespace, id_prefix=prefix, page_size=page_size, page_token=page_token
+        )
+        resp = await self._call("ListSessions", req, timeout=timeout)
+        return list(resp.session_ids), resp.next_page_token
+
+    async def list_sessions(self, prefix: str = "", *, namespace: str = "", page_size: int = 0) -> List[str]:
+        """Every id under `prefix`, all pages read (each id once)."""
+        ids: List[str] = []
+        seen: set = set()
+        token = ""
+        while True:
+            page, token = await self.list_page(prefix, token, namespace=namespace, page_size=page_size)
+            ids.extend(i for i in page if not (i in seen or seen.add(i)))
+            if not token:
+                return ids
+
+    async def purge(self, prefix: str, *, namespace: str = "", page_size: int = 0) -> int:
+        """PurgeSessions, page after page until done: deletes every session
+        whose id starts with `prefix` (not empty). Returns how many it deleted."""
+        deleted = 0
+        token = ""
+        while True:
+            req = admin_pb2.PurgeSessionsRequest(
+                namespace=namespace, id_prefix=prefix, page_size=page_size, page_token=token
+            )
+            resp = await self._call("PurgeSessions", req, timeout=None)
+            deleted += resp.deleted
+            token = resp.next_page_token
+            if not token:
+                return deleted
 
     # ------------------------------------------------------------ helpers
 

@@ -275,6 +275,8 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "SHUTTING_DOWN": ShuttingDown,
     "UNAUTHENTICATED": Unauthenticated,
     "NAMESPACE_DENIED": PermissionDenied,
+    "ADMIN_DENIED": PermissionDenied,
+    "INVALID_PAGE_TOKEN": InvalidArgument,
 }
 
 BY_CODE: Dict[grpc.StatusCode, Type[SessiondError]] = {

@@ -24,6 +24,7 @@ use super::outcome::Refusal;
 use crate::session::LockGrant;
 use crate::stats::Stats;
 
+mod inspect;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,9 @@ struct Holder {
     token: String,
     deadline: Instant,
     held: Held,
+    /// Its fencing token and when it was granted (ms since the epoch), for
+    /// InspectSession (see `inspect`); set by the grant after `hold`.
+    granted: (u64, i64),
 }
 
 #[derive(Default)]
@@ -147,6 +151,7 @@ impl LockTable {
             token,
             deadline,
             held,
+            granted: (0, 0),
         };
         let state = self.locks.entry(key.to_vec()).or_default();
         let before = state.holder.replace(holder);

@@ -11,7 +11,7 @@
 --                   lock (see meta_lasts)
 --   KEYS[3] lock    hash: t (holder's token), f (its fencing token), c (the
 --                   incarnation it was granted on: the data's c, '0' for
---                   none); PX lease
+--                   none), s (granted at, ms); PX lease
 --   KEYS[4] queue   list of waiting tokens, oldest first
 --   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>'
 -- Every reply is an array whose 4th element is 1 when this call found that a
@@ -103,6 +103,8 @@ local function take(token, lease, now)
   local digits = string.format('%.0f', fence)
   redis.call('HSET', M, 'f', digits, 'h', token)
   redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0')
+  -- When it was granted (InspectSession).
+  redis.call('HSET', L, 's', now)
   redis.call('PEXPIRE', L, lease)
   keep_data(now, lease)
   meta_lasts(now, lease)

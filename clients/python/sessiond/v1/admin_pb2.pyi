@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -72,7 +73,7 @@ class CacheStats(_message.Message):
     def __init__(self, entries: _Optional[int] = ..., weighted_bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., evictions: _Optional[int] = ..., invalidations_received: _Optional[int] = ..., bypasses: _Optional[int] = ..., feed_healthy: _Optional[bool] = ..., feed_losses: _Optional[int] = ...) -> None: ...
 
 class LockStats(_message.Message):
-    __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms")
+    __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms", "forced_releases")
     ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
     CONTENDED_FIELD_NUMBER: _ClassVar[int]
     WAITS_GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +83,7 @@ class LockStats(_message.Message):
     STALE_TOKEN_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     HELD_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    FORCED_RELEASES_FIELD_NUMBER: _ClassVar[int]
     acquisitions: int
     contended: int
     waits_granted: int
@@ -91,7 +93,8 @@ class LockStats(_message.Message):
     stale_token_rejections: int
     held_rejections: int
     wait_ms: LatencySummary
-    def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ...) -> None: ...
+    forced_releases: int
+    def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ..., forced_releases: _Optional[int] = ...) -> None: ...
 
 class StoreStats(_message.Message):
     __slots__ = ("healthy", "errors", "pool_size", "pool_idle", "durability", "durability_wait", "durability_warnings", "durability_failures", "data_losses")
@@ -140,3 +143,99 @@ class LatencySummary(_message.Message):
     p99: float
     max: float
     def __init__(self, count: _Optional[int] = ..., p50: _Optional[float] = ..., p90: _Optional[float] = ..., p99: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
+
+class InspectSessionRequest(_message.Message):
+    __slots__ = ("namespace", "session_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    session_id: str
+    def __init__(self, namespace: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class InspectSessionResponse(_message.Message):
+    __slots__ = ("exists", "version", "field_count", "size_bytes", "expires_at", "lock", "waiters", "oldest_wait_ms")
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    version: int
+    field_count: int
+    size_bytes: int
+    expires_at: _timestamp_pb2.Timestamp
+    lock: LockHolder
+    waiters: int
+    oldest_wait_ms: int
+    def __init__(self, exists: _Optional[bool] = ..., version: _Optional[int] = ..., field_count: _Optional[int] = ..., size_bytes: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lock: _Optional[_Union[LockHolder, _Mapping]] = ..., waiters: _Optional[int] = ..., oldest_wait_ms: _Optional[int] = ...) -> None: ...
+
+class LockHolder(_message.Message):
+    __slots__ = ("fencing_token", "lease_expires_at", "held_since", "instance")
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    HELD_SINCE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    lease_expires_at: _timestamp_pb2.Timestamp
+    held_since: _timestamp_pb2.Timestamp
+    instance: str
+    def __init__(self, fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., held_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., instance: _Optional[str] = ...) -> None: ...
+
+class ForceUnlockRequest(_message.Message):
+    __slots__ = ("namespace", "session_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    session_id: str
+    def __init__(self, namespace: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class ForceUnlockResponse(_message.Message):
+    __slots__ = ("released", "released_fencing_token")
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    released_fencing_token: int
+    def __init__(self, released: _Optional[bool] = ..., released_fencing_token: _Optional[int] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("namespace", "id_prefix", "page_size", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id_prefix: str
+    page_size: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., id_prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("session_ids", "next_page_token")
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    next_page_token: str
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PurgeSessionsRequest(_message.Message):
+    __slots__ = ("namespace", "id_prefix", "page_size", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id_prefix: str
+    page_size: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., id_prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class PurgeSessionsResponse(_message.Message):
+    __slots__ = ("deleted", "next_page_token")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    next_page_token: str
+    def __init__(self, deleted: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...

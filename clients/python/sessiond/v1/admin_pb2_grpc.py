@@ -39,6 +39,26 @@ class AdminServiceStub:
                 request_serializer=sessiond_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=sessiond_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.InspectSession = channel.unary_unary(
+                '/sessiond.v1.AdminService/InspectSession',
+                request_serializer=sessiond_dot_v1_dot_admin__pb2.InspectSessionRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_admin__pb2.InspectSessionResponse.FromString,
+                _registered_method=True)
+        self.ForceUnlock = channel.unary_unary(
+                '/sessiond.v1.AdminService/ForceUnlock',
+                request_serializer=sessiond_dot_v1_dot_admin__pb2.ForceUnlockRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_admin__pb2.ForceUnlockResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/sessiond.v1.AdminService/ListSessions',
+                request_serializer=sessiond_dot_v1_dot_admin__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_admin__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.PurgeSessions = channel.unary_unary(
+                '/sessiond.v1.AdminService/PurgeSessions',
+                request_serializer=sessiond_dot_v1_dot_admin__pb2.PurgeSessionsRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_admin__pb2.PurgeSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -51,6 +71,49 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InspectSession(self, request, context):
+        """The operator calls below act on the sessions of one namespace. With
+        authentication on they need a token with the admin grant (a tokens-file
+        line ending in ` admin`) for that namespace, else PERMISSION_DENIED /
+        ADMIN_DENIED; GetStats needs none (it shows no session's data).
+
+        What the store knows of one session: version, size, lock holder,
+        waiters, idle expiry. Never the lock token itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForceUnlock(self, request, context):
+        """Releases a held lock whoever holds it, and bumps the fencing token: the
+        old holder's writes, refreshes and unlocks get LOCK_LOST from then on,
+        and the next waiter (if any) is granted the lock. Logged and counted
+        (LockStats.forced_releases).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """The ids of the live sessions of a namespace under an id prefix, a page
+        at a time. Never blocks the store: SCAN on Redis, a range read on the
+        embedded store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeSessions(self, request, context):
+        """Deletes every session under an id prefix (e.g. all of one end user's),
+        a page at a time, each as DeleteSession does (versions and fencing
+        tokens never go back; caches drop their copies). A locked session is
+        force-unlocked first. Resumable: call again with next_page_token until
+        it is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +121,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=sessiond_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=sessiond_dot_v1_dot_admin__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'InspectSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectSession,
+                    request_deserializer=sessiond_dot_v1_dot_admin__pb2.InspectSessionRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_admin__pb2.InspectSessionResponse.SerializeToString,
+            ),
+            'ForceUnlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForceUnlock,
+                    request_deserializer=sessiond_dot_v1_dot_admin__pb2.ForceUnlockRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_admin__pb2.ForceUnlockResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=sessiond_dot_v1_dot_admin__pb2.ListSessionsRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_admin__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'PurgeSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeSessions,
+                    request_deserializer=sessiond_dot_v1_dot_admin__pb2.PurgeSessionsRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_admin__pb2.PurgeSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +170,114 @@ class AdminService:
             '/sessiond.v1.AdminService/GetStats',
             sessiond_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             sessiond_dot_v1_dot_admin__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.AdminService/InspectSession',
+            sessiond_dot_v1_dot_admin__pb2.InspectSessionRequest.SerializeToString,
+            sessiond_dot_v1_dot_admin__pb2.InspectSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForceUnlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.AdminService/ForceUnlock',
+            sessiond_dot_v1_dot_admin__pb2.ForceUnlockRequest.SerializeToString,
+            sessiond_dot_v1_dot_admin__pb2.ForceUnlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.AdminService/ListSessions',
+            sessiond_dot_v1_dot_admin__pb2.ListSessionsRequest.SerializeToString,
+            sessiond_dot_v1_dot_admin__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.AdminService/PurgeSessions',
+            sessiond_dot_v1_dot_admin__pb2.PurgeSessionsRequest.SerializeToString,
+            sessiond_dot_v1_dot_admin__pb2.PurgeSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

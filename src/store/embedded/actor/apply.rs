@@ -9,7 +9,7 @@ use redb::WriteTransaction;
 
 use super::command::{self, Answer, Command, Reply};
 use super::{Actor, quota};
-use crate::session::{Guards, LockGrant, Written};
+use crate::session::{Guards, Holder, Inspection, LockGrant, Written};
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
 use crate::store::embedded::tables::{self, Earlier};
@@ -178,6 +178,21 @@ impl Actor {
                 };
                 out.push(Answer::Refreshed(reply, outcome));
             }
+            Command::Inspect { key, reply } => match self.inspect(txn, &key, now) {
+                Ok(seen) => out.push(Answer::Inspected(reply, seen)),
+                Err(fault) => return Err(answered(reply, fault)),
+            },
+            Command::ForceUnlock { key, reply } => match self.locks.force_release(&key, now) {
+                None => out.push(Answer::Forced(reply, None)),
+                Some(fence) => {
+                    // Above the released holder's, whoever gets the lock next.
+                    if let Err(fault) = tables::next_fence(txn, &key) {
+                        return Err(answered(reply, fault));
+                    }
+                    out.push(Answer::Forced(reply, Some(fence)));
+                    self.hand_over(txn, &key, now, out)?;
+                }
+            },
         }
         Ok(())
     }
@@ -210,6 +225,30 @@ impl Actor {
         Ok(Some((outcome, release)))
     }
 
+    /// The session as this transaction sees it, and its lock.
+    fn inspect(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        now: Instant,
+    ) -> Result<Inspection, Fault> {
+        let session = tables::read_session(&txn.open_table(tables::SESSIONS)?, key, now_ms())?;
+        let view = self.locks.view(key, now);
+        Ok(Inspection {
+            session,
+            holder: view.holder.map(|(fence, until_ms, since_ms)| Holder {
+                fence,
+                lease_expires_ms: until_ms,
+                since_ms,
+                instance: None,
+            }),
+            waiters: view.waiters,
+            oldest_wait_ms: view
+                .oldest
+                .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
+        })
+    }
+
     /// Makes `token` the holder: takes the next fencing token (durably, in
     /// this transaction) and reads the session as it is now, kept alive at
     /// least until the lease ends.
@@ -230,6 +269,7 @@ impl Actor {
             until_ms,
         };
         self.locks.hold(key, token.clone(), now + lease, held);
+        self.locks.note_grant(key, fence, now_ms);
         Ok(LockGrant {
             token,
             fence,

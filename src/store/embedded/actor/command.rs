@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
-use crate::session::{Guards, LockGrant, Mutation, Written};
+use crate::session::{Guards, Inspection, LockGrant, Mutation, Written};
 use crate::stats::Stats;
 use crate::store::embedded::locks::Waiter;
 use crate::store::embedded::outcome::{Fault, Outcome};
@@ -55,6 +55,17 @@ pub(in crate::store::embedded) enum Command {
         lease: Duration,
         reply: Reply<i64>,
     },
+    /// The session and its lock as they are now (InspectSession).
+    Inspect {
+        key: Vec<u8>,
+        reply: Reply<Inspection>,
+    },
+    /// Free the lock whoever holds it, and bump the fencing token; answers
+    /// the released holder's fencing token (`None`: nobody held it).
+    ForceUnlock {
+        key: Vec<u8>,
+        reply: Reply<Option<u64>>,
+    },
 }
 
 impl Command {
@@ -68,6 +79,8 @@ impl Command {
             Command::Delete { reply, .. } => err(reply, fault),
             Command::Unlock { reply, .. } => err(reply, fault),
             Command::Refresh { reply, .. } => err(reply, fault),
+            Command::Inspect { reply, .. } => err(reply, fault),
+            Command::ForceUnlock { reply, .. } => err(reply, fault),
             Command::Abandon { key, token } => return Some((key, token)),
         }
         None
@@ -89,6 +102,8 @@ pub(super) enum Answer {
     Deleted(Reply<Option<u64>>, Outcome<Option<u64>>),
     Unit(Reply<()>, Outcome<()>),
     Refreshed(Reply<i64>, Outcome<i64>),
+    Inspected(Reply<Inspection>, Inspection),
+    Forced(Reply<Option<u64>>, Option<u64>),
 }
 
 impl Answer {
@@ -113,6 +128,8 @@ impl Answer {
             Answer::Deleted(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Unit(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Refreshed(r, v) => r.send(v.into_result()).map_err(drop),
+            Answer::Inspected(r, v) => r.send(Ok(v)).map_err(drop),
+            Answer::Forced(r, v) => r.send(Ok(v)).map_err(drop),
         };
     }
 
@@ -127,6 +144,8 @@ impl Answer {
             Answer::Deleted(r, _) => err(r, fault),
             Answer::Unit(r, _) => err(r, fault),
             Answer::Refreshed(r, _) => err(r, fault),
+            Answer::Inspected(r, _) => err(r, fault),
+            Answer::Forced(r, _) => err(r, fault),
         }
         None
     }

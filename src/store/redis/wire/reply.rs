@@ -399,6 +399,9 @@ fn text(v: &Value) -> Option<&[u8]> {
     }
 }
 
+mod operate;
+pub use operate::{ForceReply, force_unlock, inspect};
+
 #[cfg(test)]
 mod tests;
 
