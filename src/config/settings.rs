@@ -55,7 +55,8 @@ pub enum StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    /// Where the Redis is, and how it is found.
+    pub target: RedisTarget,
     pub password: Option<String>,
     pub pool_size: usize,
     pub key_prefix: String,
@@ -67,10 +68,69 @@ pub struct RedisSettings {
     pub check_interval: Duration,
 }
 
+/// How sessiond finds its Redis (`--redis-url` or `--redis-sentinel`,
+/// exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server at a fixed URL.
+    Url(String),
+    /// The master the sentinels at `sentinels` (URLs) know as `master`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// The Redis target the flags name, if any; `Err` when they contradict.
+fn redis_target(c: &mut Config) -> Result<Option<RedisTarget>, String> {
+    let sentinels: Vec<String> = c
+        .redis_sentinel
+        .iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            if a.contains("://") {
+                a.to_owned()
+            } else {
+                format!("redis://{a}")
+            }
+        })
+        .collect();
+    let master = c
+        .redis_sentinel_master
+        .take()
+        .filter(|m| !m.trim().is_empty());
+    match (c.redis_url.take(), sentinels.is_empty(), master) {
+        (Some(_), false, _) => Err(
+            "--redis-url and --redis-sentinel are exclusive: give one of them (with Sentinel, \
+             sessiond finds the master itself)"
+                .into(),
+        ),
+        (Some(url), true, None) => Ok(Some(RedisTarget::Url(url))),
+        (_, true, Some(_)) => {
+            Err("--redis-sentinel-master needs --redis-sentinel (the sentinels' addresses)".into())
+        }
+        (None, true, None) => Ok(None),
+        (None, false, None) => Err(
+            "--redis-sentinel needs --redis-sentinel-master (the name the sentinels monitor \
+             the master under)"
+                .into(),
+        ),
+        (None, false, Some(master)) => {
+            for s in &sentinels {
+                redis::IntoConnectionInfo::into_connection_info(s.as_str())
+                    .map_err(|e| format!("--redis-sentinel `{s}` is not an address: {e}"))?;
+            }
+            Ok(Some(RedisTarget::Sentinel { sentinels, master }))
+        }
+    }
+}
+
 impl Settings {
     /// Validates `c`; `Err` is one line that says what to fix.
-    pub fn new(c: Config) -> Result<Settings, String> {
+    pub fn new(mut c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
+        let target = redis_target(&mut c)?;
         if c.reload_interval < Duration::from_millis(10) {
             return Err("--reload-interval must be at least 10ms".into());
         }
@@ -128,10 +188,10 @@ impl Settings {
         if c.redis_check_interval < Duration::from_millis(100) {
             return Err("--redis-check-interval must be at least 100ms".into());
         }
-        let store = match (c.store, c.redis_url) {
-            (StoreKind::Redis | StoreKind::Auto, Some(url)) => {
+        let store = match (c.store, target) {
+            (StoreKind::Redis | StoreKind::Auto, Some(target)) => {
                 StoreSettings::Redis(RedisSettings {
-                    url,
+                    target,
                     password: c.redis_password,
                     pool_size: c.redis_pool_size,
                     key_prefix: c.redis_key_prefix,
@@ -142,7 +202,10 @@ impl Settings {
                 })
             }
             (StoreKind::Redis, None) => {
-                return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
+                return Err(
+                    "--store redis needs --redis-url (SESSIOND_REDIS_URL) or --redis-sentinel"
+                        .into(),
+                );
             }
             (StoreKind::Embedded | StoreKind::Auto, _) => StoreSettings::Embedded {
                 path: c.db_path,

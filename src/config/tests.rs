@@ -42,6 +42,53 @@ fn auto_picks_redis_when_a_url_is_set() {
 }
 
 #[test]
+fn sentinels_name_the_redis_and_exclude_a_url() {
+    let target = |args: &[&str]| {
+        let mut all = vec!["sessiond"];
+        all.extend_from_slice(args);
+        Settings::new(Config::parse_from(all)).map(|s| match s.store {
+            StoreSettings::Redis(r) => Some(r.target),
+            StoreSettings::Embedded { .. } => None,
+        })
+    };
+    assert_eq!(
+        target(&[
+            "--redis-sentinel",
+            "10.0.0.1:26379, rediss://u:p@10.0.0.2:26379",
+            "--redis-sentinel-master",
+            "main",
+        ]),
+        Ok(Some(RedisTarget::Sentinel {
+            sentinels: vec![
+                "redis://10.0.0.1:26379".into(),
+                "rediss://u:p@10.0.0.2:26379".into()
+            ],
+            master: "main".into(),
+        }))
+    );
+    let both = target(&[
+        "--redis-url",
+        "redis://x:6379",
+        "--redis-sentinel",
+        "10.0.0.1:26379",
+        "--redis-sentinel-master",
+        "main",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
+    let no_name = target(&["--redis-sentinel", "10.0.0.1:26379"]);
+    assert!(no_name.unwrap_err().contains("--redis-sentinel-master"));
+    let no_sentinels = target(&["--redis-sentinel-master", "main"]);
+    assert!(no_sentinels.unwrap_err().contains("needs --redis-sentinel"));
+    let bad = target(&[
+        "--redis-sentinel",
+        "http://x",
+        "--redis-sentinel-master",
+        "m",
+    ]);
+    assert!(bad.unwrap_err().contains("not an address"));
+}
+
+#[test]
 fn the_tokens_file_is_read_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens");

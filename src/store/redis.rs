@@ -41,18 +41,20 @@ mod fault;
 mod feed;
 mod keys;
 mod loss;
+mod target;
 mod waiting;
 pub mod wire;
 
 use super::{FeedSender, new_token};
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
-use conns::Conns;
+use conns::{Conns, Opener};
 use durability::Policy;
 use fault::Fault;
 use keys::{Keys, add_guards, flag};
+use target::Target;
 use waiting::Waiters;
 use wire::{
     DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
@@ -97,6 +99,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
+    /// Where the master is (a URL, or what the sentinels say).
+    target: Target,
     conns: Conns,
     scripts: Scripts,
     prefix: String,
@@ -124,12 +128,6 @@ impl RedisStore {
         stats: Arc<Stats>,
         feed: FeedSender,
     ) -> Result<RedisStore> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
-            .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
-        if let Some(password) = &config.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
         let durability = Policy::new(
             config.durability,
             config.durability_timeout,
@@ -141,11 +139,37 @@ impl RedisStore {
             wait: config.durability.to_string(),
             risks: Vec::new(),
         };
-        let pool = pool(&info, config, timeout)?;
+        let (target, opener) = match &config.target {
+            RedisTarget::Url(url) => {
+                let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
+                if let Some(password) = &config.password {
+                    let settings = info.redis_settings().clone().set_password(password);
+                    info = info.set_redis_settings(settings);
+                }
+                let pool = pool(&info, config, timeout)?;
+                let target = Target::fixed(info).map_err(Error::StoreUnavailable)?;
+                (target, Opener::Pool(pool))
+            }
+            RedisTarget::Sentinel { sentinels, master } => {
+                let target = Target::sentinel(
+                    sentinels,
+                    master,
+                    config.password.as_deref(),
+                    config.timeout,
+                )
+                .map_err(Error::StoreUnavailable)?;
+                let opened = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(timeout));
+                (target, Opener::Sentinel(opened))
+            }
+        };
         let prefix = config.key_prefix.clone();
         let instance = new_token();
         let inner = Arc::new(Inner {
-            conns: Conns::new(pool, config.pool_size),
+            target,
+            conns: Conns::new(opener, config.pool_size),
             scripts: Scripts::load(),
             wake_channel: format!("{prefix}:wake:{instance}"),
             invalidation_channel: format!("{prefix}:invalidate"),
@@ -180,9 +204,10 @@ impl RedisStore {
             ),
         }
         let inner = &store.inner;
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
-        tokio::spawn(feed::subscribe(client, Arc::downgrade(inner), feed));
+        tokio::spawn(feed::subscribe(Arc::downgrade(inner), feed));
+        if inner.target.as_sentinel().is_some() {
+            tokio::spawn(target::watch(Arc::downgrade(inner)));
+        }
         tokio::spawn(feed::heartbeat(Arc::downgrade(inner)));
         tokio::spawn(durability::watch(Arc::downgrade(inner)));
         Ok(store)
@@ -306,8 +331,7 @@ impl RedisStore {
     }
 
     pub fn pool_status(&self) -> (u64, u64) {
-        let s = self.inner.conns.pool.status();
-        (s.size as u64, s.available as u64)
+        self.inner.conns.status()
     }
 }
 

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use parking_lot::Mutex;
-use redis::Value;
 use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
 
 use super::Inner;
 use super::durability::Durable;
 use super::fault::Fault;
+use super::target::Target;
 use super::wire::Reply;
 
 /// The connections calls share. A multiplexed connection pipelines every
@@ -26,9 +27,10 @@ use super::wire::Reply;
 /// (deadpool-redis PINGs every connection it hands out): each slot keeps a
 /// pooled connection checked out, and calls take the slots in turn. The pool
 /// opens and checks connections; it is asked again only for a slot whose
-/// connection failed or timed out.
+/// connection failed or timed out. With Sentinel there is no pool: a slot
+/// opens its connection to the master the sentinels name at that moment.
 pub(super) struct Conns {
-    pub(super) pool: Pool,
+    opener: Opener,
     /// Never empty (see `new`).
     slots: Box<[Slot]>,
     next: AtomicUsize,
@@ -37,9 +39,24 @@ pub(super) struct Conns {
     pub(super) opened: Arc<tokio::sync::Notify>,
 }
 
+/// Where a slot gets a connection.
+pub(super) enum Opener {
+    /// A fixed server's pool.
+    Pool(Pool),
+    /// The master the sentinels name (see `target`), opened with these
+    /// settings.
+    Sentinel(AsyncConnectionConfig),
+}
+
+/// A slot's connection: checked out of the pool, or opened directly.
+enum Held {
+    Pooled(deadpool_redis::Connection),
+    Direct(MultiplexedConnection),
+}
+
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<deadpool_redis::Connection>>,
+    conn: Mutex<Option<Held>>,
     /// Held by the one call that opens the slot's connection; the others
     /// wait for it rather than ask the pool, which has no more connections
     /// than slots.
@@ -48,13 +65,16 @@ struct Slot {
 
 impl Slot {
     fn get(&self) -> Option<MultiplexedConnection> {
-        self.conn.lock().as_deref().cloned()
+        match self.conn.lock().as_ref()? {
+            Held::Pooled(pooled) => Some(MultiplexedConnection::clone(pooled)),
+            Held::Direct(conn) => Some(conn.clone()),
+        }
     }
 
-    /// Empties the slot; its connection leaves the pool for good rather than
-    /// being recycled.
+    /// Empties the slot; a pooled connection leaves the pool for good rather
+    /// than being recycled.
     fn close(&self) {
-        if let Some(pooled) = self.conn.lock().take() {
+        if let Some(Held::Pooled(pooled)) = self.conn.lock().take() {
             drop(deadpool_redis::Connection::take(pooled));
         }
     }
@@ -62,9 +82,9 @@ impl Slot {
 
 impl Conns {
     /// `n` slots; at least one (the configuration refuses a pool of 0).
-    pub(super) fn new(pool: Pool, n: usize) -> Conns {
+    pub(super) fn new(opener: Opener, n: usize) -> Conns {
         Conns {
-            pool,
+            opener,
             slots: (0..n.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             opened: Arc::default(),
@@ -77,6 +97,7 @@ impl Conns {
     /// through the slot gets a fresh one.
     async fn run<T, F>(
         &self,
+        target: &Target,
         timeout: Duration,
         command: impl FnOnce(MultiplexedConnection) -> F,
     ) -> Result<T, Fault>
@@ -88,9 +109,16 @@ impl Conns {
         // reason: `i` is a remainder of the length, and `new` makes the length at least 1
         let slot = &self.slots[i];
         let result = tokio::time::timeout(timeout, async {
-            let conn = self.connection(slot).await?;
+            let conn = self.connection(target, slot).await?;
             command(conn).await.map_err(|e| {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                // READONLY: the server was a master and is a replica now
+                // (a failover demoted it); the next connection goes to the
+                // master the sentinels name.
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()
+                    || e.code() == Some("READONLY")
+                {
                     slot.close();
                 }
                 Fault::Redis(e)
@@ -106,7 +134,11 @@ impl Conns {
         }
     }
 
-    async fn connection(&self, slot: &Slot) -> Result<MultiplexedConnection, Fault> {
+    async fn connection(
+        &self,
+        target: &Target,
+        slot: &Slot,
+    ) -> Result<MultiplexedConnection, Fault> {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
@@ -114,11 +146,44 @@ impl Conns {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
-        let pooled = self.pool.get().await?;
-        let conn = MultiplexedConnection::clone(&pooled);
-        *slot.conn.lock() = Some(pooled);
+        let (conn, held) = match (&self.opener, target.as_sentinel()) {
+            (Opener::Sentinel(config), Some(sentinel)) => {
+                let conn = sentinel.open(config).await?;
+                (conn.clone(), Held::Direct(conn))
+            }
+            (Opener::Pool(pool), _) => {
+                let pooled = pool.get().await?;
+                (MultiplexedConnection::clone(&pooled), Held::Pooled(pooled))
+            }
+            (Opener::Sentinel(_), None) => {
+                return Err(Fault::NoMaster("no sentinels configured".into()));
+            }
+        };
+        *slot.conn.lock() = Some(held);
         self.opened.notify_waiters();
         Ok(conn)
+    }
+
+    /// Closes every slot's connection (the master moved).
+    pub(super) fn close_all(&self) {
+        for slot in &self.slots {
+            slot.close();
+        }
+    }
+
+    /// The connections open and idle, as the pool counts them (with
+    /// Sentinel, the slots holding one, all of which are shared).
+    pub(super) fn status(&self) -> (u64, u64) {
+        match &self.opener {
+            Opener::Pool(pool) => {
+                let s = pool.status();
+                (s.size as u64, s.available as u64)
+            }
+            Opener::Sentinel(_) => {
+                let open = self.slots.iter().filter(|s| s.get().is_some()).count() as u64;
+                (open, open)
+            }
+        }
     }
 }
 
@@ -130,7 +195,7 @@ impl Inner {
     ) -> Result<T, Fault> {
         let result = self
             .conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 cmd.query_async::<T>(&mut c).await
             })
             .await;
@@ -142,7 +207,7 @@ impl Inner {
     /// of the store's health, so its outcome is not counted.
     pub(super) async fn ask<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Fault> {
         self.conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 cmd.query_async::<T>(&mut c).await
             })
             .await
@@ -161,7 +226,7 @@ impl Inner {
         let wait = self.durability.wait.as_ref();
         let result = self
             .conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 let Some(wait) = wait else {
                     return inv.invoke_async::<Value>(&mut c).await.map(|v| (v, Ok(())));
                 };

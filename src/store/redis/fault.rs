@@ -28,6 +28,11 @@ pub enum Fault {
     #[error("redis: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
 
+    /// The sentinels named no master that answers as one (a failover is
+    /// under way, or none of them could be reached).
+    #[error("redis sentinel: {0}")]
+    NoMaster(String),
+
     /// A script's reply does not have the shape its header promises.
     #[error("{0}")]
     Protocol(String),
@@ -52,6 +57,7 @@ impl Fault {
             Fault::Redis(e) if e.code().is_some() => "Redis refused the command".to_owned(),
             Fault::Redis(_) => "Redis could not be used".to_owned(),
             Fault::Pool(_) => "no connection to Redis could be opened".to_owned(),
+            Fault::NoMaster(_) => "Redis Sentinel named no reachable master".to_owned(),
             Fault::Timeout(_) => self.to_string(),
             Fault::Protocol(_) => "a store reply was not understood".to_owned(),
         }

@@ -1,0 +1,214 @@
+//! Redis topologies started by the tests, on free ports: one master with
+//! two replicas watched by three sentinels ([`Sentinels`]). `shared_*` gives
+//! the one a test binary shares between its tests (each test uses a key
+//! prefix of its own), started on first use and stopped when the binary
+//! exits (a reaper process watches the binary's pid).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{Redis, free_port};
+
+/// The name the sentinels monitor the master under.
+pub const MASTER_NAME: &str = "sessiond";
+
+/// `redis-cli -p port args...`, its output trimmed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli must be installed (run .ci/install)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits up to `within` for `ok`, checking every 50 ms.
+pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A key prefix no other test of this binary uses.
+pub fn unique_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("t{}", N.fetch_add(1, Relaxed))
+}
+
+/// One master, two replicas, three sentinels (quorum 2).
+pub struct Sentinels {
+    /// The data nodes; `nodes[0]` is the first master.
+    pub nodes: Vec<Redis>,
+    sentinels: Vec<SentinelProcess>,
+}
+
+struct SentinelProcess {
+    port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sentinels {
+    /// Starts the topology; a master not answering for `down_after` is
+    /// failed over. Returns once the replicas are in sync and every
+    /// sentinel knows the other two and both replicas.
+    pub fn start(down_after: Duration) -> Sentinels {
+        let master = Redis::start();
+        let replicaof = ["--replicaof", "127.0.0.1", &master.port.to_string()];
+        let replicas = [Redis::start_with(&replicaof), Redis::start_with(&replicaof)];
+        let mut nodes = vec![master];
+        nodes.extend(replicas);
+        let sentinels: Vec<SentinelProcess> = (0..3)
+            .map(|_| sentinel(nodes[0].port, down_after))
+            .collect();
+        let set = Sentinels { nodes, sentinels };
+        let master = set.nodes[0].port;
+        wait_for("the replicas in sync", Duration::from_secs(20), || {
+            let info = cli(master, &["INFO", "replication"]);
+            info.matches("state=online").count() == 2
+        });
+        for s in &set.sentinels {
+            wait_for(
+                "the sentinels know each other",
+                Duration::from_secs(30),
+                || {
+                    let known = |what: &str| {
+                        cli(s.port, &["SENTINEL", what, MASTER_NAME])
+                            .lines()
+                            .filter(|l| *l == "name")
+                            .count()
+                    };
+                    known("sentinels") == 2 && known("replicas") == 2
+                },
+            );
+        }
+        set
+    }
+
+    /// `--redis-sentinel ... --redis-sentinel-master ...`.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--redis-sentinel".into(),
+            self.addrs(),
+            "--redis-sentinel-master".into(),
+            MASTER_NAME.into(),
+        ]
+    }
+
+    /// The sentinels' addresses, comma-separated.
+    pub fn addrs(&self) -> String {
+        let a: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        a.join(",")
+    }
+
+    /// The master's port, as the first sentinel that answers says.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let out = cli(
+                s.port,
+                &["SENTINEL", "get-master-addr-by-name", MASTER_NAME],
+            );
+            out.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// SIGKILLs the current master; returns its port.
+    pub fn kill_master(&mut self) -> u16 {
+        let port = self.master_port().expect("a master");
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("the master is one of ours");
+        node.stop();
+        port
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.nodes.iter().filter_map(Redis::pid).collect();
+        pids.extend(self.sentinels.iter().map(|s| s.child.id()));
+        pids
+    }
+}
+
+fn sentinel(master: u16, down_after: Duration) -> SentinelProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("sentinel.conf");
+    let ms = down_after.as_millis();
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
+             sentinel down-after-milliseconds {MASTER_NAME} {ms}\n\
+             sentinel failover-timeout {MASTER_NAME} {}\n\
+             sentinel parallel-syncs {MASTER_NAME} 2\n",
+            dir.path().display(),
+            (ms * 4).max(2000),
+        ),
+    )
+    .unwrap();
+    let child = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (run .ci/install)");
+    wait_for("a sentinel to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    SentinelProcess {
+        port,
+        child,
+        _dir: dir,
+    }
+}
+
+/// Kills `pids` once this test binary has exited: statics are never
+/// dropped, so the shared topologies need someone to stop them.
+fn reap_on_exit(pids: &[u32]) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null",
+        std::process::id(),
+        pids.join(" ")
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh");
+}
+
+/// The sentinel topology this test binary shares (started on first use;
+/// failover only after 10 s of silence, so that a loaded machine does not
+/// fail it over under the tests that share it).
+pub fn shared_sentinels() -> &'static Sentinels {
+    static SHARED: OnceLock<Sentinels> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let s = Sentinels::start(Duration::from_secs(10));
+        reap_on_exit(&s.pids());
+        s
+    })
+}
