@@ -16,6 +16,7 @@ mod observability;
 mod redis_durability;
 mod redis_locks;
 mod reflection;
+mod sentinel;
 pub mod support;
 mod tls;
 mod tokens;
