@@ -54,6 +54,13 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
 
+    /// Redis Cluster instead of one Redis URL: some of its nodes,
+    /// `host:port[,host:port...]` (`redis://` or `rediss://` URLs also do,
+    /// for a user or TLS); sessiond learns the others and the slots from
+    /// them. Exclusive with `--redis-url` and `--redis-sentinel`.
+    #[arg(long, env = "SESSIOND_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+
     /// Redis password, kept out of the URL (e.g. from a Kubernetes Secret).
     #[arg(long, env = "SESSIOND_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,

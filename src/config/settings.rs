@@ -68,8 +68,8 @@ pub struct RedisSettings {
     pub check_interval: Duration,
 }
 
-/// How sessiond finds its Redis (`--redis-url` or `--redis-sentinel`,
-/// exclusive).
+/// How sessiond finds its Redis (`--redis-url`, `--redis-sentinel` or
+/// `--redis-cluster`, exclusive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One server at a fixed URL.
@@ -79,51 +79,68 @@ pub enum RedisTarget {
         sentinels: Vec<String>,
         master: String,
     },
+    /// A Redis Cluster, found through these of its nodes (URLs).
+    Cluster { nodes: Vec<String> },
+}
+
+/// `host:port` or URL entries of a list flag, as URLs, each checked.
+fn addresses(flag: &str, list: &[String]) -> Result<Vec<String>, String> {
+    list.iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let url = if a.contains("://") {
+                a.to_owned()
+            } else {
+                format!("redis://{a}")
+            };
+            redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map(|_| url)
+                .map_err(|e| format!("{flag} `{a}` is not an address: {e}"))
+        })
+        .collect()
 }
 
 /// The Redis target the flags name, if any; `Err` when they contradict.
 fn redis_target(c: &mut Config) -> Result<Option<RedisTarget>, String> {
-    let sentinels: Vec<String> = c
-        .redis_sentinel
-        .iter()
-        .map(|a| a.trim())
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            if a.contains("://") {
-                a.to_owned()
-            } else {
-                format!("redis://{a}")
-            }
-        })
-        .collect();
+    let sentinels = addresses("--redis-sentinel", &c.redis_sentinel)?;
+    let nodes = addresses("--redis-cluster", &c.redis_cluster)?;
     let master = c
         .redis_sentinel_master
         .take()
         .filter(|m| !m.trim().is_empty());
-    match (c.redis_url.take(), sentinels.is_empty(), master) {
-        (Some(_), false, _) => Err(
-            "--redis-url and --redis-sentinel are exclusive: give one of them (with Sentinel, \
-             sessiond finds the master itself)"
+    let url = c.redis_url.take().filter(|u| !u.trim().is_empty());
+    let given = [url.is_some(), !sentinels.is_empty(), !nodes.is_empty()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(
+            "--redis-url, --redis-sentinel and --redis-cluster are exclusive: give the one \
+             that says how your Redis runs (with Sentinel or Cluster, sessiond finds the \
+             servers itself)"
                 .into(),
-        ),
-        (Some(url), true, None) => Ok(Some(RedisTarget::Url(url))),
-        (_, true, Some(_)) => {
-            Err("--redis-sentinel-master needs --redis-sentinel (the sentinels' addresses)".into())
-        }
-        (None, true, None) => Ok(None),
-        (None, false, None) => Err(
+        );
+    }
+    if master.is_some() && sentinels.is_empty() {
+        return Err(
+            "--redis-sentinel-master needs --redis-sentinel (the sentinels' addresses)".into(),
+        );
+    }
+    if let Some(url) = url {
+        return Ok(Some(RedisTarget::Url(url)));
+    }
+    if !nodes.is_empty() {
+        return Ok(Some(RedisTarget::Cluster { nodes }));
+    }
+    if sentinels.is_empty() {
+        return Ok(None);
+    }
+    let Some(master) = master else {
+        return Err(
             "--redis-sentinel needs --redis-sentinel-master (the name the sentinels monitor \
              the master under)"
                 .into(),
-        ),
-        (None, false, Some(master)) => {
-            for s in &sentinels {
-                redis::IntoConnectionInfo::into_connection_info(s.as_str())
-                    .map_err(|e| format!("--redis-sentinel `{s}` is not an address: {e}"))?;
-            }
-            Ok(Some(RedisTarget::Sentinel { sentinels, master }))
-        }
-    }
+        );
+    };
+    Ok(Some(RedisTarget::Sentinel { sentinels, master }))
 }
 
 impl Settings {
@@ -203,7 +220,7 @@ impl Settings {
             }
             (StoreKind::Redis, None) => {
                 return Err(
-                    "--store redis needs --redis-url (SESSIOND_REDIS_URL) or --redis-sentinel"
+                    "--store redis needs --redis-url (SESSIOND_REDIS_URL), --redis-sentinel or --redis-cluster"
                         .into(),
                 );
             }

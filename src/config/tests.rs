@@ -42,7 +42,7 @@ fn auto_picks_redis_when_a_url_is_set() {
 }
 
 #[test]
-fn sentinels_name_the_redis_and_exclude_a_url() {
+fn sentinels_or_a_cluster_name_the_redis_and_exclude_a_url() {
     let target = |args: &[&str]| {
         let mut all = vec!["sessiond"];
         all.extend_from_slice(args);
@@ -79,6 +79,31 @@ fn sentinels_name_the_redis_and_exclude_a_url() {
     assert!(no_name.unwrap_err().contains("--redis-sentinel-master"));
     let no_sentinels = target(&["--redis-sentinel-master", "main"]);
     assert!(no_sentinels.unwrap_err().contains("needs --redis-sentinel"));
+    assert_eq!(
+        target(&["--redis-cluster", "10.0.0.1:7000,10.0.0.2:7000"]),
+        Ok(Some(RedisTarget::Cluster {
+            nodes: vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into()
+            ],
+        }))
+    );
+    let both = target(&[
+        "--redis-url",
+        "redis://x",
+        "--redis-cluster",
+        "10.0.0.1:7000",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
+    let both = target(&[
+        "--redis-cluster",
+        "10.0.0.1:7000",
+        "--redis-sentinel",
+        "10.0.0.1:26379",
+        "--redis-sentinel-master",
+        "m",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
     let bad = target(&[
         "--redis-sentinel",
         "http://x",

@@ -164,6 +164,12 @@ impl RedisStore {
                     .set_response_timeout(Some(timeout));
                 (target, Opener::Sentinel(opened))
             }
+            RedisTarget::Cluster { nodes } => {
+                let (target, client) =
+                    Target::cluster(nodes, config.password.as_deref(), config.timeout, timeout)
+                        .map_err(Error::StoreUnavailable)?;
+                (target, Opener::Cluster(client))
+            }
         };
         let prefix = config.key_prefix.clone();
         let instance = new_token();

@@ -1,7 +1,7 @@
 //! The conformance suite: every RPC, status and reason of the contract,
 //! through the real gRPC server, run unchanged against every backend
-//! (`on_every_backend!` gives each test an `embedded::`, a `redis::` and a
-//! `sentinel::` run).
+//! (`on_every_backend!` gives each test an `embedded::`, a `redis::`, a
+//! `sentinel::` and a `cluster::` run).
 //! One module per concern; the requests and error readers they share are in
 //! `support`.
 

@@ -25,6 +25,9 @@ pub enum Backend {
     /// The binary's shared master, replicas and sentinels
     /// (`topology::shared_sentinels`), under a key prefix of the test's own.
     Sentinel,
+    /// The binary's shared Redis Cluster (`topology::shared_cluster`),
+    /// under a key prefix of the test's own.
+    Cluster,
 }
 
 /// A free TCP port on 127.0.0.1 (bound once, then released).
@@ -45,12 +48,12 @@ macro_rules! on_both_backends {
 }
 
 /// Runs `f` on every backend and topology, as the conformance suite does:
-/// embedded, standalone Redis, and Redis behind Sentinel.
+/// embedded, standalone Redis, Redis behind Sentinel, and Redis Cluster.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         $crate::on_backends!(
-            embedded: Embedded, redis: Redis, sentinel: Sentinel;
+            embedded: Embedded, redis: Redis, sentinel: Sentinel, cluster: Cluster;
             $($name),*
         );
     };

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
 use super::Inner;
 use super::durability::Durable;
@@ -46,12 +48,51 @@ pub(super) enum Opener {
     /// The master the sentinels name (see `target`), opened with these
     /// settings.
     Sentinel(AsyncConnectionConfig),
+    /// Redis Cluster: a slot holds one cluster connection, which routes
+    /// each command to the node that owns its keys' slot and follows
+    /// MOVED and ASK.
+    Cluster(ClusterClient),
+}
+
+/// A connection calls run commands on: to one server, or to a cluster.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// A slot's connection: checked out of the pool, or opened directly.
 enum Held {
     Pooled(deadpool_redis::Connection),
-    Direct(MultiplexedConnection),
+    Direct(Conn),
 }
 
 #[derive(Default)]
@@ -64,9 +105,9 @@ struct Slot {
 }
 
 impl Slot {
-    fn get(&self) -> Option<MultiplexedConnection> {
+    fn get(&self) -> Option<Conn> {
         match self.conn.lock().as_ref()? {
-            Held::Pooled(pooled) => Some(MultiplexedConnection::clone(pooled)),
+            Held::Pooled(pooled) => Some(Conn::Node(MultiplexedConnection::clone(pooled))),
             Held::Direct(conn) => Some(conn.clone()),
         }
     }
@@ -99,7 +140,7 @@ impl Conns {
         &self,
         target: &Target,
         timeout: Duration,
-        command: impl FnOnce(MultiplexedConnection) -> F,
+        command: impl FnOnce(Conn) -> F,
     ) -> Result<T, Fault>
     where
         F: Future<Output = redis::RedisResult<T>>,
@@ -134,11 +175,7 @@ impl Conns {
         }
     }
 
-    async fn connection(
-        &self,
-        target: &Target,
-        slot: &Slot,
-    ) -> Result<MultiplexedConnection, Fault> {
+    async fn connection(&self, target: &Target, slot: &Slot) -> Result<Conn, Fault> {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
@@ -148,12 +185,17 @@ impl Conns {
         }
         let (conn, held) = match (&self.opener, target.as_sentinel()) {
             (Opener::Sentinel(config), Some(sentinel)) => {
-                let conn = sentinel.open(config).await?;
+                let conn = Conn::Node(sentinel.open(config).await?);
                 (conn.clone(), Held::Direct(conn))
             }
             (Opener::Pool(pool), _) => {
                 let pooled = pool.get().await?;
-                (MultiplexedConnection::clone(&pooled), Held::Pooled(pooled))
+                let conn = Conn::Node(MultiplexedConnection::clone(&pooled));
+                (conn, Held::Pooled(pooled))
+            }
+            (Opener::Cluster(client), _) => {
+                let conn = Conn::Cluster(client.get_async_connection().await?);
+                (conn.clone(), Held::Direct(conn))
             }
             (Opener::Sentinel(_), None) => {
                 return Err(Fault::NoMaster("no sentinels configured".into()));
@@ -179,7 +221,7 @@ impl Conns {
                 let s = pool.status();
                 (s.size as u64, s.available as u64)
             }
-            Opener::Sentinel(_) => {
+            Opener::Sentinel(_) | Opener::Cluster(_) => {
                 let open = self.slots.iter().filter(|s| s.get().is_some()).count() as u64;
                 (open, open)
             }

@@ -1,5 +1,7 @@
-//! Where the Redis master is: one server at a fixed URL, or the master the
-//! sentinels of `--redis-sentinel` name.
+//! Where the Redis master is: one server at a fixed URL, the master the
+//! sentinels of `--redis-sentinel` name, or the nodes of a Redis Cluster
+//! (`--redis-cluster`: the shared connections are cluster connections, and
+//! the feed subscribes on one node after another, see `feed`).
 //!
 //! With Sentinel, a connection is opened to the master the first sentinel
 //! that answers names (`SENTINEL get-master-addr-by-name`), and only once
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use tokio::sync::watch;
 
@@ -31,6 +34,13 @@ const POLL: Duration = Duration::from_millis(500);
 pub(super) enum Target {
     Fixed(redis::Client),
     Sentinel(Sentinel),
+    Cluster(Nodes),
+}
+
+/// The cluster nodes sessiond was given, taken in turn by the feed.
+pub(super) struct Nodes {
+    nodes: Vec<ConnectionInfo>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 pub(super) struct Sentinel {
@@ -95,18 +105,58 @@ impl Target {
         }))
     }
 
-    /// A client for the current master (the feed subscribes with it).
+    /// The cluster at `nodes` (URLs), reached with `password`; and the
+    /// client the shared connections are opened with.
+    pub(super) fn cluster(
+        nodes: &[String],
+        password: Option<&str>,
+        timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<(Target, ClusterClient), String> {
+        let mut infos = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let mut info = n
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| format!("bad cluster node address `{n}`: {e}"))?;
+            if let Some(p) = password {
+                let settings = info.redis_settings().clone().set_password(p);
+                info = info.set_redis_settings(settings);
+            }
+            infos.push(info);
+        }
+        let client = ClusterClientBuilder::new(infos.clone())
+            .connection_timeout(timeout)
+            .response_timeout(response_timeout)
+            .build()
+            .map_err(|e| format!("bad Redis Cluster settings: {e}"))?;
+        let nodes = Nodes {
+            nodes: infos,
+            next: Default::default(),
+        };
+        Ok((Target::Cluster(nodes), client))
+    }
+
+    /// A client for the current master, or for the next cluster node (the
+    /// feed subscribes with it).
     pub(super) async fn client(&self) -> Result<redis::Client, Fault> {
         match self {
             Target::Fixed(client) => Ok(client.clone()),
             Target::Sentinel(s) => s.master_client().await.map(|(client, _)| client),
+            Target::Cluster(n) => {
+                let i = n.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(info) = n.nodes.get(i % n.nodes.len().max(1)) else {
+                    return Err(Fault::NoMaster("no cluster node given".into()));
+                };
+                Ok(redis::Client::open(info.clone())?)
+            }
         }
     }
 
     /// Counts the master's changes (never changes for a fixed target).
     pub(super) fn switches(&self) -> watch::Receiver<u64> {
         match self {
-            Target::Fixed(_) => watch::Sender::new(0).subscribe(),
+            Target::Fixed(_) | Target::Cluster(_) => watch::Sender::new(0).subscribe(),
             Target::Sentinel(s) => s.switches.subscribe(),
         }
     }
@@ -114,7 +164,7 @@ impl Target {
     /// The sentinels, when there are.
     pub(super) fn as_sentinel(&self) -> Option<&Sentinel> {
         match self {
-            Target::Fixed(_) => None,
+            Target::Fixed(_) | Target::Cluster(_) => None,
             Target::Sentinel(s) => Some(s),
         }
     }

@@ -23,9 +23,14 @@ impl Redis {
 
     /// With `args` after the defaults, e.g. `["--appendonly", "yes"]`.
     pub fn start_with(args: &[&str]) -> Redis {
+        Redis::start_on(free_port(), args)
+    }
+
+    /// On `port`, with `args` after the defaults.
+    pub fn start_on(port: u16, args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Redis {
-            port: free_port(),
+            port,
             child: None,
             dir,
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-use super::topology::{shared_sentinels, unique_prefix};
+use super::topology::{shared_cluster, shared_sentinels, unique_prefix};
 use super::{Backend, Client, Redis, client, connect, stats};
 
 /// A sessiond served in-process by `sessiond::run`, stopped on drop.
@@ -36,9 +36,13 @@ impl Server {
         match backend {
             Backend::Embedded => Server::start_with(None, extra).await,
             Backend::Redis => Server::start_with(Some(Redis::start()), extra).await,
-            Backend::Sentinel => {
-                let sentinels = tokio::task::spawn_blocking(shared_sentinels).await.unwrap();
-                let mut args = sentinels.args();
+            Backend::Sentinel | Backend::Cluster => {
+                let mut args = tokio::task::spawn_blocking(move || match backend {
+                    Backend::Cluster => shared_cluster().args(),
+                    _ => shared_sentinels().args(),
+                })
+                .await
+                .unwrap();
                 args.extend(["--redis-key-prefix".into(), unique_prefix()]);
                 let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
                 all.extend_from_slice(extra);

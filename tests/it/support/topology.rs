@@ -1,5 +1,6 @@
 //! Redis topologies started by the tests, on free ports: one master with
-//! two replicas watched by three sentinels ([`Sentinels`]). `shared_*` gives
+//! two replicas watched by three sentinels ([`Sentinels`]), and a Redis
+//! Cluster of three masters with a replica each ([`Cluster`]). `shared_*` gives
 //! the one a test binary shares between its tests (each test uses a key
 //! prefix of its own), started on first use and stopped when the binary
 //! exits (a reaper process watches the binary's pid).
@@ -210,5 +211,139 @@ pub fn shared_sentinels() -> &'static Sentinels {
         let s = Sentinels::start(Duration::from_secs(10));
         reap_on_exit(&s.pids());
         s
+    })
+}
+
+/// A Redis Cluster: three masters, a replica each (`redis-cli --cluster
+/// create ... --cluster-replicas 1`).
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts six nodes and makes them a cluster; a master silent for
+    /// `node_timeout` is failed over. Returns once every node sees the
+    /// cluster as ok.
+    pub fn start(node_timeout: Duration) -> Cluster {
+        let ms = node_timeout.as_millis().to_string();
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            ms.as_str(),
+            "--cluster-replica-validity-factor",
+            "0",
+        ];
+        let nodes: Vec<Redis> = (0..6)
+            .map(|_| Redis::start_on(free_cluster_port(), &args))
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Cluster { nodes };
+        for n in &cluster.nodes {
+            wait_for("the cluster ok", Duration::from_secs(30), || {
+                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
+            });
+        }
+        cluster
+    }
+
+    /// `--redis-cluster` and the nodes' addresses.
+    pub fn args(&self) -> Vec<String> {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        vec!["--redis-cluster".into(), addrs.join(",")]
+    }
+
+    /// A node that answers.
+    pub fn any_port(&self) -> u16 {
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|n| n.port)
+            .find(|p| cli(*p, &["PING"]) == "PONG")
+            .expect("a live node")
+    }
+
+    /// The port of the master that owns `slot`, and its node id.
+    pub fn owner(&self, slot: u16) -> (u16, String) {
+        let nodes = cli(self.any_port(), &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.len() < 9 || !parts[2].contains("master") || parts[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = parts[1]
+                .split(['@', ':'])
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            for range in &parts[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && (a..=b).contains(&slot)
+                {
+                    return (port, parts[0].to_owned());
+                }
+            }
+        }
+        panic!("no master owns slot {slot}: {nodes}")
+    }
+
+    /// The master ports and node ids.
+    pub fn masters(&self) -> Vec<(u16, String)> {
+        let nodes = cli(self.any_port(), &["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .filter_map(|line| {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if parts.len() < 9 || !parts[2].contains("master") || parts[2].contains("fail") {
+                    return None;
+                }
+                let port = parts[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                Some((port, parts[0].to_owned()))
+            })
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Redis::pid).collect()
+    }
+}
+
+/// The cluster this test binary shares (started on first use).
+pub fn shared_cluster() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let c = Cluster::start(Duration::from_secs(5));
+        reap_on_exit(&c.pids());
+        c
     })
 }
