@@ -2,6 +2,7 @@
 //! one module per concern. Every test talks to a real server over gRPC, and
 //! the Redis ones to a redis-server of their own.
 
+mod cluster;
 mod concurrency;
 mod conformance;
 mod docs;

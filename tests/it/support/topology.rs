@@ -269,6 +269,11 @@ impl Cluster {
                 info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
             });
         }
+        for (port, _) in cluster.masters() {
+            wait_for("the replicas in sync", Duration::from_secs(30), || {
+                cli(port, &["INFO", "replication"]).contains("state=online")
+            });
+        }
         cluster
     }
 
@@ -294,6 +299,12 @@ impl Cluster {
 
     /// The port of the master that owns `slot`, and its node id.
     pub fn owner(&self, slot: u16) -> (u16, String) {
+        self.owner_now(slot)
+            .unwrap_or_else(|| panic!("no live master owns slot {slot}"))
+    }
+
+    /// The live master that owns `slot`, if one does now.
+    pub fn owner_now(&self, slot: u16) -> Option<(u16, String)> {
         let nodes = cli(self.any_port(), &["CLUSTER", "NODES"]);
         for line in nodes.lines() {
             let parts: Vec<&str> = line.split_whitespace().collect();
@@ -310,11 +321,11 @@ impl Cluster {
                 if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
                     && (a..=b).contains(&slot)
                 {
-                    return (port, parts[0].to_owned());
+                    return Some((port, parts[0].to_owned()));
                 }
             }
         }
-        panic!("no master owns slot {slot}: {nodes}")
+        None
     }
 
     /// The master ports and node ids.
