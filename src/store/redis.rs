@@ -41,6 +41,7 @@ mod fault;
 mod feed;
 mod keys;
 mod loss;
+mod slots;
 mod target;
 mod waiting;
 pub mod wire;
@@ -117,8 +118,10 @@ struct Inner {
     invalidation_channel: String,
     /// The callers queued for a lock through this instance.
     waiters: Waiters,
-    /// Whether this instance has looked for the data-loss marker yet.
+    /// Whether this instance has looked for the data-loss markers yet.
     marker_seen: AtomicBool,
+    /// The data-loss markers' keys (see `loss`).
+    markers: Vec<String>,
 }
 
 impl RedisStore {
@@ -173,6 +176,7 @@ impl RedisStore {
         };
         let prefix = config.key_prefix.clone();
         let instance = new_token();
+        let markers = loss::markers(&prefix, matches!(target, Target::Cluster(_)));
         let inner = Arc::new(Inner {
             target,
             conns: Conns::new(opener, config.pool_size),
@@ -186,6 +190,7 @@ impl RedisStore {
             durability,
             waiters: Waiters::default(),
             marker_seen: AtomicBool::new(false),
+            markers,
         });
         let store = RedisStore { inner };
         match store.ping().await {

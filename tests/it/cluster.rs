@@ -3,7 +3,8 @@
 //! (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE key by key: calls meet ASK
 //! and TRYAGAIN, then MOVED) and while another session's master is killed
 //! and its replica promoted. With `--redis-durability replicas:1` no
-//! acknowledged increment is lost. The conformance suite runs on a cluster
+//! acknowledged increment is lost; a shard that then loses its data alone
+//! is noticed. The conformance suite runs on a cluster
 //! too (`on_every_backend!`), and so do three instances sharing it.
 
 use std::net::SocketAddr;
@@ -84,7 +85,15 @@ async fn migration_and_failover_mid_run_lose_no_acknowledged_increment() {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Duration::from_millis(1000)))
         .await
         .unwrap();
-    let ps = three(&cluster, &["--redis-durability", "replicas:1"]);
+    let ps = three(
+        &cluster,
+        &[
+            "--redis-durability",
+            "replicas:1",
+            "--redis-check-interval",
+            "300ms",
+        ],
+    );
     let sessions = ids(4);
     let addrs: Vec<SocketAddr> = ps.iter().map(|p| p.addr).collect();
     let load = Load::start(&addrs, &sessions, 16, turn()).await;
@@ -143,6 +152,21 @@ async fn migration_and_failover_mid_run_lose_no_acknowledged_increment() {
     for id in &sessions {
         let after = h.grants(id).iter().filter(|g| g.at > killed).count();
         assert!(after > 0, "{id}: no grant after the failover");
+    }
+    // A shard that loses its data alone is noticed: here one that does not
+    // hold the slot a single marker key would live in.
+    let single = cli(cluster.any_port(), &["CLUSTER", "KEYSLOT", "sd:marker"]);
+    let (holder, _) = cluster.owner(single.parse().unwrap());
+    let (lost, _) = cluster
+        .masters()
+        .into_iter()
+        .find(|(p, _)| *p != holder)
+        .unwrap();
+    assert_eq!(cli(lost, &["FLUSHALL"]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ps[0].stats().await.store.unwrap().data_losses == 0 {
+        assert!(Instant::now() < deadline, "the loss on {lost} went unseen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -263,9 +263,18 @@ mod tests {
     fn a_clusters_answers_are_read_per_node() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let per_node = Value::Map(vec![
-            (bulk("10.0.0.1:7000"), bulk("role:master\r\nconnected_slaves:2\r\n")),
-            (bulk("10.0.0.2:7000"), bulk("role:master\r\nconnected_slaves:1\r\n")),
-            (bulk("10.0.0.3:7000"), bulk("role:slave\r\nconnected_slaves:0\r\n")),
+            (
+                bulk("10.0.0.1:7000"),
+                bulk("role:master\r\nconnected_slaves:2\r\n"),
+            ),
+            (
+                bulk("10.0.0.2:7000"),
+                bulk("role:master\r\nconnected_slaves:1\r\n"),
+            ),
+            (
+                bulk("10.0.0.3:7000"),
+                bulk("role:slave\r\nconnected_slaves:0\r\n"),
+            ),
         ]);
         assert_eq!(fewest_replicas(&per_node), Some(1));
         assert_eq!(fewest_replicas(&bulk("connected_slaves:3\r\n")), Some(3));
