@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::SingleNodeRoutingInfo;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
 use super::Inner;
@@ -87,6 +88,77 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// How many times a script and its wait are sent again where a cluster's
+/// MOVED or ASK points, or after TRYAGAIN.
+const REDIRECTS: usize = 8;
+
+impl Conn {
+    /// Sends `script` and `wait` in one write, and returns their answers:
+    /// the wait follows the script on the connection that ran it. A cluster
+    /// connection follows MOVED and ASK for single commands but hands back a
+    /// pipeline's answers as they came, so here a script answered with
+    /// MOVED, ASK (a slot being migrated) or TRYAGAIN (its keys half moved)
+    /// did not run, and both are sent again where the answer points (behind
+    /// ASKING for ASK) or after a pause.
+    pub(super) async fn script_and_wait(
+        &mut self,
+        script: &Cmd,
+        wait: &Cmd,
+    ) -> redis::RedisResult<(Value, Option<Value>)> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(script.clone()).add_command(wait.clone());
+        let conn = match self {
+            Conn::Node(c) => return split(c.req_packed_commands(&pipe, 0, 2).await?),
+            Conn::Cluster(c) => c,
+        };
+        let mut answers = split(conn.req_packed_commands(&pipe, 0, 2).await?)?;
+        for _ in 0..REDIRECTS {
+            let Value::ServerError(e) = &answers.0 else {
+                return Ok(answers);
+            };
+            let asking = match e.kind() {
+                Some(redis::ServerErrorKind::Ask) => true,
+                Some(redis::ServerErrorKind::Moved) => false,
+                Some(redis::ServerErrorKind::TryAgain) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    answers = split(conn.req_packed_commands(&pipe, 0, 2).await?)?;
+                    continue;
+                }
+                _ => return Ok(answers),
+            };
+            let redirect = redis::RedisError::from(e.clone());
+            let Some((host, port)) = redirect
+                .redirect_node()
+                .and_then(|(addr, _)| addr.rsplit_once(':'))
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            else {
+                return Ok(answers);
+            };
+            let mut again = redis::pipe();
+            if asking {
+                again.add_command(redis::cmd("ASKING"));
+            }
+            again.add_command(script.clone()).add_command(wait.clone());
+            let at = SingleNodeRoutingInfo::ByAddress { host, port };
+            let skip = usize::from(asking);
+            answers = split(conn.route_pipeline(again, skip, 2, at).await?)?;
+        }
+        Ok(answers)
+    }
+}
+
+/// A script's answer and its wait's, from their pipeline's.
+fn split(answers: Vec<Value>) -> redis::RedisResult<(Value, Option<Value>)> {
+    let mut answers = answers.into_iter();
+    let script = answers.next().ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "no answer to a script and its durability wait",
+        ))
+    })?;
+    Ok((script, answers.next()))
 }
 
 /// A slot's connection: checked out of the pool, or opened directly.

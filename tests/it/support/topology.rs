@@ -67,7 +67,7 @@ impl Sentinels {
     /// failed over. Returns once the replicas are in sync and every
     /// sentinel knows the other two and both replicas.
     pub fn start(down_after: Duration) -> Sentinels {
-        let master = Redis::start();
+        let master = Redis::start_with(&["--repl-diskless-sync-delay", "0"]);
         let replicaof = ["--replicaof", "127.0.0.1", &master.port.to_string()];
         let replicas = [Redis::start_with(&replicaof), Redis::start_with(&replicaof)];
         let mut nodes = vec![master];
@@ -242,6 +242,10 @@ impl Cluster {
             "--cluster-node-timeout",
             ms.as_str(),
             "--cluster-replica-validity-factor",
+            "0",
+            // A replica (re)joining syncs at once, not after the default
+            // 5 s wait for more replicas.
+            "--repl-diskless-sync-delay",
             "0",
         ];
         let nodes: Vec<Redis> = (0..6)
