@@ -165,13 +165,13 @@ impl RedisStore {
                 let opened = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(config.timeout))
                     .set_response_timeout(Some(timeout));
-                (target, Opener::Sentinel(opened))
+                (target, Opener::Sentinel(Box::new(opened)))
             }
             RedisTarget::Cluster { nodes } => {
                 let (target, client) =
                     Target::cluster(nodes, config.password.as_deref(), config.timeout, timeout)
                         .map_err(Error::StoreUnavailable)?;
-                (target, Opener::Cluster(client))
+                (target, Opener::Cluster(Box::new(client)))
             }
         };
         let prefix = config.key_prefix.clone();

@@ -82,7 +82,7 @@ fn migrate(cluster: &Cluster, slot: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_and_failover_mid_run_lose_no_acknowledged_increment() {
-    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Duration::from_millis(1000)))
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Duration::from_millis(1000)))
         .await
         .unwrap();
     let ps = three(

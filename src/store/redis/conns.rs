@@ -48,11 +48,11 @@ pub(super) enum Opener {
     Pool(Pool),
     /// The master the sentinels name (see `target`), opened with these
     /// settings.
-    Sentinel(AsyncConnectionConfig),
+    Sentinel(Box<AsyncConnectionConfig>),
     /// Redis Cluster: a slot holds one cluster connection, which routes
     /// each command to the node that owns its keys' slot and follows
     /// MOVED and ASK.
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// A connection calls run commands on: to one server, or to a cluster.

@@ -32,8 +32,8 @@ use super::fault::Fault;
 const POLL: Duration = Duration::from_millis(500);
 
 pub(super) enum Target {
-    Fixed(redis::Client),
-    Sentinel(Sentinel),
+    Fixed(Box<redis::Client>),
+    Sentinel(Box<Sentinel>),
     Cluster(Nodes),
 }
 
@@ -64,7 +64,7 @@ impl Target {
     /// A target at `url`.
     pub(super) fn fixed(info: ConnectionInfo) -> Result<Target, String> {
         redis::Client::open(info)
-            .map(Target::Fixed)
+            .map(|c| Target::Fixed(Box::new(c)))
             .map_err(|e| format!("bad Redis settings: {e}"))
     }
 
@@ -92,7 +92,7 @@ impl Target {
             redis = redis.set_password(p);
         }
         let node = first.clone().set_redis_settings(redis);
-        Ok(Target::Sentinel(Sentinel {
+        Ok(Target::Sentinel(Box::new(Sentinel {
             sentinels,
             name: name.to_owned(),
             node,
@@ -102,7 +102,7 @@ impl Target {
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout)),
-        }))
+        })))
     }
 
     /// The cluster at `nodes` (URLs), reached with `password`; and the
@@ -141,7 +141,7 @@ impl Target {
     /// feed subscribes with it).
     pub(super) async fn client(&self) -> Result<redis::Client, Fault> {
         match self {
-            Target::Fixed(client) => Ok(client.clone()),
+            Target::Fixed(client) => Ok(redis::Client::clone(client)),
             Target::Sentinel(s) => s.master_client().await.map(|(client, _)| client),
             Target::Cluster(n) => {
                 let i = n.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -186,6 +186,7 @@ fn sentinel(master: u16, down_after: Duration) -> SentinelProcess {
 
 /// Kills `pids` once this test binary has exited: statics are never
 /// dropped, so the shared topologies need someone to stop them.
+#[allow(clippy::zombie_processes)] // reason: the reaper outlives this binary on purpose; init reaps it
 fn reap_on_exit(pids: &[u32]) {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let script = format!(
@@ -193,7 +194,7 @@ fn reap_on_exit(pids: &[u32]) {
         std::process::id(),
         pids.join(" ")
     );
-    Command::new("sh")
+    let _reaper = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
