@@ -320,7 +320,7 @@ mod tests {
         assert!(
             w.judge(None)
                 .unwrap_err()
-                .contains("the wait answered None")
+                .contains("the wait answered unexpectedly")
         );
 
         let w = wait(RedisDurability::Aof);
