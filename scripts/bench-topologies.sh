@@ -19,6 +19,7 @@ work="$(mktemp -d)"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,6 +41,7 @@ run() { # name sessiond-args...
     target/release/sessiond-bench --target 127.0.0.1:50081 --duration "$duration" \
         --workloads read-cached,read-strong,rmw --server-pid "$pid" > "$out/$name.json"
     kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true
     python3 - "$name" "$out/$name.json" <<'PY'
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
