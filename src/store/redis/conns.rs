@@ -353,8 +353,7 @@ impl Inner {
         if let Err(why) = durable {
             self.stats.durability_failures.fetch_add(1, Relaxed);
             self.stats.store_failed();
-            let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, why);
-            return Err(Fault::Redis(timed_out.into()));
+            return Err(Fault::NotDurable(why));
         }
         let reply = parse(&value)?;
         if reply.expired {

@@ -33,6 +33,11 @@ pub enum Fault {
     #[error("redis sentinel: {0}")]
     NoMaster(String),
 
+    /// The script ran but the durability wait did not confirm it (sessiond's
+    /// own words, from `Wait::judge`: they say it may have been applied).
+    #[error("{0}")]
+    NotDurable(String),
+
     /// A script's reply does not have the shape its header promises.
     #[error("{0}")]
     Protocol(String),
@@ -58,6 +63,7 @@ impl Fault {
             Fault::Redis(_) => "Redis could not be used".to_owned(),
             Fault::Pool(_) => "no connection to Redis could be opened".to_owned(),
             Fault::NoMaster(_) => "Redis Sentinel named no reachable master".to_owned(),
+            Fault::NotDurable(why) => why.clone(),
             Fault::Timeout(_) => self.to_string(),
             Fault::Protocol(_) => "a store reply was not understood".to_owned(),
         }
