@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 
 mod settings;
 
-pub use settings::{OtlpSettings, RedisSettings, Settings, StoreSettings};
+pub use settings::{OtlpSettings, RedisSettings, RedisTarget, Settings, StoreSettings};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -23,8 +23,8 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Which store keeps the sessions: `auto` is `redis` when a Redis URL is
-    /// set and `embedded` otherwise.
+    /// Which store keeps the sessions: `auto` is `redis` when a Redis URL
+    /// (or sentinels) is set and `embedded` otherwise.
     #[arg(long, env = "SESSIOND_STORE", value_enum, default_value_t = StoreKind::Auto)]
     pub store: StoreKind,
 
@@ -40,6 +40,26 @@ pub struct Config {
     /// Redis URL, e.g. `redis://127.0.0.1:6379/0`.
     #[arg(long, env = "SESSIOND_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Redis Sentinel instead of one Redis URL: the sentinels' addresses,
+    /// `host:port[,host:port...]` (`redis://` or `rediss://` URLs also do,
+    /// to give the sentinels' own user and password or TLS). sessiond asks
+    /// them for the master of `--redis-sentinel-master` and follows its
+    /// failovers. Exclusive with `--redis-url`.
+    #[arg(long, env = "SESSIOND_REDIS_SENTINEL", value_delimiter = ',')]
+    pub redis_sentinel: Vec<String>,
+
+    /// The name the sentinels monitor the master under (with
+    /// `--redis-sentinel`).
+    #[arg(long, env = "SESSIOND_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+
+    /// Redis Cluster instead of one Redis URL: some of its nodes,
+    /// `host:port[,host:port...]` (`redis://` or `rediss://` URLs also do,
+    /// for a user or TLS); sessiond learns the others and the slots from
+    /// them. Exclusive with `--redis-url` and `--redis-sentinel`.
+    #[arg(long, env = "SESSIOND_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
 
     /// Redis password, kept out of the URL (e.g. from a Kubernetes Secret).
     #[arg(long, env = "SESSIOND_REDIS_PASSWORD", hide_env_values = true)]

@@ -47,7 +47,7 @@ impl Telemetry {
 /// Installs the global subscriber (and, with `--otlp-endpoint`, the
 /// exporter: call it inside the tokio runtime); `Err` names a bad flag.
 pub fn init(config: &Config) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(&config.log_level).map_err(|e| {
+    let filter = EnvFilter::try_new(with_defaults(&config.log_level)).map_err(|e| {
         format!(
             "--log-level `{}` is not a valid filter: {e}",
             config.log_level
@@ -102,4 +102,35 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
 /// gets the plain text it searches.
 fn colours() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// `level` with redis-rs held to errors unless it names redis-rs itself:
+/// its cluster connection logs a warning for every failed attempt to reach
+/// a node, thousands a second while a master fails over, and sessiond logs
+/// the faults it meets itself (at most one line a second).
+fn with_defaults(level: &str) -> String {
+    if level
+        .split(',')
+        .any(|d| d.trim_start().starts_with("redis"))
+    {
+        level.to_owned()
+    } else {
+        format!("{level},redis=error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_rs_is_held_to_errors_unless_named() {
+        assert_eq!(with_defaults("info"), "info,redis=error");
+        assert_eq!(
+            with_defaults("warn,sessiond::store::redis=debug"),
+            "warn,sessiond::store::redis=debug,redis=error"
+        );
+        assert_eq!(with_defaults("info,redis=warn"), "info,redis=warn");
+        assert!(EnvFilter::try_new(with_defaults("sessiond=debug,warn")).is_ok());
+    }
 }

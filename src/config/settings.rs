@@ -55,7 +55,8 @@ pub enum StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    /// Where the Redis is, and how it is found.
+    pub target: RedisTarget,
     pub password: Option<String>,
     pub pool_size: usize,
     pub key_prefix: String,
@@ -67,20 +68,96 @@ pub struct RedisSettings {
     pub check_interval: Duration,
 }
 
+/// How sessiond finds its Redis (`--redis-url`, `--redis-sentinel` or
+/// `--redis-cluster`, exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server at a fixed URL.
+    Url(String),
+    /// The master the sentinels at `sentinels` (URLs) know as `master`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+    /// A Redis Cluster, found through these of its nodes (URLs).
+    Cluster { nodes: Vec<String> },
+}
+
+/// `host:port` or URL entries of a list flag, as URLs, each checked.
+fn addresses(flag: &str, list: &[String]) -> Result<Vec<String>, String> {
+    list.iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let url = if a.contains("://") {
+                a.to_owned()
+            } else {
+                format!("redis://{a}")
+            };
+            redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map(|_| url)
+                .map_err(|e| format!("{flag} `{a}` is not an address: {e}"))
+        })
+        .collect()
+}
+
+/// The Redis target the flags name, if any; `Err` when they contradict.
+fn redis_target(c: &mut Config) -> Result<Option<RedisTarget>, String> {
+    let sentinels = addresses("--redis-sentinel", &c.redis_sentinel)?;
+    let nodes = addresses("--redis-cluster", &c.redis_cluster)?;
+    let master = c
+        .redis_sentinel_master
+        .take()
+        .filter(|m| !m.trim().is_empty());
+    let url = c.redis_url.take().filter(|u| !u.trim().is_empty());
+    let given = [url.is_some(), !sentinels.is_empty(), !nodes.is_empty()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(
+            "--redis-url, --redis-sentinel and --redis-cluster are exclusive: give the one \
+             that says how your Redis runs (with Sentinel or Cluster, sessiond finds the \
+             servers itself)"
+                .into(),
+        );
+    }
+    if master.is_some() && sentinels.is_empty() {
+        return Err(
+            "--redis-sentinel-master needs --redis-sentinel (the sentinels' addresses)".into(),
+        );
+    }
+    if let Some(url) = url {
+        return Ok(Some(RedisTarget::Url(url)));
+    }
+    if !nodes.is_empty() {
+        return Ok(Some(RedisTarget::Cluster { nodes }));
+    }
+    if sentinels.is_empty() {
+        return Ok(None);
+    }
+    let Some(master) = master else {
+        return Err(
+            "--redis-sentinel needs --redis-sentinel-master (the name the sentinels monitor \
+             the master under)"
+                .into(),
+        );
+    };
+    Ok(Some(RedisTarget::Sentinel { sentinels, master }))
+}
+
 impl Settings {
     /// Whether a per-namespace quota is set. The Redis store counts usage
     /// in keys of the namespace (`<prefix>:q:<ns>:*`), which scripts touch
     /// beside the session's own keys: in another Cluster slot. Quotas need
-    /// the embedded store or a standalone Redis, so a Redis Cluster setting
-    /// must refuse to start while this is true.
+    /// the embedded store or a single Redis, so `new` refuses them with a
+    /// Redis Cluster.
     pub fn quotas_on(&self) -> bool {
         self.limits.quotas.is_on()
     }
 
     /// Validates `c`; `Err` is one line that says what to fix.
-    pub fn new(c: Config) -> Result<Settings, String> {
+    pub fn new(mut c: Config) -> Result<Settings, String> {
         check_bounds(&c)?;
         OtlpSettings::new(&c)?;
+        let target = redis_target(&mut c)?;
         if c.reload_interval < Duration::from_millis(10) {
             return Err("--reload-interval must be at least 10ms".into());
         }
@@ -138,10 +215,10 @@ impl Settings {
         if c.redis_check_interval < Duration::from_millis(100) {
             return Err("--redis-check-interval must be at least 100ms".into());
         }
-        let store = match (c.store, c.redis_url) {
-            (StoreKind::Redis | StoreKind::Auto, Some(url)) => {
+        let store = match (c.store, target) {
+            (StoreKind::Redis | StoreKind::Auto, Some(target)) => {
                 StoreSettings::Redis(RedisSettings {
-                    url,
+                    target,
                     password: c.redis_password,
                     pool_size: c.redis_pool_size,
                     key_prefix: c.redis_key_prefix,
@@ -152,7 +229,10 @@ impl Settings {
                 })
             }
             (StoreKind::Redis, None) => {
-                return Err("--store redis needs --redis-url (SESSIOND_REDIS_URL)".into());
+                return Err(
+                    "--store redis needs --redis-url (SESSIOND_REDIS_URL), --redis-sentinel or --redis-cluster"
+                        .into(),
+                );
             }
             (StoreKind::Embedded | StoreKind::Auto, _) => StoreSettings::Embedded {
                 path: c.db_path,
@@ -190,7 +270,7 @@ impl Settings {
         if c.max_concurrent_calls == 0 {
             return Err("--max-concurrent-calls must be at least 1".into());
         }
-        Ok(Settings {
+        let settings = Settings {
             listen: c.listen,
             store,
             limits: Limits {
@@ -224,7 +304,23 @@ impl Settings {
             max_waiters_per_namespace: c.max_waiters_per_namespace,
             max_waiters_per_session: c.max_waiters_per_session,
             connections,
-        })
+        };
+        let cluster = matches!(
+            &settings.store,
+            StoreSettings::Redis(RedisSettings {
+                target: RedisTarget::Cluster { .. },
+                ..
+            })
+        );
+        if cluster && settings.quotas_on() {
+            return Err(
+                "--max-sessions-per-namespace and --max-bytes-per-namespace need the \
+                 embedded store or a single Redis (--redis-url or --redis-sentinel): their \
+                 counters live in another Cluster slot than the sessions"
+                    .into(),
+            );
+        }
+        Ok(settings)
     }
 }
 

@@ -42,6 +42,78 @@ fn auto_picks_redis_when_a_url_is_set() {
 }
 
 #[test]
+fn sentinels_or_a_cluster_name_the_redis_and_exclude_a_url() {
+    let target = |args: &[&str]| {
+        let mut all = vec!["sessiond"];
+        all.extend_from_slice(args);
+        Settings::new(Config::parse_from(all)).map(|s| match s.store {
+            StoreSettings::Redis(r) => Some(r.target),
+            StoreSettings::Embedded { .. } => None,
+        })
+    };
+    assert_eq!(
+        target(&[
+            "--redis-sentinel",
+            "10.0.0.1:26379, rediss://u:p@10.0.0.2:26379",
+            "--redis-sentinel-master",
+            "main",
+        ]),
+        Ok(Some(RedisTarget::Sentinel {
+            sentinels: vec![
+                "redis://10.0.0.1:26379".into(),
+                "rediss://u:p@10.0.0.2:26379".into()
+            ],
+            master: "main".into(),
+        }))
+    );
+    let both = target(&[
+        "--redis-url",
+        "redis://x:6379",
+        "--redis-sentinel",
+        "10.0.0.1:26379",
+        "--redis-sentinel-master",
+        "main",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
+    let no_name = target(&["--redis-sentinel", "10.0.0.1:26379"]);
+    assert!(no_name.unwrap_err().contains("--redis-sentinel-master"));
+    let no_sentinels = target(&["--redis-sentinel-master", "main"]);
+    assert!(no_sentinels.unwrap_err().contains("needs --redis-sentinel"));
+    assert_eq!(
+        target(&["--redis-cluster", "10.0.0.1:7000,10.0.0.2:7000"]),
+        Ok(Some(RedisTarget::Cluster {
+            nodes: vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into()
+            ],
+        }))
+    );
+    let both = target(&[
+        "--redis-url",
+        "redis://x",
+        "--redis-cluster",
+        "10.0.0.1:7000",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
+    let both = target(&[
+        "--redis-cluster",
+        "10.0.0.1:7000",
+        "--redis-sentinel",
+        "10.0.0.1:26379",
+        "--redis-sentinel-master",
+        "m",
+    ]);
+    assert!(both.unwrap_err().contains("exclusive"));
+    let bad = target(&[
+        "--redis-sentinel",
+        "http://x",
+        "--redis-sentinel-master",
+        "m",
+    ]);
+    assert!(bad.unwrap_err().contains("not an address"));
+}
+
+#[test]
 fn the_tokens_file_is_read_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens");
@@ -146,6 +218,30 @@ fn quotas_are_off_by_default_and_on_when_either_is_set() {
     }
     let c = Config::parse_from(["sessiond", "--max-bytes-per-namespace", "1KiB"]);
     assert_eq!(Settings::new(c).unwrap().limits.quotas.max_bytes, 1024);
+}
+
+#[test]
+fn quotas_are_refused_on_a_redis_cluster_only() {
+    let with = |target: &[&str], quota: &[&str]| {
+        let args = [&["sessiond"][..], target, quota].concat();
+        Settings::new(Config::parse_from(args))
+    };
+    let cluster = ["--redis-cluster", "10.0.0.1:7000"];
+    let quota = ["--max-sessions-per-namespace", "10"];
+    let e = with(&cluster, &quota).unwrap_err();
+    assert!(
+        e.contains("--max-sessions-per-namespace") && e.contains("Cluster"),
+        "{e}"
+    );
+    assert!(with(&cluster, &[]).is_ok());
+    assert!(with(&["--redis-url", "redis://127.0.0.1:6379"], &quota).is_ok());
+    let sentinel = [
+        "--redis-sentinel",
+        "10.0.0.1:26379",
+        "--redis-sentinel-master",
+        "m",
+    ];
+    assert!(with(&sentinel, &quota).is_ok());
 }
 
 #[test]

@@ -42,18 +42,21 @@ mod feed;
 mod keys;
 mod loss;
 mod operate;
+mod slots;
+mod target;
 mod waiting;
 pub mod wire;
 
 use super::{FeedSender, new_token};
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
 use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
 use crate::stats::Stats;
-use conns::Conns;
+use conns::{Conns, Opener};
 use durability::Policy;
 use fault::Fault;
 use keys::{Keys, add_guards, add_idempotency_args, add_ops, flag, op_field};
+use target::Target;
 use waiting::Waiters;
 use wire::{
     DeleteReply, Limit, LockReply, RefreshReply, Refusal, UnlockReply, WriteReply, parse_session,
@@ -112,6 +115,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
+    /// Where the master is (a URL, or what the sentinels say).
+    target: Target,
     conns: Conns,
     scripts: Scripts,
     prefix: String,
@@ -131,8 +136,10 @@ struct Inner {
     invalidation_channel: String,
     /// The callers queued for a lock through this instance.
     waiters: Waiters,
-    /// Whether this instance has looked for the data-loss marker yet.
+    /// Whether this instance has looked for the data-loss markers yet.
     marker_seen: AtomicBool,
+    /// The data-loss markers' keys (see `loss`).
+    markers: Vec<String>,
 }
 
 impl RedisStore {
@@ -142,12 +149,6 @@ impl RedisStore {
         stats: Arc<Stats>,
         feed: FeedSender,
     ) -> Result<RedisStore> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
-            .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
-        if let Some(password) = &config.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
         let durability = Policy::new(
             config.durability,
             config.durability_timeout,
@@ -159,11 +160,44 @@ impl RedisStore {
             wait: config.durability.to_string(),
             risks: Vec::new(),
         };
-        let pool = pool(&info, config, timeout)?;
+        let (target, opener) = match &config.target {
+            RedisTarget::Url(url) => {
+                let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
+                if let Some(password) = &config.password {
+                    let settings = info.redis_settings().clone().set_password(password);
+                    info = info.set_redis_settings(settings);
+                }
+                let pool = pool(&info, config, timeout)?;
+                let target = Target::fixed(info).map_err(Error::StoreUnavailable)?;
+                (target, Opener::Pool(pool))
+            }
+            RedisTarget::Sentinel { sentinels, master } => {
+                let target = Target::sentinel(
+                    sentinels,
+                    master,
+                    config.password.as_deref(),
+                    config.timeout,
+                )
+                .map_err(Error::StoreUnavailable)?;
+                let opened = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(timeout));
+                (target, Opener::Sentinel(Box::new(opened)))
+            }
+            RedisTarget::Cluster { nodes } => {
+                let (target, client) =
+                    Target::cluster(nodes, config.password.as_deref(), config.timeout, timeout)
+                        .map_err(Error::StoreUnavailable)?;
+                (target, Opener::Cluster(Box::new(client)))
+            }
+        };
         let prefix = config.key_prefix.clone();
         let instance = new_token();
+        let markers = loss::markers(&prefix, matches!(target, Target::Cluster(_)));
         let inner = Arc::new(Inner {
-            conns: Conns::new(pool, config.pool_size),
+            target,
+            conns: Conns::new(opener, config.pool_size),
             scripts: Scripts::load(),
             wake_channel: format!("{prefix}:wake:{instance}"),
             invalidation_channel: format!("{prefix}:invalidate"),
@@ -175,6 +209,7 @@ impl RedisStore {
             durability,
             waiters: Waiters::default(),
             marker_seen: AtomicBool::new(false),
+            markers,
         });
         let store = RedisStore { inner };
         match store.ping().await {
@@ -199,9 +234,10 @@ impl RedisStore {
             ),
         }
         let inner = &store.inner;
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::StoreUnavailable(format!("bad Redis settings: {e}")))?;
-        tokio::spawn(feed::subscribe(client, Arc::downgrade(inner), feed));
+        tokio::spawn(feed::subscribe(Arc::downgrade(inner), feed));
+        if inner.target.as_sentinel().is_some() {
+            tokio::spawn(target::watch(Arc::downgrade(inner)));
+        }
         tokio::spawn(feed::heartbeat(Arc::downgrade(inner)));
         tokio::spawn(durability::watch(Arc::downgrade(inner)));
         Ok(store)
@@ -346,8 +382,7 @@ impl RedisStore {
     }
 
     pub fn pool_status(&self) -> (u64, u64) {
-        let s = self.inner.conns.pool.status();
-        (s.size as u64, s.available as u64)
+        self.inner.conns.status()
     }
 }
 

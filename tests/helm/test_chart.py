@@ -404,6 +404,28 @@ def test_plain_redis_url_with_secret_password(rendered):
     assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "redis-auth", "key": "password"}
 
 
+def test_redis_behind_sentinel(rendered):
+    docs = rendered["redis-sentinel"]
+    assert env_value(docs, "SESSIOND_REDIS_SENTINEL") == ",".join(
+        f"redis-sentinel-{i}.redis-sentinel.data.svc:26379" for i in range(3)
+    )
+    assert env_value(docs, "SESSIOND_REDIS_SENTINEL_MASTER") == "sessions"
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "sessiond-redis", "key": "redis-password"}
+    assert "SESSIOND_REDIS_URL" not in env_of(docs)
+    assert "SESSIOND_REDIS_CLUSTER" not in env_of(docs)
+
+
+def test_redis_cluster(rendered):
+    docs = rendered["redis-cluster"]
+    assert env_value(docs, "SESSIOND_REDIS_CLUSTER") == (
+        "redis-cluster-0.redis-cluster-headless.data.svc:6379,redis-cluster-1.redis-cluster-headless.data.svc:6379"
+    )
+    assert secret_ref(docs, "SESSIOND_REDIS_PASSWORD") == {"name": "sessiond-redis", "key": "redis-password"}
+    assert "SESSIOND_REDIS_URL" not in env_of(docs)
+    assert "SESSIOND_REDIS_SENTINEL" not in env_of(docs)
+    assert one(docs, "Deployment")["spec"]["replicas"] == 4
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_claim_only_for_embedded_store(rendered, case):
     docs = rendered[case]
@@ -856,10 +878,31 @@ def test_templates_refuse_embedded_multi_replica_without_the_schema(chart_withou
         ({"metrics": {"enabled": False}, "grafanaDashboard": {"enabled": True}}, "grafanaDashboard.enabled needs metrics.enabled"),
         ({"tls": {"clientCa": {"existingSecret": "ca"}}}, "tls.clientCa.existingSecret turns mTLS on, which needs TLS"),
         ({"metrics": {"tls": True}}, "metrics.tls serves /metrics with the gRPC port's certificate, which needs TLS"),
+        (
+            {"store": "redis", "redis": {"topology": "sentinel", "sentinel": {"addresses": ["s:26379"]}}},
+            "redis.topology: sentinel needs redis.sentinel.addresses",
+        ),
+        (
+            {
+                "store": "redis",
+                "redis": {
+                    "topology": "sentinel",
+                    "url": "redis://r:6379",
+                    "sentinel": {"addresses": ["s:26379"], "masterName": "m"},
+                },
+            },
+            "redis.topology: sentinel finds the master through the sentinels",
+        ),
+        ({"store": "redis", "redis": {"topology": "cluster"}}, "redis.topology: cluster needs redis.cluster.nodes"),
+        (
+            {"store": "redis", "redis": {"topology": "cluster", "url": "redis://r:6379", "cluster": {"nodes": ["n:6379"]}}},
+            "redis.topology: cluster finds its nodes through redis.cluster.nodes",
+        ),
     ],
     ids=[
         "redis-without-url", "url-twice", "key-without-secret", "grace-too-short", "monitor-without-metrics", "embedded-rolling",
         "rules-without-metrics", "dashboard-without-metrics", "mtls-without-tls", "metrics-tls-without-tls",
+        "sentinel-without-name", "sentinel-with-url", "cluster-without-nodes", "cluster-with-url",
     ],
 )
 def test_templates_refuse(chart, values, message):

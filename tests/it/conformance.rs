@@ -1,6 +1,7 @@
 //! The conformance suite: every RPC, status and reason of the contract,
-//! through the real gRPC server, run unchanged against both backends
-//! (`on_both_backends!` gives each test an `embedded::` and a `redis::` run).
+//! through the real gRPC server, run unchanged against every backend
+//! (`on_every_backend!` gives each test an `embedded::`, a `redis::`, a
+//! `sentinel::` and a `cluster::` run).
 //! One module per concern; the requests and error readers they share are in
 //! `support`.
 

@@ -22,7 +22,7 @@ use crate::support::{
 };
 
 /// How long each phase of a run lasts.
-fn phase() -> Duration {
+pub(crate) fn phase() -> Duration {
     let secs = std::env::var("SESSIOND_FAULT_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -30,12 +30,12 @@ fn phase() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-fn ids(n: usize) -> Vec<String> {
+pub(crate) fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("fault-{i}")).collect()
 }
 
 /// Clients making turns and readers making STRONG reads until stopped.
-struct Load {
+pub(crate) struct Load {
     history: History,
     stop: Arc<AtomicBool>,
     tasks: JoinSet<()>,
@@ -44,7 +44,12 @@ struct Load {
 impl Load {
     /// `clients` callers spread over `sessions` and over the instances at
     /// `addrs`; a caller whose lock call fails moves to the next instance.
-    async fn start(addrs: &[SocketAddr], sessions: &[String], clients: usize, turn: Turn) -> Load {
+    pub(crate) async fn start(
+        addrs: &[SocketAddr],
+        sessions: &[String],
+        clients: usize,
+        turn: Turn,
+    ) -> Load {
         let history = History::default();
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
@@ -82,7 +87,7 @@ impl Load {
         }
     }
 
-    async fn stop(mut self) -> History {
+    pub(crate) async fn stop(mut self) -> History {
         self.stop.store(true, Relaxed);
         while self.tasks.join_next().await.is_some() {}
         self.history
@@ -92,7 +97,7 @@ impl Load {
 /// Checks every session's history against its final state, and that each
 /// session can be locked again within `lease` (plus the dead-waiter bound):
 /// no lock is held by nobody past its lease, no waiter stuck ahead.
-async fn check_all(h: &History, c: &mut Client, sessions: &[String], lease: Duration) {
+pub(crate) async fn check_all(h: &History, c: &mut Client, sessions: &[String], lease: Duration) {
     for id in sessions {
         let end = final_state(c, id, Duration::from_secs(20)).await;
         h.check(id, end.as_ref());
@@ -116,7 +121,7 @@ fn fences_around(h: &History, id: &str, t: Instant) -> (Option<u64>, Option<u64>
     (before, after)
 }
 
-fn assert_fences_go_on(h: &History, sessions: &[String], t: Instant) {
+pub(crate) fn assert_fences_go_on(h: &History, sessions: &[String], t: Instant) {
     for id in sessions {
         if let (Some(before), Some(after)) = fences_around(h, id, t) {
             assert!(
@@ -131,9 +136,9 @@ async fn waiting_now(p: &Process) -> u64 {
     p.stats().await.locks.map_or(0, |l| l.waiting_now)
 }
 
-const LEASE: Duration = Duration::from_millis(1000);
+pub(crate) const LEASE: Duration = Duration::from_millis(1000);
 
-fn turn() -> Turn {
+pub(crate) fn turn() -> Turn {
     Turn::new(LEASE.as_millis() as u32, 10_000)
 }
 

@@ -3,6 +3,7 @@
 //! the Redis ones to a redis-server of their own.
 
 mod bench;
+mod cluster;
 mod concurrency;
 mod conformance;
 mod docs;
@@ -18,6 +19,7 @@ mod quotas;
 mod redis_durability;
 mod redis_locks;
 mod reflection;
+mod sentinel;
 pub mod support;
 mod tls;
 mod tokens;

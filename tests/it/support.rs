@@ -7,6 +7,7 @@ mod process;
 mod redis_server;
 mod rpc;
 mod server;
+pub mod topology;
 
 use std::net::TcpListener as StdListener;
 
@@ -19,7 +20,14 @@ pub use server::{Server, test_config};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Embedded,
+    /// A redis-server of the test's own.
     Redis,
+    /// The binary's shared master, replicas and sentinels
+    /// (`topology::shared_sentinels`), under a key prefix of the test's own.
+    Sentinel,
+    /// The binary's shared Redis Cluster (`topology::shared_cluster`),
+    /// under a key prefix of the test's own.
+    Cluster,
 }
 
 /// A free TCP port on 127.0.0.1 (bound once, then released).
@@ -31,21 +39,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `f` for each backend, as the conformance suite does.
+/// Runs `f` for each backend: embedded and standalone Redis.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name($crate::support::Backend::Embedded).await }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name($crate::support::Backend::Redis).await }
-            )*
-        }
+        $crate::on_backends!(embedded: Embedded, redis: Redis; $($name),*);
     };
+}
+
+/// Runs `f` on every backend and topology, as the conformance suite does:
+/// embedded, standalone Redis, Redis behind Sentinel, and Redis Cluster.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_backends!(
+            embedded: Embedded, redis: Redis, sentinel: Sentinel, cluster: Cluster;
+            $($name),*
+        );
+    };
+}
+
+/// One module per backend, one test per function in each.
+#[macro_export]
+macro_rules! on_backends {
+    ($module:ident: $backend:ident $(, $more:ident: $more_backend:ident)*; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::$backend).await
+                }
+            )*
+        }
+        $crate::on_backends!($($more: $more_backend),*; $($name),*);
+    };
+    (; $($name:ident),*) => {};
 }

@@ -112,7 +112,21 @@ messages are the readable version, and hold when the schema is skipped.
 {{- if and (not .Values.redis.existingSecret) (or .Values.redis.urlKey .Values.redis.passwordKey) }}
 {{- fail "redis.urlKey and redis.passwordKey name keys of redis.existingSecret, which is empty: set redis.existingSecret to the Secret's name" }}
 {{- end }}
-{{- if not (or .Values.redis.url (and .Values.redis.existingSecret .Values.redis.urlKey)) }}
+{{- if eq .Values.redis.topology "sentinel" }}
+{{- if or .Values.redis.url .Values.redis.urlKey }}
+{{- fail "redis.topology: sentinel finds the master through the sentinels: leave redis.url and redis.urlKey empty" }}
+{{- end }}
+{{- if not (and .Values.redis.sentinel.addresses .Values.redis.sentinel.masterName) }}
+{{- fail "redis.topology: sentinel needs redis.sentinel.addresses (host:port of each sentinel) and redis.sentinel.masterName" }}
+{{- end }}
+{{- else if eq .Values.redis.topology "cluster" }}
+{{- if or .Values.redis.url .Values.redis.urlKey }}
+{{- fail "redis.topology: cluster finds its nodes through redis.cluster.nodes: leave redis.url and redis.urlKey empty" }}
+{{- end }}
+{{- if not .Values.redis.cluster.nodes }}
+{{- fail "redis.topology: cluster needs redis.cluster.nodes (host:port of some of its nodes)" }}
+{{- end }}
+{{- else if not (or .Values.redis.url (and .Values.redis.existingSecret .Values.redis.urlKey)) }}
 {{- fail "store: redis needs a Redis URL: set redis.url, or redis.existingSecret and redis.urlKey to read it from a Secret" }}
 {{- end }}
 {{- end }}
@@ -153,6 +167,14 @@ Environment of the sessiond container: listeners, store, Redis, then every
 {{- if eq .Values.store "embedded" }}
 - name: SESSIOND_DB_PATH
   value: "/data/sessiond.redb"
+{{- else if eq .Values.redis.topology "sentinel" }}
+- name: SESSIOND_REDIS_SENTINEL
+  value: {{ join "," .Values.redis.sentinel.addresses | quote }}
+- name: SESSIOND_REDIS_SENTINEL_MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- else if eq .Values.redis.topology "cluster" }}
+- name: SESSIOND_REDIS_CLUSTER
+  value: {{ join "," .Values.redis.cluster.nodes | quote }}
 {{- else }}
 {{- if .Values.redis.urlKey }}
 - name: SESSIOND_REDIS_URL
@@ -164,13 +186,13 @@ Environment of the sessiond container: listeners, store, Redis, then every
 - name: SESSIOND_REDIS_URL
   value: {{ .Values.redis.url | quote }}
 {{- end }}
-{{- if .Values.redis.passwordKey }}
+{{- end }}
+{{- if and (ne .Values.store "embedded") .Values.redis.passwordKey }}
 - name: SESSIOND_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.existingSecret | quote }}
       key: {{ .Values.redis.passwordKey | quote }}
-{{- end }}
 {{- end }}
 {{- $vars := dict
   "logLevel" "SESSIOND_LOG_LEVEL"

@@ -12,12 +12,16 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use parking_lot::Mutex;
-use redis::Value;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
 use super::Inner;
 use super::durability::Durable;
 use super::fault::Fault;
+use super::target::Target;
 use super::wire::Reply;
 
 /// The connections calls share. A multiplexed connection pipelines every
@@ -26,9 +30,10 @@ use super::wire::Reply;
 /// (deadpool-redis PINGs every connection it hands out): each slot keeps a
 /// pooled connection checked out, and calls take the slots in turn. The pool
 /// opens and checks connections; it is asked again only for a slot whose
-/// connection failed or timed out.
+/// connection failed or timed out. With Sentinel there is no pool: a slot
+/// opens its connection to the master the sentinels name at that moment.
 pub(super) struct Conns {
-    pub(super) pool: Pool,
+    opener: Opener,
     /// Never empty (see `new`).
     slots: Box<[Slot]>,
     next: AtomicUsize,
@@ -37,9 +42,134 @@ pub(super) struct Conns {
     pub(super) opened: Arc<tokio::sync::Notify>,
 }
 
+/// Where a slot gets a connection.
+pub(super) enum Opener {
+    /// A fixed server's pool.
+    Pool(Pool),
+    /// The master the sentinels name (see `target`), opened with these
+    /// settings.
+    Sentinel(Box<AsyncConnectionConfig>),
+    /// Redis Cluster: a slot holds one cluster connection, which routes
+    /// each command to the node that owns its keys' slot and follows
+    /// MOVED and ASK.
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection calls run commands on: to one server, or to a cluster.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How many times a script and its wait are sent again where a cluster's
+/// MOVED or ASK points, or after TRYAGAIN.
+const REDIRECTS: usize = 8;
+
+impl Conn {
+    /// Sends `script` and `wait` in one write, and returns their answers:
+    /// the wait follows the script on the connection that ran it. A cluster
+    /// connection follows MOVED and ASK for single commands but hands back a
+    /// pipeline's answers as they came, so here a script answered with
+    /// MOVED, ASK (a slot being migrated) or TRYAGAIN (its keys half moved)
+    /// did not run, and both are sent again where the answer points (behind
+    /// ASKING for ASK) or after a pause.
+    pub(super) async fn script_and_wait(
+        &mut self,
+        script: &Cmd,
+        wait: &Cmd,
+    ) -> redis::RedisResult<(Value, Option<Value>)> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(script.clone()).add_command(wait.clone());
+        let conn = match self {
+            Conn::Node(c) => return split(c.req_packed_commands(&pipe, 0, 2).await?),
+            Conn::Cluster(c) => c,
+        };
+        let mut answers = split(conn.req_packed_commands(&pipe, 0, 2).await?)?;
+        for _ in 0..REDIRECTS {
+            let Value::ServerError(e) = &answers.0 else {
+                return Ok(answers);
+            };
+            let asking = match e.kind() {
+                Some(redis::ServerErrorKind::Ask) => true,
+                Some(redis::ServerErrorKind::Moved) => false,
+                Some(redis::ServerErrorKind::TryAgain) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    answers = split(conn.req_packed_commands(&pipe, 0, 2).await?)?;
+                    continue;
+                }
+                _ => return Ok(answers),
+            };
+            let redirect = redis::RedisError::from(e.clone());
+            let Some((host, port)) = redirect
+                .redirect_node()
+                .and_then(|(addr, _)| addr.rsplit_once(':'))
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            else {
+                return Ok(answers);
+            };
+            let mut again = redis::pipe();
+            if asking {
+                again.add_command(redis::cmd("ASKING"));
+            }
+            again.add_command(script.clone()).add_command(wait.clone());
+            let at = SingleNodeRoutingInfo::ByAddress { host, port };
+            let skip = usize::from(asking);
+            answers = split(conn.route_pipeline(again, skip, 2, at).await?)?;
+        }
+        Ok(answers)
+    }
+}
+
+/// A script's answer and its wait's, from their pipeline's.
+fn split(answers: Vec<Value>) -> redis::RedisResult<(Value, Option<Value>)> {
+    let mut answers = answers.into_iter();
+    let script = answers.next().ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "no answer to a script and its durability wait",
+        ))
+    })?;
+    Ok((script, answers.next()))
+}
+
+/// A slot's connection: checked out of the pool, or opened directly.
+enum Held {
+    Pooled(deadpool_redis::Connection),
+    Direct(Conn),
+}
+
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<deadpool_redis::Connection>>,
+    conn: Mutex<Option<Held>>,
     /// Held by the one call that opens the slot's connection; the others
     /// wait for it rather than ask the pool, which has no more connections
     /// than slots.
@@ -47,14 +177,17 @@ struct Slot {
 }
 
 impl Slot {
-    fn get(&self) -> Option<MultiplexedConnection> {
-        self.conn.lock().as_deref().cloned()
+    fn get(&self) -> Option<Conn> {
+        match self.conn.lock().as_ref()? {
+            Held::Pooled(pooled) => Some(Conn::Node(MultiplexedConnection::clone(pooled))),
+            Held::Direct(conn) => Some(conn.clone()),
+        }
     }
 
-    /// Empties the slot; its connection leaves the pool for good rather than
-    /// being recycled.
+    /// Empties the slot; a pooled connection leaves the pool for good rather
+    /// than being recycled.
     fn close(&self) {
-        if let Some(pooled) = self.conn.lock().take() {
+        if let Some(Held::Pooled(pooled)) = self.conn.lock().take() {
             drop(deadpool_redis::Connection::take(pooled));
         }
     }
@@ -62,9 +195,9 @@ impl Slot {
 
 impl Conns {
     /// `n` slots; at least one (the configuration refuses a pool of 0).
-    pub(super) fn new(pool: Pool, n: usize) -> Conns {
+    pub(super) fn new(opener: Opener, n: usize) -> Conns {
         Conns {
-            pool,
+            opener,
             slots: (0..n.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             opened: Arc::default(),
@@ -77,8 +210,9 @@ impl Conns {
     /// through the slot gets a fresh one.
     async fn run<T, F>(
         &self,
+        target: &Target,
         timeout: Duration,
-        command: impl FnOnce(MultiplexedConnection) -> F,
+        command: impl FnOnce(Conn) -> F,
     ) -> Result<T, Fault>
     where
         F: Future<Output = redis::RedisResult<T>>,
@@ -88,9 +222,16 @@ impl Conns {
         // reason: `i` is a remainder of the length, and `new` makes the length at least 1
         let slot = &self.slots[i];
         let result = tokio::time::timeout(timeout, async {
-            let conn = self.connection(slot).await?;
+            let conn = self.connection(target, slot).await?;
             command(conn).await.map_err(|e| {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                // READONLY: the server was a master and is a replica now
+                // (a failover demoted it); the next connection goes to the
+                // master the sentinels name.
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()
+                    || e.code() == Some("READONLY")
+                {
                     slot.close();
                 }
                 Fault::Redis(e)
@@ -106,7 +247,7 @@ impl Conns {
         }
     }
 
-    async fn connection(&self, slot: &Slot) -> Result<MultiplexedConnection, Fault> {
+    async fn connection(&self, target: &Target, slot: &Slot) -> Result<Conn, Fault> {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
@@ -114,11 +255,49 @@ impl Conns {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
-        let pooled = self.pool.get().await?;
-        let conn = MultiplexedConnection::clone(&pooled);
-        *slot.conn.lock() = Some(pooled);
+        let (conn, held) = match (&self.opener, target.as_sentinel()) {
+            (Opener::Sentinel(config), Some(sentinel)) => {
+                let conn = Conn::Node(sentinel.open(config).await?);
+                (conn.clone(), Held::Direct(conn))
+            }
+            (Opener::Pool(pool), _) => {
+                let pooled = pool.get().await?;
+                let conn = Conn::Node(MultiplexedConnection::clone(&pooled));
+                (conn, Held::Pooled(pooled))
+            }
+            (Opener::Cluster(client), _) => {
+                let conn = Conn::Cluster(client.get_async_connection().await?);
+                (conn.clone(), Held::Direct(conn))
+            }
+            (Opener::Sentinel(_), None) => {
+                return Err(Fault::NoMaster("no sentinels configured".into()));
+            }
+        };
+        *slot.conn.lock() = Some(held);
         self.opened.notify_waiters();
         Ok(conn)
+    }
+
+    /// Closes every slot's connection (the master moved).
+    pub(super) fn close_all(&self) {
+        for slot in &self.slots {
+            slot.close();
+        }
+    }
+
+    /// The connections open and idle, as the pool counts them (with
+    /// Sentinel, the slots holding one, all of which are shared).
+    pub(super) fn status(&self) -> (u64, u64) {
+        match &self.opener {
+            Opener::Pool(pool) => {
+                let s = pool.status();
+                (s.size as u64, s.available as u64)
+            }
+            Opener::Sentinel(_) | Opener::Cluster(_) => {
+                let open = self.slots.iter().filter(|s| s.get().is_some()).count() as u64;
+                (open, open)
+            }
+        }
     }
 }
 
@@ -130,7 +309,7 @@ impl Inner {
     ) -> Result<T, Fault> {
         let result = self
             .conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 cmd.query_async::<T>(&mut c).await
             })
             .await;
@@ -142,7 +321,7 @@ impl Inner {
     /// of the store's health, so its outcome is not counted.
     pub(super) async fn ask<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Fault> {
         self.conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 cmd.query_async::<T>(&mut c).await
             })
             .await
@@ -161,7 +340,7 @@ impl Inner {
         let wait = self.durability.wait.as_ref();
         let result = self
             .conns
-            .run(self.timeout, |mut c| async move {
+            .run(&self.target, self.timeout, |mut c| async move {
                 let Some(wait) = wait else {
                     return inv.invoke_async::<Value>(&mut c).await.map(|v| (v, Ok(())));
                 };

@@ -28,6 +28,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisFuture, Value};
 
 use super::Inner;
+use super::conns::Conn;
 use super::fault::Fault;
 use crate::config::RedisDurability;
 
@@ -115,15 +116,17 @@ impl Wait {
 /// in the same write, and keeps the wait's answer for [`Wait::judge`]. It
 /// wraps what `ScriptInvocation::invoke_async` talks to, so the script's
 /// own retry after NOSCRIPT (SCRIPT LOAD, then EVALSHA again) is waited on
-/// too: the answer kept is that of the last script sent.
-pub(super) struct Durable<'w, C> {
-    conn: C,
+/// too: the answer kept is that of the last script sent. On a cluster the
+/// pair goes to the node that owns the script's slot, and again to the node
+/// a redirect names (`Conn::script_and_wait`).
+pub(super) struct Durable<'w> {
+    conn: Conn,
     wait: &'w Wait,
     answer: Option<Value>,
 }
 
-impl<'w, C> Durable<'w, C> {
-    pub(super) fn new(conn: C, wait: &'w Wait) -> Self {
+impl<'w> Durable<'w> {
+    pub(super) fn new(conn: Conn, wait: &'w Wait) -> Self {
         Durable {
             conn,
             wait,
@@ -141,28 +144,15 @@ fn is_script(cmd: &Cmd) -> bool {
     matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL"))
 }
 
-impl<C: redis::aio::ConnectionLike + Send> redis::aio::ConnectionLike for Durable<'_, C> {
+impl redis::aio::ConnectionLike for Durable<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             if !is_script(cmd) {
                 return self.conn.req_packed_command(cmd).await;
             }
-            let mut pipe = redis::pipe();
-            pipe.add_command(cmd.clone())
-                .add_command(self.wait.cmd.clone());
-            let mut answers = self
-                .conn
-                .req_packed_commands(&pipe, 0, 2)
-                .await?
-                .into_iter();
-            let script = answers.next();
-            self.answer = answers.next();
-            script.ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::UnexpectedReturnType,
-                    "no answer to a script and its durability wait",
-                ))
-            })
+            let (script, wait) = self.conn.script_and_wait(cmd, &self.wait.cmd).await?;
+            self.answer = wait;
+            Ok(script)
         })
     }
 

@@ -28,9 +28,13 @@ pub enum Fault {
     #[error("redis: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
 
-    /// The script ran but its effects were not confirmed durable as
-    /// `--redis-durability` asks (our words: why, and that it may have been
-    /// applied).
+    /// The sentinels named no master that answers as one (a failover is
+    /// under way, or none of them could be reached).
+    #[error("redis sentinel: {0}")]
+    NoMaster(String),
+
+    /// The script ran but the durability wait did not confirm it (sessiond's
+    /// own words, from `Wait::judge`: they say it may have been applied).
     #[error("{0}")]
     NotDurable(String),
 
@@ -58,7 +62,9 @@ impl Fault {
             Fault::Redis(e) if e.code().is_some() => "Redis refused the command".to_owned(),
             Fault::Redis(_) => "Redis could not be used".to_owned(),
             Fault::Pool(_) => "no connection to Redis could be opened".to_owned(),
-            Fault::Timeout(_) | Fault::NotDurable(_) => self.to_string(),
+            Fault::NoMaster(_) => "Redis Sentinel named no reachable master".to_owned(),
+            Fault::NotDurable(why) => why.clone(),
+            Fault::Timeout(_) => self.to_string(),
             Fault::Protocol(_) => "a store reply was not understood".to_owned(),
         }
     }

@@ -20,20 +20,27 @@ const FEED_SILENCE: Duration = Duration::from_secs(3);
 /// local waiter a message names) and the invalidation channel (forwarded to
 /// the cache as `FeedEvent`s). Reports `Down` when the connection drops and
 /// `Up` once subscribed again; reconnects every 200 ms until it is.
-pub(super) async fn subscribe(
-    client: redis::Client,
-    inner: std::sync::Weak<Inner>,
-    mut feed: FeedSender,
-) {
-    let Some((wake, invalidate)) = inner
-        .upgrade()
-        .map(|i| (i.wake_channel.clone(), i.invalidation_channel.clone()))
-    else {
+pub(super) async fn subscribe(inner: std::sync::Weak<Inner>, mut feed: FeedSender) {
+    let Some((wake, invalidate, mut switches)) = inner.upgrade().map(|i| {
+        (
+            i.wake_channel.clone(),
+            i.invalidation_channel.clone(),
+            i.target.switches(),
+        )
+    }) else {
         return;
     };
     let mut up = false;
     loop {
-        let result: redis::RedisResult<()> = async {
+        let result: Result<(), Fault> = async {
+            let Some(client) = inner
+                .upgrade()
+                .map(|i| async move { i.target.client().await })
+            else {
+                return Ok(());
+            };
+            let client = client.await?;
+            switches.mark_unchanged();
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&[&wake, &invalidate]).await?;
             up = true;
@@ -41,7 +48,16 @@ pub(super) async fn subscribe(
             let mut messages = pubsub.on_message();
             // `heartbeat` publishes here every FEED_HEARTBEAT: silence means
             // a connection that died without telling us.
-            while let Ok(Some(msg)) = tokio::time::timeout(FEED_SILENCE, messages.next()).await {
+            // A master switch (Sentinel) ends the subscription too: it may
+            // be on the demoted master, which would still hear what the new
+            // one replicates to it, but the cache must not carry entries
+            // across the switch.
+            loop {
+                let msg = tokio::select! {
+                    msg = tokio::time::timeout(FEED_SILENCE, messages.next()) => msg,
+                    Ok(()) = switches.changed() => break,
+                };
+                let Ok(Some(msg)) = msg else { break };
                 let Some(inner) = inner.upgrade() else {
                     return Ok(());
                 };

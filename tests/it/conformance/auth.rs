@@ -5,7 +5,7 @@
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, fields, reason, set};
 
 fn authed<T>(msg: T, token: Option<&str>, namespace: Option<&str>) -> tonic::Request<T> {
@@ -102,4 +102,4 @@ async fn namespaces_come_from_credentials(b: Backend) {
     s.admin().await.get_stats(GetStatsRequest {}).await.unwrap();
 }
 
-on_both_backends!(namespaces_come_from_credentials);
+on_every_backend!(namespaces_come_from_credentials);

@@ -4,7 +4,7 @@
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, details, fields, get, lock, reason, set};
 
 async fn limits_refuse_and_write_nothing(b: Backend) {
@@ -139,4 +139,4 @@ async fn bad_arguments_are_named(b: Backend) {
     );
 }
 
-on_both_backends!(limits_refuse_and_write_nothing, bad_arguments_are_named);
+on_every_backend!(limits_refuse_and_write_nothing, bad_arguments_are_named);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{
     Backend, Server, fields, get, lock, reason, set, wait_until_queued, wait_until_waiting,
 };
@@ -204,7 +204,7 @@ async fn a_waiter_that_disconnects_leaves_the_queue(b: Backend) {
     assert!(st.locks.unwrap().waits_abandoned >= 1);
 }
 
-on_both_backends!(
+on_every_backend!(
     lock_is_mandatory_for_writers,
     unlock_and_refresh,
     expired_lease_loses_to_the_next_holder,

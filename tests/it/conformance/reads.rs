@@ -5,7 +5,7 @@ use bytes::Bytes;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, details, fields, get, lock, reason, set};
 
 async fn get_missing_is_not_found(b: Backend) {
@@ -161,7 +161,7 @@ async fn crafted_ids_stay_apart(b: Backend) {
     }
 }
 
-on_both_backends!(
+on_every_backend!(
     get_missing_is_not_found,
     write_then_read_back,
     min_version_forces_a_fresh_read,

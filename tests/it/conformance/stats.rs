@@ -3,7 +3,7 @@
 
 use sessiond::pb::*;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, get, set};
 
 async fn stats_and_request_ids(b: Backend) {
@@ -32,7 +32,7 @@ async fn stats_and_request_ids(b: Backend) {
     let st = s.stats().await;
     assert_eq!(
         st.store_backend,
-        if b == Backend::Redis {
+        if b != Backend::Embedded {
             "redis"
         } else {
             "embedded"
@@ -48,4 +48,4 @@ async fn stats_and_request_ids(b: Backend) {
     assert!(st.store.unwrap().healthy);
 }
 
-on_both_backends!(stats_and_request_ids);
+on_every_backend!(stats_and_request_ids);

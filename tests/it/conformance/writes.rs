@@ -6,7 +6,7 @@ use std::time::Duration;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, details, fields, get, lock, reason, set};
 
 async fn compare_and_set(b: Backend) {
@@ -150,7 +150,7 @@ async fn idle_sessions_and_leases_expire(b: Backend) {
     );
 }
 
-on_both_backends!(
+on_every_backend!(
     compare_and_set,
     delete_and_recreate_never_reuses_versions_or_fences,
     idle_sessions_and_leases_expire,

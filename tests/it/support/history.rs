@@ -184,6 +184,16 @@ impl History {
         }
     }
 
+    /// Writes on `id` sent within `from..to` whose outcome is unknown.
+    pub fn unknown_between(&self, id: &str, from: Instant, to: Instant) -> u64 {
+        let log = self.0.lock();
+        log.writes
+            .iter()
+            .filter(|w| w.session == id && w.outcome == Outcome::Unknown)
+            .filter(|w| w.sent >= from && w.sent < to)
+            .count() as u64
+    }
+
     /// (acknowledged, unknown) writes on `id`.
     pub fn counts(&self, id: &str) -> (u64, u64) {
         let log = self.0.lock();

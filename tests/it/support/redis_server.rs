@@ -23,9 +23,14 @@ impl Redis {
 
     /// With `args` after the defaults, e.g. `["--appendonly", "yes"]`.
     pub fn start_with(args: &[&str]) -> Redis {
+        Redis::start_on(free_port(), args)
+    }
+
+    /// On `port`, with `args` after the defaults.
+    pub fn start_on(port: u16, args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Redis {
-            port: free_port(),
+            port,
             child: None,
             dir,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -48,6 +53,11 @@ impl Redis {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let status = Command::new("kill").args([sig, &pid]).status().unwrap();
         assert!(status.success(), "kill {sig} {pid}");
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {

@@ -9,6 +9,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+use super::topology::{shared_cluster, shared_sentinels, unique_prefix};
 use super::{Backend, Client, Redis, client, connect, stats};
 
 /// A sessiond served in-process by `sessiond::run`, stopped on drop.
@@ -32,12 +33,33 @@ pub fn test_config(extra: &[&str]) -> Config {
 
 impl Server {
     pub async fn start(backend: Backend, extra: &[&str]) -> Server {
-        let redis = (backend == Backend::Redis).then(Redis::start);
-        Server::start_with(redis, extra).await
+        match backend {
+            Backend::Embedded => Server::start_with(None, extra).await,
+            Backend::Redis => Server::start_with(Some(Redis::start()), extra).await,
+            Backend::Sentinel | Backend::Cluster => {
+                let mut args = tokio::task::spawn_blocking(move || match backend {
+                    Backend::Cluster => shared_cluster().args(),
+                    _ => shared_sentinels().args(),
+                })
+                .await
+                .unwrap();
+                args.extend(["--redis-key-prefix".into(), unique_prefix()]);
+                let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+                all.extend_from_slice(extra);
+                Server::start_on(None, &all, true).await
+            }
+        }
     }
 
     /// Starts on `redis` (if any; else on the embedded store).
     pub async fn start_with(redis: Option<Redis>, extra: &[&str]) -> Server {
+        let shared = redis.is_some();
+        Server::start_on(redis, extra, shared).await
+    }
+
+    /// Starts with `extra` settings on `redis` if there is one; `shared`:
+    /// the settings name a shared store, whose feed must be up first.
+    async fn start_on(redis: Option<Redis>, extra: &[&str], shared: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(extra);
         config.db_path = dir.path().join("sessiond.redb");
@@ -50,7 +72,6 @@ impl Server {
         let task = tokio::spawn(sessiond::run(config, listener, async {
             let _ = stopped.await;
         }));
-        let shared = redis.is_some();
         let server = Server {
             addr,
             redis,

@@ -165,11 +165,33 @@ fn config_value(answer: &Value, name: &str) -> Option<String> {
             .find(|pair| pair.first().and_then(text).as_deref() == Some(name))
             .and_then(|pair| pair.get(1))
             .and_then(text),
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(name))
-            .and_then(|(_, v)| text(v)),
+        Value::Map(pairs) => match pairs.iter().find(|(k, _)| text(k).as_deref() == Some(name)) {
+            Some((_, v)) => text(v),
+            // Redis Cluster: one answer per node, by address; the first
+            // node's stands for all (a cluster's nodes share their settings).
+            None => pairs.iter().find_map(|(_, v)| match v {
+                Value::Array(_) | Value::Map(_) => config_value(v, name),
+                _ => None,
+            }),
+        },
         _ => None,
+    }
+}
+
+/// The fewest replicas any master has, from an INFO replication answer:
+/// one text, or on Redis Cluster one per node by address.
+fn fewest_replicas(answer: &Value) -> Option<u32> {
+    let count = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .filter(|info| info_field(info, "role").as_deref() != Some("slave"))
+            .and_then(|info| info_field(info, "connected_slaves")?.parse().ok()),
+        Value::VerbatimString { text, .. } => info_field(text, "connected_slaves")?.parse().ok(),
+        _ => None,
+    };
+    match answer {
+        Value::Map(nodes) => nodes.iter().filter_map(|(_, v)| count(v)).min(),
+        other => count(other),
     }
 }
 
@@ -207,12 +229,10 @@ impl Inner {
         }
         if let RedisDurability::Replicas(_) = self.durability.mode {
             match self
-                .ask::<String>(redis::cmd("INFO").arg("replication"))
+                .ask::<Value>(redis::cmd("INFO").arg("replication"))
                 .await
             {
-                Ok(info) => {
-                    s.replicas = info_field(&info, "connected_slaves").and_then(|v| v.parse().ok());
-                }
+                Ok(info) => s.replicas = fewest_replicas(&info),
                 Err(f) if refused(&f).is_some() => {}
                 Err(f) => return Err(f),
             }
@@ -237,6 +257,32 @@ mod tests {
 
     fn risks(d: &Durability) -> Vec<Risk> {
         d.risks.iter().map(|(r, _)| *r).collect()
+    }
+
+    #[test]
+    fn a_clusters_answers_are_read_per_node() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let per_node = Value::Map(vec![
+            (
+                bulk("10.0.0.1:7000"),
+                bulk("role:master\r\nconnected_slaves:2\r\n"),
+            ),
+            (
+                bulk("10.0.0.2:7000"),
+                bulk("role:master\r\nconnected_slaves:1\r\n"),
+            ),
+            (
+                bulk("10.0.0.3:7000"),
+                bulk("role:slave\r\nconnected_slaves:0\r\n"),
+            ),
+        ]);
+        assert_eq!(fewest_replicas(&per_node), Some(1));
+        assert_eq!(fewest_replicas(&bulk("connected_slaves:3\r\n")), Some(3));
+        let config = Value::Map(vec![(
+            bulk("10.0.0.1:7000"),
+            Value::Array(vec![bulk("appendonly"), bulk("yes")]),
+        )]);
+        assert_eq!(config_value(&config, "appendonly").as_deref(), Some("yes"));
     }
 
     #[test]
