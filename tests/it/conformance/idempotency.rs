@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Client, Server, details, get, lock, reason, set};
 
 fn inc(id: &str, key: &str) -> UpdateSessionRequest {
@@ -234,7 +234,7 @@ async fn a_thousand_concurrent_repeats_apply_once(b: Backend) {
     assert_eq!((now.version, &now.fields["n"][..]), (1, &b"1"[..]));
 }
 
-on_both_backends!(
+on_every_backend!(
     repeats_get_the_first_answer,
     deletes_repeat_without_deleting_again,
     a_repeat_releases_its_own_lock,

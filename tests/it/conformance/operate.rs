@@ -12,7 +12,7 @@ use sessiond::pb::*;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Server, lock, reason, set, wait_until_queued};
 
 type Admin = AdminServiceClient<Channel>;
@@ -368,7 +368,7 @@ async fn operator_calls_need_the_admin_grant(b: Backend) {
     a.get_stats(GetStatsRequest {}).await.unwrap();
 }
 
-on_both_backends!(
+on_every_backend!(
     inspect_shows_holder_and_waiters,
     force_unlock_fences_out_the_old_holder,
     list_pages_by_prefix,

@@ -8,7 +8,7 @@ use prost::Message;
 use sessiond::pb::*;
 use tonic::Code;
 
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::support::{Backend, Client, Server, details, get, lock, reason, set};
 
 fn inc(field: &str, n: i64) -> FieldOp {
@@ -372,7 +372,7 @@ async fn concurrent_increments_lose_nothing(b: Backend) {
     assert_eq!(hist.entries.len(), 8);
 }
 
-on_both_backends!(
+on_every_backend!(
     increments_add_exactly_across_the_whole_range,
     only_integers_are_incremented,
     appends_keep_the_last_entries_as_a_field_list,
