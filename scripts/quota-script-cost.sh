@@ -16,15 +16,21 @@ pid=
 trap 'kill ${pid:-} 2>/dev/null; rm -rf "$work"' EXIT
 lua=src/store/redis
 printf '%s\n%s' "$(git show "$base:$lua/prelude.lua")" "$(git show "$base:$lua/update.lua")" >"$work/base.lua"
-printf '%s\n%s' "$(cat $lua/prelude.lua)" "$(cat $lua/update.lua)" >"$work/this.lua"
+# As redis.rs assembles it: the prelude, idempotency.lua, ops.lua, update.lua.
+printf '%s\n%s\n%s\n%s' "$(cat $lua/prelude.lua)" "$(cat $lua/idempotency.lua)" \
+  "$(cat $lua/ops.lua)" "$(cat $lua/update.lua)" >"$work/this.lua"
 k='sd:{default/__rand_int__}'
 quota_keys=('sd:q:{default}:i' 'sd:q:{default}:s' 'sd:q:{default}:u')
-args=('' '' 0 0 60000 256 1048576 sd:invalidate x sd:wake:x 1 f vvvvvvvvvv)
+# update.lua's arguments (see its header): BASE's (before field operations
+# and idempotency keys, 11 fixed) and this tree's (15 fixed).
+base_args=('' '' 0 0 60000 256 1048576 sd:invalidate x sd:wake:x 1 f vvvvvvvvvv)
+this_args=('' '' 0 0 60000 256 1048576 sd:invalidate x sd:wake:x 1 0 65536 '' 600000 f vvvvvvvvvv)
 for variant in base off on; do
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
   pid=$!
   until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
-  file=$work/this.lua; [ "$variant" = base ] && file=$work/base.lua
+  file=$work/this.lua; args=("${this_args[@]}")
+  if [ "$variant" = base ]; then file=$work/base.lua; args=("${base_args[@]}"); fi
   sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$file")")
   keys=("$k:d" "$k:m" "$k:l" "$k:q" "$k:w")
   extra=()
