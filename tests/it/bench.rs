@@ -40,7 +40,7 @@ fn assert_sound(reports: &[Value], workloads: &[&str]) {
         assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["errors"], serde_json::json!({}), "{r}");
         let w = r["workload"].as_str().unwrap();
-        if w.contains("rmw") || w.contains("hot") || w == "bot-mix" {
+        if w.contains("rmw") || w.contains("hot") || w.starts_with("ops") || w == "bot-mix" {
             let check = r["check"].as_str().unwrap();
             assert!(check.starts_with("ok: counted"), "{r}");
         }
@@ -51,7 +51,16 @@ fn assert_sound(reports: &[Value], workloads: &[&str]) {
 async fn closed_and_open_loop_workloads_lose_no_update() {
     let s = Server::start(Backend::Redis, &[]).await;
     let target = s.addr.to_string();
-    let closed = ["read-cached", "read-strong", "rmw", "cas", "hot", "bot-mix"];
+    let closed = [
+        "read-cached",
+        "read-strong",
+        "rmw",
+        "cas",
+        "hot",
+        "ops",
+        "ops-hot",
+        "bot-mix",
+    ];
     let reports = tokio::task::spawn_blocking({
         let (target, list) = (target.clone(), closed.join(","));
         move || bench(&["--target", &target, "--workloads", &list])
