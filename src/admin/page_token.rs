@@ -1,6 +1,7 @@
 //! The page token of ListSessions and PurgeSessions: the store's cursor as
-//! opaque text. `s<digits>` is a Redis SCAN cursor, `a<hex>` the last id
-//! an embedded listing returned; a token of another shape, or of the other
+//! opaque text. `s<digits>` is a Redis SCAN cursor, `c<slot>.<digits>` a
+//! Redis Cluster one (a master, by a slot it owns, and the SCAN cursor on
+//! it), `a<hex>` the last id an embedded listing returned; a token of another shape, or of the other
 //! backend, is INVALID_ARGUMENT / INVALID_PAGE_TOKEN.
 
 use std::fmt::Write as _;
@@ -8,10 +9,14 @@ use std::fmt::Write as _;
 use crate::error::{Error, Result};
 use crate::session::{Cursor, MAX_ID_BYTES};
 
+/// The hash slots of a Redis Cluster.
+const SLOTS: u16 = 16384;
+
 pub fn encode(cursor: Option<&Cursor>) -> String {
     match cursor {
         None | Some(Cursor::Start) => String::new(),
         Some(Cursor::Scan(c)) => format!("s{c}"),
+        Some(Cursor::Shard { slot, scan }) => format!("c{slot}.{scan}"),
         Some(Cursor::After(id)) => {
             let mut out = String::with_capacity(1 + 2 * id.len());
             out.push('a');
@@ -40,6 +45,17 @@ pub fn decode(token: &str) -> Result<Cursor> {
             Ok(c) if c != 0 && rest.bytes().all(|b| b.is_ascii_digit()) => Ok(Cursor::Scan(c)),
             _ => Err(Error::bad_page_token()),
         },
+        "c" => {
+            let (slot, scan) = rest.split_once('.').ok_or_else(Error::bad_page_token)?;
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !digits(slot) || !digits(scan) {
+                return Err(Error::bad_page_token());
+            }
+            match (slot.parse::<u16>(), scan.parse::<u64>()) {
+                (Ok(slot), Ok(scan)) if slot < SLOTS => Ok(Cursor::Shard { slot, scan }),
+                _ => Err(Error::bad_page_token()),
+            }
+        }
         "a" if !rest.is_empty() && rest.len() % 2 == 0 => {
             let bytes = (0..rest.len())
                 .step_by(2)
@@ -66,6 +82,11 @@ mod tests {
         for c in [
             Cursor::Scan(1),
             Cursor::Scan(u64::MAX),
+            Cursor::Shard { slot: 0, scan: 0 },
+            Cursor::Shard {
+                slot: 16383,
+                scan: u64::MAX,
+            },
             Cursor::After("user-42/é".into()),
         ] {
             assert_eq!(decode(&encode(Some(&c))).unwrap(), c);
@@ -73,7 +94,8 @@ mod tests {
         assert_eq!(decode("").unwrap(), Cursor::Start);
         assert_eq!(encode(None), "");
         for bad in [
-            "x", "s", "s0", "s-1", "s+1", "a", "a0", "azz", "aff", "sé", "é",
+            "x", "s", "s0", "s-1", "s+1", "a", "a0", "azz", "aff", "sé", "é", "c", "c1", "c.1",
+            "c1.", "c16384.1", "c1.-1", "c+1.1", "c1.2.3", "c1.x",
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }

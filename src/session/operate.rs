@@ -35,6 +35,13 @@ pub enum Cursor {
     Start,
     /// Redis: the SCAN cursor (never 0: 0 is the end).
     Scan(u64),
+    /// Redis Cluster: the master being scanned, named by a hash slot it
+    /// owns (the lowest it owned when the listing reached it), and its SCAN
+    /// cursor there (0: that master's scan has not begun).
+    Shard {
+        slot: u16,
+        scan: u64,
+    },
     /// The embedded store: the last id listed (ids are listed in order).
     After(String),
 }

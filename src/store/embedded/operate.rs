@@ -57,7 +57,9 @@ impl EmbeddedStore {
                 start.extend_from_slice(last.as_bytes());
                 Bound::Excluded(start)
             }
-            Cursor::After(_) | Cursor::Scan(_) => return Err(Error::bad_page_token()),
+            Cursor::After(_) | Cursor::Scan(_) | Cursor::Shard { .. } => {
+                return Err(Error::bad_page_token());
+            }
         };
         Ok(self.range(&head, prefix, lower, size)?)
     }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::SingleNodeRoutingInfo;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
 use super::Inner;
@@ -311,6 +311,33 @@ impl Inner {
             .conns
             .run(&self.target, self.timeout, |mut c| async move {
                 cmd.query_async::<T>(&mut c).await
+            })
+            .await;
+        self.settle(result)
+    }
+
+    /// Runs a plain command like `query`, on a cluster on the master that
+    /// owns `slot` (as the cluster connection's slot map says; a MOVED
+    /// answer updates it), on one server there.
+    pub(super) async fn query_at<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        slot: u16,
+    ) -> Result<T, Fault> {
+        let result = self
+            .conns
+            .run(&self.target, self.timeout, |c| async move {
+                match c {
+                    Conn::Node(mut c) => cmd.query_async::<T>(&mut c).await,
+                    Conn::Cluster(mut c) => {
+                        let at =
+                            SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                        let value = c
+                            .route_command(cmd.clone(), RoutingInfo::SingleNode(at))
+                            .await?;
+                        Ok(T::from_redis_value(value)?)
+                    }
+                }
             })
             .await;
         self.settle(result)

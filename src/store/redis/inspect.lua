@@ -16,7 +16,7 @@ local t, expired = holder()
 local lock = false
 if t then
   local l = redis.call('HMGET', L, 'f', 's')
-  lock = {string.match(t, '^(%x+)%-') or '', l[1] or '0', redis.call('PTTL', L), l[2] or '0'}
+  lock = {string.match(t, '^(%x+)%-') or '', l[1] or '0', lease_end(now) - now, l[2] or '0'}
 end
 local waiters, queued = 0, ''
 for _, token in ipairs(redis.call('LRANGE', Q, 0, -1)) do

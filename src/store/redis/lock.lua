@@ -22,7 +22,7 @@ end
 
 if t == token then
   -- Already ours: an earlier attempt was granted but its reply was lost.
-  return granted(tonumber(redis.call('HGET', L, 'f')), now + redis.call('PTTL', L))
+  return granted(tonumber(redis.call('HGET', L, 'f')), lease_end(now))
 end
 if not t then
   local head = live_head(now)

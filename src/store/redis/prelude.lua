@@ -11,7 +11,8 @@
 --                   lock (see meta_lasts)
 --   KEYS[3] lock    hash: t (holder's token), f (its fencing token), c (the
 --                   incarnation it was granted on: the data's c, '0' for
---                   none), s (granted at, ms); PX lease
+--                   none), s (granted at, ms), e (the lease's end, ms:
+--                   what the holder was told); expires at e
 --   KEYS[4] queue   list of waiting tokens, oldest first
 --   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>'
 -- Every reply is an array whose 4th element is 1 when this call found that a
@@ -90,6 +91,14 @@ local function meta_lasts(now, ms)
   redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
 end
 
+-- When the holder's lease ends (ms), as it was told; a lock granted
+-- before the lock kept its end (no `e`) reads it from the key's TTL.
+local function lease_end(now)
+  local e = tonumber(redis.call('HGET', L, 'e') or '')
+  if e then return e end
+  return now + redis.call('PTTL', L)
+end
+
 -- Gives the lock to `token` for `lease` ms; returns its fencing token: above
 -- the high-water mark, and never below the clock's microseconds, so that a meta lost
 -- (expired, flushed, a restart without persistence) never makes a fence go
@@ -103,9 +112,11 @@ local function take(token, lease, now)
   local digits = string.format('%.0f', fence)
   redis.call('HSET', M, 'f', digits, 'h', token)
   redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0')
-  -- When it was granted (InspectSession).
-  redis.call('HSET', L, 's', now)
-  redis.call('PEXPIRE', L, lease)
+  -- When it was granted (InspectSession), and when its lease ends, as the
+  -- holder is told: a later read of PTTL, off the clock of another command,
+  -- could say a millisecond more or less.
+  redis.call('HSET', L, 's', now, 'e', now + lease)
+  redis.call('PEXPIREAT', L, now + lease)
   keep_data(now, lease)
   meta_lasts(now, lease)
   return fence
