@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
-use crate::session::Idempotency;
+use crate::session::{Idempotency, RateLimit, RateScope};
 use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
@@ -147,5 +147,30 @@ impl pb::session_service_server::SessionService for SessionApi {
         g.idempotency = Idempotency::of_delete(&r.idempotency_key)?;
         let deleted = self.state.sessions.delete(&key, g).await?;
         Ok(Response::new(pb::DeleteSessionResponse { deleted }))
+    }
+
+    async fn check_rate(
+        &self,
+        req: Request<pb::CheckRateRequest>,
+    ) -> Result<Response<pb::CheckRateResponse>, Status> {
+        let r = req.get_ref();
+        let scope = match r.scope() {
+            pb::RateScope::Namespace => {
+                RateScope::Namespace(share_of(&self.state, &req)?.namespace.clone())
+            }
+            pb::RateScope::Session => RateScope::Session(key_of(&self.state, &req, &r.session_id)?),
+        };
+        let limit = RateLimit::new(
+            &r.name,
+            r.per_second,
+            r.burst,
+            r.cost,
+            self.state.limits.rate_default,
+        )?;
+        let admitted = self.state.sessions.check_rate(&scope, &limit).await?;
+        Ok(Response::new(pb::CheckRateResponse {
+            remaining: admitted.remaining,
+            reset_after_ms: admitted.reset_after_us.div_ceil(1000),
+        }))
     }
 }

@@ -15,9 +15,16 @@ class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSISTENCY_UNSPECIFIED: _ClassVar[Consistency]
     CONSISTENCY_CACHED: _ClassVar[Consistency]
     CONSISTENCY_STRONG: _ClassVar[Consistency]
+
+class RateScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RATE_SCOPE_SESSION: _ClassVar[RateScope]
+    RATE_SCOPE_NAMESPACE: _ClassVar[RateScope]
 CONSISTENCY_UNSPECIFIED: Consistency
 CONSISTENCY_CACHED: Consistency
 CONSISTENCY_STRONG: Consistency
+RATE_SCOPE_SESSION: RateScope
+RATE_SCOPE_NAMESPACE: RateScope
 
 class Session(_message.Message):
     __slots__ = ("session_id", "fields", "version", "created_at", "updated_at", "expires_at")
@@ -194,3 +201,27 @@ class DeleteSessionResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class CheckRateRequest(_message.Message):
+    __slots__ = ("session_id", "name", "scope", "per_second", "burst", "cost")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    scope: RateScope
+    per_second: float
+    burst: int
+    cost: int
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., scope: _Optional[_Union[RateScope, str]] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ..., cost: _Optional[int] = ...) -> None: ...
+
+class CheckRateResponse(_message.Message):
+    __slots__ = ("remaining", "reset_after_ms")
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESET_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    remaining: int
+    reset_after_ms: int
+    def __init__(self, remaining: _Optional[int] = ..., reset_after_ms: _Optional[int] = ...) -> None: ...
