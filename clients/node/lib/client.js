@@ -243,6 +243,29 @@ class Client {
     return { leaseExpiresAt: toDate(res.leaseExpiresAt) };
   }
 
+  /**
+   * CheckRate: takes `cost` units (default 1) from the rate limit `name`
+   * ('default' when empty) of the session, or of the whole namespace with
+   * { namespaceScope: true } (then sessionId is not read). GCRA: perSecond
+   * units a second on average, at most burst at once; left out, the server's
+   * defaults. Resolves { remaining, resetAfterMs }; rejects with RateLimited
+   * (retryAfterMs) when the limit is used up: nothing was taken. Retried on
+   * SHUTTING_DOWN only: a replay after an applied check takes its units twice.
+   */
+  async checkRate(sessionId, opts = {}) {
+    const { name = '', perSecond, burst, cost = 1, namespaceScope = false } = opts;
+    const req = {
+      sessionId: sessionId ?? '',
+      name,
+      cost: toUint64String(cost, 'cost'),
+      scope: namespaceScope ? 'RATE_SCOPE_NAMESPACE' : 'RATE_SCOPE_SESSION',
+    };
+    if (perSecond !== undefined && perSecond !== null) req.perSecond = perSecond;
+    if (burst !== undefined && burst !== null) req.burst = toUint64String(burst, 'burst');
+    const res = await this._call(this._session, 'CheckRate', req, opts);
+    return { remaining: Number(res.remaining), resetAfterMs: Number(res.resetAfterMs) };
+  }
+
   /** AdminService.GetStats, with uptime as uptimeMs and counters as numbers. */
   async stats(opts = {}) {
     const res = await this._call(this._admin, 'GetStats', {}, opts);

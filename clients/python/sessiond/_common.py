@@ -62,6 +62,15 @@ class UpdateResult:
     op_values: Tuple[bytes, ...] = ()
 
 
+@dataclass(frozen=True)
+class RateAdmitted:
+    """An admitted CheckRate: units a call could still take at once, and the
+    seconds until the limit is back to a full burst."""
+
+    remaining: int
+    reset_after: float
+
+
 # ---------------------------------------------------------------- field ops
 
 

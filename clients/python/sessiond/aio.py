@@ -25,6 +25,7 @@ from ._common import (
     Consistency,
     Lock,
     LockedSession,
+    RateAdmitted,
     Seconds,
     Session,
     SessionState,
@@ -258,6 +259,34 @@ class AsyncClient:
         )
         resp = await self._call("RefreshLock", req, timeout=timeout)
         return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
+
+    async def check_rate(
+        self,
+        session_id: str = "",
+        name: str = "",
+        *,
+        per_second: Optional[float] = None,
+        burst: Optional[int] = None,
+        cost: int = 1,
+        namespace_scope: bool = False,
+        timeout: Optional[float] = None,
+    ) -> RateAdmitted:
+        """CheckRate: takes `cost` units from the rate limit `name` ("default"
+        when empty) of the session, or of the whole namespace with
+        `namespace_scope` (then `session_id` is not read). GCRA: `per_second`
+        units a second on average, at most `burst` at once; None takes the
+        server's defaults. Raises RateLimited (with `.retry_after`) when the
+        limit is used up: nothing was taken. Retried on SHUTTING_DOWN only: a
+        replay after an applied check would take its units twice."""
+        req = session_pb2.CheckRateRequest(session_id=session_id, name=name, cost=cost)
+        if per_second is not None:
+            req.per_second = per_second
+        if burst is not None:
+            req.burst = burst
+        if namespace_scope:
+            req.scope = session_pb2.RATE_SCOPE_NAMESPACE
+        resp = await self._call("CheckRate", req, timeout=timeout)
+        return RateAdmitted(remaining=resp.remaining, reset_after=resp.reset_after_ms / 1000)
 
     async def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """AdminService.GetStats of the instance this channel reaches."""
