@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::on_every_backend;
-use crate::support::{Backend, Client, Server, details, reason};
+use crate::support::{Backend, Client, Server, details, reason, unlock};
 
 fn rate(id: &str, name: &str, per_second: f64, burst: u64) -> CheckRateRequest {
     CheckRateRequest {
@@ -134,7 +134,65 @@ async fn bad_arguments_name_their_reason(b: Backend) {
     assert_eq!(meta["limit"], "default");
 }
 
+/// LockSession with a rate limit: checked before the lock is tried or
+/// queued for; a refused caller neither locks nor queues, and the attempt
+/// that met a held lock still took its unit.
+async fn lock_session_checks_its_rate_limit_first(b: Backend) {
+    let s = Server::start(b, &[]).await;
+    let (mut c, mut other) = (s.client().await, s.client().await);
+    let req = |wait_ms: u32, scope: RateScope| LockSessionRequest {
+        session_id: "rate-lock".into(),
+        lease_ms: 5_000,
+        wait_ms,
+        rate_limit: Some(RateLimit {
+            name: "locks".into(),
+            scope: scope as i32,
+            per_second: Some(0.01),
+            burst: Some(2),
+            cost: 0,
+        }),
+    };
+    let held = c
+        .lock_session(req(0, RateScope::Session))
+        .await
+        .unwrap()
+        .into_inner();
+    // Held: LOCK_HELD, and its unit is taken all the same.
+    assert_eq!(
+        reason(other.lock_session(req(0, RateScope::Session)).await),
+        (Code::FailedPrecondition, "LOCK_HELD".to_owned())
+    );
+    // The limit is used up: refused before queueing, so no wait of 5 s.
+    let started = std::time::Instant::now();
+    let (code, why, meta) = details(other.lock_session(req(5_000, RateScope::Session)).await);
+    assert_eq!((code, &*why), (Code::ResourceExhausted, "RATE_LIMITED"));
+    assert_eq!(meta["limit"], "locks");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let stats = s.stats().await;
+    assert_eq!(stats.locks.unwrap().waiting_now, 0);
+    // CheckRate sees the same limit.
+    let mut check = rate("rate-lock", "locks", 0.01, 2);
+    check.cost = 1;
+    assert_eq!(
+        reason(c.check_rate(check).await),
+        (Code::ResourceExhausted, "RATE_LIMITED".to_owned())
+    );
+    // The namespace's limit of that name is another; bad arguments are refused.
+    unlock(&mut c, "rate-lock", held.lock_token).await.unwrap();
+    let ns = c.lock_session(req(0, RateScope::Namespace)).await.unwrap();
+    unlock(&mut c, "rate-lock", ns.into_inner().lock_token)
+        .await
+        .unwrap();
+    let mut bad = req(0, RateScope::Session);
+    bad.rate_limit.as_mut().unwrap().per_second = Some(f64::NAN);
+    assert_eq!(
+        reason(c.lock_session(bad).await),
+        (Code::InvalidArgument, "INVALID_RATE_LIMIT".to_owned())
+    );
+}
+
 on_every_backend!(
+    lock_session_checks_its_rate_limit_first,
     a_burst_is_admitted_then_refused_until_its_time,
     limits_are_counted_apart,
     bad_arguments_name_their_reason,

@@ -68,14 +68,16 @@ class GetSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., from_cache: _Optional[bool] = ...) -> None: ...
 
 class LockSessionRequest(_message.Message):
-    __slots__ = ("session_id", "lease_ms", "wait_ms")
+    __slots__ = ("session_id", "lease_ms", "wait_ms", "rate_limit")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     lease_ms: int
     wait_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    rate_limit: RateLimit
+    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class LockSessionResponse(_message.Message):
     __slots__ = ("lock_token", "fencing_token", "lease_expires_at", "session")
@@ -217,6 +219,20 @@ class CheckRateRequest(_message.Message):
     burst: int
     cost: int
     def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., scope: _Optional[_Union[RateScope, str]] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ..., cost: _Optional[int] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("name", "scope", "per_second", "burst", "cost")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scope: RateScope
+    per_second: float
+    burst: int
+    cost: int
+    def __init__(self, name: _Optional[str] = ..., scope: _Optional[_Union[RateScope, str]] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ..., cost: _Optional[int] = ...) -> None: ...
 
 class CheckRateResponse(_message.Message):
     __slots__ = ("remaining", "reset_after_ms")

@@ -90,6 +90,9 @@ class SessionServiceServicer:
         GetSession. Locking a session that does not exist yet is allowed: it is
         how a get-or-create is made race-free.
 
+        With `rate_limit`, a limit is checked first: RESOURCE_EXHAUSTED /
+        RATE_LIMITED when it refuses (see CheckRate).
+
         `wait_ms` = 0 tries once: FAILED_PRECONDITION / LOCK_HELD when someone
         else holds it ("drop while busy"). `wait_ms` > 0 queues the caller behind
         earlier waiters, first come first served across all sessiond instances
