@@ -60,6 +60,8 @@ export interface LockOptions extends CallOptions {
   leaseMs?: number;
   /** 0 (default) = try once, LockHeld when held; > 0 = wait in the FIFO queue. */
   waitMs?: number;
+  /** Checked before the lock is tried or queued for: RateLimited when it refuses. */
+  rateLimit?: RateLimitOptions;
 }
 
 export interface LockResult {
@@ -121,7 +123,7 @@ export interface RefreshOptions extends CallOptions {
   leaseMs?: number;
 }
 
-export interface CheckRateOptions extends CallOptions {
+export interface RateLimitOptions {
   /** The limit's name; '' or left out = 'default'. */
   name?: string;
   /** Units a second on average (> 0); left out = the server's default. */
@@ -133,6 +135,8 @@ export interface CheckRateOptions extends CallOptions {
   /** The namespace's limit rather than the session's (sessionId is not read). */
   namespaceScope?: boolean;
 }
+
+export interface CheckRateOptions extends CallOptions, RateLimitOptions {}
 
 export interface WithLockOptions {
   leaseMs?: number;

@@ -186,6 +186,22 @@ test('RATE_LIMITED: a burst is admitted, then refused with when to come back', a
   );
 });
 
+test('RATE_LIMITED: lock checks its rateLimit before queueing', async () => {
+  const id = uniqueId('rate-lock');
+  const rateLimit = { name: 'locks', perSecond: 0.01, burst: 1 };
+  const held = await client.lock(id, { leaseMs: 5000, rateLimit });
+  const started = Date.now();
+  const e = await expectError(
+    client.lock(id, { waitMs: 5000, rateLimit }),
+    sd.RateLimited,
+    status.RESOURCE_EXHAUSTED,
+    'RATE_LIMITED',
+  );
+  assert.ok(Date.now() - started < 2000, 'refused at once, never queued');
+  assert.equal(e.limit, 'locks');
+  await client.unlock(id, held.lockToken);
+});
+
 test('QUOTA_EXCEEDED: a write beyond --max-sessions-per-namespace writes nothing', async () => {
   const small = await startServer({ args: ['--max-sessions-per-namespace', '1'] });
   const c = new sd.Client(small.target, { timeoutMs: 5000 });

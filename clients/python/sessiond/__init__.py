@@ -30,6 +30,7 @@ from ._common import (
     append,
     entries,
     increment,
+    rate_limit,
     set_if_absent,
 )
 from ._admin import Inspection, LockHolder
@@ -80,6 +81,6 @@ __all__ = [
     "SessionState", "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable",
     "Unauthenticated", "Unavailable", "UpdateResult", "VersionMismatch",
     "FieldNotInteger", "FieldNotList", "FieldOpRefused", "IdempotencyKeyReused",
-    "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries",
+    "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries", "rate_limit",
     "increment", "set_if_absent",
 ]

@@ -71,6 +71,26 @@ class RateAdmitted:
     reset_after: float
 
 
+def rate_limit(
+    name: str = "",
+    *,
+    per_second: Optional[float] = None,
+    burst: Optional[int] = None,
+    cost: int = 1,
+    namespace_scope: bool = False,
+) -> session_pb2.RateLimit:
+    """A rate limit for `lock(..., rate_limit=...)`, with the arguments of
+    `check_rate`: checked before the lock is tried or queued for."""
+    r = session_pb2.RateLimit(name=name, cost=cost)
+    if per_second is not None:
+        r.per_second = per_second
+    if burst is not None:
+        r.burst = burst
+    if namespace_scope:
+        r.scope = session_pb2.RATE_SCOPE_NAMESPACE
+    return r
+
+
 # ---------------------------------------------------------------- field ops
 
 

@@ -223,18 +223,24 @@ class Client:
         *,
         lease: Optional[Seconds] = None,
         wait: Seconds = 0,
+        rate_limit: Optional[session_pb2.RateLimit] = None,
         timeout: Optional[float] = None,
     ) -> Lock:
         """LockSession. `wait` 0 tries once (LockHeld when busy); > 0 queues
         FIFO for up to `wait` seconds (LockWaitTimeout). `lease` None is the
         server's default. The call's deadline is `wait` + `timeout`.
+        `rate_limit` (see `sessiond.rate_limit`) is checked first: RateLimited
+        when it refuses, and then nothing is locked or queued for.
 
         Retried on SHUTTING_DOWN only: a grant whose answer was lost would leave
         a lock that nobody knows of until its lease ends, and a retry would
         meet it as LockHeld or queue behind it.
         """
         req = session_pb2.LockSessionRequest(
-            session_id=session_id, lease_ms=c.millis(lease, "lease"), wait_ms=c.millis(wait, "wait")
+            session_id=session_id,
+            lease_ms=c.millis(lease, "lease"),
+            wait_ms=c.millis(wait, "wait"),
+            rate_limit=rate_limit,
         )
         deadline = (self.timeout if timeout is None else timeout) + (c.seconds(wait) or 0.0)
         resp = self._call("LockSession", req, timeout=deadline)

@@ -260,3 +260,13 @@ def test_check_rate_admits_a_burst_then_says_when(client, sid):
     assert client.check_rate(name="replies", per_second=10, burst=2, namespace_scope=True).remaining == 1
     with pytest.raises(sessiond.InvalidRateLimit):
         client.check_rate(sid, per_second=0)
+
+
+def test_lock_checks_its_rate_limit_before_queueing(client, other, sid):
+    limit = sessiond.rate_limit("locks", per_second=0.01, burst=1)
+    held = client.lock(sid, lease=5, rate_limit=limit)
+    started = time.monotonic()
+    with pytest.raises(sessiond.RateLimited) as refused:
+        other.lock(sid, wait=5, rate_limit=limit)  # refused at once, never queued
+    assert time.monotonic() - started < 2 and refused.value.limit == "locks"
+    client.unlock(sid, held.token)
