@@ -178,6 +178,19 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "10m")]
     pub idempotency_window: Duration,
 
+    /// The rate (units a second) of a CheckRate that gives none.
+    #[arg(
+        long,
+        env = "SESSIOND_RATE_LIMIT_DEFAULT_PER_SECOND",
+        default_value_t = 10.0
+    )]
+    pub rate_limit_default_per_second: f64,
+
+    /// The burst (units admitted at once after an idle spell) of a
+    /// CheckRate that gives none.
+    #[arg(long, env = "SESSIOND_RATE_LIMIT_DEFAULT_BURST", default_value_t = 10)]
+    pub rate_limit_default_burst: u64,
+
     /// Most fields one session may have.
     #[arg(long, env = "SESSIOND_MAX_FIELDS", default_value_t = 256)]
     pub max_fields: usize,

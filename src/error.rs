@@ -76,6 +76,11 @@ pub enum Error {
     #[error("{0}")]
     AdminDenied(String),
 
+    /// A rate limit refused the call; the same call is admitted after
+    /// `retry_after_ms`.
+    #[error("the rate limit `{name}` is used up; retry in {retry_after_ms} ms")]
+    RateLimited { name: String, retry_after_ms: u64 },
+
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
@@ -124,6 +129,8 @@ pub enum InvalidReason {
     IdempotencyKeyReused,
     /// A page token that no listing of this server handed out.
     PageToken,
+    /// A rate limit's name, rate, burst or cost that makes no limit.
+    RateLimit,
 }
 
 impl Error {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
-use crate::session::Idempotency;
+use crate::session::{Idempotency, RateLimit, RateScope};
 use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
@@ -23,6 +23,27 @@ impl SessionApi {
     pub fn new(state: Arc<State>) -> SessionApi {
         SessionApi { state }
     }
+}
+
+/// The scope and validated arguments of a rate limit a request names.
+fn rate_of<T>(
+    state: &State,
+    req: &Request<T>,
+    session_id: &str,
+    spec: &pb::RateLimit,
+) -> crate::error::Result<(RateScope, RateLimit)> {
+    let scope = match spec.scope() {
+        pb::RateScope::Namespace => RateScope::Namespace(share_of(state, req)?.namespace.clone()),
+        pb::RateScope::Session => RateScope::Session(key_of(state, req, session_id)?),
+    };
+    let limit = RateLimit::new(
+        &spec.name,
+        spec.per_second,
+        spec.burst,
+        spec.cost,
+        state.limits.rate_default,
+    )?;
+    Ok((scope, limit))
 }
 
 #[tonic::async_trait]
@@ -57,6 +78,12 @@ impl pb::session_service_server::SessionService for SessionApi {
         let st = &self.state;
         let lease = st.limits.lease(r.lease_ms)?;
         let wait = deadline_wait(&req, st.limits.wait(r.wait_ms)?);
+        if let Some(spec) = &r.rate_limit {
+            // Before the caller takes a waiter's place: a refused caller
+            // never queues.
+            let (scope, limit) = rate_of(st, &req, &r.session_id, spec)?;
+            st.sessions.check_rate(&scope, &limit).await?;
+        }
         // A caller that may queue counts as a waiter of its session and
         // namespace until its wait ends (see server/shares.rs).
         let waiting = if wait.is_zero() {
@@ -147,5 +174,25 @@ impl pb::session_service_server::SessionService for SessionApi {
         g.idempotency = Idempotency::of_delete(&r.idempotency_key)?;
         let deleted = self.state.sessions.delete(&key, g).await?;
         Ok(Response::new(pb::DeleteSessionResponse { deleted }))
+    }
+
+    async fn check_rate(
+        &self,
+        req: Request<pb::CheckRateRequest>,
+    ) -> Result<Response<pb::CheckRateResponse>, Status> {
+        let r = req.get_ref();
+        let spec = pb::RateLimit {
+            name: r.name.clone(),
+            scope: r.scope,
+            per_second: r.per_second,
+            burst: r.burst,
+            cost: r.cost,
+        };
+        let (scope, limit) = rate_of(&self.state, &req, &r.session_id, &spec)?;
+        let admitted = self.state.sessions.check_rate(&scope, &limit).await?;
+        Ok(Response::new(pb::CheckRateResponse {
+            remaining: admitted.remaining,
+            reset_after_ms: admitted.reset_after_us.div_ceil(1000),
+        }))
     }
 }

@@ -12,6 +12,7 @@ mod limits;
 mod operate;
 mod ops;
 mod quotas;
+mod rate;
 
 pub use fields::Fields;
 pub use idempotency::Idempotency;
@@ -19,6 +20,7 @@ pub use limits::Limits;
 pub use operate::{Cursor, Holder, Inspection, Page, page_size};
 pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 pub use quotas::{Quota, Quotas, Usage};
+pub use rate::{Admitted, Gcra, RateLimit, RateScope, check_rate};
 
 /// Longest session id and field name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;

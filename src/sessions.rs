@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::session::{Guards, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{
+    Admitted, Guards, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey, Written,
+};
 use crate::stats::Stats;
 use crate::store::{FeedEvent, Store};
 
@@ -152,6 +154,11 @@ impl Sessions {
 
     pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
         self.store.unlock(key, token).await
+    }
+
+    /// One step of a rate limit; the cache has no part in it.
+    pub async fn check_rate(&self, scope: &RateScope, limit: &RateLimit) -> Result<Admitted> {
+        self.store.check_rate(scope, limit).await
     }
 
     /// Returns the new lease expiry (ms since the epoch).

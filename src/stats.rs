@@ -60,10 +60,11 @@ pub enum Method {
     ForceUnlock,
     ListSessions,
     PurgeSessions,
+    CheckRate,
 }
 
 impl Method {
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::GetSession,
         Method::LockSession,
         Method::UpdateSession,
@@ -75,6 +76,8 @@ impl Method {
         Method::ForceUnlock,
         Method::ListSessions,
         Method::PurgeSessions,
+        // Last: the figures of the methods before it keep their places.
+        Method::CheckRate,
     ];
 
     /// The gRPC service the method belongs to.
@@ -102,6 +105,7 @@ impl Method {
             Method::ForceUnlock => "ForceUnlock",
             Method::ListSessions => "ListSessions",
             Method::PurgeSessions => "PurgeSessions",
+            Method::CheckRate => "CheckRate",
         }
     }
 }

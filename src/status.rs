@@ -29,6 +29,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
         Error::AdminDenied(_) => (Code::PermissionDenied, "ADMIN_DENIED"),
+        Error::RateLimited { .. } => (Code::ResourceExhausted, "RATE_LIMITED"),
         Error::Overloaded | Error::ShareExceeded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
         Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
@@ -52,6 +53,7 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::IdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
         InvalidReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         InvalidReason::PageToken => "INVALID_PAGE_TOKEN",
+        InvalidReason::RateLimit => "INVALID_RATE_LIMIT",
     }
 }
 
@@ -74,6 +76,13 @@ fn metadata(err: &Error) -> HashMap<String, String> {
             m.insert("limit".to_owned(), limit.to_string());
             m.insert("usage".to_owned(), usage.to_string());
         }
+        Error::RateLimited {
+            name,
+            retry_after_ms,
+        } => {
+            m.insert("limit".to_owned(), name.clone());
+            m.insert("retry_after_ms".to_owned(), retry_after_ms.to_string());
+        }
         Error::FieldRefused { field, .. } => {
             m.insert("field".to_owned(), field.clone());
         }
@@ -93,7 +102,11 @@ fn metadata(err: &Error) -> HashMap<String, String> {
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let (code, reason) = code_and_reason(&err);
-        let details = ErrorDetails::with_error_info(reason, DOMAIN, metadata(&err));
+        let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata(&err));
+        if let Error::RateLimited { retry_after_ms, .. } = &err {
+            // The standard detail too, which gRPC libraries and proxies read.
+            details.set_retry_info(Some(std::time::Duration::from_millis(*retry_after_ms)));
+        }
         Status::with_error_details(code, err.to_string(), details)
     }
 }
@@ -141,5 +154,25 @@ mod tests {
             (Code::InvalidArgument, "INTEGER_OVERFLOW")
         );
         assert_eq!(info.metadata["field"], "turns");
+    }
+
+    #[test]
+    fn a_rate_refusal_says_when_to_come_back() {
+        let status = Status::from(Error::RateLimited {
+            name: "replies".into(),
+            retry_after_ms: 250,
+        });
+        let info = status.get_details_error_info().expect("ErrorInfo attached");
+        assert_eq!(
+            (status.code(), &*info.reason),
+            (Code::ResourceExhausted, "RATE_LIMITED")
+        );
+        assert_eq!(info.metadata["retry_after_ms"], "250");
+        assert_eq!(info.metadata["limit"], "replies");
+        let retry = status.get_details_retry_info().expect("RetryInfo attached");
+        assert_eq!(
+            retry.retry_delay,
+            Some(std::time::Duration::from_millis(250))
+        );
     }
 }

@@ -24,7 +24,8 @@ use tracing::instrument::Instrumented;
 use crate::config::StoreSettings;
 use crate::error::Result;
 use crate::session::{
-    Cursor, Guards, Inspection, Limits, LockGrant, Mutation, Page, Session, SessionKey, Written,
+    Admitted, Cursor, Guards, Inspection, Limits, LockGrant, Mutation, Page, RateLimit, RateScope,
+    Session, SessionKey, Written,
 };
 use crate::stats::Stats;
 use crate::telemetry::{self, otlp};
@@ -139,6 +140,12 @@ impl Store {
         dispatch!(self.refresh(key, token, lease), "refresh.lua", "refresh")
     }
 
+    /// One step of a rate limit (GCRA): admitted, or RATE_LIMITED with when
+    /// to come back.
+    pub async fn check_rate(&self, scope: &RateScope, limit: &RateLimit) -> Result<Admitted> {
+        dispatch!(self.check_rate(scope, limit), "rate.lua", "rate")
+    }
+
     /// The session and its lock, as operators see them.
     pub async fn inspect(&self, key: &SessionKey) -> Result<Inspection> {
         dispatch!(self.inspect(key), "inspect.lua", "inspect")
@@ -191,6 +198,13 @@ impl Store {
 /// A fresh, unguessable lock token.
 pub fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Microseconds since the Unix epoch on this host's clock.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Milliseconds since the Unix epoch on this host's clock.

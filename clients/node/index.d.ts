@@ -60,6 +60,8 @@ export interface LockOptions extends CallOptions {
   leaseMs?: number;
   /** 0 (default) = try once, LockHeld when held; > 0 = wait in the FIFO queue. */
   waitMs?: number;
+  /** Checked before the lock is tried or queued for: RateLimited when it refuses. */
+  rateLimit?: RateLimitOptions;
 }
 
 export interface LockResult {
@@ -120,6 +122,21 @@ export interface RefreshOptions extends CallOptions {
   /** New lease from now in ms; 0 = the server's default. */
   leaseMs?: number;
 }
+
+export interface RateLimitOptions {
+  /** The limit's name; '' or left out = 'default'. */
+  name?: string;
+  /** Units a second on average (> 0); left out = the server's default. */
+  perSecond?: number;
+  /** Units admitted at once after an idle spell; left out = the server's default. */
+  burst?: number | bigint;
+  /** Units this call takes (1..=burst); default 1. */
+  cost?: number | bigint;
+  /** The namespace's limit rather than the session's (sessionId is not read). */
+  namespaceScope?: boolean;
+}
+
+export interface CheckRateOptions extends CallOptions, RateLimitOptions {}
 
 export interface WithLockOptions {
   leaseMs?: number;
@@ -266,6 +283,7 @@ export declare class Client {
   delete(sessionId: string, opts?: DeleteOptions): Promise<{ deleted: boolean }>;
   unlock(sessionId: string, lockToken: string, opts?: CallOptions): Promise<void>;
   refresh(sessionId: string, lockToken: string, opts?: RefreshOptions): Promise<{ leaseExpiresAt: Date | null }>;
+  checkRate(sessionId: string, opts?: CheckRateOptions): Promise<{ remaining: number; resetAfterMs: number }>;
   stats(opts?: CallOptions): Promise<Stats>;
   inspect(sessionId: string, opts?: AdminOptions): Promise<Inspection>;
   forceUnlock(sessionId: string, opts?: AdminOptions): Promise<bigint | null>;
@@ -336,6 +354,12 @@ export declare class Overloaded extends SessiondError {}
  * a quota; nothing was written. Not retried: delete sessions, write smaller ones,
  * or have the quota raised.
  */
+export declare class RateLimited extends SessiondError {
+  /** The limit's name. */
+  readonly limit: string | null;
+  /** When the same call would be admitted, in milliseconds. */
+  readonly retryAfterMs: number | null;
+}
 export declare class QuotaExceeded extends SessiondError {
   /** "sessions" or "bytes". */
   readonly quota: string | null;

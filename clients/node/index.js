@@ -27,6 +27,7 @@ module.exports = {
   DeadlineExceeded: errors.DeadlineExceeded,
   Overloaded: errors.Overloaded,
   QuotaExceeded: errors.QuotaExceeded,
+  RateLimited: errors.RateLimited,
   Unavailable: errors.Unavailable,
   StoreUnavailable: errors.StoreUnavailable,
   ShuttingDown: errors.ShuttingDown,

@@ -262,6 +262,16 @@ impl Settings {
         if c.idempotency_window < Duration::from_secs(1) {
             return Err("--idempotency-window must be at least 1s".into());
         }
+        crate::session::check_rate(
+            c.rate_limit_default_per_second,
+            c.rate_limit_default_burst,
+        )
+        .map_err(|why| {
+            format!(
+                "--rate-limit-default-per-second and --rate-limit-default-burst make no limit: {}",
+                why.replace("per_second", "the rate")
+            )
+        })?;
         if c.max_fields == 0 || c.max_field_bytes == 0 || c.max_session_bytes == 0 {
             return Err(
                 "--max-fields, --max-field-bytes and --max-session-bytes must be above 0".into(),
@@ -287,6 +297,7 @@ impl Settings {
                     max_bytes: c.max_bytes_per_namespace,
                 },
                 idempotency_window: c.idempotency_window,
+                rate_default: (c.rate_limit_default_per_second, c.rate_limit_default_burst),
             },
             auth,
             tls,

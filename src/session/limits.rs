@@ -23,6 +23,9 @@ pub struct Limits {
     pub quotas: super::Quotas,
     /// How long a write's idempotency key is remembered.
     pub idempotency_window: Duration,
+    /// The rate (per second) and burst of a rate limit whose check gives
+    /// none (`--rate-limit-default-per-second`, `--rate-limit-default-burst`).
+    pub rate_default: (f64, u64),
 }
 
 impl Limits {

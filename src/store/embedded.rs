@@ -54,7 +54,10 @@ use tables::SESSIONS;
 
 use super::{new_token, now_ms};
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{
+    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
+    Written,
+};
 use crate::stats::Stats;
 use crate::telemetry::otlp::{self, LockWait};
 
@@ -226,6 +229,28 @@ impl EmbeddedStore {
             reply,
         })
         .await
+    }
+
+    /// One GCRA step of `limit`, on this host's clock, committed like a
+    /// write (a refusal writes nothing).
+    pub async fn check_rate(&self, scope: &RateScope, limit: &RateLimit) -> Result<Admitted> {
+        let key = match scope {
+            RateScope::Session(key) => {
+                let mut k = encode_key(key);
+                k.push(0);
+                k
+            }
+            RateScope::Namespace(ns) => {
+                let mut k = ns.as_bytes().to_vec();
+                k.push(1);
+                k
+            }
+        };
+        let mut key = key;
+        key.extend_from_slice(limit.name.as_bytes());
+        let limit = limit.clone();
+        self.call(|reply| Command::CheckRate { key, limit, reply })
+            .await
     }
 
     pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {

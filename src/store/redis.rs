@@ -50,7 +50,10 @@ pub mod wire;
 use super::{FeedSender, new_token};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, LockGrant, Mutation, Session, SessionKey, Written};
+use crate::session::{
+    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
+    Written,
+};
 use crate::stats::Stats;
 use conns::{Conns, Opener};
 use durability::Policy;
@@ -86,6 +89,7 @@ struct Scripts {
     refresh: Script,
     inspect: Script,
     force_unlock: Script,
+    rate: Script,
 }
 
 impl Scripts {
@@ -106,6 +110,8 @@ impl Scripts {
             refresh: s(include_str!("redis/refresh.lua")),
             inspect: s(include_str!("redis/inspect.lua")),
             force_unlock: s(include_str!("redis/force_unlock.lua")),
+            // Alone: it touches one key, not a session's five.
+            rate: Script::new(include_str!("redis/rate.lua")),
         }
     }
 }
@@ -368,6 +374,28 @@ impl RedisStore {
         match inner.invoke(&mut inv, wire::refresh).await? {
             RefreshReply::Extended { lease_expires_ms } => Ok(lease_expires_ms),
             RefreshReply::LockLost => Err(Error::LockLost),
+        }
+    }
+
+    /// One GCRA step of `limit` on the Redis server's clock.
+    pub async fn check_rate(&self, scope: &RateScope, limit: &RateLimit) -> Result<Admitted> {
+        let inner = &self.inner;
+        let mut inv = inner.scripts.rate.prepare_invoke();
+        inv.key(inner.rate_key(scope, &limit.name))
+            .arg(limit.interval_us)
+            .arg(limit.burst)
+            .arg(limit.cost);
+        // No durability wait: a limit's state lost in a failover admits a
+        // burst early, which a wait on every check would not be worth.
+        let (admitted, remaining, after): (i64, i64, i64) = inner.eval(&mut inv).await?;
+        let (remaining, after) = (remaining.max(0) as u64, after.max(0) as u64);
+        if admitted == 1 {
+            Ok(Admitted {
+                remaining,
+                reset_after_us: after,
+            })
+        } else {
+            Err(limit.refused(after))
         }
     }
 

@@ -14,6 +14,7 @@ mod operate;
 mod ops;
 mod ops_parity;
 mod purging;
+mod rates;
 mod reads;
 mod stats;
 mod writes;

@@ -429,3 +429,63 @@ async fn force_unlock_frees_a_dead_instances_lock() {
     assert_eq!(cb.update_session(w).await.unwrap().into_inner().version, 2);
     assert_eq!(b.stats().await.locks.unwrap().forced_releases, 1);
 }
+
+/// One limit of 5 a second (a burst of 1) checked by 24 callers spread over
+/// three instances for 3 s, each coming back when told to: GCRA on the
+/// Redis clock admits at most 1 + 5 × the span of the checks, and callers
+/// who always come back at their retry time leave it no idle unit, so the
+/// count is 15 give or take what the span's ends (the callers' start and
+/// stop on a shared host) add or cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_instances() {
+    const CALLERS: usize = 24;
+    let redis = Redis::start();
+    let all = three(&redis).await;
+    let admitted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for i in 0..CALLERS {
+        let mut c = client(all[i % 3].addr).await;
+        let (admitted, refused) = (admitted.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = CheckRateRequest {
+                session_id: "rate-3".into(),
+                name: "replies".into(),
+                per_second: Some(5.0),
+                burst: Some(1),
+                ..Default::default()
+            };
+            while Instant::now() < end {
+                match c.check_rate(req.clone()).await {
+                    Ok(_) => {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) => {
+                        let info = tonic_types::StatusExt::get_details_error_info(&status)
+                            .unwrap_or_else(|| panic!("{status:?}"));
+                        assert_eq!(info.reason, "RATE_LIMITED");
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        let after: u64 = info.metadata["retry_after_ms"].parse().unwrap();
+                        tokio::time::sleep(Duration::from_millis(after)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (admitted, refused) = (
+        admitted.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        (12..=18).contains(&admitted),
+        "{admitted} admitted in 3 s at 5 a second ({refused} refused)"
+    );
+    assert!(
+        refused > admitted,
+        "the callers asked for more than the rate"
+    );
+}

@@ -133,6 +133,7 @@ async fn calls_become_child_spans(backend: Backend) {
             session_id: "t".into(),
             lease_ms: 10_000,
             wait_ms: 10_000,
+            rate_limit: None,
         };
         c2.lock_session(traced(req, T2, P2, "01")).await
     });

@@ -33,6 +33,18 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const UINT64_MAX = 2n ** 64n - 1n;
 
+// A rate limit's fields as CheckRateRequest and RateLimit have them.
+function rateLimitOf({ name = '', perSecond, burst, cost = 1, namespaceScope = false }) {
+  const r = {
+    name,
+    cost: toUint64String(cost, 'cost'),
+    scope: namespaceScope ? 'RATE_SCOPE_NAMESPACE' : 'RATE_SCOPE_SESSION',
+  };
+  if (perSecond !== undefined && perSecond !== null) r.perSecond = perSecond;
+  if (burst !== undefined && burst !== null) r.burst = toUint64String(burst, 'burst');
+  return r;
+}
+
 function toUint64String(value, what) {
   const ok = typeof value === 'bigint'
     || (typeof value === 'number' && Number.isSafeInteger(value))
@@ -172,10 +184,14 @@ class Client {
   /**
    * LockSession. waitMs 0 = try once (LockHeld when held); > 0 = FIFO wait
    * (LockWaitTimeout when it runs out). The call's deadline is timeoutMs + waitMs.
+   * rateLimit ({ name, perSecond, burst, cost, namespaceScope }, as checkRate
+   * takes) is checked first: RateLimited when it refuses, nothing queued for.
    */
   async lock(sessionId, opts = {}) {
-    const { leaseMs = 0, waitMs = 0 } = opts;
-    const res = await this._call(this._session, 'LockSession', { sessionId, leaseMs, waitMs }, opts, {
+    const { leaseMs = 0, waitMs = 0, rateLimit } = opts;
+    const req = { sessionId, leaseMs, waitMs };
+    if (rateLimit) req.rateLimit = rateLimitOf(rateLimit);
+    const res = await this._call(this._session, 'LockSession', req, opts, {
       extraMs: waitMs,
     });
     return {
@@ -241,6 +257,21 @@ class Client {
     const { leaseMs = 0 } = opts;
     const res = await this._call(this._session, 'RefreshLock', { sessionId, lockToken, leaseMs }, opts);
     return { leaseExpiresAt: toDate(res.leaseExpiresAt) };
+  }
+
+  /**
+   * CheckRate: takes `cost` units (default 1) from the rate limit `name`
+   * ('default' when empty) of the session, or of the whole namespace with
+   * { namespaceScope: true } (then sessionId is not read). GCRA: perSecond
+   * units a second on average, at most burst at once; left out, the server's
+   * defaults. Resolves { remaining, resetAfterMs }; rejects with RateLimited
+   * (retryAfterMs) when the limit is used up: nothing was taken. Retried on
+   * SHUTTING_DOWN only: a replay after an applied check takes its units twice.
+   */
+  async checkRate(sessionId, opts = {}) {
+    const req = { sessionId: sessionId ?? '', ...rateLimitOf(opts) };
+    const res = await this._call(this._session, 'CheckRate', req, opts);
+    return { remaining: Number(res.remaining), resetAfterMs: Number(res.resetAfterMs) };
   }
 
   /** AdminService.GetStats, with uptime as uptimeMs and counters as numbers. */

@@ -83,6 +83,23 @@ class QuotaExceeded extends SessiondError {
     return v === undefined ? null : BigInt(v);
   }
 }
+/**
+ * RESOURCE_EXHAUSTED / RATE_LIMITED: checkRate refused the call; it took
+ * nothing. The same call is admitted after retryAfterMs (unless others take the
+ * units first). Never retried by the client: whether the work is still worth
+ * doing then is the caller's choice.
+ */
+class RateLimited extends SessiondError {
+  /** The limit's name. */
+  get limit() {
+    return this.metadata.limit ?? null;
+  }
+  /** When the same call would be admitted, in milliseconds. */
+  get retryAfterMs() {
+    const v = this.metadata.retry_after_ms;
+    return v === undefined ? null : Number(v);
+  }
+}
 class Unavailable extends SessiondError {}
 class StoreUnavailable extends Unavailable {}
 class ShuttingDown extends Unavailable {}
@@ -109,6 +126,8 @@ const BY_REASON = {
   LOCK_WAIT_TIMEOUT: LockWaitTimeout,
   OVERLOADED: Overloaded,
   QUOTA_EXCEEDED: QuotaExceeded,
+  RATE_LIMITED: RateLimited,
+  INVALID_RATE_LIMIT: InvalidArgument,
   STORE_UNAVAILABLE: StoreUnavailable,
   SHUTTING_DOWN: ShuttingDown,
   UNAUTHENTICATED: Unauthenticated,
@@ -177,6 +196,7 @@ module.exports = {
   DeadlineExceeded,
   Overloaded,
   QuotaExceeded,
+  RateLimited,
   Unavailable,
   StoreUnavailable,
   ShuttingDown,

@@ -164,6 +164,44 @@ test('OVERLOADED: beyond --max-concurrent-calls a call is refused at once', asyn
   }
 });
 
+test('RATE_LIMITED: a burst is admitted, then refused with when to come back', async () => {
+  const id = uniqueId('rate');
+  const opts = { name: 'replies', perSecond: 10, burst: 2 };
+  const first = await client.checkRate(id, opts);
+  assert.equal(first.remaining, 1);
+  assert.ok(first.resetAfterMs > 0 && first.resetAfterMs <= 200, String(first.resetAfterMs));
+  assert.equal((await client.checkRate(id, opts)).remaining, 0);
+  const e = await expectError(client.checkRate(id, opts), sd.RateLimited, status.RESOURCE_EXHAUSTED, 'RATE_LIMITED');
+  assert.equal(e.limit, 'replies');
+  assert.ok(e.retryAfterMs >= 1 && e.retryAfterMs <= 100, String(e.retryAfterMs));
+  await new Promise((resolve) => setTimeout(resolve, e.retryAfterMs));
+  assert.equal((await client.checkRate(id, opts)).remaining, 0);
+  const ns = await client.checkRate('', { ...opts, name: uniqueId('ns'), namespaceScope: true });
+  assert.equal(ns.remaining, 1);
+  await expectError(
+    client.checkRate(id, { perSecond: 0 }),
+    sd.InvalidArgument,
+    status.INVALID_ARGUMENT,
+    'INVALID_RATE_LIMIT',
+  );
+});
+
+test('RATE_LIMITED: lock checks its rateLimit before queueing', async () => {
+  const id = uniqueId('rate-lock');
+  const rateLimit = { name: 'locks', perSecond: 0.01, burst: 1 };
+  const held = await client.lock(id, { leaseMs: 5000, rateLimit });
+  const started = Date.now();
+  const e = await expectError(
+    client.lock(id, { waitMs: 5000, rateLimit }),
+    sd.RateLimited,
+    status.RESOURCE_EXHAUSTED,
+    'RATE_LIMITED',
+  );
+  assert.ok(Date.now() - started < 2000, 'refused at once, never queued');
+  assert.equal(e.limit, 'locks');
+  await client.unlock(id, held.lockToken);
+});
+
 test('QUOTA_EXCEEDED: a write beyond --max-sessions-per-namespace writes nothing', async () => {
   const small = await startServer({ args: ['--max-sessions-per-namespace', '1'] });
   const c = new sd.Client(small.target, { timeoutMs: 5000 });

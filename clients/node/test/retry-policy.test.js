@@ -215,6 +215,7 @@ const RESPONSES = {
   LockSession: { lockToken: 't', fencingToken: '1' },
   UpdateSession: { version: '9' },
   DeleteSession: { deleted: true },
+  CheckRate: { remaining: '1' },
 };
 
 function rowId(row) {
@@ -236,6 +237,7 @@ function invoke(c, { call, guards }) {
     LockSession: () => c.lock('a'),
     UpdateSession: () => c.update('a', { set: { x: 'y' }, ...g }),
     DeleteSession: () => c.delete('a', g),
+    CheckRate: () => c.checkRate('a'),
   }[call]();
 }
 

@@ -19,6 +19,7 @@ from ._common import (
     Lock,
     LockStats,
     QuotaStats,
+    RateAdmitted,
     RetryPolicy,
     RpcStats,
     Session,
@@ -29,6 +30,7 @@ from ._common import (
     append,
     entries,
     increment,
+    rate_limit,
     set_if_absent,
 )
 from ._admin import Inspection, LockHolder
@@ -57,6 +59,8 @@ from .errors import (
     Overloaded,
     PermissionDenied,
     QuotaExceeded,
+    RateLimited,
+    InvalidRateLimit,
     SessiondError,
     SessionNotFound,
     ShuttingDown,
@@ -73,10 +77,10 @@ __all__ = [
     "Inspection", "InvalidArgument", "InvalidField", "InvalidLease", "InvalidLockToken", "InvalidSessionId",
     "InvalidWait", "LatencySummary", "LimitExceeded", "Lock", "LockError", "LockHeld", "LockHolder", "LockLost",
     "LockStats", "LockWaitTimeout", "Locked", "LockedSession", "Overloaded", "PermissionDenied",
-    "QuotaExceeded", "QuotaStats", "RetryPolicy", "RpcStats", "Session", "SessionNotFound",
+    "QuotaExceeded", "QuotaStats", "RateAdmitted", "RateLimited", "InvalidRateLimit", "RetryPolicy", "RpcStats", "Session", "SessionNotFound",
     "SessionState", "SessiondError", "ShuttingDown", "Stats", "StoreStats", "StoreUnavailable",
     "Unauthenticated", "Unavailable", "UpdateResult", "VersionMismatch",
     "FieldNotInteger", "FieldNotList", "FieldOpRefused", "IdempotencyKeyReused",
-    "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries",
+    "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries", "rate_limit",
     "increment", "set_if_absent",
 ]

@@ -62,6 +62,35 @@ class UpdateResult:
     op_values: Tuple[bytes, ...] = ()
 
 
+@dataclass(frozen=True)
+class RateAdmitted:
+    """An admitted CheckRate: units a call could still take at once, and the
+    seconds until the limit is back to a full burst."""
+
+    remaining: int
+    reset_after: float
+
+
+def rate_limit(
+    name: str = "",
+    *,
+    per_second: Optional[float] = None,
+    burst: Optional[int] = None,
+    cost: int = 1,
+    namespace_scope: bool = False,
+) -> session_pb2.RateLimit:
+    """A rate limit for `lock(..., rate_limit=...)`, with the arguments of
+    `check_rate`: checked before the lock is tried or queued for."""
+    r = session_pb2.RateLimit(name=name, cost=cost)
+    if per_second is not None:
+        r.per_second = per_second
+    if burst is not None:
+        r.burst = burst
+    if namespace_scope:
+        r.scope = session_pb2.RATE_SCOPE_NAMESPACE
+    return r
+
+
 # ---------------------------------------------------------------- field ops
 
 

@@ -27,6 +27,7 @@ from ._common import (
     Consistency,
     Lock,
     LockedSession,
+    RateAdmitted,
     Seconds,
     Session,
     SessionState,
@@ -222,18 +223,24 @@ class Client:
         *,
         lease: Optional[Seconds] = None,
         wait: Seconds = 0,
+        rate_limit: Optional[session_pb2.RateLimit] = None,
         timeout: Optional[float] = None,
     ) -> Lock:
         """LockSession. `wait` 0 tries once (LockHeld when busy); > 0 queues
         FIFO for up to `wait` seconds (LockWaitTimeout). `lease` None is the
         server's default. The call's deadline is `wait` + `timeout`.
+        `rate_limit` (see `sessiond.rate_limit`) is checked first: RateLimited
+        when it refuses, and then nothing is locked or queued for.
 
         Retried on SHUTTING_DOWN only: a grant whose answer was lost would leave
         a lock that nobody knows of until its lease ends, and a retry would
         meet it as LockHeld or queue behind it.
         """
         req = session_pb2.LockSessionRequest(
-            session_id=session_id, lease_ms=c.millis(lease, "lease"), wait_ms=c.millis(wait, "wait")
+            session_id=session_id,
+            lease_ms=c.millis(lease, "lease"),
+            wait_ms=c.millis(wait, "wait"),
+            rate_limit=rate_limit,
         )
         deadline = (self.timeout if timeout is None else timeout) + (c.seconds(wait) or 0.0)
         resp = self._call("LockSession", req, timeout=deadline)
@@ -260,6 +267,34 @@ class Client:
         )
         resp = self._call("RefreshLock", req, timeout=timeout)
         return c.timestamp(resp.lease_expires_at, resp.HasField("lease_expires_at"))
+
+    def check_rate(
+        self,
+        session_id: str = "",
+        name: str = "",
+        *,
+        per_second: Optional[float] = None,
+        burst: Optional[int] = None,
+        cost: int = 1,
+        namespace_scope: bool = False,
+        timeout: Optional[float] = None,
+    ) -> RateAdmitted:
+        """CheckRate: takes `cost` units from the rate limit `name` ("default"
+        when empty) of the session, or of the whole namespace with
+        `namespace_scope` (then `session_id` is not read). GCRA: `per_second`
+        units a second on average, at most `burst` at once; None takes the
+        server's defaults. Raises RateLimited (with `.retry_after`) when the
+        limit is used up: nothing was taken. Retried on SHUTTING_DOWN only: a
+        replay after an applied check would take its units twice."""
+        req = session_pb2.CheckRateRequest(session_id=session_id, name=name, cost=cost)
+        if per_second is not None:
+            req.per_second = per_second
+        if burst is not None:
+            req.burst = burst
+        if namespace_scope:
+            req.scope = session_pb2.RATE_SCOPE_NAMESPACE
+        resp = self._call("CheckRate", req, timeout=timeout)
+        return RateAdmitted(remaining=resp.remaining, reset_after=resp.reset_after_ms / 1000)
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """AdminService.GetStats of the instance this channel reaches."""

@@ -14,6 +14,7 @@ transport failure, a client-side deadline), into the class for its code.
         InvalidWait               INVALID_WAIT
         InvalidLockToken          INVALID_LOCK_TOKEN
         LimitExceeded             LIMIT_EXCEEDED (.limit)
+        InvalidRateLimit          INVALID_RATE_LIMIT
       SessionNotFound             NOT_FOUND / SESSION_NOT_FOUND
       VersionMismatch             ABORTED / VERSION_MISMATCH (.current_version)
       LockError                   FAILED_PRECONDITION
@@ -23,6 +24,7 @@ transport failure, a client-side deadline), into the class for its code.
       DeadlineExceeded            DEADLINE_EXCEEDED without a reason (the call's deadline)
       Overloaded                  RESOURCE_EXHAUSTED / OVERLOADED
       QuotaExceeded               RESOURCE_EXHAUSTED / QUOTA_EXCEEDED (.quota .limit .usage)
+      RateLimited                 RESOURCE_EXHAUSTED / RATE_LIMITED (.limit .retry_after)
       Unavailable                 UNAVAILABLE (also transport failures)
         StoreUnavailable          STORE_UNAVAILABLE
         ShuttingDown              SHUTTING_DOWN
@@ -123,6 +125,11 @@ class LimitExceeded(InvalidArgument):
         return self.metadata.get("limit")
 
 
+class InvalidRateLimit(InvalidArgument):
+    """INVALID_ARGUMENT / INVALID_RATE_LIMIT: a CheckRate's name, rate, burst
+    or cost makes no limit."""
+
+
 class InvalidFieldOp(InvalidArgument):
     """INVALID_FIELD_OP: a field op names no operation, or appends with keep_last 0."""
 
@@ -220,6 +227,29 @@ class QuotaExceeded(SessiondError):
         return _int(self.metadata.get("usage"))
 
 
+class RateLimited(SessiondError):
+    """RESOURCE_EXHAUSTED / RATE_LIMITED: CheckRate refused the call; it took
+    nothing. The same call is admitted after `retry_after` seconds (unless
+    others take the units first). Never retried by the client: whether the
+    work is still worth doing then is the caller's choice."""
+
+    @property
+    def limit(self) -> Optional[str]:
+        """The limit's name."""
+        return self.metadata.get("limit")
+
+    @property
+    def retry_after_ms(self) -> Optional[int]:
+        """When the same call would be admitted, in milliseconds."""
+        return _int(self.metadata.get("retry_after_ms"))
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        """When the same call would be admitted, in seconds."""
+        ms = self.retry_after_ms
+        return None if ms is None else ms / 1000
+
+
 def _int(value: Optional[str]) -> Optional[int]:
     try:
         return int(value) if value is not None else None
@@ -271,6 +301,8 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "LOCK_WAIT_TIMEOUT": LockWaitTimeout,
     "OVERLOADED": Overloaded,
     "QUOTA_EXCEEDED": QuotaExceeded,
+    "RATE_LIMITED": RateLimited,
+    "INVALID_RATE_LIMIT": InvalidRateLimit,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "SHUTTING_DOWN": ShuttingDown,
     "UNAUTHENTICATED": Unauthenticated,

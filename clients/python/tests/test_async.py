@@ -166,3 +166,15 @@ def test_async_cas_under_contention(server, sid):
         assert int(final.fields["n"]) == acked == final.version and acked > 0
 
     run(main())
+
+
+def test_async_check_rate(server, sid):
+    async def main():
+        async with sessiond.AsyncClient(server.target) as c:
+            admitted = await c.check_rate(sid, per_second=1, burst=1)
+            assert admitted.remaining == 0 and 0.9 < admitted.reset_after <= 1
+            with pytest.raises(sessiond.RateLimited) as refused:
+                await c.check_rate(sid, per_second=1, burst=1)
+            assert refused.value.limit == "default" and 0 < refused.value.retry_after <= 1
+
+    run(main())

@@ -243,3 +243,30 @@ def test_stats_count_this_clients_calls(client, sid):
     assert after.version and after.uptime >= before.uptime
     assert after.rpcs["UpdateSession"].calls >= before.rpcs.get("UpdateSession", sessiond.RpcStats("")).calls + 1
     assert after.store.healthy
+
+
+def test_check_rate_admits_a_burst_then_says_when(client, sid):
+    # 10 a second, 2 at once.
+    first = client.check_rate(sid, "replies", per_second=10, burst=2)
+    assert first.remaining == 1 and 0 < first.reset_after <= 0.2
+    assert client.check_rate(sid, "replies", per_second=10, burst=2).remaining == 0
+    with pytest.raises(sessiond.RateLimited) as refused:
+        client.check_rate(sid, "replies", per_second=10, burst=2)
+    e = refused.value
+    assert e.limit == "replies" and 0 < e.retry_after <= 0.1 and e.retry_after_ms >= 1
+    time.sleep(e.retry_after)
+    assert client.check_rate(sid, "replies", per_second=10, burst=2).remaining == 0
+    # A namespace's limit is another one; bad arguments name their reason.
+    assert client.check_rate(name="replies", per_second=10, burst=2, namespace_scope=True).remaining == 1
+    with pytest.raises(sessiond.InvalidRateLimit):
+        client.check_rate(sid, per_second=0)
+
+
+def test_lock_checks_its_rate_limit_before_queueing(client, other, sid):
+    limit = sessiond.rate_limit("locks", per_second=0.01, burst=1)
+    held = client.lock(sid, lease=5, rate_limit=limit)
+    started = time.monotonic()
+    with pytest.raises(sessiond.RateLimited) as refused:
+        other.lock(sid, wait=5, rate_limit=limit)  # refused at once, never queued
+    assert time.monotonic() - started < 2 and refused.value.limit == "locks"
+    client.unlock(sid, held.token)

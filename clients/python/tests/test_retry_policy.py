@@ -104,6 +104,7 @@ ANSWERS = {
     "LockSession": session_pb2.LockSessionResponse(lock_token="t", fencing_token=1),
     "UpdateSession": session_pb2.UpdateSessionResponse(version=4),
     "DeleteSession": session_pb2.DeleteSessionResponse(deleted=True),
+    "CheckRate": session_pb2.CheckRateResponse(remaining=1),
 }
 
 
@@ -123,6 +124,7 @@ def invoke(client, call, guards):
         "LockSession": lambda: client.lock("u", wait=0),
         "UpdateSession": lambda: client.update("u", {"a": b"1"}, **g),
         "DeleteSession": lambda: client.delete("u", **g),
+        "CheckRate": lambda: client.check_rate("u"),
     }[call]()
 
 
@@ -277,6 +279,7 @@ def test_real_store_unavailable_is_retried_as_the_row_says(storeless, row):
             "LockSession": lambda: client.lock("u", wait=0),
             "UpdateSession": lambda: client.update("u", {"a": b"1"}, **g),
             "DeleteSession": lambda: client.delete("u", **g),
+            "CheckRate": lambda: client.check_rate("u"),
         }[row["call"]]
         with pytest.raises(sessiond.StoreUnavailable) as ei:
             call()

@@ -214,6 +214,8 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "waitMax" "SESSIOND_WAIT_MAX"
   "idleTtl" "SESSIOND_IDLE_TTL"
   "idempotencyWindow" "SESSIOND_IDEMPOTENCY_WINDOW"
+  "rateLimitDefaultPerSecond" "SESSIOND_RATE_LIMIT_DEFAULT_PER_SECOND"
+  "rateLimitDefaultBurst" "SESSIOND_RATE_LIMIT_DEFAULT_BURST"
   "sweepEvery" "SESSIOND_SWEEP_EVERY"
   "maxFields" "SESSIOND_MAX_FIELDS"
   "maxFieldBytes" "SESSIOND_MAX_FIELD_BYTES"
@@ -239,8 +241,8 @@ Environment of the sessiond container: listeners, store, Redis, then every
 {{- $value := index $.Values.config $key }}
 {{- if not (kindIs "invalid" $value) }}
 {{- /* Numbers may arrive as float64: print them as integers, never as 1e+06;
-     the sample ratio is the one fraction. */}}
-{{- if and (ne $key "otlpSampleRatio") (or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value)) }}
+     the sample ratio and the default rate are the fractions. */}}
+{{- if and (not (has $key (list "otlpSampleRatio" "rateLimitDefaultPerSecond"))) (or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value)) }}
 {{- $value = int64 $value }}
 {{- end }}
 - name: {{ $name }}

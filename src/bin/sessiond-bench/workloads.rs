@@ -310,6 +310,7 @@ async fn rmw(
             session_id: id.clone(),
             lease_ms: 5000,
             wait_ms: 30_000,
+            rate_limit: None,
         })
         .await?
         .into_inner();

@@ -93,6 +93,7 @@ fn message(rng: &mut Rng, method: &str) -> Vec<u8> {
             session_id: id(rng),
             lease_ms: lease(rng),
             wait_ms: rng.pick(&[0, 0, 1, 50, 60_000, 60_001, u32::MAX], 0),
+            rate_limit: None,
         }
         .encode_to_vec(),
         "UpdateSession" => update(rng).encode_to_vec(),

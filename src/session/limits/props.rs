@@ -23,6 +23,7 @@ fn small() -> Limits {
         idle_ttl: Duration::from_secs(60),
         quotas: Default::default(),
         idempotency_window: Duration::from_secs(600),
+        rate_default: (10.0, 10),
     }
 }
 

@@ -21,6 +21,8 @@
 //! - `idempotency`, `idempotency_expiry`: the answers of writes made with an
 //!   idempotency key, until `--idempotency-window` ends (see
 //!   `tables/idempotency.rs`); swept with the sessions.
+//! - `rates`, `rate_expiry`: the rate limits' theoretical arrival times
+//!   (see `tables/rates.rs`), dropped by the sweep once they pass.
 //! - `floors`: the fence floor, the highest fencing token of any dropped meta
 //!   row. A new fencing token is above its row's and the floor, so an id
 //!   whose row was dropped still never sees a fencing token go back.
@@ -33,12 +35,14 @@ use crate::session::Session;
 
 mod idempotency;
 mod meta;
+mod rates;
 mod session;
 #[cfg(test)]
 mod tests;
 
 pub(super) use idempotency::{Earlier, earlier, remember};
 pub(super) use meta::{drop_if_unwritten, next_fence};
+pub(super) use rates::check as check_rate;
 pub(super) use session::{
     delete, delete_counted, keep_alive, scan, sweep_expired, write, write_counted,
 };
@@ -67,6 +71,8 @@ pub(super) fn create(db: &Database) -> Result<(), Fault> {
         txn.open_table(FLOORS)?;
         txn.open_table(idempotency::IDEMPOTENCY)?;
         txn.open_table(idempotency::IDEMPOTENCY_EXPIRY)?;
+        txn.open_table(rates::RATES)?;
+        txn.open_table(rates::RATE_EXPIRY)?;
     }
     if !listed {
         meta::list_unwritten(&txn)?;
@@ -84,6 +90,8 @@ pub(super) struct Swept {
     pub metas: usize,
     /// Idempotency keys whose window ended.
     pub idempotency_keys: usize,
+    /// Rate limits back to a full burst.
+    pub rates: usize,
 }
 
 /// Deletes the sessions whose idle TTL ran out (their meta rows stay), and
@@ -107,6 +115,7 @@ pub(super) fn sweep_counted(
         sessions: session::sweep_expired(txn, now, usize::MAX, removed)?,
         metas: meta::sweep_unwritten(txn, in_use)?,
         idempotency_keys: idempotency::sweep(txn, now)?,
+        rates: rates::sweep(txn, now.saturating_mul(1000))?,
     })
 }
 

@@ -36,6 +36,7 @@ fn limits() -> Limits {
         idle_ttl: Duration::from_secs(3600),
         quotas: Default::default(),
         idempotency_window: Duration::from_secs(600),
+        rate_default: (10.0, 10),
     }
 }
 

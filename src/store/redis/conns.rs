@@ -389,6 +389,21 @@ impl Inner {
         Ok(reply.outcome)
     }
 
+    /// Runs a script that writes nothing a client's data depends on (a
+    /// rate limit's state) and reads its reply as `T`: no durability wait.
+    pub(super) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+    ) -> Result<T, Fault> {
+        let result = self
+            .conns
+            .run(&self.target, self.timeout, |mut c| async move {
+                inv.invoke_async::<T>(&mut c).await
+            })
+            .await;
+        self.settle(result)
+    }
+
     /// Counts the outcome of a Redis call in the store's health. A reply
     /// that does not parse is not counted against it: Redis answered.
     fn settle<T>(&self, result: Result<T, Fault>) -> Result<T, Fault> {

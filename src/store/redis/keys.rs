@@ -6,7 +6,7 @@
 
 use super::Inner;
 use super::wire::encode_into;
-use crate::session::{FieldOp, Guards, Limits, Mutation, OpKind, SessionKey};
+use crate::session::{FieldOp, Guards, Limits, Mutation, OpKind, RateScope, SessionKey};
 
 /// The five keys of one session, in the order the scripts expect, and the
 /// invalidation subject (the encoded `ns/id`).
@@ -37,6 +37,29 @@ impl Inner {
             keys: [k('d'), k('m'), k('l'), k('q'), k('w')],
             subject,
         }
+    }
+}
+
+impl Inner {
+    /// The key of a rate limit: `<prefix>:{<ns>/<id>}:r:<name>` in the
+    /// session's hash tag, or `<prefix>:{<ns>}:r:<name>` for a namespace's
+    /// (a tag without a `/`, so never a session's; one slot per namespace).
+    /// The name is percent-encoded like the id: it holds no `}` or `:`.
+    pub(super) fn rate_key(&self, scope: &RateScope, name: &str) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + name.len() + 64);
+        k.push_str(&self.prefix);
+        k.push_str(":{");
+        match scope {
+            RateScope::Session(key) => {
+                encode_into(&mut k, &key.namespace);
+                k.push('/');
+                encode_into(&mut k, &key.id);
+            }
+            RateScope::Namespace(ns) => encode_into(&mut k, ns),
+        }
+        k.push_str("}:r:");
+        encode_into(&mut k, name);
+        k
     }
 }
 

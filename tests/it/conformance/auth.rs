@@ -66,6 +66,7 @@ async fn namespaces_come_from_credentials(b: Backend) {
                     session_id: "user-1".into(),
                     lease_ms: 5000,
                     wait_ms: 0,
+                    rate_limit: None,
                 },
                 Some(token),
                 ns,

@@ -23,6 +23,7 @@ async fn lock_as(
         session_id: id.into(),
         lease_ms: 10_000,
         wait_ms,
+        rate_limit: None,
     };
     c.lock_session(bearer(req, token))
         .await

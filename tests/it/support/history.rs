@@ -121,6 +121,7 @@ impl History {
             session_id: id.into(),
             lease_ms: t.lease_ms,
             wait_ms: t.wait_ms,
+            rate_limit: None,
         });
         let Some(Ok(g)) = within(t.cancel_lock_after, lock).await else {
             return false;

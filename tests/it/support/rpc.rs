@@ -84,6 +84,7 @@ pub async fn lock(
         session_id: id.into(),
         lease_ms,
         wait_ms,
+        rate_limit: None,
     })
     .await
     .map(|r| r.into_inner())

@@ -15,9 +15,16 @@ class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSISTENCY_UNSPECIFIED: _ClassVar[Consistency]
     CONSISTENCY_CACHED: _ClassVar[Consistency]
     CONSISTENCY_STRONG: _ClassVar[Consistency]
+
+class RateScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RATE_SCOPE_SESSION: _ClassVar[RateScope]
+    RATE_SCOPE_NAMESPACE: _ClassVar[RateScope]
 CONSISTENCY_UNSPECIFIED: Consistency
 CONSISTENCY_CACHED: Consistency
 CONSISTENCY_STRONG: Consistency
+RATE_SCOPE_SESSION: RateScope
+RATE_SCOPE_NAMESPACE: RateScope
 
 class Session(_message.Message):
     __slots__ = ("session_id", "fields", "version", "created_at", "updated_at", "expires_at")
@@ -61,14 +68,16 @@ class GetSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., from_cache: _Optional[bool] = ...) -> None: ...
 
 class LockSessionRequest(_message.Message):
-    __slots__ = ("session_id", "lease_ms", "wait_ms")
+    __slots__ = ("session_id", "lease_ms", "wait_ms", "rate_limit")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     lease_ms: int
     wait_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    rate_limit: RateLimit
+    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class LockSessionResponse(_message.Message):
     __slots__ = ("lock_token", "fencing_token", "lease_expires_at", "session")
@@ -194,3 +203,41 @@ class DeleteSessionResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class CheckRateRequest(_message.Message):
+    __slots__ = ("session_id", "name", "scope", "per_second", "burst", "cost")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    scope: RateScope
+    per_second: float
+    burst: int
+    cost: int
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., scope: _Optional[_Union[RateScope, str]] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ..., cost: _Optional[int] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("name", "scope", "per_second", "burst", "cost")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scope: RateScope
+    per_second: float
+    burst: int
+    cost: int
+    def __init__(self, name: _Optional[str] = ..., scope: _Optional[_Union[RateScope, str]] = ..., per_second: _Optional[float] = ..., burst: _Optional[int] = ..., cost: _Optional[int] = ...) -> None: ...
+
+class CheckRateResponse(_message.Message):
+    __slots__ = ("remaining", "reset_after_ms")
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESET_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    remaining: int
+    reset_after_ms: int
+    def __init__(self, remaining: _Optional[int] = ..., reset_after_ms: _Optional[int] = ...) -> None: ...

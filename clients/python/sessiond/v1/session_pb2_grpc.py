@@ -65,6 +65,11 @@ class SessionServiceStub:
                 request_serializer=sessiond_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=sessiond_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.CheckRate = channel.unary_unary(
+                '/sessiond.v1.SessionService/CheckRate',
+                request_serializer=sessiond_dot_v1_dot_session__pb2.CheckRateRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_session__pb2.CheckRateResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -84,6 +89,9 @@ class SessionServiceServicer:
         is at that moment (a STRONG read), so a read-modify-write needs no extra
         GetSession. Locking a session that does not exist yet is allowed: it is
         how a get-or-create is made race-free.
+
+        With `rate_limit`, a limit is checked first: RESOURCE_EXHAUSTED /
+        RATE_LIMITED when it refuses (see CheckRate).
 
         `wait_ms` = 0 tries once: FAILED_PRECONDITION / LOCK_HELD when someone
         else holds it ("drop while busy"). `wait_ms` > 0 queues the caller behind
@@ -137,6 +145,24 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckRate(self, request, context):
+        """Takes `cost` units from a rate limit, in one atomic step in the store,
+        shared by every sessiond instance on it. The limit is GCRA (the generic
+        cell rate algorithm, as in ATM networks and redis-cell): it admits
+        `per_second` units a second on average and at most `burst` at once
+        after an idle spell; its whole state is one time, kept in the store until
+        the limit is back to a full burst. Admitted: OK, with what remains.
+        Refused: RESOURCE_EXHAUSTED / RATE_LIMITED, with ErrorInfo metadata
+        `retry_after_ms` (and a google.rpc.RetryInfo detail): the same call is
+        admitted after that long, unless others take the units first. A refused
+        call takes nothing. Bad arguments: INVALID_ARGUMENT / INVALID_RATE_LIMIT
+        (or INVALID_SESSION_ID). Clocks: on Redis, the Redis server's (TIME);
+        on the embedded store, its host's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +195,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=sessiond_dot_v1_dot_session__pb2.DeleteSessionRequest.FromString,
                     response_serializer=sessiond_dot_v1_dot_session__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'CheckRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRate,
+                    request_deserializer=sessiond_dot_v1_dot_session__pb2.CheckRateRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_session__pb2.CheckRateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -334,6 +365,33 @@ class SessionService:
             '/sessiond.v1.SessionService/DeleteSession',
             sessiond_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
             sessiond_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessiond.v1.SessionService/CheckRate',
+            sessiond_dot_v1_dot_session__pb2.CheckRateRequest.SerializeToString,
+            sessiond_dot_v1_dot_session__pb2.CheckRateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,11 +9,11 @@ use redb::WriteTransaction;
 
 use super::command::{self, Answer, Command, Reply};
 use super::{Actor, quota};
-use crate::session::{Guards, Holder, Inspection, LockGrant, Written};
+use crate::session::{Gcra, Guards, Holder, Inspection, LockGrant, Written};
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
 use crate::store::embedded::tables::{self, Earlier};
-use crate::store::now_ms;
+use crate::store::{now_ms, now_us};
 
 impl Actor {
     /// Applies one command.
@@ -193,6 +193,17 @@ impl Actor {
                     self.hand_over(txn, &key, now, out)?;
                 }
             },
+            Command::CheckRate { key, limit, reply } => {
+                match tables::check_rate(txn, &key, &limit, now_us()) {
+                    Ok(Gcra::Admit { admitted, .. }) => {
+                        out.push(Answer::Rated(reply, Ok(admitted)))
+                    }
+                    Ok(Gcra::Refuse { retry_after_us, .. }) => {
+                        out.push(Answer::Rated(reply, Err(limit.refused(retry_after_us))));
+                    }
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
-use crate::session::{Guards, Inspection, LockGrant, Mutation, Written};
+use crate::session::{Admitted, Guards, Inspection, LockGrant, Mutation, RateLimit, Written};
 use crate::stats::Stats;
 use crate::store::embedded::locks::Waiter;
 use crate::store::embedded::outcome::{Fault, Outcome};
@@ -66,6 +66,12 @@ pub(in crate::store::embedded) enum Command {
         key: Vec<u8>,
         reply: Reply<Option<u64>>,
     },
+    /// One GCRA step of a rate limit (`key` is its row in `rates`).
+    CheckRate {
+        key: Vec<u8>,
+        limit: RateLimit,
+        reply: Reply<Admitted>,
+    },
 }
 
 impl Command {
@@ -81,6 +87,7 @@ impl Command {
             Command::Refresh { reply, .. } => err(reply, fault),
             Command::Inspect { reply, .. } => err(reply, fault),
             Command::ForceUnlock { reply, .. } => err(reply, fault),
+            Command::CheckRate { reply, .. } => err(reply, fault),
             Command::Abandon { key, token } => return Some((key, token)),
         }
         None
@@ -104,6 +111,8 @@ pub(super) enum Answer {
     Refreshed(Reply<i64>, Outcome<i64>),
     Inspected(Reply<Inspection>, Inspection),
     Forced(Reply<Option<u64>>, Option<u64>),
+    /// A rate limit's answer: admitted, or refused (RATE_LIMITED).
+    Rated(Reply<Admitted>, Result<Admitted>),
 }
 
 impl Answer {
@@ -130,6 +139,7 @@ impl Answer {
             Answer::Refreshed(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Inspected(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Forced(r, v) => r.send(Ok(v)).map_err(drop),
+            Answer::Rated(r, v) => r.send(v).map_err(drop),
         };
     }
 
@@ -146,6 +156,7 @@ impl Answer {
             Answer::Refreshed(r, _) => err(r, fault),
             Answer::Inspected(r, _) => err(r, fault),
             Answer::Forced(r, _) => err(r, fault),
+            Answer::Rated(r, _) => err(r, fault),
         }
         None
     }

@@ -42,6 +42,7 @@ fn limits() -> Limits {
         idle_ttl: Duration::from_millis(TTL as u64),
         quotas: Default::default(),
         idempotency_window: Duration::from_secs(600),
+        rate_default: (10.0, 10),
     }
 }
 
@@ -247,4 +248,34 @@ fn a_file_from_before_the_list_has_its_lock_only_rows_dropped_once() {
     assert_eq!(step(&db, |t| next_fence(t, b"locked-only")), 8);
     create(&db).unwrap();
     assert_eq!(step(&db, |t| next_fence(t, KEY)), 8, "the floor stands");
+}
+
+/// A rate limit's row is written only by an admitted call, and the sweep
+/// drops it once its TAT passes (ms there, µs in the row), not before.
+#[test]
+fn a_rate_limits_row_lives_until_it_is_full_again() {
+    use crate::session::{Gcra, RateLimit};
+    let (_dir, db) = db();
+    let limit = RateLimit::new("x", Some(10.0), Some(2), 1, (1.0, 1)).unwrap();
+    let now_us = T0 * 1000;
+    let check = |at: i64| step(&db, |t| super::check_rate(t, b"ns\x01x", &limit, at));
+    let rates = || {
+        let txn = db.begin_read().unwrap();
+        txn.open_table(super::rates::RATES).unwrap().len().unwrap()
+    };
+    assert!(matches!(check(now_us), Gcra::Admit { .. }));
+    assert!(matches!(check(now_us), Gcra::Admit { .. }));
+    assert_eq!(
+        check(now_us),
+        Gcra::Refuse {
+            retry_after_us: 100_000,
+            remaining: 0
+        }
+    );
+    assert_eq!(rates(), 1);
+    // Full again at T0 + 200 ms.
+    assert_eq!(sweep_at(&db, T0 + 199).rates, 0);
+    assert_eq!(rates(), 1);
+    assert_eq!(sweep_at(&db, T0 + 200).rates, 1);
+    assert_eq!(rates(), 0);
 }
