@@ -85,6 +85,7 @@ async fn closed_and_open_loop_workloads_lose_no_update() {
     assert_sound(&reports, &open);
     for r in &reports {
         assert_eq!(r["rate"], 200, "{r}");
+        assert!(r["send_lag_us"]["p99"].is_number(), "{r}");
         // On schedule: 300 ms at 200/s is 60 requests, each sent.
         assert_eq!(r["ops"], 60, "{r}");
     }

@@ -204,6 +204,8 @@ struct Report {
     seconds: f64,
     ops: u64,
     latency: Histogram,
+    /// Open loop only: how late requests went out (included in `latency`).
+    lag: Histogram,
     errors: BTreeMap<String, u64>,
     check: Option<String>,
 }
@@ -279,7 +281,11 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
         json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
     }
     if r.rate > 0.0 {
-        json.push_str(&format!(",\"rate\":{:.0}", r.rate));
+        let lag = r.lag.summary();
+        json.push_str(&format!(
+            ",\"rate\":{:.0},\"send_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}",
+            r.rate, lag.p50, lag.p99, lag.max
+        ));
     }
     if let Some(c) = &r.check {
         json.push_str(&format!(",\"check\":\"{c}\""));

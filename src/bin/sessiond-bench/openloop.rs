@@ -3,7 +3,10 @@
 //! the time it was due, not from when it was sent. A closed loop hides a
 //! stall (its callers wait, so fewer requests see it: coordinated omission);
 //! here every request due during a stall waits for it, and the percentiles
-//! show it.
+//! show it. Each report also gives how late requests went out
+//! (`send_lag_us`: the timer's millisecond granularity and the scheduler),
+//! which the latencies include; the empty RPC run the same way shows the
+//! floor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -61,6 +64,7 @@ pub(crate) async fn drive(
                 .ok_or_else(|| anyhow::anyhow!("no client"))?;
             let (run, in_flight, workload) = (run.clone(), in_flight.clone(), workload.to_owned());
             tasks.spawn(async move {
+                run.sent_late(due.elapsed());
                 let mut rng = Rng::of(sent);
                 let answer = once(&workload, &mut rng, &mut c, &run).await;
                 in_flight.fetch_sub(1, Relaxed);

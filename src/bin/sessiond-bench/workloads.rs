@@ -22,6 +22,9 @@ pub(crate) struct Run {
     pub(crate) stop: AtomicBool,
     ops: AtomicU64,
     latency: Histogram,
+    /// Open loop: how late each request went out after it was due (the
+    /// bench's own timer and scheduling), part of its latency.
+    lag: Histogram,
     errors: parking_lot::Mutex<BTreeMap<String, u64>>,
     /// Acknowledged increments, per session index.
     pub(crate) acked: Vec<AtomicU64>,
@@ -38,6 +41,11 @@ impl Run {
 
     pub(crate) fn error_named(&self, name: &str) {
         *self.errors.lock().entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Records how late an open-loop request went out.
+    pub(crate) fn sent_late(&self, lag: std::time::Duration) {
+        self.lag.record_duration_us(lag);
     }
 
     /// Counts a call that succeeded, with its latency.
@@ -68,6 +76,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         stop: AtomicBool::new(false),
         ops: AtomicU64::new(0),
         latency: Histogram::default(),
+        lag: Histogram::default(),
         errors: Default::default(),
         acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
         prefix: format!("bench-{workload}-{}", uuid::Uuid::new_v4().simple()),
@@ -121,6 +130,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         seconds,
         ops: run.ops.load(Relaxed),
         latency: run.latency,
+        lag: run.lag,
         errors: run.errors.into_inner(),
         check,
     })
