@@ -85,12 +85,8 @@ impl Actor {
                         let written =
                             self.write(txn, &key, &m, &g, now_ms, held)
                                 .and_then(|outcome| {
-                                    if let (Outcome::Done(w), Some(idem)) =
-                                        (&outcome, &g.idempotency)
-                                    {
-                                        let until = now_ms
-                                            + self.limits.idempotency_window.as_millis() as i64;
-                                        tables::remember(txn, &key, idem, until, Some(w), None)?;
+                                    if let Outcome::Done(w) = &outcome {
+                                        self.remember(txn, &key, &g, now_ms, Some(w), None)?;
                                     }
                                     Ok(outcome)
                                 });
@@ -126,13 +122,12 @@ impl Actor {
                 let outcome = match self.locks.check(&key, g.lock_token.as_deref(), now) {
                     Err(r) => Outcome::Refused(r),
                     Ok(held) => {
+                        let now_ms = now_ms();
                         match self
-                            .delete(txn, &key, &g, now_ms(), held)
+                            .delete(txn, &key, &g, now_ms, held)
                             .and_then(|outcome| {
-                                if let (Outcome::Done(d), Some(idem)) = (&outcome, &g.idempotency) {
-                                    let until = now_ms()
-                                        + self.limits.idempotency_window.as_millis() as i64;
-                                    tables::remember(txn, &key, idem, until, None, *d)?;
+                                if let Outcome::Done(d) = &outcome {
+                                    self.remember(txn, &key, &g, now_ms, None, *d)?;
                                 }
                                 Ok(outcome)
                             }) {
@@ -234,6 +229,24 @@ impl Actor {
                 .check(key, g.lock_token.as_deref(), now)
                 .is_ok_and(|held| held.is_some());
         Ok(Some((outcome, release)))
+    }
+
+    /// Records a write's answer under its idempotency key, if it has one,
+    /// for the window (in the write's own transaction).
+    fn remember(
+        &self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        g: &Guards,
+        now_ms: i64,
+        written: Option<&Written>,
+        deleted: Option<u64>,
+    ) -> Result<(), Fault> {
+        let Some(idem) = &g.idempotency else {
+            return Ok(());
+        };
+        let until = now_ms + self.limits.idempotency_window.as_millis() as i64;
+        tables::remember(txn, key, idem, until, written, deleted)
     }
 
     /// The session as this transaction sees it, and its lock.
