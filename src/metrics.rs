@@ -306,6 +306,21 @@ const FAMILIES: &[Family] = &[
         help: "Time granted waiters spent queued.",
         samples: Samples::Histogram(|s| &s.stats.lock_wait_ms, WAIT),
     },
+    Family {
+        name: "sessiond_watchers",
+        help: "WatchSession streams open on this instance now.",
+        samples: Samples::Gauge(|s| s.stats.watchers.load(Relaxed)),
+    },
+    Family {
+        name: "sessiond_watch_events_total",
+        help: "Events sent to watchers, snapshots included.",
+        samples: Samples::Counter(|s| s.stats.watch_events.load(Relaxed)),
+    },
+    Family {
+        name: "sessiond_watch_lagged_total",
+        help: "Watchers ended with WATCH_LAGGED for not keeping up.",
+        samples: Samples::Counter(|s| s.stats.watch_lagged.load(Relaxed)),
+    },
 ];
 
 impl Family {

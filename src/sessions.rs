@@ -28,6 +28,7 @@ use crate::session::{
 };
 use crate::stats::Stats;
 use crate::store::{FeedEvent, Store};
+use crate::watch::{Events, Hub, WatchLimits};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,8 @@ pub struct GrantedLock {
 }
 
 pub struct Sessions {
-    store: Store,
+    /// Shared with the followers of watched sessions (see `watch.rs`).
+    store: Arc<Store>,
     cache: Cache,
     stats: Arc<Stats>,
     /// False while the cache cannot be trusted (the invalidation feed of a
@@ -63,6 +65,8 @@ pub struct Sessions {
     trusted: AtomicBool,
     /// Bumped whenever the feed goes down or comes back.
     epoch: AtomicU64,
+    /// This instance's watchers.
+    watch: Arc<Hub>,
 }
 
 impl Sessions {
@@ -70,12 +74,31 @@ impl Sessions {
     /// trusted only once the invalidation feed is up.
     pub fn new(store: Store, cache: Cache, stats: Arc<Stats>, shared: bool) -> Sessions {
         Sessions {
-            store,
+            store: Arc::new(store),
             cache,
+            watch: Arc::new(Hub::new(WatchLimits::default(), stats.clone())),
             stats,
             trusted: AtomicBool::new(!shared),
             epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The same, with these caps on watchers.
+    pub fn with_watch_limits(mut self, limits: WatchLimits) -> Sessions {
+        self.watch = Arc::new(Hub::new(limits, self.stats.clone()));
+        self
+    }
+
+    /// Watches `key`: a snapshot (or, with `after` > 0, a resume when it can
+    /// be served), then its events (see `watch.rs`). Refused at once beyond
+    /// the caps on watchers.
+    pub fn watch(&self, key: &SessionKey, after: u64) -> Result<Events> {
+        self.watch.watch(&self.store, key, after)
+    }
+
+    /// Watchers on this instance now.
+    pub fn watchers(&self) -> usize {
+        self.watch.watchers()
     }
 
     /// The session; `NotFound` when it does not exist (or idly expired).
@@ -178,6 +201,8 @@ impl Sessions {
         match event {
             FeedEvent::Invalidate(key, floor) => {
                 self.stats.cache_invalidations.fetch_add(1, Relaxed);
+                // A watched session's follower reads its log now.
+                self.watch.wake(&key);
                 self.cache.invalidate(&key, floor).await;
             }
             FeedEvent::Down => {
@@ -196,6 +221,8 @@ impl Sessions {
                 self.cache.clear();
                 self.epoch.fetch_add(1, SeqCst);
                 self.trusted.store(true, SeqCst);
+                // Wake-ups may have been lost meanwhile.
+                self.watch.wake_all();
                 tracing::info!("invalidation feed up: cache in use");
             }
         }

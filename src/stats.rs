@@ -42,6 +42,13 @@ pub struct Stats {
 
     pub rpcs: [RpcStats; Method::ALL.len()],
 
+    /// WatchSession streams open on this instance now.
+    pub watchers: AtomicU64,
+    /// Events sent to watchers (snapshots included).
+    pub watch_events: AtomicU64,
+    /// Watchers ended with WATCH_LAGGED.
+    pub watch_lagged: AtomicU64,
+
     /// Writes refused with QUOTA_EXCEEDED, by quota (`Quota::ALL`'s order).
     pub quota_refusals: [AtomicU64; Quota::ALL.len()],
 }

@@ -45,6 +45,7 @@ mod operate;
 mod slots;
 mod target;
 mod waiting;
+mod watch;
 pub mod wire;
 
 use super::{FeedSender, new_token};
