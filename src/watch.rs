@@ -87,6 +87,9 @@ pub enum Logged {
     Forced {
         fence: u64,
     },
+    /// A follower began here (Redis: an entry of its own, so that every
+    /// position is one the log holds); no event.
+    Began,
 }
 
 /// One entry of a session's log.

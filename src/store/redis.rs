@@ -76,6 +76,9 @@ const TRY: &str = "try";
 const WAIT: &str = "wait";
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
+/// WatchSession's log (see `watch`), before the prelude, which logs grants
+/// and releases.
+const WATCH: &str = include_str!("redis/watch.lua");
 /// The field operations' helpers, for update.lua only.
 const OPS: &str = include_str!("redis/ops.lua");
 /// The idempotency keys' helpers, for update.lua and delete.lua.
@@ -91,11 +94,13 @@ struct Scripts {
     inspect: Script,
     force_unlock: Script,
     rate: Script,
+    watch_begin: Script,
+    watch_read: Script,
 }
 
 impl Scripts {
     fn load() -> Scripts {
-        let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        let s = |body: &str| Script::new(&format!("{WATCH}\n{PRELUDE}\n{body}"));
         Scripts {
             update: s(&format!(
                 "{IDEMPOTENCY}\n{OPS}\n{}",
@@ -113,6 +118,9 @@ impl Scripts {
             force_unlock: s(include_str!("redis/force_unlock.lua")),
             // Alone: it touches one key, not a session's five.
             rate: Script::new(include_str!("redis/rate.lua")),
+            // Alone: they read the log, and write only the watch's keys.
+            watch_begin: Script::new(include_str!("redis/watch_begin.lua")),
+            watch_read: Script::new(include_str!("redis/watch_read.lua")),
         }
     }
 }

@@ -97,6 +97,7 @@ impl Known {
                 self.lock = None;
                 out.push(self.event(Event::Forced { fence: *fence }));
             }
+            Logged::Began => {}
         }
         Ok(())
     }

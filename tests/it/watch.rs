@@ -291,8 +291,7 @@ async fn bad_input_and_caps(b: Backend) {
     assert_eq!(meta["limit"], "max_watchers_per_namespace");
 }
 
-crate::on_backends!(
-    embedded: Embedded;
+crate::on_every_backend!(
     snapshot_then_every_change,
     lock_events_in_order,
     deleted_and_idly_expired,
