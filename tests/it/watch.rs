@@ -12,6 +12,8 @@ use tonic::codec::Streaming;
 
 use crate::support::{Backend, Client, Server, details, lock, reason, set, unlock};
 
+mod instances;
+
 /// How long a test waits for an event that must come.
 const PATIENCE: Duration = Duration::from_secs(20);
 
