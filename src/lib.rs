@@ -36,7 +36,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
-mod conn;
+pub(crate) mod conn;
 pub mod error;
 pub mod metrics;
 pub mod pb;

@@ -61,11 +61,18 @@ impl pb::session_service_server::SessionService for SessionApi {
         let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
         let r = req.get_ref();
         let events = self.state.sessions.watch(&key, r.after_version)?;
+        // The connection counts the stream as a call until it ends, so that
+        // --connection-idle-timeout does not close it under a quiet watch.
+        let busy = req
+            .extensions()
+            .get::<crate::conn::OpenCall>()
+            .map(crate::conn::OpenCall::hold);
         Ok(Response::new(watch::stream(
             self.state.clone(),
             r.session_id.clone(),
             events,
             r.include_values,
+            busy,
         )))
     }
 

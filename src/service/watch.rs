@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::Status;
 
+use crate::conn::InFlight;
 use crate::error::Error;
 use crate::pb;
 use crate::pb::watch_session_response::Event as PbEvent;
@@ -17,8 +18,16 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionResponse
 
 /// The stream of a watch: its events until the watch ends (an error) or the
 /// server drains (SHUTTING_DOWN).
-pub fn stream(state: Arc<State>, id: String, events: Events, values: bool) -> WatchStream {
+pub fn stream(
+    state: Arc<State>,
+    id: String,
+    events: Events,
+    values: bool,
+    busy: Option<InFlight>,
+) -> WatchStream {
     let stream = futures::stream::unfold(Some(events), move |events| {
+        // Held for as long as the stream is.
+        let _busy = &busy;
         let state = state.clone();
         let id = id.clone();
         async move {

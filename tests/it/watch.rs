@@ -380,3 +380,22 @@ async fn the_drain_ends_watches() {
     );
     stopped.await.unwrap();
 }
+
+/// A quiet watch keeps its connection: the stream counts as a call in
+/// flight, so --connection-idle-timeout does not close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_watch_is_not_an_idle_connection() {
+    let s = Server::start(Backend::Embedded, &["--connection-idle-timeout", "1s"]).await;
+    let mut watcher = s.client().await;
+    let mut w = watch(&mut watcher, "w-quiet", 0, false).await;
+    event(&mut w).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut c = s.client().await;
+    let v = c
+        .update_session(set("w-quiet", &[("a", "1")]))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    assert_eq!(event(&mut w).await.0, v);
+}
