@@ -27,6 +27,8 @@ from ._common import (
     Stats,
     StoreStats,
     UpdateResult,
+    WatchEvent,
+    WatchStats,
     append,
     entries,
     increment,
@@ -68,6 +70,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
     VersionMismatch,
+    WatchLagged,
 )
 
 __version__ = "0.1.0"
@@ -82,5 +85,5 @@ __all__ = [
     "Unauthenticated", "Unavailable", "UpdateResult", "VersionMismatch",
     "FieldNotInteger", "FieldNotList", "FieldOpRefused", "IdempotencyKeyReused",
     "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries", "rate_limit",
-    "increment", "set_if_absent",
+    "increment", "set_if_absent", "WatchEvent", "WatchLagged", "WatchStats",
 ]
