@@ -69,6 +69,8 @@ impl Run {
 pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<Report> {
     let sessions = if workload.ends_with("hot") {
         1
+    } else if workload == "watch" {
+        args.sessions.clamp(1, super::watch::WATCHED_SESSIONS)
     } else {
         args.sessions
     };
@@ -94,8 +96,11 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         None => {}
     }
     let started = Instant::now();
+    let mut extra = String::new();
     if let Some(peer) = &peer {
         peer.drive(args, &run).await?;
+    } else if workload == "watch" {
+        extra = super::watch::drive(args, &run, chans).await?;
     } else if args.rate > 0.0 {
         openloop::drive(args, workload, chans, &run).await?;
     } else {
@@ -116,7 +121,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     let seconds = started.elapsed().as_secs_f64();
     let check = match (&peer, workload) {
         (Some(peer), _) => Some(verdict(&run, peer.counters(&run).await?)),
-        (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot") => {
+        (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot" | "watch") => {
             Some(check(&run, first).await?)
         }
         _ => None,
@@ -133,6 +138,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         lag: run.lag,
         errors: run.errors.into_inner(),
         check,
+        extra,
     })
 }
 
