@@ -220,14 +220,15 @@ async fn run(
             .map(|channel| {
                 let mut conn = conn.clone();
                 async move {
-                    redis::cmd("SSUBSCRIBE")
+                    let answer = redis::cmd("SSUBSCRIBE")
                         .arg(channel)
                         .query_async::<Value>(&mut conn)
-                        .await
+                        .await?;
+                    confirmed(answer)
                 }
             })
             .buffer_unordered(SUBSCRIBING)
-            .try_for_each(|_| async { Ok(()) })
+            .try_for_each(|()| async { Ok(()) })
             .await?;
         listener
             .heard
@@ -280,6 +281,22 @@ impl Drop for Up {
         if self.up {
             self.tell(false);
         }
+    }
+}
+
+/// Whether an SSUBSCRIBE's answer confirms it: a refusal (an ACL without
+/// the channel, a slot the node does not own) comes back as a value, not
+/// as an error of the call.
+fn confirmed(answer: Value) -> Result<(), Fault> {
+    match answer {
+        Value::Push {
+            kind: PushKind::SSubscribe,
+            ..
+        } => Ok(()),
+        Value::ServerError(e) => Err(Fault::Protocol(format!("SSUBSCRIBE refused: {e:?}"))),
+        other => Err(Fault::Protocol(format!(
+            "SSUBSCRIBE answered in an unknown shape: {other:?}"
+        ))),
     }
 }
 
