@@ -1,10 +1,11 @@
 -- WatchSession's log (see src/store/redis/watch.rs), prepended before the
--- prelude to every script that has one. While a session is watched (its
--- marker key exists: instances with watchers of it keep it, PX), the
--- scripts append what they do to it to a capped stream, and announce it on
--- the invalidation channel so that the followers on every instance read
--- it. Unwatched, a script pays one EXISTS, at the first step it would log,
--- and nothing else.
+-- prelude to every script that has one (after the line that sets PUBLISH).
+-- While a session is watched (its marker key exists: instances with
+-- watchers of it keep it, PX), the scripts append what they do to it to a
+-- capped stream, and announce it on the session's invalidation channel
+-- (the marker's value: see channels.rs) so that the followers on every
+-- instance read it. Unwatched, a script pays one GET, at the first step it
+-- would log, and nothing else.
 --   stream  <prefix>:{<ns>/<id>}:x   entries: k (kind) and its fields:
 --           'c' a write: v (version), n ('1': it created the session),
 --               r ('1': replace), e (expires ms), then 'f:<name>' value for
@@ -14,27 +15,34 @@
 --           'a' a grant: f (fence), e (the lease's end, ms)
 --           'r' a release, 'o' a forced release: f (the holder's fence)
 --           'b' a follower began here (watch_begin.lua)
---   marker  <prefix>:{<ns>/<id>}:k
+--   marker  <prefix>:{<ns>/<id>}:k   the session's invalidation channel
 -- Both are KEYS[1] (the data key, '...:d') with another suffix: the same hash
 -- tag, so the same Cluster slot.
 local WATCH = {base = string.sub(KEYS[1], 1, -2), on = nil, ended = false, woken = false}
 WATCH.subject = string.match(KEYS[1], '{([^{}]*)}:d$') or ''
-WATCH.channel = string.sub(KEYS[1], 1, #KEYS[1] - #WATCH.subject - 5) .. ':invalidate'
+
+-- Whether the session is watched (read once per script).
+local function watch_on()
+  if WATCH.on == nil then
+    WATCH.channel = redis.call('GET', WATCH.base .. 'k')
+    WATCH.on = WATCH.channel ~= false
+  end
+  return WATCH.on
+end
 -- Entries kept (about: trimmed by whole stream nodes), and how long the
 -- stream outlives its last entry or keep (ms).
 local WATCH_LEN, WATCH_KEEP_MS = 256, 60000
 
 -- Appends an entry {k, kind, fields...} while the session is watched.
 local function watch_add(entry)
-  if WATCH.on == nil then WATCH.on = redis.call('EXISTS', WATCH.base .. 'k') == 1 end
-  if not WATCH.on then return end
+  if not watch_on() then return end
   local x = WATCH.base .. 'x'
   redis.call('XADD', x, 'MAXLEN', '~', WATCH_LEN, '*', unpack(entry))
   redis.call('PEXPIRE', x, WATCH_KEEP_MS)
   if not WATCH.woken then
     WATCH.woken = true
     local v = redis.call('HGET', KEYS[2], 'v') or '0'
-    redis.call('PUBLISH', WATCH.channel, v .. ' ' .. WATCH.subject)
+    redis.call(PUBLISH, WATCH.channel, v .. ' ' .. WATCH.subject)
   end
 end
 
@@ -61,8 +69,7 @@ end
 local function watch_lock_end(kind)
   if WATCH.ended then return end
   WATCH.ended = true
-  if WATCH.on == nil then WATCH.on = redis.call('EXISTS', WATCH.base .. 'k') == 1 end
-  if not WATCH.on then return end
+  if not watch_on() then return end
   local f = redis.call('HGET', KEYS[3], 'f')
   if f then watch_add({'k', kind, 'f', f}) end
 end

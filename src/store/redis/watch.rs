@@ -43,7 +43,9 @@ impl RedisStore {
             inv.key(k);
         }
         inv.key(&stream).key(&marker);
-        inv.arg(LINGER.as_millis() as u64).arg(STREAM_MS);
+        inv.arg(LINGER.as_millis() as u64)
+            .arg(STREAM_MS)
+            .arg(inner.channels.invalidate(keys.slot));
         let value: redis::Value = inner.eval(&mut inv).await?;
         Ok(wire::watch_begin(&value)?.outcome)
     }
@@ -51,13 +53,15 @@ impl RedisStore {
     /// The entries of `key`'s log after `after`; `None` when some are gone.
     pub async fn watch_read(&self, key: &SessionKey, after: Pos) -> Result<Option<Vec<Entry>>> {
         let inner = &self.inner;
-        let (stream, marker) = watch_keys(&inner.keys(key));
+        let keys = inner.keys(key);
+        let (stream, marker) = watch_keys(&keys);
         let mut inv = inner.scripts.watch_read.prepare_invoke();
         inv.key(&stream).key(&marker);
         inv.arg(format!("{}-{}", after.0, after.1))
             .arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
-            .arg(READ_COUNT);
+            .arg(READ_COUNT)
+            .arg(inner.channels.invalidate(keys.slot));
         let value: redis::Value = inner.eval(&mut inv).await?;
         Ok(wire::watch_read(&value)?.outcome)
     }

@@ -3,10 +3,11 @@
 -- step, the session, its lock and its log so far, with the position of now.
 -- KEYS: data, meta, lock, stream, marker (one hash tag)
 -- ARGV: 1 how long the marker lasts unless kept (ms)  2 the stream's (ms)
+--       3 the session's invalidation channel (the marker's value)
 -- Returns {'OK', position of now (a stream id), 0, 0, lock fence or false,
 --          lock end ms or false, the stream's entries (XRANGE), data...}
 local D, L, X, K = KEYS[1], KEYS[3], KEYS[4], KEYS[5]
-redis.call('SET', K, '1', 'PX', ARGV[1])
+redis.call('SET', K, ARGV[3], 'PX', ARGV[1])
 -- An entry of its own, so that the position is one the stream holds: a
 -- later read that no longer finds it knows entries were trimmed.
 local at = redis.call('XADD', X, 'MAXLEN', '~', 256, '*', 'k', 'b')
