@@ -16,10 +16,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 pid=
 trap 'kill ${pid:-} 2>/dev/null; rm -rf "$work"' EXIT
 lua=src/store/redis
-# As redis.rs assembles them: [watch.lua,] the prelude, idempotency.lua, ops.lua, update.lua.
-printf '%s\n%s\n%s\n%s' "$(git show "$base:$lua/prelude.lua")" "$(git show "$base:$lua/idempotency.lua")" \
+# As redis.rs assembles them: the PUBLISH line, [watch.lua,] the prelude,
+# idempotency.lua, ops.lua, update.lua.
+printf "local PUBLISH = 'PUBLISH'\n%s\n%s\n%s\n%s" "$(git show "$base:$lua/prelude.lua")" "$(git show "$base:$lua/idempotency.lua")" \
   "$(git show "$base:$lua/ops.lua")" "$(git show "$base:$lua/update.lua")" >"$work/base.lua"
-printf '%s\n%s\n%s\n%s\n%s' "$(cat $lua/watch.lua)" "$(cat $lua/prelude.lua)" "$(cat $lua/idempotency.lua)" \
+printf "local PUBLISH = 'PUBLISH'\n%s\n%s\n%s\n%s\n%s" "$(cat $lua/watch.lua)" "$(cat $lua/prelude.lua)" "$(cat $lua/idempotency.lua)" \
   "$(cat $lua/ops.lua)" "$(cat $lua/update.lua)" >"$work/this.lua"
 k='sd:{default/user-1}'
 # update.lua's 15 fixed arguments (see its header), then one field.
@@ -30,7 +31,7 @@ for variant in base unwatched watched; do
   until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
   file=$work/this.lua
   if [ "$variant" = base ]; then file=$work/base.lua; fi
-  if [ "$variant" = watched ]; then redis-cli -p "$port" SET "$k:k" 1 >/dev/null; fi
+  if [ "$variant" = watched ]; then redis-cli -p "$port" SET "$k:k" sd:invalidate >/dev/null; fi
   sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$file")")
   redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
   keys=("$k:d" "$k:m" "$k:l" "$k:q" "$k:w")

@@ -18,12 +18,13 @@
 --   marker  <prefix>:{<ns>/<id>}:k   the session's invalidation channel
 -- Both are KEYS[1] (the data key, '...:d') with another suffix: the same hash
 -- tag, so the same Cluster slot.
-local WATCH = {base = string.sub(KEYS[1], 1, -2), on = nil, ended = false, woken = false}
-WATCH.subject = string.match(KEYS[1], '{([^{}]*)}:d$') or ''
+-- Filled in when first needed: a script that logs nothing pays nothing more.
+local WATCH = {}
 
 -- Whether the session is watched (read once per script).
 local function watch_on()
   if WATCH.on == nil then
+    WATCH.base = string.sub(KEYS[1], 1, -2)
     WATCH.channel = redis.call('GET', WATCH.base .. 'k')
     WATCH.on = WATCH.channel ~= false
   end
@@ -42,7 +43,8 @@ local function watch_add(entry)
   if not WATCH.woken then
     WATCH.woken = true
     local v = redis.call('HGET', KEYS[2], 'v') or '0'
-    redis.call(PUBLISH, WATCH.channel, v .. ' ' .. WATCH.subject)
+    local subject = string.match(KEYS[1], '{([^{}]*)}:d$') or ''
+    redis.call(PUBLISH, WATCH.channel, v .. ' ' .. subject)
   end
 end
 
