@@ -48,6 +48,9 @@ pub const LINGER: Duration = Duration::from_secs(30);
 /// Entries kept in a session's log (the embedded ring; Redis trims its
 /// stream to about this many).
 pub const LOG_LEN: usize = 256;
+/// The most entries a store answers one read of a log with (Redis's
+/// watch_read.lua); a follower reads again while it gets this many.
+pub const READ_BATCH: usize = 1024;
 
 /// A position in a session's log: a Redis stream id (ms, sequence), or the
 /// embedded store's sequence number and 0. Later entries have greater ones.

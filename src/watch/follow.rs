@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{Begin, Entry, Event, HEARTBEAT, Hub, Join, LINGER, LockView, Logged, Pos, Watched};
+use super::{
+    Begin, Entry, Event, HEARTBEAT, Hub, Join, LINGER, LockView, Logged, Pos, READ_BATCH, Watched,
+};
 use crate::error::{Error, Result};
 use crate::session::SessionKey;
 use crate::store::{Store, now_ms};
@@ -48,10 +50,8 @@ impl Known {
     fn apply(&mut self, logged: &Logged, out: &mut Vec<Watched>) -> std::result::Result<(), ()> {
         match logged {
             Logged::Changed(c) => {
-                if self.version != 0 && c.version <= self.version {
-                    // Seen already (a resume's overlap).
-                    return Ok(());
-                }
+                // Versions go up by one a write; anything else is a gap (or
+                // a store that lost data and counts again from lower).
                 if self.version != 0 && c.version != self.version + 1 {
                     return Err(());
                 }
@@ -226,23 +226,35 @@ impl Follower {
         }
     }
 
-    /// Reads the log after this follower's position and hands on its events.
+    /// Reads the log after this follower's position and hands on its events,
+    /// a batch at a time until it has read them all.
     async fn catch_up(&mut self) {
-        let Some(pos) = self.pos else { return };
-        let entries = match self.store.watch_read(&self.key, pos).await {
-            Ok(Some(entries)) => entries,
-            Ok(None) => return self.resync().await,
-            Err(e) => return self.fail(e),
-        };
+        while let Some(pos) = self.pos {
+            let entries = match self.store.watch_read(&self.key, pos).await {
+                Ok(Some(entries)) => entries,
+                Ok(None) => return self.resync().await,
+                Err(e) => return self.fail(e),
+            };
+            let full = entries.len() >= READ_BATCH;
+            if !self.hand_on(entries).await || !full {
+                return;
+            }
+        }
+    }
+
+    /// Hands on the events of `entries`; false when a gap made it resync.
+    async fn hand_on(&mut self, entries: Vec<Entry>) -> bool {
         for entry in entries {
             let mut out = Vec::new();
             if self.known.apply(&entry.logged, &mut out).is_err() {
-                return self.resync().await;
+                self.resync().await;
+                return false;
             }
             self.pos = Some(entry.pos);
             self.watchers
                 .retain(|w| entry.pos <= w.from || out.iter().all(|e| w.send(e)));
         }
+        true
     }
 
     /// A lease or an idle TTL that is due: the store says whether it ran

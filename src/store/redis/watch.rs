@@ -15,12 +15,10 @@ use super::keys::Keys;
 use super::wire;
 use crate::error::Result;
 use crate::session::SessionKey;
-use crate::watch::{Begin, Entry, LINGER, Pos};
+use crate::watch::{Begin, Entry, LINGER, Pos, READ_BATCH};
 
 /// How long the stream outlives its last keep (the marker: `LINGER`).
 const STREAM_MS: u64 = 60_000;
-/// Most entries one read takes; the rest come with the next.
-const READ_COUNT: u64 = 1024;
 
 /// The stream and the marker of a session: its data key with another
 /// suffix.
@@ -60,7 +58,7 @@ impl RedisStore {
         inv.arg(format!("{}-{}", after.0, after.1))
             .arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
-            .arg(READ_COUNT)
+            .arg(READ_BATCH)
             .arg(inner.channels.invalidate(keys.slot));
         let value: redis::Value = inner.eval(&mut inv).await?;
         Ok(wire::watch_read(&value)?.outcome)
