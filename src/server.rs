@@ -241,6 +241,7 @@ pub async fn serve(
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: draining in-flight calls");
     tasks.abort_all();
     state.start_draining();
+    state.sessions.stop_watching();
     set_readiness(&health, false).await;
     health
         .set_service_status("", ServingStatus::NotServing)

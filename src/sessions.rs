@@ -113,6 +113,11 @@ impl Sessions {
         self.watch.watchers()
     }
 
+    /// The server drains: watches end, and their followers with them.
+    pub fn stop_watching(&self) {
+        self.watch.close();
+    }
+
     /// The session; `NotFound` when it does not exist (or idly expired).
     pub async fn get(
         &self,

@@ -188,6 +188,9 @@ pub struct Hub {
     total: AtomicUsize,
     limits: WatchLimits,
     stats: Arc<Stats>,
+    /// Set once the server drains: no new watch, and every follower ends
+    /// (and lets go of the store).
+    closed: AtomicBool,
 }
 
 /// How the hub reaches a follower task.
@@ -232,7 +235,19 @@ impl Hub {
             total: AtomicUsize::new(0),
             limits,
             stats,
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// The server drains: new watches are refused, and every follower ends
+    /// now (its watchers' streams end with SHUTTING_DOWN at the edge).
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+        self.wake_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
     }
 
     /// Watchers on this instance now.
@@ -248,6 +263,9 @@ impl Hub {
         key: &SessionKey,
         after: u64,
     ) -> Result<Events> {
+        if self.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
         let counted = self.count(&key.namespace)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let lagged = Arc::new(AtomicBool::new(false));
@@ -315,6 +333,13 @@ impl Hub {
         joins.close();
         followers.remove(key);
         true
+    }
+
+    /// A follower ends whatever joins are pending (the drain).
+    fn forget(&self, key: &SessionKey, joins: &mut mpsc::UnboundedReceiver<Join>) {
+        let mut followers = self.followers.lock();
+        joins.close();
+        followers.remove(key);
     }
 
     fn count(self: &Arc<Self>, namespace: &Arc<str>) -> Result<Counted> {

@@ -189,6 +189,12 @@ pub(super) async fn run(
                 f.due().await;
             }
         }
+        if f.hub.is_closed() {
+            // The drain: the watchers' streams end at the edge; this task
+            // ends now, and with it its hold on the store.
+            f.hub.forget(&f.key, &mut joins);
+            return;
+        }
         if !f.watchers.is_empty() {
             alone_since = Instant::now();
         } else if alone_since.elapsed() >= LINGER && f.hub.end(&f.key, &mut joins) {
@@ -382,5 +388,129 @@ fn again(e: &Error) -> Error {
         Error::StoreUnavailable(m) => Error::StoreUnavailable(m.clone()),
         Error::ShuttingDown => Error::ShuttingDown,
         other => Error::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::Change;
+
+    fn change(version: u64, created: bool) -> Logged {
+        Logged::Changed(Arc::new(Change {
+            version,
+            created,
+            set: vec![("a".into(), bytes::Bytes::from_static(b"1"))],
+            removed: Vec::new(),
+            replaced: false,
+            expires_ms: 1_000,
+        }))
+    }
+
+    fn kinds(out: &[Watched]) -> Vec<(u64, &'static str)> {
+        out.iter()
+            .map(|w| {
+                let kind = match &w.event {
+                    Event::Changed(_) => "changed",
+                    Event::Acquired { .. } => "acquired",
+                    Event::Released { .. } => "released",
+                    Event::Expired { .. } => "expired",
+                    Event::Forced { .. } => "forced",
+                    Event::Deleted => "deleted",
+                    Event::IdleExpired => "idle",
+                    Event::Snapshot { .. } => "snapshot",
+                    Event::Resumed { .. } => "resumed",
+                };
+                (w.version, kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_no_step_logs_is_inferred_from_the_log() {
+        let mut k = Known::default();
+        let mut out = Vec::new();
+        for logged in [
+            change(1, true),
+            Logged::Acquired {
+                fence: 7,
+                lease_expires_ms: 50,
+            },
+            // Another grant without a release: the first lease ran out.
+            Logged::Acquired {
+                fence: 8,
+                lease_expires_ms: 90,
+            },
+            Logged::Released { fence: 8 },
+            // A write that creates the session while it was live: it
+            // expired idly in between.
+            change(2, true),
+            Logged::Deleted { version: 2 },
+            change(3, true),
+            Logged::Began,
+        ] {
+            k.apply(&logged, &mut out).unwrap();
+        }
+        assert_eq!(
+            kinds(&out),
+            [
+                (1, "changed"),
+                (1, "acquired"),
+                (1, "expired"),
+                (1, "acquired"),
+                (1, "released"),
+                (1, "idle"),
+                (2, "changed"),
+                (2, "deleted"),
+                (3, "changed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_version_out_of_step_is_a_gap() {
+        let mut k = Known::default();
+        let mut out = Vec::new();
+        k.apply(&change(4, false), &mut out).unwrap();
+        assert!(k.apply(&change(6, false), &mut out).is_err(), "skipped 5");
+        assert!(k.apply(&change(4, false), &mut out).is_err(), "went back");
+        assert!(k.apply(&change(5, false), &mut out).is_ok());
+    }
+
+    #[test]
+    fn a_resume_is_served_only_from_the_change_it_names() {
+        let entry = |n: u64, logged| Entry {
+            pos: (n, 0),
+            logged,
+        };
+        let begin = Begin {
+            session: None,
+            lock: None,
+            log: vec![
+                entry(1, change(3, false)),
+                entry(
+                    2,
+                    Logged::Acquired {
+                        fence: 9,
+                        lease_expires_ms: 10,
+                    },
+                ),
+                entry(3, change(4, false)),
+                entry(4, Logged::Released { fence: 9 }),
+            ],
+            last: (4, 0),
+        };
+        let out = resumed(&begin, 3).unwrap();
+        assert_eq!(
+            kinds(&out),
+            [
+                (3, "resumed"),
+                (3, "acquired"),
+                (4, "changed"),
+                (4, "released")
+            ]
+        );
+        assert!(resumed(&begin, 2).is_none(), "older than the log");
+        assert!(resumed(&begin, 0).is_none(), "0 asks for a snapshot");
     }
 }

@@ -157,3 +157,128 @@ fn number(r: &Parts<'_>, v: &Value, what: &str) -> Result<u64, Fault> {
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| r.malformed(format_args!("{what} is {v:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&str]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    fn reply(status: &str, a: Value, rest: Vec<Value>) -> Value {
+        let mut items = vec![bulk(status), a, Value::Int(0), Value::Int(0)];
+        items.extend(rest);
+        Value::Array(items)
+    }
+
+    #[test]
+    fn a_read_parses_every_kind_and_sorts_a_change() {
+        let log = Value::Array(vec![
+            entry(
+                "5-1",
+                &[
+                    "k", "c", "v", "7", "n", "1", "r", "0", "e", "99", "f:b", "2", "f:a", "1",
+                    "x:z", "",
+                ],
+            ),
+            entry("5-2", &["k", "a", "f", "40", "e", "120"]),
+            entry("6-0", &["k", "r", "f", "40"]),
+            entry("6-1", &["k", "o", "f", "41"]),
+            entry("7-0", &["k", "d", "v", "7"]),
+            entry("7-1", &["k", "b"]),
+        ]);
+        let got = watch_read(&reply("OK", Value::Int(0), vec![log]))
+            .unwrap()
+            .outcome
+            .unwrap();
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0].pos, (5, 1));
+        let Logged::Changed(c) = &got[0].logged else {
+            panic!("{:?}", got[0])
+        };
+        assert_eq!((c.version, c.created, c.expires_ms), (7, true, 99));
+        let names: Vec<&str> = c.set.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.removed, ["z"]);
+        assert_eq!(
+            got[1].logged,
+            Logged::Acquired {
+                fence: 40,
+                lease_expires_ms: 120
+            }
+        );
+        assert_eq!(got[2].logged, Logged::Released { fence: 40 });
+        assert_eq!(got[3].logged, Logged::Forced { fence: 41 });
+        assert_eq!(got[4].logged, Logged::Deleted { version: 7 });
+        assert_eq!(got[5].logged, Logged::Began);
+    }
+
+    #[test]
+    fn gaps_and_bad_replies() {
+        assert!(
+            watch_read(&reply("GAP", Value::Int(0), vec![]))
+                .unwrap()
+                .outcome
+                .is_none()
+        );
+        let too_large = Value::Array(vec![entry("1-0", &["k", "g", "v", "3"])]);
+        assert!(
+            watch_read(&reply("OK", Value::Int(0), vec![too_large]))
+                .unwrap()
+                .outcome
+                .is_none(),
+            "a write too large to log is a gap"
+        );
+        for bad in [
+            reply("OK", Value::Int(0), vec![]),
+            reply(
+                "OK",
+                Value::Int(0),
+                vec![Value::Array(vec![entry("x", &["k", "c"])])],
+            ),
+            reply(
+                "OK",
+                Value::Int(0),
+                vec![Value::Array(vec![entry("1-0", &["k", "?"])])],
+            ),
+            reply(
+                "OK",
+                Value::Int(0),
+                vec![Value::Array(vec![entry("1-0", &["k"])])],
+            ),
+            reply("NOPE", Value::Int(0), vec![]),
+            Value::Nil,
+        ] {
+            assert!(watch_read(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_begin_keeps_the_log_after_its_last_gap() {
+        let log = Value::Array(vec![
+            entry("1-0", &["k", "a", "f", "5", "e", "9"]),
+            entry("2-0", &["k", "g", "v", "3"]),
+            entry("3-0", &["k", "r", "f", "5"]),
+        ]);
+        let got = watch_begin(&reply(
+            "OK",
+            bulk("3-5"),
+            vec![bulk("6"), Value::Nil, log, bulk("v"), bulk("4")],
+        ))
+        .unwrap()
+        .outcome;
+        assert_eq!(got.last, (3, 5));
+        assert_eq!(got.lock, Some((6, 0)));
+        assert_eq!(got.session.map(|s| s.version), Some(4));
+        assert_eq!(got.log.len(), 1);
+        assert_eq!(got.log[0].logged, Logged::Released { fence: 5 });
+    }
+}
