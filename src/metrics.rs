@@ -384,8 +384,9 @@ impl Family {
 fn labels(m: Method) -> String {
     let service = m.service();
     format!(
-        "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"unary\"",
-        m.name()
+        "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"{}\"",
+        m.name(),
+        m.kind()
     )
 }
 

@@ -68,10 +68,13 @@ pub enum Method {
     ListSessions,
     PurgeSessions,
     CheckRate,
+    /// Counted until its stream begins (a refusal, or the stream's
+    /// headers); how streams end is in `watch_lagged` and the watcher gauge.
+    WatchSession,
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::GetSession,
         Method::LockSession,
         Method::UpdateSession,
@@ -83,8 +86,9 @@ impl Method {
         Method::ForceUnlock,
         Method::ListSessions,
         Method::PurgeSessions,
-        // Last: the figures of the methods before it keep their places.
+        // Last: the figures of the methods before them keep their places.
         Method::CheckRate,
+        Method::WatchSession,
     ];
 
     /// The gRPC service the method belongs to.
@@ -96,6 +100,14 @@ impl Method {
             | Method::ListSessions
             | Method::PurgeSessions => "sessiond.v1.AdminService",
             _ => "sessiond.v1.SessionService",
+        }
+    }
+
+    /// The gRPC method type, as Prometheus's gRPC metrics label it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Method::WatchSession => "server_stream",
+            _ => "unary",
         }
     }
 
@@ -113,6 +125,7 @@ impl Method {
             Method::ListSessions => "ListSessions",
             Method::PurgeSessions => "PurgeSessions",
             Method::CheckRate => "CheckRate",
+            Method::WatchSession => "WatchSession",
         }
     }
 }

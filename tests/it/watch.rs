@@ -275,6 +275,15 @@ async fn bad_input_and_caps(b: Backend) {
         (Code::ResourceExhausted, "OVERLOADED")
     );
     assert_eq!(meta["limit"], "max_watchers");
+    // GetStats counts the calls until their streams begin, refusals too.
+    let rpc = s
+        .stats()
+        .await
+        .rpcs
+        .into_iter()
+        .find(|r| r.method == "WatchSession")
+        .unwrap();
+    assert_eq!((rpc.calls, rpc.errors), (4, 2), "{rpc:?}");
 
     let s = Server::start(b, &["--max-watchers-per-namespace", "1"]).await;
     let mut c = s.client().await;
