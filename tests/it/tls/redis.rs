@@ -250,3 +250,149 @@ async fn a_cluster_over_tls_with_an_acl_user() {
         "the ids did not reach every master: {masters:?}"
     );
 }
+
+/// A sentinel, from a config file of its own, killed on drop.
+struct TlsSentinel {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sentinel and its master both over TLS alone, each with its own ACL
+/// user: the sentinels' in their URL, the data nodes' in
+/// `--redis-username` and `--redis-password`. Without `--redis-username`
+/// the master refuses the default user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_over_tls_with_acl_users() {
+    let ca = Ca::new("Redis CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("redis.crt"), cert).unwrap();
+    std::fs::write(path("redis.key"), key).unwrap();
+    std::fs::write(path("ca.crt"), &ca.pem).unwrap();
+    // The sentinel reaches the master over TLS as a client.
+    let (client_cert, client_key) = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::write(path("client.crt"), client_cert).unwrap();
+    std::fs::write(path("client.key"), client_key).unwrap();
+    let tls = [
+        ("tls-cert-file", path("redis.crt")),
+        ("tls-key-file", path("redis.key")),
+        ("tls-ca-cert-file", path("ca.crt")),
+        ("tls-client-cert-file", path("client.crt")),
+        ("tls-client-key-file", path("client.key")),
+        ("tls-auth-clients", "no".to_owned()),
+    ];
+    let master_port = crate::support::free_port();
+    let mut master_args = vec!["--port".to_owned(), "0".into(), "--tls-port".into()];
+    master_args.push(master_port.to_string());
+    for (k, v) in &tls {
+        master_args.extend([format!("--{k}"), v.clone()]);
+    }
+    master_args.extend(
+        [
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "sessiond",
+            "on",
+            ">password-of-sessiond",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+        .map(String::from),
+    );
+    let master_args: Vec<&str> = master_args.iter().map(String::as_str).collect();
+    let _master = crate::support::Redis::start_on(master_port, &master_args);
+
+    let sentinel_port = crate::support::free_port();
+    let sentinel_dir = tempfile::tempdir().unwrap();
+    let mut conf = format!(
+        "port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {}\ntls-replication yes\n",
+        sentinel_dir.path().display()
+    );
+    for (k, v) in &tls {
+        conf.push_str(&format!("{k} {v}\n"));
+    }
+    conf.push_str(&format!(
+        "user default off\nuser watcher on >password-of-watcher +@all\n\
+         sentinel monitor m1 127.0.0.1 {master_port} 1\n\
+         sentinel auth-user m1 sessiond\nsentinel auth-pass m1 password-of-sessiond\n"
+    ));
+    let conf_path = sentinel_dir.path().join("sentinel.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = std::process::Command::new("redis-server")
+        .arg(&conf_path)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _sentinel = TlsSentinel {
+        child,
+        _dir: sentinel_dir,
+    };
+
+    let sentinels = format!("rediss://watcher:password-of-watcher@localhost:{sentinel_port}");
+    let mut args = vec![
+        "--redis-sentinel",
+        &sentinels,
+        "--redis-sentinel-master",
+        "m1",
+        "--redis-password",
+        "password-of-sessiond",
+        "--redis-timeout",
+        "1s",
+    ];
+    // The default user is off on the master: without the ACL user, nothing
+    // gets through.
+    let port = crate::support::free_port();
+    let without = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = crate::support::client(addr).await;
+    let refused = c
+        .update_session(set("sentinel-tls", &[("k", "v")]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    drop(without);
+
+    args.extend(["--redis-username", "sessiond"]);
+    let port = crate::support::free_port();
+    let _with = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = crate::support::client(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .update_session(set("sentinel-tls", &[("k", "v")]))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no write ever went through the sentinel's master over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = crate::support::get(&mut c, "sentinel-tls", Consistency::Strong)
+        .await
+        .unwrap();
+    assert_eq!(got.session.unwrap().fields["k"], "v");
+    // The feed subscribes on the master over TLS as the same user.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !crate::support::stats(addr)
+        .await
+        .cache
+        .is_some_and(|c| c.feed_healthy)
+    {
+        assert!(Instant::now() < deadline, "the feed never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
