@@ -61,6 +61,13 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_REDIS_CLUSTER", value_delimiter = ',')]
     pub redis_cluster: Vec<String>,
 
+    /// The ACL user sessiond logs in to the Redis data nodes as, with
+    /// `--redis-password`, on every topology (a `--redis-url` or a cluster
+    /// node's URL may name it instead; this wins). Sentinels take theirs
+    /// from their own URLs.
+    #[arg(long, env = "SESSIOND_REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+
     /// Redis password, kept out of the URL (e.g. from a Kubernetes Secret).
     #[arg(long, env = "SESSIOND_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,

@@ -59,6 +59,8 @@ pub enum StoreSettings {
 pub struct RedisSettings {
     /// Where the Redis is, and how it is found.
     pub target: RedisTarget,
+    /// The data nodes' ACL user and password.
+    pub username: Option<String>,
     pub password: Option<String>,
     pub pool_size: usize,
     pub key_prefix: String,
@@ -221,6 +223,7 @@ impl Settings {
             (StoreKind::Redis | StoreKind::Auto, Some(target)) => {
                 StoreSettings::Redis(RedisSettings {
                     target,
+                    username: c.redis_username,
                     password: c.redis_password,
                     pool_size: c.redis_pool_size,
                     key_prefix: c.redis_key_prefix,

@@ -188,22 +188,14 @@ impl RedisStore {
             RedisTarget::Url(url) => {
                 let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
                     .map_err(|e| Error::StoreUnavailable(format!("bad Redis URL: {e}")))?;
-                if let Some(password) = &config.password {
-                    let settings = info.redis_settings().clone().set_password(password);
-                    info = info.set_redis_settings(settings);
-                }
+                info = target::log_in(info, config);
                 let pool = pool(&info, config, timeout)?;
                 let target = Target::fixed(info).map_err(Error::StoreUnavailable)?;
                 (target, Opener::Pool(pool))
             }
             RedisTarget::Sentinel { sentinels, master } => {
-                let target = Target::sentinel(
-                    sentinels,
-                    master,
-                    config.password.as_deref(),
-                    config.timeout,
-                )
-                .map_err(Error::StoreUnavailable)?;
+                let target =
+                    Target::sentinel(sentinels, master, config).map_err(Error::StoreUnavailable)?;
                 let opened = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(config.timeout))
                     .set_response_timeout(Some(timeout));
@@ -211,8 +203,7 @@ impl RedisStore {
             }
             RedisTarget::Cluster { nodes } => {
                 let (target, client) =
-                    Target::cluster(nodes, config.password.as_deref(), config.timeout, timeout)
-                        .map_err(Error::StoreUnavailable)?;
+                    Target::cluster(nodes, config, timeout).map_err(Error::StoreUnavailable)?;
                 (target, Opener::Cluster(Box::new(client)))
             }
         };

@@ -187,6 +187,10 @@ Environment of the sessiond container: listeners, store, Redis, then every
   value: {{ .Values.redis.url | quote }}
 {{- end }}
 {{- end }}
+{{- if and (ne .Values.store "embedded") .Values.redis.username }}
+- name: SESSIOND_REDIS_USERNAME
+  value: {{ .Values.redis.username | quote }}
+{{- end }}
 {{- if and (ne .Values.store "embedded") .Values.redis.passwordKey }}
 - name: SESSIOND_REDIS_PASSWORD
   valueFrom:

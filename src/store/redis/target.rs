@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use super::Inner;
 use super::fault::Fault;
+use crate::config::RedisSettings;
 
 /// How often the sentinels are asked which server is the master.
 const POLL: Duration = Duration::from_millis(500);
@@ -69,13 +70,14 @@ impl Target {
     }
 
     /// The master the `sentinels` (URLs) monitor as `name`; data nodes are
-    /// reached with `password` and the first sentinel's TLS setting.
+    /// reached with `config`'s user and password and the first sentinel's
+    /// TLS setting.
     pub(super) fn sentinel(
         sentinels: &[String],
         name: &str,
-        password: Option<&str>,
-        timeout: Duration,
+        config: &RedisSettings,
     ) -> Result<Target, String> {
+        let timeout = config.timeout;
         let sentinels = sentinels
             .iter()
             .map(|s| {
@@ -87,11 +89,12 @@ impl Target {
         let Some(first) = sentinels.first() else {
             return Err("no sentinel address given".into());
         };
-        let mut redis = redis::RedisConnectionInfo::default();
-        if let Some(p) = password {
-            redis = redis.set_password(p);
-        }
-        let node = first.clone().set_redis_settings(redis);
+        let node = log_in(
+            first
+                .clone()
+                .set_redis_settings(redis::RedisConnectionInfo::default()),
+            config,
+        );
         Ok(Target::Sentinel(Box::new(Sentinel {
             sentinels,
             name: name.to_owned(),
@@ -105,25 +108,21 @@ impl Target {
         })))
     }
 
-    /// The cluster at `nodes` (URLs), reached with `password`; and the
-    /// client the shared connections are opened with.
+    /// The cluster at `nodes` (URLs), reached with `config`'s user and
+    /// password; and the client the shared connections are opened with.
     pub(super) fn cluster(
         nodes: &[String],
-        password: Option<&str>,
-        timeout: Duration,
+        config: &RedisSettings,
         response_timeout: Duration,
     ) -> Result<(Target, ClusterClient), String> {
+        let timeout = config.timeout;
         let mut infos = Vec::with_capacity(nodes.len());
         for n in nodes {
-            let mut info = n
+            let info = n
                 .as_str()
                 .into_connection_info()
                 .map_err(|e| format!("bad cluster node address `{n}`: {e}"))?;
-            if let Some(p) = password {
-                let settings = info.redis_settings().clone().set_password(p);
-                info = info.set_redis_settings(settings);
-            }
-            infos.push(info);
+            infos.push(log_in(info, config));
         }
         let client = ClusterClientBuilder::new(infos.clone())
             .connection_timeout(timeout)
@@ -282,6 +281,19 @@ impl Sentinel {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?)
     }
+}
+
+/// `info` logging in as `config`'s user (`--redis-username`) with its
+/// password, where given.
+pub(super) fn log_in(info: ConnectionInfo, config: &RedisSettings) -> ConnectionInfo {
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &config.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password);
+    }
+    info.set_redis_settings(settings)
 }
 
 /// `info` with its address changed to `host:port`, over TLS when it was.

@@ -222,7 +222,7 @@ pub struct Cluster {
 }
 
 /// A free port whose cluster bus port (+10000) is free too.
-fn free_cluster_port() -> u16 {
+pub fn free_cluster_port() -> u16 {
     loop {
         let p = free_port();
         if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
