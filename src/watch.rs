@@ -47,7 +47,11 @@ pub const WATCH_BUFFER: usize = 512;
 pub const LINGER: Duration = Duration::from_secs(30);
 /// Entries kept in a session's log (the embedded ring; Redis trims its
 /// stream to about this many).
-pub const LOG_LEN: usize = 256;
+pub const LOG_LEN: usize = 1024;
+/// The most bytes of values one logged write carries; a larger write is
+/// logged as a `Gap` (its watchers get a snapshot, which has the values), so
+/// a session's log holds at most `LOG_LEN` times this of values.
+pub const LOG_VALUE_BYTES: usize = 16 * 1024;
 /// The most entries a store answers one read of a log with (Redis's
 /// watch_read.lua); a follower reads again while it gets this many.
 pub const READ_BATCH: usize = 1024;
@@ -93,6 +97,11 @@ pub enum Logged {
     /// A follower began here (Redis: an entry of its own, so that every
     /// position is one the log holds); no event.
     Began,
+    /// A write of this version too large to log (see `LOG_VALUE_BYTES`):
+    /// its watchers get a fresh snapshot.
+    Gap {
+        version: u64,
+    },
 }
 
 /// One entry of a session's log.

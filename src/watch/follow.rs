@@ -98,6 +98,7 @@ impl Known {
                 out.push(self.event(Event::Forced { fence: *fence }));
             }
             Logged::Began => {}
+            Logged::Gap { .. } => return Err(()),
         }
         Ok(())
     }
@@ -475,6 +476,8 @@ mod tests {
         assert!(k.apply(&change(6, false), &mut out).is_err(), "skipped 5");
         assert!(k.apply(&change(4, false), &mut out).is_err(), "went back");
         assert!(k.apply(&change(5, false), &mut out).is_ok());
+        let gap = Logged::Gap { version: 6 };
+        assert!(k.apply(&gap, &mut out).is_err(), "a write too large to log");
     }
 
     #[test]

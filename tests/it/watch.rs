@@ -302,7 +302,38 @@ async fn bad_input_and_caps(b: Backend) {
     assert_eq!(meta["limit"], "max_watchers_per_namespace");
 }
 
+/// A write with more values than a log entry carries (16 KiB) reaches its
+/// watchers as a snapshot marked resync, with the values; the log goes on.
+async fn a_write_too_large_to_log_resyncs(b: Backend) {
+    let s = Server::start(b, &[]).await;
+    let mut c = s.client().await;
+    let mut w = watch(&mut c, "w-large", 0, true).await;
+    event(&mut w).await;
+    let big = "b".repeat(20 * 1024);
+    let v = c
+        .update_session(set("w-large", &[("big", &big)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    match event(&mut w).await {
+        (got, Event::Snapshot(snap)) => {
+            assert!(snap.resync);
+            assert_eq!(got, v);
+            assert_eq!(snap.session.unwrap().fields["big"].len(), big.len());
+        }
+        other => panic!("expected a resync snapshot, got {other:?}"),
+    }
+    c.update_session(set("w-large", &[("small", "1")]))
+        .await
+        .unwrap();
+    let (next_v, e) = event(&mut w).await;
+    assert_eq!(next_v, v + 1);
+    assert_eq!(&changed(e).values["small"][..], b"1");
+}
+
 crate::on_every_backend!(
+    a_write_too_large_to_log_resyncs,
     snapshot_then_every_change,
     lock_events_in_order,
     deleted_and_idly_expired,

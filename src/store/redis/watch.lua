@@ -10,7 +10,8 @@
 --           'c' a write: v (version), n ('1': it created the session),
 --               r ('1': replace), e (expires ms), then 'f:<name>' value for
 --               each field set and 'x:<name>' '' for each name deleted
---           'g' a write too large to log (v): followers take a snapshot
+--           'g' a write too large to log (v: more than 16 KiB of values, or
+--               of arguments): followers take a snapshot
 --           'd' a delete: v (the version deleted)
 --           'a' a grant: f (fence), e (the lease's end, ms)
 --           'r' a release, 'o' a forced release: f (the holder's fence)
@@ -32,7 +33,7 @@ local function watch_on()
 end
 -- Entries kept (about: trimmed by whole stream nodes), and how long the
 -- stream outlives its last entry or keep (ms).
-local WATCH_LEN, WATCH_KEEP_MS = 256, 60000
+local WATCH_LEN, WATCH_KEEP_MS, WATCH_VALUE_BYTES = 1024, 60000, 16384
 
 -- Appends an entry {k, kind, fields...} while the session is watched.
 local function watch_add(entry)
@@ -53,8 +54,11 @@ end
 local function watch_change(version, created, replaced, expires, h, nh, first_del)
   local flag = function(b) if b then return '1' end return '0' end
   local e = {'k', 'c', 'v', version, 'n', flag(created), 'r', flag(replaced), 'e', expires}
-  -- Lua's unpack has a limit: a write beyond it is logged as a gap.
-  if nh + 2 * (#ARGV - first_del + 1) > 7000 then
+  -- A write whose values would make the log large, or beyond Lua's unpack
+  -- limit, is logged as a gap.
+  local bytes = 0
+  for j = 2, nh, 2 do bytes = bytes + #h[j] end
+  if bytes > WATCH_VALUE_BYTES or nh + 2 * (#ARGV - first_del + 1) > 7000 then
     e = {'k', 'g', 'v', version}
   else
     for j = 1, nh do e[#e + 1] = h[j] end

@@ -10,7 +10,7 @@ local D, L, X, K = KEYS[1], KEYS[3], KEYS[4], KEYS[5]
 redis.call('SET', K, ARGV[3], 'PX', ARGV[1])
 -- An entry of its own, so that the position is one the stream holds: a
 -- later read that no longer finds it knows entries were trimmed.
-local at = redis.call('XADD', X, 'MAXLEN', '~', 256, '*', 'k', 'b')
+local at = redis.call('XADD', X, 'MAXLEN', '~', 1024, '*', 'k', 'b')
 redis.call('PEXPIRE', X, ARGV[2])
 local lock = redis.call('HMGET', L, 'f', 'e')
 local reply = {'OK', at, 0, 0, lock[1], lock[2], redis.call('XRANGE', X, '-', '+')}

@@ -12,7 +12,7 @@ use crate::session::{Mutation, Written};
 use crate::store::embedded::outcome::Fault;
 use crate::store::embedded::tables;
 use crate::store::now_ms;
-use crate::watch::{Begin, Change, Logged};
+use crate::watch::{Begin, Change, LOG_VALUE_BYTES, Logged};
 
 impl Actor {
     /// For a watched session, whether a write now creates it (no live
@@ -32,6 +32,12 @@ impl Actor {
 
     /// Logs a write of a watched session.
     pub(super) fn note_change(&mut self, key: &[u8], m: &Mutation, w: &Written, created: bool) {
+        let bytes: usize = m.set.iter().map(|(_, v)| v.len()).sum::<usize>()
+            + w.op_values.iter().map(|v| v.len()).sum::<usize>();
+        if bytes > LOG_VALUE_BYTES {
+            self.note(key, Logged::Gap { version: w.version });
+            return;
+        }
         let mut set: Vec<(String, bytes::Bytes)> = m.set.clone();
         set.extend(
             m.ops

@@ -10,7 +10,7 @@ use super::{Fault, Parts, Reply, parse, session, text};
 use crate::watch::{Begin, Change, Entry, Logged, Pos};
 
 /// watch_begin.lua: `{'OK', now's position, 0, 0, fence, lease end,
-/// entries, data...}`. The log handed back begins after its last gap.
+/// entries, data...}`.
 pub fn watch_begin(value: &Value) -> Result<Reply<Begin>, Fault> {
     parse("watch_begin", value, |r| match r.status {
         b"OK" => {
@@ -25,10 +25,6 @@ pub fn watch_begin(value: &Value) -> Result<Reply<Begin>, Fault> {
                 (f, e) => Some((number(r, f, "the fence")?, number(r, e, "the lease's end")?)),
             };
             let log = log(r, entries)?;
-            let log = match log.iter().rposition(|e| e.is_none()) {
-                Some(gap) => log.into_iter().skip(gap + 1).flatten().collect(),
-                None => log.into_iter().flatten().collect(),
-            };
             Ok(Begin {
                 session: session(data)?,
                 lock: lock.map(|(f, e)| (f, e as i64)),
@@ -40,23 +36,23 @@ pub fn watch_begin(value: &Value) -> Result<Reply<Begin>, Fault> {
     })
 }
 
-/// watch_read.lua: `{'OK', 0, 0, 0, entries}`, or `{'GAP', ...}`; a write
-/// logged as too large is a gap too. `None`: a gap.
+/// watch_read.lua: `{'OK', 0, 0, 0, entries}`, or `{'GAP', ...}` (`None`:
+/// the entries after the position are no longer all there).
 pub fn watch_read(value: &Value) -> Result<Reply<Option<Vec<Entry>>>, Fault> {
     parse("watch_read", value, |r| match r.status {
         b"OK" => {
             let [entries, ..] = r.rest else {
                 return Err(r.malformed(format_args!("no entries")));
             };
-            Ok(log(r, entries)?.into_iter().collect())
+            Ok(Some(log(r, entries)?))
         }
         b"GAP" => Ok(None),
         _ => Err(r.unknown()),
     })
 }
 
-/// The entries of an XRANGE, each `None` where a write was too large to log.
-fn log(r: &Parts<'_>, entries: &Value) -> Result<Vec<Option<Entry>>, Fault> {
+/// The entries of an XRANGE.
+fn log(r: &Parts<'_>, entries: &Value) -> Result<Vec<Entry>, Fault> {
     let Value::Array(entries) = entries else {
         return Err(r.malformed(format_args!("the log is {entries:?}")));
     };
@@ -73,7 +69,7 @@ fn log(r: &Parts<'_>, entries: &Value) -> Result<Vec<Option<Entry>>, Fault> {
     Ok(out)
 }
 
-fn entry(r: &Parts<'_>, pos: Pos, fields: &[Value]) -> Result<Option<Entry>, Fault> {
+fn entry(r: &Parts<'_>, pos: Pos, fields: &[Value]) -> Result<Entry, Fault> {
     let mut kind: &[u8] = b"";
     let (mut v, mut f, mut e) = (0, 0, 0);
     let (mut created, mut replaced) = (false, false);
@@ -117,7 +113,7 @@ fn entry(r: &Parts<'_>, pos: Pos, fields: &[Value]) -> Result<Option<Entry>, Fau
                 expires_ms: e as i64,
             }))
         }
-        b"g" => return Ok(None),
+        b"g" => Logged::Gap { version: v },
         b"d" => Logged::Deleted { version: v },
         b"a" => Logged::Acquired {
             fence: f,
@@ -133,7 +129,7 @@ fn entry(r: &Parts<'_>, pos: Pos, fields: &[Value]) -> Result<Option<Entry>, Fau
             )));
         }
     };
-    Ok(Some(Entry { pos, logged }))
+    Ok(Entry { pos, logged })
 }
 
 fn utf8(r: &Parts<'_>, b: &[u8]) -> Result<String, Fault> {
@@ -230,13 +226,11 @@ mod tests {
                 .is_none()
         );
         let too_large = Value::Array(vec![entry("1-0", &["k", "g", "v", "3"])]);
-        assert!(
-            watch_read(&reply("OK", Value::Int(0), vec![too_large]))
-                .unwrap()
-                .outcome
-                .is_none(),
-            "a write too large to log is a gap"
-        );
+        let got = watch_read(&reply("OK", Value::Int(0), vec![too_large]))
+            .unwrap()
+            .outcome
+            .unwrap();
+        assert_eq!(got[0].logged, Logged::Gap { version: 3 });
         for bad in [
             reply("OK", Value::Int(0), vec![]),
             reply(
@@ -262,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn a_begin_keeps_the_log_after_its_last_gap() {
+    fn a_begin_answers_the_session_its_lock_and_its_log() {
         let log = Value::Array(vec![
             entry("1-0", &["k", "a", "f", "5", "e", "9"]),
             entry("2-0", &["k", "g", "v", "3"]),
@@ -278,7 +272,7 @@ mod tests {
         assert_eq!(got.last, (3, 5));
         assert_eq!(got.lock, Some((6, 0)));
         assert_eq!(got.session.map(|s| s.version), Some(4));
-        assert_eq!(got.log.len(), 1);
-        assert_eq!(got.log[0].logged, Logged::Released { fence: 5 });
+        assert_eq!(got.log.len(), 3);
+        assert_eq!(got.log[1].logged, Logged::Gap { version: 3 });
     }
 }
