@@ -55,8 +55,8 @@ use tables::SESSIONS;
 use super::{new_token, now_ms};
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
-    Written,
+    Admitted, Guards, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope, Session,
+    SessionKey, Written,
 };
 use crate::stats::Stats;
 use crate::telemetry::otlp::{self, LockWait};
@@ -132,17 +132,13 @@ impl EmbeddedStore {
         tables::read_session(&table, &encode_key(key), now_ms())
     }
 
-    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        if wait.is_zero() {
-            self.try_lock(key, lease).await
+    /// Takes the lock, waiting up to `req.wait` in the queue (zero: try
+    /// once), as `req.turn` says.
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        if req.wait.is_zero() {
+            self.try_lock(key, req.lease).await
         } else {
-            self.queue_lock(key, lease, wait).await
+            self.queue_lock(key, req).await
         }
     }
 
@@ -158,19 +154,16 @@ impl EmbeddedStore {
     }
 
     /// Takes the lock, queueing behind its holder and earlier waiters for up
-    /// to `wait`.
-    async fn queue_lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
+    /// to `req.wait` (or until a newer waiter of its burst supersedes it).
+    async fn queue_lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        let LockRequest { lease, wait, turn } = req;
         let token = new_token();
         let (reply, rx) = oneshot::channel();
         self.send(Command::QueueLock {
             key: encode_key(key),
             token: token.clone(),
             lease,
+            turn,
             reply,
         })?;
         // If this future is dropped (deadline, disconnect) or the wait runs

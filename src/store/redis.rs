@@ -51,8 +51,8 @@ use super::{FeedSender, new_token};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
-    Written,
+    Admitted, Guards, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope, Session,
+    SessionKey, Turn, Written,
 };
 use crate::stats::Stats;
 use conns::{Conns, Opener};
@@ -258,19 +258,14 @@ impl RedisStore {
         parse_session(&items)
     }
 
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let token = inner.new_lock_token();
-        if !wait.is_zero() {
-            return inner.queue(keys, token, lease, wait).await;
+        if !req.wait.is_zero() {
+            return inner.queue(keys, token, req).await;
         }
-        match inner.try_once(&keys, token, lease).await? {
+        match inner.try_once(&keys, token, req.lease).await? {
             Some(grant) => Ok(grant),
             None => {
                 inner.stats.lock_contended.fetch_add(1, Relaxed);
@@ -415,13 +410,15 @@ impl RedisStore {
 }
 
 impl Inner {
-    /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`).
+    /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`); with
+    /// `join`, the waiter's first attempt joins its session's burst.
     async fn attempt(
         &self,
         keys: &Keys,
         token: &str,
         lease: Duration,
         mode: &'static str,
+        join: Option<&Turn>,
     ) -> Result<LockReply, Fault> {
         let mut inv = self.scripts.lock.prepare_invoke();
         keys.add_to(&mut inv);
@@ -430,6 +427,13 @@ impl Inner {
             .arg(mode)
             .arg(WAITER_ALIVE.as_millis() as u64)
             .arg(&self.wake_channel);
+        match join.filter(|t| t.joins_burst()) {
+            Some(turn) => inv
+                .arg(turn.debounce().as_millis() as u64)
+                .arg(turn.payload.as_ref())
+                .arg(self.limits.max_turn_chain_bytes()),
+            None => inv.arg("").arg("").arg(0),
+        };
         self.invoke(&mut inv, wire::lock).await
     }
 
@@ -441,11 +445,12 @@ impl Inner {
         token: String,
         lease: Duration,
     ) -> Result<Option<LockGrant>, Fault> {
-        match self.attempt(keys, &token, lease, TRY).await? {
+        match self.attempt(keys, &token, lease, TRY, None).await? {
             LockReply::Granted {
                 fence,
                 lease_expires_ms,
                 session,
+                superseded,
             } => {
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
                 Ok(Some(LockGrant {
@@ -453,10 +458,11 @@ impl Inner {
                     fence,
                     lease_expires_ms,
                     session,
+                    superseded,
                 }))
             }
             LockReply::Held => Ok(None),
-            LockReply::Queued { .. } => Err(Fault::Protocol(
+            LockReply::Queued { .. } | LockReply::Superseded => Err(Fault::Protocol(
                 "lock script queued an attempt not to wait".into(),
             )),
         }

@@ -17,4 +17,5 @@ mod purging;
 mod rates;
 mod reads;
 mod stats;
+mod turns;
 mod writes;
