@@ -84,6 +84,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             .limits
             .turn(r.policy, r.debounce_ms, r.payload.clone(), asked)?;
         let wait = deadline_wait(&req, asked);
+        let idempotency = Idempotency::of_lock(&r.idempotency_key, lease, &turn)?;
         if let Some(spec) = &r.rate_limit {
             // Before the caller takes a waiter's place: a refused caller
             // never queues.
@@ -98,7 +99,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             Some(st.shares.wait(share_of(st, &req)?, &key)?)
         };
         let grant = tokio::select! {
-            grant = st.sessions.lock(&key, LockRequest { lease, wait, turn }) => grant?,
+            grant = st.sessions.lock(&key, LockRequest { lease, wait, turn, idempotency }) => grant?,
             () = st.draining() => return Err(crate::error::Error::ShuttingDown.into()),
         };
         drop(waiting);
@@ -112,13 +113,18 @@ impl pb::session_service_server::SessionService for SessionApi {
                 .map(|s| pb::Session::from_session(&key.id, s)),
             superseded_payloads: grant.superseded.payloads,
             superseded_dropped: grant.superseded.dropped,
+            replayed: grant.replayed,
         });
         // If this answer never reaches the caller (it cancelled or went away
-        // just as the lock was granted), the server releases the lock.
-        response.extensions_mut().insert(GrantedLock {
-            key,
-            token: grant.token,
-        });
+        // just as the lock was granted), the server releases the lock. Not a
+        // replayed answer's: that grant was made for an earlier call, which
+        // may still be using it.
+        if !grant.replayed {
+            response.extensions_mut().insert(GrantedLock {
+                key,
+                token: grant.token,
+            });
+        }
         Ok(response)
     }
 

@@ -170,15 +170,17 @@ pub struct LockRequest {
     /// Zero: try once.
     pub wait: Duration,
     pub turn: Turn,
+    /// A repeat within the window gets the first grant's answer.
+    pub idempotency: Option<Idempotency>,
 }
 
 impl LockRequest {
-    /// A FIFO request without payload.
+    /// A FIFO request without payload or key.
     pub fn new(lease: Duration, wait: Duration) -> LockRequest {
         LockRequest {
             lease,
             wait,
-            turn: Turn::default(),
+            ..Default::default()
         }
     }
 }
@@ -193,6 +195,9 @@ pub struct LockGrant {
     pub session: Option<Session>,
     /// The payloads of the waiters this grant superseded (see `turn`).
     pub superseded: Superseded,
+    /// The answer of an earlier LockSession with the same idempotency key
+    /// (no new grant; the payloads are not repeated).
+    pub replayed: bool,
 }
 
 /// A name cut short and stripped of control characters, safe to put in a

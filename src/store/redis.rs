@@ -51,8 +51,8 @@ use super::{FeedSender, new_token};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope, Session,
-    SessionKey, Turn, Written,
+    Admitted, Guards, Idempotency, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope,
+    Session, SessionKey, Turn, Written,
 };
 use crate::stats::Stats;
 use conns::{Conns, Opener};
@@ -265,13 +265,8 @@ impl RedisStore {
         if !req.wait.is_zero() {
             return inner.queue(keys, token, req).await;
         }
-        match inner.try_once(&keys, token, req.lease).await? {
-            Some(grant) => Ok(grant),
-            None => {
-                inner.stats.lock_contended.fetch_add(1, Relaxed);
-                Err(Error::LockHeld)
-            }
-        }
+        let idem = req.idempotency.as_ref();
+        inner.try_once(&keys, token, req.lease, idem).await?
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
@@ -411,7 +406,9 @@ impl RedisStore {
 
 impl Inner {
     /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`); with
-    /// `join`, the waiter's first attempt joins its session's burst.
+    /// `join`, the waiter's first attempt joins its session's burst; with
+    /// `idem`, an earlier grant under the key answers, or this one is
+    /// recorded.
     async fn attempt(
         &self,
         keys: &Keys,
@@ -419,9 +416,13 @@ impl Inner {
         lease: Duration,
         mode: &'static str,
         join: Option<&Turn>,
+        idem: Option<&Idempotency>,
     ) -> Result<LockReply, Fault> {
         let mut inv = self.scripts.lock.prepare_invoke();
         keys.add_to(&mut inv);
+        if let Some(idem) = idem {
+            inv.key(self.idempotency_key(keys, idem));
+        }
         inv.arg(token)
             .arg(lease.as_millis() as u64)
             .arg(mode)
@@ -434,18 +435,22 @@ impl Inner {
                 .arg(self.limits.max_turn_chain_bytes()),
             None => inv.arg("").arg("").arg(0),
         };
+        inv.arg(idem.map(Idempotency::digest_hex).unwrap_or_default())
+            .arg(self.limits.idempotency_window.as_millis() as u64);
         self.invoke(&mut inv, wire::lock).await
     }
 
-    /// One attempt that does not queue: the lock, or `None` when it is held
-    /// (or promised to a waiter).
+    /// One attempt that does not queue: the lock (or the answer of the
+    /// grant made under its key), LOCK_HELD when it is held (or promised to
+    /// a waiter), or the key's refusal.
     async fn try_once(
         &self,
         keys: &Keys,
         token: String,
         lease: Duration,
-    ) -> Result<Option<LockGrant>, Fault> {
-        match self.attempt(keys, &token, lease, TRY, None).await? {
+        idem: Option<&Idempotency>,
+    ) -> Result<Result<LockGrant>, Fault> {
+        match self.attempt(keys, &token, lease, TRY, None, idem).await? {
             LockReply::Granted {
                 fence,
                 lease_expires_ms,
@@ -453,15 +458,21 @@ impl Inner {
                 superseded,
             } => {
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
-                Ok(Some(LockGrant {
+                Ok(Ok(LockGrant {
                     token,
                     fence,
                     lease_expires_ms,
                     session,
                     superseded,
+                    replayed: false,
                 }))
             }
-            LockReply::Held => Ok(None),
+            LockReply::Held => {
+                self.stats.lock_contended.fetch_add(1, Relaxed);
+                Ok(Err(Error::LockHeld))
+            }
+            LockReply::Replayed(grant) => Ok(Ok(grant)),
+            LockReply::KeyReused => Ok(Err(reused(idem))),
             LockReply::Queued { .. } | LockReply::Superseded => Err(Fault::Protocol(
                 "lock script queued an attempt not to wait".into(),
             )),
@@ -490,6 +501,14 @@ fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration)
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))
+}
+
+/// The refusal of a lock's idempotency key sent with another request.
+fn reused(idem: Option<&Idempotency>) -> Error {
+    match idem {
+        Some(idem) => idem.reused(),
+        None => Error::Internal("a lock key reused without an idempotency key".into()),
+    }
 }
 
 /// What a guard's refusal means to the caller.

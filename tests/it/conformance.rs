@@ -9,6 +9,7 @@ mod auth;
 mod idempotency;
 mod limits;
 mod listing;
+mod lock_keys;
 mod locks;
 mod operate;
 mod ops;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::actor::Reply;
 use super::outcome::Refusal;
-use crate::session::LockGrant;
+use crate::session::{Idempotency, LockGrant};
 use crate::stats::Stats;
 
 mod burst;
@@ -36,6 +36,8 @@ pub(super) struct Waiter {
     pub lease: Duration,
     pub since: Instant,
     pub reply: Reply<LockGrant>,
+    /// Its LockSession's idempotency key: its grant is recorded under it.
+    pub idem: Option<Idempotency>,
 }
 
 /// What a token-guarded step needs to know of the lock its token holds.
@@ -227,6 +229,29 @@ impl LockTable {
         h.held.saw = version;
         self.journal
             .push(Undo::Held(key.to_vec(), before.0, before.1));
+    }
+
+    /// When `token`'s lease ends (ms since the epoch), if it holds the lock.
+    pub(super) fn held_until(&mut self, key: &[u8], token: &str, now: Instant) -> Option<i64> {
+        let h = self.live(key, now)?.holder.as_ref()?;
+        (h.token == token).then_some(h.held.until_ms)
+    }
+
+    /// Takes out of `key`'s queue the waiters of the lock key `idem` (a
+    /// grant under it was just made): they get its answer instead.
+    pub(super) fn take_same_key(&mut self, key: &[u8], idem: &Idempotency) -> Vec<Waiter> {
+        let Some(state) = self.locks.get_mut(key) else {
+            return Vec::new();
+        };
+        let same_key = |w: &Waiter| w.idem.as_ref().is_some_and(|i| i.key == idem.key);
+        if !state.queue.iter().any(same_key) {
+            return Vec::new();
+        }
+        let (same, rest): (VecDeque<Waiter>, VecDeque<Waiter>) = std::mem::take(&mut state.queue)
+            .into_iter()
+            .partition(same_key);
+        state.queue = rest;
+        same.into()
     }
 
     /// Frees the lock (whoever holds it); its waiters stay queued.

@@ -9,7 +9,7 @@
 local now = now_ms()
 local t, expired = holder()
 redis.call('LREM', Q, 0, ARGV[1])
-redis.call('HDEL', W, ARGV[1])
+redis.call('HDEL', W, ARGV[1], '!i' .. ARGV[1])
 -- The burst's payloads end with its waiter (see TurnPolicy in the proto).
 if redis.call('HGET', W, '!t') == ARGV[1] then burst_clear() end
 if t == ARGV[1] then

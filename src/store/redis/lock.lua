@@ -3,13 +3,20 @@
 -- otherwise refuses ('try') or queues the token ('wait'; idempotent: a
 -- queued token keeps its place and renews its alive time, which is how
 -- waiters prove they are still there).
--- KEYS: data, meta, lock, queue, waiters (see the prelude)
+-- KEYS: data, meta, lock, queue, waiters (see the prelude), and with an
+--       idempotency key KEYS[6], the record of the grant made under it:
+--       '<prefix>:{<ns>/<id>}:il:<hex of the key's digest>', a hash of d
+--       (the request's digest), t, f and e (the grant's token, fencing token
+--       and lease end ms), PX the window; a keyed waiter's queue entry is
+--       marked '!i<token>' in the waiters hash, so that a releasing script
+--       wakes it rather than hand it the lock (its own attempt records it)
 -- ARGV: 1 token  2 lease ms  3 'try' | 'wait'  4 waiter alive ms
 --       5 this instance's wake channel
 --       6 '' or, on a waiter's first attempt with LATEST_WINS or DEBOUNCE,
 --         its quiet period in ms (0 for LATEST_WINS): it joins the burst
 --         (see the prelude) and supersedes the burst's waiter
 --       7 its payload  8 the most bytes of payloads one grant carries
+--       9 the request's digest ('' without a key)  10 the window ms
 -- Returns {'GRANTED', fencing token, lease expires ms, expired, superseded,
 --          data...}
 --         (superseded: {dropped, payload...}, the payloads of the waiters
@@ -21,8 +28,13 @@
 --          is left of its quiet period (-2: free now), 0, expired}
 --      or {'SUPERSEDED', 0, 0, expired}: a newer waiter of the burst took
 --          this token's turn (the mark is consumed)
+--      or {'REPLAYED', fencing token, lease end ms, expired, token, data...}:
+--          the grant made earlier under the key (this token leaves the
+--          queue); its lease end is the holder's now if it still holds
+--      or {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}: another request's key
 local now = now_ms()
 local token, lease = ARGV[1], tonumber(ARGV[2])
+local I = KEYS[6]
 local t, expired = holder()
 
 local function granted(fence, expires, superseded)
@@ -106,6 +118,19 @@ if t == token then
   -- Already ours: an earlier attempt was granted but its reply was lost.
   return granted(tonumber(redis.call('HGET', L, 'f')), lease_end(now), {0})
 end
+if I then
+  local rec = redis.call('HMGET', I, 'd', 't', 'f', 'e')
+  if rec[1] and rec[1] ~= ARGV[9] then return {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired} end
+  if rec[1] then
+    if redis.call('HDEL', W, token) == 1 then redis.call('LREM', Q, 0, token) end
+    redis.call('HDEL', W, '!i' .. token)
+    local e = tonumber(rec[4])
+    if t == rec[2] then e = lease_end(now) end
+    local reply = {'REPLAYED', tonumber(rec[3]), e, expired, rec[2]}
+    for _, v in ipairs(redis.call('HGETALL', D)) do reply[#reply + 1] = v end
+    return reply
+  end
+end
 local alive = tonumber(ARGV[4])
 local record = (now + alive) .. ' ' .. lease .. ' ' .. ARGV[5]
 if ARGV[3] == 'wait' and ARGV[6] ~= '' and not mine then
@@ -121,13 +146,21 @@ if not t then
       redis.call('HDEL', W, token)
     end
     local superseded = take_burst()
-    return granted(take(token, lease, now), now + lease, superseded)
+    local fence = take(token, lease, now)
+    if I then
+      redis.call('HSET', I, 'd', ARGV[9], 't', token, 'f', string.format('%.0f', fence),
+        'e', now + lease)
+      redis.call('PEXPIRE', I, ARGV[10])
+      redis.call('HDEL', W, '!i' .. token)
+    end
+    return granted(fence, now + lease, superseded)
   end
 end
 if ARGV[3] == 'try' then return {'LOCK_HELD', 0, 0, expired} end
 if redis.call('HSET', W, token, record) == 1 then
   redis.call('RPUSH', Q, token)
 end
+if I then redis.call('HSET', W, '!i' .. token, 1) end
 -- Forgotten by themselves once every waiter is gone.
 redis.call('PEXPIRE', Q, 2 * alive)
 redis.call('PEXPIRE', W, 2 * alive)

@@ -23,7 +23,8 @@
 --                   !t its token, !d its quiet period ms (0: LATEST_WINS),
 --                   !j when it joined (ms), !o its own payload, and the
 --                   payloads it carries: !c<i> for i in !h..!n (oldest
---                   first), !b their bytes, !x how many were dropped
+--                   first), !b their bytes, !x how many were dropped; and
+--                   !i<token> for a waiter with an idempotency key
 -- Every reply is an array whose 4th element is 1 when this call found that a
 -- lease had run out since the lock was last touched (for the expiry counter).
 -- Scripts that release the lock add a 5th: what `release` returned.
@@ -146,9 +147,10 @@ end
 -- the calling instance (wake channel `mine`) is handed the lock here and now:
 -- returns {token, fencing token, lease expires ms, data...} (data as HGETALL
 -- gives it), and the calling instance gives it to that waiter with no
--- further round trip. Any other waiter, and the burst's waiter (whose grant
--- carries payloads and may wait out a quiet period), is woken over pub/sub
--- and takes the lock itself: returns {token}. Nobody waiting: false. Unless
+-- further round trip. Any other waiter, the burst's waiter (whose grant
+-- carries payloads and may wait out a quiet period) and a waiter with an
+-- idempotency key (whose grant is recorded by lock.lua) is woken over
+-- pub/sub and takes the lock itself: returns {token}. Nobody waiting: false. Unless
 -- the lock was handed on here, the meta of an id never written begins to
 -- expire.
 local function release(now, mine)
@@ -159,7 +161,8 @@ local function release(now, mine)
     meta_lasts(now, 0)
     return false
   end
-  if channel ~= mine or redis.call('HGET', W, '!t') == head then
+  if channel ~= mine or redis.call('HGET', W, '!t') == head
+      or redis.call('HEXISTS', W, '!i' .. head) == 1 then
     meta_lasts(now, 0)
     redis.call('PUBLISH', channel, head)
     return {head}

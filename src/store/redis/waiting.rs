@@ -17,7 +17,7 @@ use super::fault::Fault;
 use super::wire::{self, Handover, LockReply};
 use super::{HEARTBEAT, Inner, Keys, WAIT};
 use crate::error::{Error, Result};
-use crate::session::{LockGrant, LockRequest, Turn};
+use crate::session::{Idempotency, LockGrant, LockRequest, Turn};
 use crate::telemetry::otlp::{self, LockWait};
 
 /// A caller queued for a lock through this instance.
@@ -121,6 +121,10 @@ enum Queued {
     Granted(LockGrant),
     /// A newer waiter of the burst took this one's turn.
     Superseded,
+    /// The grant made earlier under the call's idempotency key.
+    Replayed(LockGrant),
+    /// The call's idempotency key is another request's.
+    KeyReused,
     /// In the queue; the holder's lease runs out in `free_in` (`None`:
     /// unknown, or free already).
     Waiting {
@@ -141,7 +145,12 @@ impl Inner {
         token: String,
         req: LockRequest,
     ) -> Result<LockGrant> {
-        let LockRequest { lease, wait, turn } = req;
+        let LockRequest {
+            lease,
+            wait,
+            turn,
+            idempotency,
+        } = req;
         let mut join = Some(turn);
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.add(token.clone());
@@ -162,7 +171,13 @@ impl Inner {
                 }
                 None => {
                     let attempt = self
-                        .try_queued(&guard.keys, &guard.token, lease, join.take())
+                        .try_queued(
+                            &guard.keys,
+                            &guard.token,
+                            lease,
+                            join.take(),
+                            idempotency.as_ref(),
+                        )
                         .await?;
                     if let Queued::Granted(_) = attempt {
                         // A handover of this grant is read within the Redis
@@ -193,6 +208,15 @@ impl Inner {
                     guard.armed = false;
                     return Err(Error::Superseded);
                 }
+                Queued::Replayed(grant) => {
+                    // The script took this token out of the queue.
+                    guard.armed = false;
+                    return Ok(grant);
+                }
+                Queued::KeyReused => {
+                    guard.armed = false;
+                    return Err(super::reused(idempotency.as_ref()));
+                }
             };
             if !guard.counted {
                 otlp::lock_wait(LockWait::Queued);
@@ -220,9 +244,10 @@ impl Inner {
         token: &str,
         lease: Duration,
         join: Option<Turn>,
+        idem: Option<&Idempotency>,
     ) -> Result<Queued, Fault> {
         match self
-            .attempt(keys, token, lease, WAIT, join.as_ref())
+            .attempt(keys, token, lease, WAIT, join.as_ref(), idem)
             .await?
         {
             LockReply::Granted {
@@ -238,10 +263,13 @@ impl Inner {
                     lease_expires_ms,
                     session,
                     superseded,
+                    replayed: false,
                 }))
             }
             LockReply::Queued { free_in } => Ok(Queued::Waiting { free_in }),
             LockReply::Superseded => Ok(Queued::Superseded),
+            LockReply::Replayed(grant) => Ok(Queued::Replayed(grant)),
+            LockReply::KeyReused => Ok(Queued::KeyReused),
             LockReply::Held => Err(Fault::Protocol(
                 "lock script refused an attempt to wait instead of queueing it".into(),
             )),

@@ -127,3 +127,41 @@ async fn a_dead_instances_burst_waiter_stalls_the_queue_only_for_a_while() {
         released.elapsed()
     );
 }
+
+/// A lock's idempotency key replayed 1,000 times at once over A, B and C
+/// makes one grant: one token, one fencing token, one caller not replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_key_replayed_a_thousand_times_over_three_instances_grants_once() {
+    let redis = Redis::start();
+    let all = three(&redis).await;
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        clients.push(all[i % 3].client().await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let mut c = clients[i % 12].clone();
+        tasks.push(tokio::spawn(async move {
+            let r = LockSessionRequest {
+                session_id: "replayed".into(),
+                lease_ms: 30_000,
+                wait_ms: 30_000,
+                idempotency_key: "slack:Ev0123".into(),
+                ..Default::default()
+            };
+            c.lock_session(r).await.map(|r| r.into_inner())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().expect("every repeat is answered"));
+    }
+    let fences: std::collections::HashSet<u64> = answers.iter().map(|a| a.fencing_token).collect();
+    assert_eq!(fences.len(), 1, "one grant: {fences:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.lock_token == answers[0].lock_token)
+    );
+    assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
+}

@@ -29,10 +29,22 @@ impl Actor {
                 key,
                 token,
                 lease,
+                idem,
                 reply,
             } => {
+                match self.lock_replay(txn, &key, idem.as_ref(), now) {
+                    Ok(Some(replay)) => {
+                        out.push(Answer::Replayed(reply, replay));
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
                 let outcome = if self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
+                    match self.grant(txn, &key, token, lease, now).and_then(|grant| {
+                        self.record_grant(txn, &key, idem.as_ref(), &grant, out)?;
+                        Ok(grant)
+                    }) {
                         Ok(grant) => Outcome::Done(grant),
                         Err(fault) => return Err(answered(reply, fault)),
                     }
@@ -46,13 +58,25 @@ impl Actor {
                 token,
                 lease,
                 turn,
+                idem,
                 reply,
             } => {
+                match self.lock_replay(txn, &key, idem.as_ref(), now) {
+                    Ok(Some(replay)) => {
+                        out.push(Answer::Replayed(reply, replay));
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
                 // A DEBOUNCE waiter waits out its quiet period even for a
                 // free lock.
                 let debounce = turn.debounce();
                 if debounce.is_zero() && self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
+                    match self.grant(txn, &key, token, lease, now).and_then(|grant| {
+                        self.record_grant(txn, &key, idem.as_ref(), &grant, out)?;
+                        Ok(grant)
+                    }) {
                         Ok(grant) => out.push(Answer::Granted(reply, Outcome::Done(grant))),
                         Err(fault) => return Err(answered(reply, fault)),
                     }
@@ -63,6 +87,7 @@ impl Actor {
                     lease,
                     since: now,
                     reply,
+                    idem,
                 };
                 if !turn.joins_burst() {
                     self.locks.enqueue(key, waiter);
@@ -322,6 +347,7 @@ impl Actor {
             lease_expires_ms: until_ms,
             session,
             superseded: Default::default(),
+            replayed: false,
         })
     }
 
@@ -350,6 +376,12 @@ impl Actor {
             match self.grant(txn, key, waiter.token.clone(), waiter.lease, now) {
                 Ok(mut grant) => {
                     grant.superseded = self.locks.take_burst(key, &waiter.token);
+                    if let Err(fault) =
+                        self.record_grant(txn, key, waiter.idem.as_ref(), &grant, out)
+                    {
+                        self.locks.requeue(key.to_vec(), waiter);
+                        return Err(fault);
+                    }
                     out.push(Answer::HandedOver {
                         key: key.to_vec(),
                         waiter,

@@ -9,7 +9,9 @@ use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::error::Result;
-use crate::session::{Admitted, Guards, Inspection, LockGrant, Mutation, RateLimit, Turn, Written};
+use crate::session::{
+    Admitted, Guards, Idempotency, Inspection, LockGrant, Mutation, RateLimit, Turn, Written,
+};
 use crate::stats::Stats;
 use crate::store::embedded::locks::Waiter;
 use crate::store::embedded::outcome::{Fault, Outcome};
@@ -22,6 +24,7 @@ pub(in crate::store::embedded) enum Command {
         key: Vec<u8>,
         token: String,
         lease: Duration,
+        idem: Option<Idempotency>,
         reply: Reply<LockGrant>,
     },
     /// Take the lock if it is free now, else join the queue of waiters
@@ -32,6 +35,7 @@ pub(in crate::store::embedded) enum Command {
         token: String,
         lease: Duration,
         turn: Turn,
+        idem: Option<Idempotency>,
         reply: Reply<LockGrant>,
     },
     /// A queued caller gave up (see `AbandonOnDrop`).
@@ -102,6 +106,9 @@ impl Command {
 pub(super) enum Answer {
     /// A lock taken at once (or refused).
     Granted(Reply<LockGrant>, Outcome<LockGrant>),
+    /// The answer of an earlier grant under the same lock key (or its
+    /// refusal): no grant of its own.
+    Replayed(Reply<LockGrant>, Outcome<LockGrant>),
     /// A waiter superseded by a newer one of its burst (SUPERSEDED).
     Superseded(Reply<LockGrant>),
     /// A lock handed to a waiter.
@@ -139,6 +146,7 @@ impl Answer {
                 waiter.reply.send(Ok(grant)).map_err(drop)
             }
             Answer::Superseded(r) => r.send(Err(Error::Superseded)).map_err(drop),
+            Answer::Replayed(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Written(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Deleted(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Unit(r, v) => r.send(v.into_result()).map_err(drop),
@@ -157,6 +165,7 @@ impl Answer {
             Answer::Granted(r, _) => err(r, fault),
             // Its burst was rolled back too: it is told the fault.
             Answer::Superseded(r) => err(r, fault),
+            Answer::Replayed(r, _) => err(r, fault),
             Answer::HandedOver { key, waiter, .. } => return Some((key, waiter)),
             Answer::Written(r, _) => err(r, fault),
             Answer::Deleted(r, _) => err(r, fault),

@@ -22,6 +22,7 @@ fn waiter(token: &str) -> (Waiter, oneshot::Receiver<Result<LockGrant>>) {
         lease: LEASE,
         since: Instant::now(),
         reply,
+        idem: None,
     };
     (w, rx)
 }

@@ -34,6 +34,10 @@ pub enum LockReply {
     },
     /// A newer waiter of the burst took this token's turn.
     Superseded,
+    /// The grant made earlier under the call's idempotency key.
+    Replayed(LockGrant),
+    /// The idempotency key of another request.
+    KeyReused,
     /// Held by another, and the attempt was not to queue ('try').
     Held,
     /// Queued, or its place renewed ('wait'). It may be granted the lock in
@@ -140,8 +144,9 @@ pub enum Handover {
 
 /// lock.lua: `{'GRANTED', fence, lease expires ms, expired, {dropped,
 /// payload...}, data...}`, `{'LOCK_HELD', 0, 0, expired}`, `{'QUEUED', ms
-/// until it may be granted, 0, expired}` or `{'SUPERSEDED', 0, 0,
-/// expired}`.
+/// until it may be granted, 0, expired}`, `{'SUPERSEDED', 0, 0,
+/// expired}`, `{'REPLAYED', fence, lease expires ms, expired, token,
+/// data...}` or `{'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}`.
 pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
     parse("lock", value, |r| match r.status {
         b"GRANTED" => Ok(LockReply::Granted {
@@ -152,6 +157,18 @@ pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
         }),
         b"LOCK_HELD" => Ok(LockReply::Held),
         b"SUPERSEDED" => Ok(LockReply::Superseded),
+        b"IDEMPOTENCY_KEY_REUSED" => Ok(LockReply::KeyReused),
+        b"REPLAYED" => Ok(LockReply::Replayed(LockGrant {
+            fence: r.uint(r.a, "the replayed fencing token")?,
+            lease_expires_ms: r.int(r.b, "the replayed lease's end")?,
+            token: match r.rest.first().and_then(text).map(std::str::from_utf8) {
+                Some(Ok(t)) => t.to_owned(),
+                _ => return Err(r.malformed(format_args!("no replayed token"))),
+            },
+            session: session(r.rest.get(1..).unwrap_or_default())?,
+            superseded: Superseded::default(),
+            replayed: true,
+        })),
         // PTTL: -2 for no lock (free now), -1 for one without a TTL.
         b"QUEUED" => Ok(LockReply::Queued {
             free_in: u64::try_from(r.int(r.a, "the holder's remaining lease")?)
@@ -414,6 +431,7 @@ impl Parts<'_> {
                     lease_expires_ms: self.int(expires, "the handed lease's end")?,
                     session: session(data)?,
                     superseded: Superseded::default(),
+                    replayed: false,
                 })),
                 None => Err(self.malformed(format_args!("the handed token is {t:?}"))),
             },
