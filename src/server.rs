@@ -101,7 +101,8 @@ pub async fn serve(
         settings.cache_max_age,
         stats.clone(),
     );
-    let sessions = Sessions::new(store, cache, stats.clone(), feed.is_some());
+    let coverage = store.coverage();
+    let sessions = Sessions::new(store, cache, stats.clone(), coverage);
     let shares = ShareLimits {
         calls: settings.max_concurrent_calls,
         calls_per_namespace: settings.max_calls_per_namespace,

@@ -9,7 +9,10 @@
 //!   trusted only while the invalidation feed is up: when it goes down,
 //!   CACHED reads go to the store (counted as bypasses) and the cache is
 //!   dropped; when it comes back, the cache is dropped again (it may have
-//!   missed invalidations) and trusted.
+//!   missed invalidations) and trusted. With a feed per shard (Redis
+//!   Cluster), trust is also per slot: a shard's subscription going down
+//!   stops CACHED reads of its slots' sessions only (the cache is still
+//!   dropped whole, and again when the shard's feed is back).
 //! - **Epoch.** Every change of the feed's health bumps the epoch; a read
 //!   that began in an older epoch does not fill the cache (it may predate a
 //!   lost invalidation).
@@ -28,7 +31,7 @@ use crate::session::{
     Written,
 };
 use crate::stats::Stats;
-use crate::store::{FeedEvent, Store};
+use crate::store::{self, Coverage, FeedEvent, Store};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,20 +65,29 @@ pub struct Sessions {
     /// shared store is down). SeqCst with `epoch`: a reader that sees the
     /// cache trusted also sees the epoch bumped with it.
     trusted: AtomicBool,
-    /// Bumped whenever the feed goes down or comes back.
+    /// Bumped whenever the feed (or a shard's) goes down or comes back.
     epoch: AtomicU64,
+    /// With a feed per shard: whether each Redis Cluster slot's shard is
+    /// subscribed (indexed by slot; all false until told otherwise).
+    slots: Option<Box<[AtomicBool]>>,
 }
 
+/// Redis Cluster's slot count.
+const SLOTS: usize = 16384;
+
 impl Sessions {
-    /// `shared`: other instances write to the store too, so the cache is
-    /// trusted only once the invalidation feed is up.
-    pub fn new(store: Store, cache: Cache, stats: Arc<Stats>, shared: bool) -> Sessions {
+    /// The cache is trusted at once when nobody else writes; with a shared
+    /// store, only once the invalidation feed is up (and with a feed per
+    /// shard, a slot's sessions once its shard's is).
+    pub fn new(store: Store, cache: Cache, stats: Arc<Stats>, coverage: Coverage) -> Sessions {
         Sessions {
             store,
             cache,
             stats,
-            trusted: AtomicBool::new(!shared),
+            trusted: AtomicBool::new(coverage == Coverage::Alone),
             epoch: AtomicU64::new(0),
+            slots: (coverage == Coverage::Slots)
+                .then(|| (0..SLOTS).map(|_| AtomicBool::new(false)).collect()),
         }
     }
 
@@ -88,7 +100,7 @@ impl Sessions {
     ) -> Result<Read> {
         let epoch = self.epoch.load(SeqCst);
         if consistency == Consistency::Cached {
-            if self.cache_trusted() {
+            if self.cache_trusted(key) {
                 if let Some(session) = self.cache.get(key, min_version).await {
                     return Ok(Read {
                         session,
@@ -194,12 +206,50 @@ impl Sessions {
                 self.trusted.store(true, SeqCst);
                 tracing::info!("invalidation feed up: cache in use");
             }
+            FeedEvent::Slots { up, ranges } => self.on_shard(up, &ranges),
         }
     }
 
-    /// Whether CACHED reads may use the cache now (for GetStats).
+    /// A shard's feed went down or came back: the same steps as the whole
+    /// feed's, for its slots' trust.
+    fn on_shard(&self, up: bool, ranges: &[(u16, u16)]) {
+        let Some(slots) = &self.slots else { return };
+        let set = |value: bool| {
+            for &(first, last) in ranges {
+                let range = usize::from(first)..=usize::from(last).min(SLOTS - 1);
+                for slot in slots.get(range).unwrap_or_default() {
+                    slot.store(value, SeqCst);
+                }
+            }
+        };
+        if up {
+            self.cache.clear();
+            self.epoch.fetch_add(1, SeqCst);
+            set(true);
+            tracing::info!(
+                ?ranges,
+                "a shard's invalidation feed is up: its sessions are cached"
+            );
+        } else {
+            set(false);
+            self.epoch.fetch_add(1, SeqCst);
+            self.stats.cache_feed_losses.fetch_add(1, Relaxed);
+            self.cache.clear();
+            tracing::warn!(
+                ?ranges,
+                "a shard's invalidation feed is lost: CACHED reads of its sessions go to the store until it is back"
+            );
+        }
+    }
+
+    /// Whether CACHED reads may use the cache now, for every session (for
+    /// GetStats).
     pub fn feed_healthy(&self) -> bool {
         self.trusted.load(Relaxed)
+            && self
+                .slots
+                .as_ref()
+                .is_none_or(|s| s.iter().all(|t| t.load(Relaxed)))
     }
 
     pub fn store(&self) -> &Store {
@@ -210,14 +260,20 @@ impl Sessions {
         &self.cache
     }
 
-    fn cache_trusted(&self) -> bool {
-        self.cache.enabled() && self.trusted.load(SeqCst)
+    fn cache_trusted(&self, key: &SessionKey) -> bool {
+        self.cache.enabled()
+            && self.trusted.load(SeqCst)
+            && self.slots.as_ref().is_none_or(|slots| {
+                slots
+                    .get(usize::from(store::slot_of(key)))
+                    .is_some_and(|t| t.load(SeqCst))
+            })
     }
 
     /// Caches a session read from the store in feed epoch `epoch`, if the
     /// cache is trusted and the feed did not flap since.
     async fn fill(&self, key: &SessionKey, session: Arc<Session>, epoch: u64) {
-        if self.cache_trusted() && self.epoch.load(SeqCst) == epoch {
+        if self.cache_trusted(key) && self.epoch.load(SeqCst) == epoch {
             self.cache.fill(key, session).await;
         }
     }

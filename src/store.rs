@@ -71,6 +71,27 @@ pub enum FeedEvent {
     Down,
     /// The feed is (back) up.
     Up,
+    /// A feed per shard (Redis Cluster): the subscription of the shard that
+    /// owns these slots (inclusive ranges) went down (`up` false: its
+    /// invalidations may be lost from now on) or is (back) up. Whole-feed
+    /// `Down` and `Up` still come, for the queue's own losses.
+    Slots { up: bool, ranges: Vec<(u16, u16)> },
+}
+
+/// How a store's invalidation feed covers its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// No feed: nobody else writes (the embedded store).
+    Alone,
+    /// One feed for all sessions.
+    Whole,
+    /// A feed per shard, told by slot (`FeedEvent::Slots`; see `slot_of`).
+    Slots,
+}
+
+/// The Redis Cluster slot of a session's keys, for `Coverage::Slots`.
+pub fn slot_of(key: &SessionKey) -> u16 {
+    redis::slot_of(key)
 }
 
 pub use feed::{Feed, FeedSender};
@@ -97,6 +118,15 @@ impl Store {
                 (Store::Embedded(store), None)
             }
         })
+    }
+
+    /// How this store's feed covers its sessions.
+    pub fn coverage(&self) -> Coverage {
+        match self {
+            Store::Embedded(_) => Coverage::Alone,
+            Store::Redis(r) if r.sharded() => Coverage::Slots,
+            Store::Redis(_) => Coverage::Whole,
+        }
     }
 
     pub fn backend(&self) -> &'static str {

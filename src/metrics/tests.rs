@@ -21,7 +21,7 @@ async fn state(dir: &std::path::Path) -> State {
         settings.cache_max_age,
         stats.clone(),
     );
-    let sessions = Sessions::new(store, cache, stats.clone(), false);
+    let sessions = Sessions::new(store, cache, stats.clone(), crate::store::Coverage::Alone);
     let state = State::new(sessions, None, settings.limits, stats);
     let s = &state.stats;
     for (i, m) in Method::ALL.into_iter().enumerate() {

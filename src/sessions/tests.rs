@@ -18,14 +18,14 @@ struct Fixture {
     _dir: TempDir,
 }
 
-fn fixture(shared: bool) -> Fixture {
+fn fixture(coverage: Coverage) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stats = Arc::new(Stats::default());
     let limits = Settings::new(Config::defaults()).unwrap().limits;
     let store = EmbeddedStore::open(&dir.path().join("t.redb"), limits, stats.clone()).unwrap();
     let cache = Cache::new(1 << 20, Duration::from_secs(60), stats.clone());
     Fixture {
-        sessions: Sessions::new(Store::Embedded(store), cache, stats.clone(), shared),
+        sessions: Sessions::new(Store::Embedded(store), cache, stats.clone(), coverage),
         stats,
         _dir: dir,
     }
@@ -79,7 +79,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn a_cached_read_fills_the_cache_and_the_next_one_hits() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     assert_eq!(f.look().await, (1, false));
     assert_eq!(f.look().await, (1, true));
@@ -87,7 +87,7 @@ async fn a_cached_read_fills_the_cache_and_the_next_one_hits() {
 
 #[tokio::test]
 async fn strong_reads_never_come_from_the_cache() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     f.look().await;
     let r = f
@@ -100,7 +100,7 @@ async fn strong_reads_never_come_from_the_cache() {
 
 #[tokio::test]
 async fn min_version_above_the_cached_copy_goes_to_the_store() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     f.look().await;
     f.write_elsewhere("2").await;
@@ -111,7 +111,7 @@ async fn min_version_above_the_cached_copy_goes_to_the_store() {
 
 #[tokio::test]
 async fn an_invalidation_from_the_feed_drops_older_copies() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     f.look().await;
     let v = f.write_elsewhere("2").await;
@@ -123,7 +123,7 @@ async fn an_invalidation_from_the_feed_drops_older_copies() {
 
 #[tokio::test]
 async fn a_fill_older_than_a_write_is_refused() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
     let slow = f.read_store().await; // a read of v1 that lands late
@@ -134,7 +134,7 @@ async fn a_fill_older_than_a_write_is_refused() {
 
 #[tokio::test]
 async fn a_fill_of_the_version_a_delete_removed_is_refused() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
     let slow = f.read_store().await;
@@ -151,7 +151,7 @@ async fn a_fill_of_the_version_a_delete_removed_is_refused() {
 
 #[tokio::test]
 async fn a_shared_store_is_not_cached_until_its_feed_is_up() {
-    let f = fixture(true);
+    let f = fixture(Coverage::Whole);
     f.write("1").await;
     assert_eq!(f.look().await, (1, false));
     assert_eq!(f.look().await, (1, false));
@@ -165,7 +165,7 @@ async fn a_shared_store_is_not_cached_until_its_feed_is_up() {
 
 #[tokio::test]
 async fn a_feed_loss_stops_cached_answers_and_drops_the_cache() {
-    let f = fixture(true);
+    let f = fixture(Coverage::Whole);
     f.sessions.on_feed(FeedEvent::Up).await;
     f.write("1").await;
     f.look().await;
@@ -183,7 +183,7 @@ async fn a_feed_loss_stops_cached_answers_and_drops_the_cache() {
 
 #[tokio::test]
 async fn a_read_begun_before_the_feed_flapped_does_not_fill() {
-    let f = fixture(true);
+    let f = fixture(Coverage::Whole);
     f.sessions.on_feed(FeedEvent::Up).await;
     f.write("1").await;
     let epoch = f.sessions.epoch.load(SeqCst);
@@ -195,8 +195,72 @@ async fn a_read_begun_before_the_feed_flapped_does_not_fill() {
 }
 
 #[tokio::test]
+async fn a_shards_feed_loss_stops_cached_answers_of_its_slots_only() {
+    let f = fixture(Coverage::Slots);
+    let here = store::slot_of(&key());
+    let other = (1..100)
+        .map(|n| SessionKey::new("default", &format!("other-{n}")).unwrap())
+        .find(|k| store::slot_of(k) != here)
+        .unwrap();
+    let look_other = async || {
+        let r = f
+            .sessions
+            .get(&other, Consistency::Cached, 0)
+            .await
+            .unwrap();
+        r.from_cache
+    };
+    f.write("1").await;
+    let store = f.sessions.store();
+    store
+        .update(&other, set("a", "1"), Guards::default())
+        .await
+        .unwrap();
+    // The whole feed up is not enough: no shard has said it is subscribed.
+    f.sessions.on_feed(FeedEvent::Up).await;
+    assert!(!f.sessions.feed_healthy());
+    assert_eq!(f.look().await, (1, false));
+    assert_eq!(f.look().await, (1, false));
+    f.sessions
+        .on_feed(FeedEvent::Slots {
+            up: true,
+            ranges: vec![(0, 16383)],
+        })
+        .await;
+    assert!(f.sessions.feed_healthy());
+    f.look().await;
+    assert_eq!(f.look().await, (1, true));
+    assert!(!look_other().await);
+    assert!(look_other().await);
+    // The shard of `key` loses its feed: its sessions go to the store, the
+    // other shards' are still cached (once read again: the cache was
+    // dropped whole).
+    f.sessions
+        .on_feed(FeedEvent::Slots {
+            up: false,
+            ranges: vec![(here, here)],
+        })
+        .await;
+    assert!(!f.sessions.feed_healthy());
+    f.write_elsewhere("2").await; // its invalidation is lost with the shard's feed
+    assert_eq!(f.look().await, (2, false));
+    assert_eq!(f.look().await, (2, false));
+    assert!(!look_other().await);
+    assert!(look_other().await);
+    assert_eq!(f.stats.cache_feed_losses.load(Relaxed), 1);
+    f.sessions
+        .on_feed(FeedEvent::Slots {
+            up: true,
+            ranges: vec![(here, here)],
+        })
+        .await;
+    assert_eq!(f.look().await, (2, false));
+    assert_eq!(f.look().await, (2, true));
+}
+
+#[tokio::test]
 async fn strong_reads_are_not_bypasses() {
-    let f = fixture(true);
+    let f = fixture(Coverage::Whole);
     f.write("1").await;
     f.sessions
         .get(&key(), Consistency::Strong, 0)
@@ -207,7 +271,7 @@ async fn strong_reads_are_not_bypasses() {
 
 #[tokio::test]
 async fn a_min_version_the_store_does_not_have_is_refused_not_answered_older() {
-    let f = fixture(false);
+    let f = fixture(Coverage::Alone);
     f.write("1").await;
     for consistency in [Consistency::Cached, Consistency::Strong] {
         match f.sessions.get(&key(), consistency, 5).await {

@@ -46,7 +46,7 @@ impl FeedSender {
         match event {
             FeedEvent::Up => self.up = true,
             FeedEvent::Down => self.up = false,
-            FeedEvent::Invalidate(..) => {}
+            FeedEvent::Invalidate(..) | FeedEvent::Slots { .. } => {}
         }
         if self.missed {
             // The reset to come covers this event, whatever it is.
@@ -99,6 +99,7 @@ mod tests {
                 FeedEvent::Invalidate(_, v) => format!("inv{v}"),
                 FeedEvent::Down => "down".into(),
                 FeedEvent::Up => "up".into(),
+                FeedEvent::Slots { up, .. } => format!("slots {up}"),
             });
         }
         seen

@@ -35,6 +35,7 @@ use std::time::Duration;
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
 use redis::{AsyncConnectionConfig, Script, Value};
 
+mod channels;
 mod conns;
 mod durability;
 mod fault;
@@ -42,6 +43,7 @@ mod feed;
 mod keys;
 mod loss;
 mod operate;
+mod shards;
 mod slots;
 mod target;
 mod waiting;
@@ -55,6 +57,7 @@ use crate::session::{
     Session, SessionKey, Turn, Written,
 };
 use crate::stats::Stats;
+use channels::Channels;
 use conns::{Conns, Opener};
 use durability::Policy;
 use fault::Fault;
@@ -93,8 +96,10 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn load() -> Scripts {
-        let s = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+    /// The scripts, publishing with `publish` (see `channels`).
+    fn load(publish: &str) -> Scripts {
+        let s =
+            |body: &str| Script::new(&format!("local PUBLISH = '{publish}'\n{PRELUDE}\n{body}"));
         Scripts {
             update: s(&format!(
                 "{IDEMPOTENCY}\n{OPS}\n{}",
@@ -110,7 +115,8 @@ impl Scripts {
             refresh: s(include_str!("redis/refresh.lua")),
             inspect: s(include_str!("redis/inspect.lua")),
             force_unlock: s(include_str!("redis/force_unlock.lua")),
-            // Alone: it touches one key, not a session's five.
+            // Alone: it touches one key, not a session's five, and
+            // publishes nothing.
             rate: Script::new(include_str!("redis/rate.lua")),
         }
     }
@@ -136,10 +142,10 @@ struct Inner {
     /// This instance's id (GetStats reports it); its first 16 characters
     /// begin every lock token it grants.
     instance: String,
-    /// This instance's wake-up channel, named in its waiters' queue entries.
-    wake_channel: String,
-    /// Where write scripts announce new versions (for other instances' caches).
-    invalidation_channel: String,
+    /// Where write scripts announce new versions (for other instances'
+    /// caches), and this instance's wake-up channels, named in its waiters'
+    /// queue entries.
+    channels: Channels,
     /// The callers queued for a lock through this instance.
     waiters: Waiters,
     /// Whether this instance has looked for the data-loss markers yet.
@@ -200,13 +206,14 @@ impl RedisStore {
         };
         let prefix = config.key_prefix.clone();
         let instance = new_token();
-        let markers = loss::markers(&prefix, matches!(target, Target::Cluster(_)));
+        let cluster = matches!(target, Target::Cluster(_));
+        let markers = loss::markers(&prefix, cluster);
+        let channels = Channels::new(&prefix, &instance, cluster);
         let inner = Arc::new(Inner {
             target,
             conns: Conns::new(opener, config.pool_size),
-            scripts: Scripts::load(),
-            wake_channel: format!("{prefix}:wake:{instance}"),
-            invalidation_channel: format!("{prefix}:invalidate"),
+            scripts: Scripts::load(channels.publish()),
+            channels,
             instance,
             prefix,
             limits,
@@ -240,11 +247,15 @@ impl RedisStore {
             ),
         }
         let inner = &store.inner;
-        tokio::spawn(feed::subscribe(Arc::downgrade(inner), feed));
+        if inner.channels.sharded() {
+            tokio::spawn(shards::subscribe(Arc::downgrade(inner), feed));
+        } else {
+            tokio::spawn(feed::subscribe(Arc::downgrade(inner), feed));
+            tokio::spawn(feed::heartbeat(Arc::downgrade(inner)));
+        }
         if inner.target.as_sentinel().is_some() {
             tokio::spawn(target::watch(Arc::downgrade(inner)));
         }
-        tokio::spawn(feed::heartbeat(Arc::downgrade(inner)));
         tokio::spawn(durability::watch(Arc::downgrade(inner)));
         Ok(store)
     }
@@ -281,9 +292,9 @@ impl RedisStore {
             .arg(l.idle_ttl.as_millis() as u64)
             .arg(l.max_fields)
             .arg(l.max_session_bytes)
-            .arg(&inner.invalidation_channel)
+            .arg(inner.channels.invalidate(keys.slot))
             .arg(&keys.subject)
-            .arg(&inner.wake_channel)
+            .arg(inner.channels.wake(keys.slot))
             .arg(m.set.len())
             .arg(m.ops.len())
             .arg(l.max_field_bytes);
@@ -326,9 +337,9 @@ impl RedisStore {
         keys.add_to(&mut inv);
         inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
-        inv.arg(&inner.invalidation_channel)
+        inv.arg(inner.channels.invalidate(keys.slot))
             .arg(&keys.subject)
-            .arg(&inner.wake_channel);
+            .arg(inner.channels.wake(keys.slot));
         add_idempotency_args(&mut inv, &g, &inner.limits);
         // Last: the quota's keys and arguments (see the prelude).
         inner.add_quota(&mut inv, key);
@@ -346,7 +357,7 @@ impl RedisStore {
         let keys = inner.keys(key);
         let mut inv = inner.scripts.unlock.prepare_invoke();
         keys.add_to(&mut inv);
-        inv.arg(token).arg(&inner.wake_channel);
+        inv.arg(token).arg(inner.channels.wake(keys.slot));
         match inner.invoke(&mut inv, wire::unlock).await? {
             UnlockReply::Released(handover) => {
                 inner.hand_over(handover, &keys);
@@ -394,6 +405,11 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Whether the feed is one per shard (Redis Cluster).
+    pub fn sharded(&self) -> bool {
+        self.inner.channels.sharded()
+    }
+
     /// This instance's id, as GetStats reports it.
     pub fn instance_id(&self) -> &str {
         &self.inner.instance
@@ -427,7 +443,7 @@ impl Inner {
             .arg(lease.as_millis() as u64)
             .arg(mode)
             .arg(WAITER_ALIVE.as_millis() as u64)
-            .arg(&self.wake_channel);
+            .arg(self.channels.wake(keys.slot));
         match join.filter(|t| t.joins_burst()) {
             Some(turn) => inv
                 .arg(turn.debounce().as_millis() as u64)
@@ -509,6 +525,11 @@ fn reused(idem: Option<&Idempotency>) -> Error {
         Some(idem) => idem.reused(),
         None => Error::Internal("a lock key reused without an idempotency key".into()),
     }
+}
+
+/// The Redis Cluster slot of a session's keys (the slot of its hash tag).
+pub fn slot_of(key: &SessionKey) -> u16 {
+    slots::slot(keys::subject(key).as_bytes())
 }
 
 /// What a guard's refusal means to the caller.

@@ -5,7 +5,9 @@
 //! and its replica promoted. With `--redis-durability replicas:1` no
 //! acknowledged increment is lost; a shard that then loses its data alone
 //! is noticed. The conformance suite runs on a cluster
-//! too (`on_every_backend!`), and so do three instances sharing it.
+//! too (`on_every_backend!`), and so do three instances sharing it. The
+//! feed is sharded: writes and wake-ups never cross the cluster bus, and a
+//! shard whose subscription is lost stops the cache for its sessions only.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use sessiond::pb::*;
 
 use crate::faults::{LEASE, Load, assert_fences_go_on, check_all, ids, phase, turn};
 use crate::support::topology::{Cluster, cli, shared_cluster, unique_prefix, wait_for};
-use crate::support::{Process, free_port, set};
+use crate::support::{Client, Process, free_port, get, lock, set, unlock};
 
 /// Three sessiond processes on `cluster`, with `extra` settings.
 fn three(cluster: &Cluster, extra: &[&str]) -> Vec<Process> {
@@ -200,13 +202,7 @@ async fn three_instances_on_a_cluster_see_each_others_writes() {
     let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
     let prefix = unique_prefix();
     let ps = three(cluster, &["--redis-key-prefix", &prefix]);
-    for p in &ps {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !p.stats().await.cache.is_some_and(|c| c.feed_healthy) {
-            assert!(Instant::now() < deadline, "feed never up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    feeds_up(&ps).await;
     let mut cs = Vec::new();
     for p in &ps {
         cs.push(p.client().await);
@@ -252,4 +248,173 @@ async fn read(c: &mut crate::support::Client, id: &str) -> u64 {
     .session
     .unwrap()
     .version
+}
+
+/// Waits until every instance's cache trusts every shard's feed.
+async fn feeds_up(ps: &[Process]) {
+    for p in ps {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.stats().await.cache.is_some_and(|c| c.feed_healthy) {
+            assert!(Instant::now() < deadline, "feed never up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The plain PUBLISH messages the cluster bus delivered, over every node
+/// (a PUBLISH reaches every node that way; an SPUBLISH only its shard's
+/// replicas, counted apart as `publishshard`).
+fn publishes_over_the_bus(cluster: &Cluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.pid().is_some())
+        .map(|n| {
+            cli(n.port, &["CLUSTER", "INFO"])
+                .lines()
+                .find_map(|l| l.strip_prefix("cluster_stats_messages_publish_received:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_wake_ups_stay_within_their_shard() {
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let prefix = unique_prefix();
+    let ps = three(cluster, &["--redis-key-prefix", &prefix]);
+    feeds_up(&ps).await;
+    let before = tokio::task::spawn_blocking(|| publishes_over_the_bus(shared_cluster()))
+        .await
+        .unwrap();
+    let (mut a, mut b) = (ps[0].client().await, ps[1].client().await);
+    for i in 0..60 {
+        let id = format!("shard-local-{i}");
+        // A write on one instance reaches the other's cache...
+        a.update_session(set(&id, &[("n", "0")])).await.unwrap();
+        read(&mut b, &id).await;
+        let v = a
+            .update_session(set(&id, &[("n", "1")]))
+            .await
+            .unwrap()
+            .into_inner()
+            .version;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read(&mut b, &id).await < v {
+            assert!(
+                Instant::now() < deadline,
+                "{id}: v{v} never reached the cache"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // ...and a lock released on one instance wakes a waiter of the
+        // other.
+        let held = lock(&mut a, &id, 10_000, 0).await.unwrap();
+        let waiter = {
+            let mut b = b.clone();
+            let id = id.clone();
+            tokio::spawn(async move { lock(&mut b, &id, 10_000, 5_000).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        unlock(&mut a, &id, held.lock_token).await.unwrap();
+        let granted = waiter.await.unwrap().unwrap();
+        unlock(&mut b, &id, granted.lock_token).await.unwrap();
+    }
+    let after = tokio::task::spawn_blocking(|| publishes_over_the_bus(shared_cluster()))
+        .await
+        .unwrap();
+    assert_eq!(
+        after - before,
+        0,
+        "plain PUBLISH messages crossed the cluster bus: every write's went to every node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_whose_feed_is_lost_is_read_from_the_store_alone() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let p = Process::start(
+        free_port(),
+        &cluster
+            .args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    feeds_up(std::slice::from_ref(&p)).await;
+    // `lost` on a master other than the first node sessiond was given,
+    // `kept` on another master.
+    let first = cluster.nodes[0].port;
+    let (lost, kept, victim, _cluster) = tokio::task::spawn_blocking(move || {
+        let on = |id: &str| cluster.owner(slot_of(&cluster, id)).0;
+        let lost = (0..)
+            .map(|i| format!("lost-{i}"))
+            .find(|id| on(id) != first)
+            .unwrap();
+        let victim = on(&lost);
+        let kept = (0..)
+            .map(|i| format!("kept-{i}"))
+            .find(|id| on(id) != victim)
+            .unwrap();
+        (lost, kept, victim, cluster)
+    })
+    .await
+    .unwrap();
+    let mut c = p.client().await;
+    for id in [&lost, &kept] {
+        c.update_session(set(id, &[("n", "1")])).await.unwrap();
+        cached(&mut c, id).await.unwrap();
+        assert!(cached(&mut c, id).await.unwrap(), "{id} not cached");
+    }
+
+    // The victim master takes away the right to pub/sub channels: Redis
+    // closes the subscriptions there, and refuses them again, while reads
+    // go on.
+    cli(victim, &["ACL", "SETUSER", "default", "resetchannels"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cached(&mut c, &lost).await != Ok(false) {
+        assert!(
+            Instant::now() < deadline,
+            "a session of a shard whose feed is lost was still read from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!p.stats().await.cache.unwrap().feed_healthy);
+    // The other shards' sessions are still cached (once read again: the
+    // cache was dropped whole), this shard's never.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cached(&mut c, &kept).await != Ok(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the other shards' cache stopped too"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(cached(&mut c, &lost).await, Ok(false));
+        assert_eq!(cached(&mut c, &kept).await, Ok(true));
+    }
+
+    cli(victim, &["ACL", "SETUSER", "default", "allchannels"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cached(&mut c, &lost).await != Ok(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the shard's feed never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feeds_up(std::slice::from_ref(&p)).await;
+}
+
+/// Whether a CACHED read of `id` was answered from the cache; the error
+/// code when it failed.
+async fn cached(c: &mut Client, id: &str) -> Result<bool, tonic::Code> {
+    get(c, id, Consistency::Cached)
+        .await
+        .map(|r| r.from_cache)
+        .map_err(|s| s.code())
 }

@@ -18,6 +18,6 @@ end
 if not t then
   -- It may have been the head that was just woken: wake the next one.
   local head, channel = live_head(now)
-  if head then redis.call('PUBLISH', channel, head) end
+  if head then redis.call(PUBLISH, channel, head) end
 end
 return {'OK', 0, 0, expired}

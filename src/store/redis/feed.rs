@@ -19,12 +19,14 @@ const FEED_SILENCE: Duration = Duration::from_secs(3);
 /// One connection, two channels: this instance's wake-up channel (wakes the
 /// local waiter a message names) and the invalidation channel (forwarded to
 /// the cache as `FeedEvent`s). Reports `Down` when the connection drops and
-/// `Up` once subscribed again; reconnects every 200 ms until it is.
+/// `Up` once subscribed again; reconnects every 200 ms until it is. On one
+/// server or Sentinel's master; a cluster has a subscription per shard
+/// (`shards`).
 pub(super) async fn subscribe(inner: std::sync::Weak<Inner>, mut feed: FeedSender) {
     let Some((wake, invalidate, mut switches)) = inner.upgrade().map(|i| {
         (
-            i.wake_channel.clone(),
-            i.invalidation_channel.clone(),
+            i.channels.wake(0).to_owned(),
+            i.channels.invalidate(0).to_owned(),
             i.target.switches(),
         )
     }) else {
@@ -87,7 +89,7 @@ pub(super) async fn subscribe(inner: std::sync::Weak<Inner>, mut feed: FeedSende
 }
 
 /// `"<version floor> <ns>/<id>"`, percent-encoded as the key's hash tag.
-fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
+pub(super) fn parse_invalidation(payload: &[u8]) -> Option<(SessionKey, u64)> {
     let text = std::str::from_utf8(payload).ok()?;
     let (floor, subject) = text.split_once(' ')?;
     let (ns, id) = subject.split_once('/')?;
@@ -102,7 +104,7 @@ pub(super) async fn heartbeat(inner: std::sync::Weak<Inner>) {
         tokio::time::sleep(FEED_HEARTBEAT).await;
         let Some(inner) = inner.upgrade() else { return };
         let _: Result<i64, Fault> = inner
-            .query(redis::cmd("PUBLISH").arg(&inner.wake_channel).arg(""))
+            .query(redis::cmd("PUBLISH").arg(inner.channels.wake(0)).arg(""))
             .await;
     }
 }

@@ -4,26 +4,26 @@
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
 //! `wire::encode_into`), so they live in one Cluster slot.
 
-use super::Inner;
 use super::wire::encode_into;
+use super::{Inner, slots};
 use crate::session::{
     FieldOp, Guards, Idempotency, Limits, Mutation, OpKind, RateScope, SessionKey,
 };
 
-/// The five keys of one session, in the order the scripts expect, and the
-/// invalidation subject (the encoded `ns/id`).
+/// The five keys of one session, in the order the scripts expect, the
+/// invalidation subject (the encoded `ns/id`), and on a cluster the slot
+/// they live in (0 elsewhere: it picks the feed's channels, see
+/// `channels`).
 #[derive(Clone, Default)]
 pub(super) struct Keys {
     pub(super) keys: [String; 5],
     pub(super) subject: String,
+    pub(super) slot: u16,
 }
 
 impl Inner {
     pub(super) fn keys(&self, key: &SessionKey) -> Keys {
-        let mut subject = String::with_capacity(key.namespace.len() + key.id.len() + 8);
-        encode_into(&mut subject, &key.namespace);
-        subject.push('/');
-        encode_into(&mut subject, &key.id);
+        let subject = subject(key);
         // `<prefix>:{<subject>}:<suffix>`, without the formatting machinery:
         // this runs on every call.
         let k = |suffix: char| {
@@ -35,11 +35,26 @@ impl Inner {
             k.push(suffix);
             k
         };
+        let slot = if self.channels.sharded() {
+            slots::slot(subject.as_bytes())
+        } else {
+            0
+        };
         Keys {
             keys: [k('d'), k('m'), k('l'), k('q'), k('w')],
             subject,
+            slot,
         }
     }
+}
+
+/// A session's hash tag: `<ns>/<id>`, each percent-encoded.
+pub(super) fn subject(key: &SessionKey) -> String {
+    let mut subject = String::with_capacity(key.namespace.len() + key.id.len() + 8);
+    encode_into(&mut subject, &key.namespace);
+    subject.push('/');
+    encode_into(&mut subject, &key.id);
+    subject
 }
 
 impl Inner {

@@ -74,7 +74,7 @@ local function join_burst(record, debounce, payload, max)
     if at then
       redis.call('HSET', W, b[1], SUPERSEDED)
       local c = string.find(rec, ' ', a + 1, true)
-      redis.call('PUBLISH', string.sub(rec, c + 1), b[1])
+      redis.call(PUBLISH, string.sub(rec, c + 1), b[1])
       chain_push(b[2] or '', max)
     else
       burst_clear()

@@ -44,7 +44,7 @@ impl RedisStore {
         let keys = inner.keys(key);
         let mut inv = inner.scripts.force_unlock.prepare_invoke();
         keys.add_to(&mut inv);
-        inv.arg(&inner.wake_channel);
+        inv.arg(inner.channels.wake(keys.slot));
         match inner.invoke(&mut inv, wire::force_unlock).await? {
             ForceReply::Released { fence, handover } => {
                 inner.hand_over(handover, &keys);

@@ -25,6 +25,10 @@
 --                   payloads it carries: !c<i> for i in !h..!n (oldest
 --                   first), !b their bytes, !x how many were dropped; and
 --                   !i<token> for a waiter with an idempotency key
+-- PUBLISH (a line redis.rs puts before this one) is the command the
+-- channels in the arguments and in the waiters' entries are published
+-- with: 'PUBLISH' on one server, 'SPUBLISH' on a cluster, where every
+-- channel a script is given lives in its session's slot (see channels.rs).
 -- Every reply is an array whose 4th element is 1 when this call found that a
 -- lease had run out since the lock was last touched (for the expiry counter).
 -- Scripts that release the lock add a 5th: what `release` returned.
@@ -164,7 +168,7 @@ local function release(now, mine)
   if channel ~= mine or redis.call('HGET', W, '!t') == head
       or redis.call('HEXISTS', W, '!i' .. head) == 1 then
     meta_lasts(now, 0)
-    redis.call('PUBLISH', channel, head)
+    redis.call(PUBLISH, channel, head)
     return {head}
   end
   redis.call('LPOP', Q)
@@ -182,7 +186,7 @@ local function revoke(now)
   redis.call('HDEL', M, 'h')
   meta_lasts(now, 0)
   local head, channel = live_head(now)
-  if head then redis.call('PUBLISH', channel, head) end
+  if head then redis.call(PUBLISH, channel, head) end
 end
 
 -- Whether the holder's grant still stands on the session it was granted on.

@@ -153,6 +153,21 @@ impl Target {
         }
     }
 
+    /// How to reach the cluster node at `host:port`: the settings of the
+    /// first node given (password, TLS), speaking RESP3 (sharded pub/sub
+    /// needs it, see `shards`). `None` unless on a cluster.
+    pub(super) fn cluster_node(&self, host: &str, port: u16) -> Option<ConnectionInfo> {
+        let Target::Cluster(n) = self else {
+            return None;
+        };
+        let info = n.nodes.first()?.clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        Some(at(info, host, port).set_redis_settings(resp3))
+    }
+
     /// Counts the master's changes (never changes for a fixed target).
     pub(super) fn switches(&self) -> watch::Receiver<u64> {
         match self {
@@ -194,21 +209,7 @@ impl Sentinel {
     async fn master_client(&self) -> Result<(redis::Client, (String, u16)), Fault> {
         let addr = self.ask().await?;
         self.found(&addr);
-        let info = self.node.clone();
-        let at = match info.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host: addr.0.clone(),
-                port: addr.1,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(addr.0.clone(), addr.1),
-        };
-        let client = redis::Client::open(info.set_addr(at))?;
+        let client = redis::Client::open(at(self.node.clone(), &addr.0, addr.1))?;
         Ok((client, addr))
     }
 
@@ -281,6 +282,24 @@ impl Sentinel {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?)
     }
+}
+
+/// `info` with its address changed to `host:port`, over TLS when it was.
+fn at(info: ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    info.set_addr(addr)
 }
 
 /// Asks the sentinels every `POLL` which server is the master; on a switch,

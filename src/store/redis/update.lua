@@ -139,5 +139,5 @@ end
 remember(ARGV[14], ARGV[15], answer)
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
-redis.call('PUBLISH', ARGV[8], version .. ' ' .. ARGV[9])
+redis.call(PUBLISH, ARGV[8], version .. ' ' .. ARGV[9])
 return {'OK', version, now + ttl, expired, woken, values}

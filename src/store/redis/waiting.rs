@@ -302,7 +302,7 @@ impl Inner {
         tokio::spawn(async move {
             let mut inv = inner.scripts.abandon.prepare_invoke();
             keys.add_to(&mut inv);
-            inv.arg(&token).arg(&inner.wake_channel);
+            inv.arg(&token).arg(inner.channels.wake(keys.slot));
             match inner.invoke(&mut inv, wire::abandon).await {
                 Ok(handover) => inner.hand_over(handover, &keys),
                 // The queue entry still expires after WAITER_ALIVE, and a
