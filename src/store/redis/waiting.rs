@@ -213,10 +213,8 @@ impl Inner {
                     guard.armed = false;
                     return Ok(grant);
                 }
-                Queued::KeyReused => {
-                    guard.armed = false;
-                    return Err(super::reused(idempotency.as_ref()));
-                }
+                // Still queued, if it was: the guard takes it out.
+                Queued::KeyReused => return Err(super::reused(idempotency.as_ref())),
             };
             if !guard.counted {
                 otlp::lock_wait(LockWait::Queued);

@@ -130,7 +130,58 @@ async fn a_thousand_concurrent_lock_repeats_grant_once(b: Backend) {
     assert_eq!(again.fencing_token, answers[0].fencing_token);
 }
 
+/// Two callers queued under one key with different requests: the one
+/// granted records it, the other is refused (IDEMPOTENCY_KEY_REUSED) and
+/// leaves the queue, so the lock is free again once the grant is released.
+async fn a_queued_caller_of_another_request_is_refused_and_leaves(b: Backend) {
+    let s = Server::start(b, &[]).await;
+    let mut c = s.client().await;
+    let held = lock(&mut c, "two", 10_000, 0).await.unwrap();
+    let mut c1 = c.clone();
+    let first = tokio::spawn(async move { locked(&mut c1, keyed("two", "k", 10_000)).await });
+    wait_until_queued(&s, 1).await;
+    let mut c2 = c.clone();
+    let other = tokio::spawn(async move {
+        let mut r = keyed("two", "k", 10_000);
+        r.lease_ms = 5_000;
+        c2.lock_session(r).await.map(|r| r.into_inner())
+    });
+    wait_until_queued(&s, 2).await;
+    unlock(&mut c, "two", held.lock_token).await.unwrap();
+    let granted = first.await.unwrap();
+    assert!(!granted.replayed);
+    assert_eq!(
+        reason(other.await.unwrap()),
+        (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED".into())
+    );
+    unlock(&mut c, "two", granted.lock_token).await.unwrap();
+    // Its leaving reaches the store after its answer (on Redis, a script run
+    // in the background), well before a dead waiter's place would lapse
+    // (2 s): the lock is then free for a try-once.
+    let mut admin = s.admin().await;
+    let mut waiters = u32::MAX;
+    for _ in 0..200 {
+        let seen = admin
+            .inspect_session(InspectSessionRequest {
+                namespace: String::new(),
+                session_id: "two".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        waiters = seen.waiters;
+        if waiters == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(waiters, 0, "the refused caller left the queue");
+    let again = lock(&mut c, "two", 10_000, 0).await.unwrap();
+    assert!(again.fencing_token > granted.fencing_token);
+}
+
 on_every_backend!(
     a_repeated_lock_gets_the_first_grant,
     a_thousand_concurrent_lock_repeats_grant_once,
+    a_queued_caller_of_another_request_is_refused_and_leaves,
 );
