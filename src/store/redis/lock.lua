@@ -73,6 +73,7 @@ local function join_burst(record, debounce, payload, max)
     end
     if at then
       redis.call('HSET', W, b[1], SUPERSEDED)
+      redis.call('HDEL', W, '!i' .. b[1])
       local c = string.find(rec, ' ', a + 1, true)
       redis.call(PUBLISH, string.sub(rec, c + 1), b[1])
       chain_push(b[2] or '', max)
