@@ -25,6 +25,7 @@ use crate::stats::Stats;
 
 mod apply;
 mod command;
+mod lock_keys;
 mod quota;
 
 use command::Answer;

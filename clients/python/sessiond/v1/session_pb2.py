@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sessiond/v1/session.proto\x12\x0bsessiond.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x30\n\x06\x66ields\x18\x02 \x03(\x0b\x32 .sessiond.v1.Session.FieldsEntry\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"k\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x18.sessiond.v1.Consistency\x12\x13\n\x0bmin_version\x18\x03 \x01(\x04\"O\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessiond.v1.Session\x12\x12\n\nfrom_cache\x18\x02 \x01(\x08\"w\n\x12LockSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\x12*\n\nrate_limit\x18\x04 \x01(\x0b\x32\x16.sessiond.v1.RateLimit\"\x9d\x01\n\x13LockSessionResponse\x12\x12\n\nlock_token\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07session\x18\x04 \x01(\x0b\x32\x14.sessiond.v1.Session\"\xe4\x02\n\x14UpdateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x44\n\nset_fields\x18\x02 \x03(\x0b\x32\x30.sessiond.v1.UpdateSessionRequest.SetFieldsEntry\x12\x15\n\rdelete_fields\x18\x03 \x03(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\x12\x12\n\nlock_token\x18\x05 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0crelease_lock\x18\x07 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12!\n\x03ops\x18\x08 \x03(\x0b\x32\x14.sessiond.v1.FieldOp\x1a\x30\n\x0eSetFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x42\x13\n\x11_expected_version\"u\n\x07\x46ieldOp\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\tincrement\x18\x02 \x01(\x03H\x00\x12\'\n\x06\x61ppend\x18\x03 \x01(\x0b\x32\x15.sessiond.v1.AppendOpH\x00\x12\x17\n\rset_if_absent\x18\x04 \x01(\x0cH\x00\x42\x04\n\x02op\",\n\x08\x41ppendOp\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x11\n\tkeep_last\x18\x02 \x01(\r\"\x1c\n\tFieldList\x12\x0f\n\x07\x65ntries\x18\x01 \x03(\x0c\"k\n\x15UpdateSessionResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\top_values\x18\x03 \x03(\x0c\">\n\x14UnlockSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\"\x17\n\x15UnlockSessionResponse\"N\n\x12RefreshLockRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\x12\x10\n\x08lease_ms\x18\x03 \x01(\r\"K\n\x13RefreshLockResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0crelease_lock\x18\x04 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x13\n\x11_expected_version\"(\n\x15\x44\x65leteSessionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\xaf\x01\n\x10\x43heckRateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x05scope\x18\x03 \x01(\x0e\x32\x16.sessiond.v1.RateScope\x12\x17\n\nper_second\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x63ost\x18\x06 \x01(\x04\x42\r\n\x0b_per_secondB\x08\n\x06_burst\"\x94\x01\n\tRateLimit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05scope\x18\x02 \x01(\x0e\x32\x16.sessiond.v1.RateScope\x12\x17\n\nper_second\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x04\x42\r\n\x0b_per_secondB\x08\n\x06_burst\">\n\x11\x43heckRateResponse\x12\x11\n\tremaining\x18\x01 \x01(\x04\x12\x16\n\x0ereset_after_ms\x18\x02 \x01(\x04*Z\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONSISTENCY_CACHED\x10\x01\x12\x16\n\x12\x43ONSISTENCY_STRONG\x10\x02*=\n\tRateScope\x12\x16\n\x12RATE_SCOPE_SESSION\x10\x00\x12\x18\n\x14RATE_SCOPE_NAMESPACE\x10\x01\x32\xd7\x04\n\x0eSessionService\x12M\n\nGetSession\x12\x1e.sessiond.v1.GetSessionRequest\x1a\x1f.sessiond.v1.GetSessionResponse\x12P\n\x0bLockSession\x12\x1f.sessiond.v1.LockSessionRequest\x1a .sessiond.v1.LockSessionResponse\x12V\n\rUpdateSession\x12!.sessiond.v1.UpdateSessionRequest\x1a\".sessiond.v1.UpdateSessionResponse\x12V\n\rUnlockSession\x12!.sessiond.v1.UnlockSessionRequest\x1a\".sessiond.v1.UnlockSessionResponse\x12P\n\x0bRefreshLock\x12\x1f.sessiond.v1.RefreshLockRequest\x1a .sessiond.v1.RefreshLockResponse\x12V\n\rDeleteSession\x12!.sessiond.v1.DeleteSessionRequest\x1a\".sessiond.v1.DeleteSessionResponse\x12J\n\tCheckRate\x12\x1d.sessiond.v1.CheckRateRequest\x1a\x1e.sessiond.v1.CheckRateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sessiond/v1/session.proto\x12\x0bsessiond.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x30\n\x06\x66ields\x18\x02 \x03(\x0b\x32 .sessiond.v1.Session.FieldsEntry\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"k\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x18.sessiond.v1.Consistency\x12\x13\n\x0bmin_version\x18\x03 \x01(\x04\"O\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessiond.v1.Session\x12\x12\n\nfrom_cache\x18\x02 \x01(\x08\"\xdf\x01\n\x12LockSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\x12*\n\nrate_limit\x18\x04 \x01(\x0b\x32\x16.sessiond.v1.RateLimit\x12\'\n\x06policy\x18\x05 \x01(\x0e\x32\x17.sessiond.v1.TurnPolicy\x12\x13\n\x0b\x64\x65\x62ounce_ms\x18\x06 \x01(\r\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\"\xe8\x01\n\x13LockSessionResponse\x12\x12\n\nlock_token\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07session\x18\x04 \x01(\x0b\x32\x14.sessiond.v1.Session\x12\x1b\n\x13superseded_payloads\x18\x05 \x03(\x0c\x12\x1a\n\x12superseded_dropped\x18\x06 \x01(\r\x12\x10\n\x08replayed\x18\x07 \x01(\x08\"\xe4\x02\n\x14UpdateSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x44\n\nset_fields\x18\x02 \x03(\x0b\x32\x30.sessiond.v1.UpdateSessionRequest.SetFieldsEntry\x12\x15\n\rdelete_fields\x18\x03 \x03(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\x12\x12\n\nlock_token\x18\x05 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0crelease_lock\x18\x07 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12!\n\x03ops\x18\x08 \x03(\x0b\x32\x14.sessiond.v1.FieldOp\x1a\x30\n\x0eSetFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x42\x13\n\x11_expected_version\"u\n\x07\x46ieldOp\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\tincrement\x18\x02 \x01(\x03H\x00\x12\'\n\x06\x61ppend\x18\x03 \x01(\x0b\x32\x15.sessiond.v1.AppendOpH\x00\x12\x17\n\rset_if_absent\x18\x04 \x01(\x0cH\x00\x42\x04\n\x02op\",\n\x08\x41ppendOp\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x11\n\tkeep_last\x18\x02 \x01(\r\"\x1c\n\tFieldList\x12\x0f\n\x07\x65ntries\x18\x01 \x03(\x0c\"k\n\x15UpdateSessionResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\top_values\x18\x03 \x03(\x0c\">\n\x14UnlockSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\"\x17\n\x15UnlockSessionResponse\"N\n\x12RefreshLockRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\x12\x10\n\x08lease_ms\x18\x03 \x01(\r\"K\n\x13RefreshLockResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nlock_token\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0crelease_lock\x18\x04 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x13\n\x11_expected_version\"(\n\x15\x44\x65leteSessionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\xaf\x01\n\x10\x43heckRateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x05scope\x18\x03 \x01(\x0e\x32\x16.sessiond.v1.RateScope\x12\x17\n\nper_second\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x63ost\x18\x06 \x01(\x04\x42\r\n\x0b_per_secondB\x08\n\x06_burst\"\x94\x01\n\tRateLimit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05scope\x18\x02 \x01(\x0e\x32\x16.sessiond.v1.RateScope\x12\x17\n\nper_second\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x62urst\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x04\x42\r\n\x0b_per_secondB\x08\n\x06_burst\">\n\x11\x43heckRateResponse\x12\x11\n\tremaining\x18\x01 \x01(\x04\x12\x16\n\x0ereset_after_ms\x18\x02 \x01(\x04*Z\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONSISTENCY_CACHED\x10\x01\x12\x16\n\x12\x43ONSISTENCY_STRONG\x10\x02*Y\n\nTurnPolicy\x12\x14\n\x10TURN_POLICY_FIFO\x10\x00\x12\x1b\n\x17TURN_POLICY_LATEST_WINS\x10\x01\x12\x18\n\x14TURN_POLICY_DEBOUNCE\x10\x02*=\n\tRateScope\x12\x16\n\x12RATE_SCOPE_SESSION\x10\x00\x12\x18\n\x14RATE_SCOPE_NAMESPACE\x10\x01\x32\xd7\x04\n\x0eSessionService\x12M\n\nGetSession\x12\x1e.sessiond.v1.GetSessionRequest\x1a\x1f.sessiond.v1.GetSessionResponse\x12P\n\x0bLockSession\x12\x1f.sessiond.v1.LockSessionRequest\x1a .sessiond.v1.LockSessionResponse\x12V\n\rUpdateSession\x12!.sessiond.v1.UpdateSessionRequest\x1a\".sessiond.v1.UpdateSessionResponse\x12V\n\rUnlockSession\x12!.sessiond.v1.UnlockSessionRequest\x1a\".sessiond.v1.UnlockSessionResponse\x12P\n\x0bRefreshLock\x12\x1f.sessiond.v1.RefreshLockRequest\x1a .sessiond.v1.RefreshLockResponse\x12V\n\rDeleteSession\x12!.sessiond.v1.DeleteSessionRequest\x1a\".sessiond.v1.DeleteSessionResponse\x12J\n\tCheckRate\x12\x1d.sessiond.v1.CheckRateRequest\x1a\x1e.sessiond.v1.CheckRateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._loaded_options = None
   _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_CONSISTENCY']._serialized_start=2344
-  _globals['_CONSISTENCY']._serialized_end=2434
-  _globals['_RATESCOPE']._serialized_start=2436
-  _globals['_RATESCOPE']._serialized_end=2497
+  _globals['_CONSISTENCY']._serialized_start=2524
+  _globals['_CONSISTENCY']._serialized_end=2614
+  _globals['_TURNPOLICY']._serialized_start=2616
+  _globals['_TURNPOLICY']._serialized_end=2705
+  _globals['_RATESCOPE']._serialized_start=2707
+  _globals['_RATESCOPE']._serialized_end=2768
   _globals['_SESSION']._serialized_start=76
   _globals['_SESSION']._serialized_end=363
   _globals['_SESSION_FIELDSENTRY']._serialized_start=318
@@ -48,40 +50,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSESSIONREQUEST']._serialized_end=472
   _globals['_GETSESSIONRESPONSE']._serialized_start=474
   _globals['_GETSESSIONRESPONSE']._serialized_end=553
-  _globals['_LOCKSESSIONREQUEST']._serialized_start=555
-  _globals['_LOCKSESSIONREQUEST']._serialized_end=674
-  _globals['_LOCKSESSIONRESPONSE']._serialized_start=677
-  _globals['_LOCKSESSIONRESPONSE']._serialized_end=834
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=837
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=1193
-  _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._serialized_start=1124
-  _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._serialized_end=1172
-  _globals['_FIELDOP']._serialized_start=1195
-  _globals['_FIELDOP']._serialized_end=1312
-  _globals['_APPENDOP']._serialized_start=1314
-  _globals['_APPENDOP']._serialized_end=1358
-  _globals['_FIELDLIST']._serialized_start=1360
-  _globals['_FIELDLIST']._serialized_end=1388
-  _globals['_UPDATESESSIONRESPONSE']._serialized_start=1390
-  _globals['_UPDATESESSIONRESPONSE']._serialized_end=1497
-  _globals['_UNLOCKSESSIONREQUEST']._serialized_start=1499
-  _globals['_UNLOCKSESSIONREQUEST']._serialized_end=1561
-  _globals['_UNLOCKSESSIONRESPONSE']._serialized_start=1563
-  _globals['_UNLOCKSESSIONRESPONSE']._serialized_end=1586
-  _globals['_REFRESHLOCKREQUEST']._serialized_start=1588
-  _globals['_REFRESHLOCKREQUEST']._serialized_end=1666
-  _globals['_REFRESHLOCKRESPONSE']._serialized_start=1668
-  _globals['_REFRESHLOCKRESPONSE']._serialized_end=1743
-  _globals['_DELETESESSIONREQUEST']._serialized_start=1746
-  _globals['_DELETESESSIONREQUEST']._serialized_end=1907
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=1909
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=1949
-  _globals['_CHECKRATEREQUEST']._serialized_start=1952
-  _globals['_CHECKRATEREQUEST']._serialized_end=2127
-  _globals['_RATELIMIT']._serialized_start=2130
-  _globals['_RATELIMIT']._serialized_end=2278
-  _globals['_CHECKRATERESPONSE']._serialized_start=2280
-  _globals['_CHECKRATERESPONSE']._serialized_end=2342
-  _globals['_SESSIONSERVICE']._serialized_start=2500
-  _globals['_SESSIONSERVICE']._serialized_end=3099
+  _globals['_LOCKSESSIONREQUEST']._serialized_start=556
+  _globals['_LOCKSESSIONREQUEST']._serialized_end=779
+  _globals['_LOCKSESSIONRESPONSE']._serialized_start=782
+  _globals['_LOCKSESSIONRESPONSE']._serialized_end=1014
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=1017
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=1373
+  _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._serialized_start=1304
+  _globals['_UPDATESESSIONREQUEST_SETFIELDSENTRY']._serialized_end=1352
+  _globals['_FIELDOP']._serialized_start=1375
+  _globals['_FIELDOP']._serialized_end=1492
+  _globals['_APPENDOP']._serialized_start=1494
+  _globals['_APPENDOP']._serialized_end=1538
+  _globals['_FIELDLIST']._serialized_start=1540
+  _globals['_FIELDLIST']._serialized_end=1568
+  _globals['_UPDATESESSIONRESPONSE']._serialized_start=1570
+  _globals['_UPDATESESSIONRESPONSE']._serialized_end=1677
+  _globals['_UNLOCKSESSIONREQUEST']._serialized_start=1679
+  _globals['_UNLOCKSESSIONREQUEST']._serialized_end=1741
+  _globals['_UNLOCKSESSIONRESPONSE']._serialized_start=1743
+  _globals['_UNLOCKSESSIONRESPONSE']._serialized_end=1766
+  _globals['_REFRESHLOCKREQUEST']._serialized_start=1768
+  _globals['_REFRESHLOCKREQUEST']._serialized_end=1846
+  _globals['_REFRESHLOCKRESPONSE']._serialized_start=1848
+  _globals['_REFRESHLOCKRESPONSE']._serialized_end=1923
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1926
+  _globals['_DELETESESSIONREQUEST']._serialized_end=2087
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=2089
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=2129
+  _globals['_CHECKRATEREQUEST']._serialized_start=2132
+  _globals['_CHECKRATEREQUEST']._serialized_end=2307
+  _globals['_RATELIMIT']._serialized_start=2310
+  _globals['_RATELIMIT']._serialized_end=2458
+  _globals['_CHECKRATERESPONSE']._serialized_start=2460
+  _globals['_CHECKRATERESPONSE']._serialized_end=2522
+  _globals['_SESSIONSERVICE']._serialized_start=2771
+  _globals['_SESSIONSERVICE']._serialized_end=3370
 # @@protoc_insertion_point(module_scope)
