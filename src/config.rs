@@ -210,6 +210,12 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_MAX_SESSION_BYTES", value_parser = parse_size, default_value = "1MiB")]
     pub max_session_bytes: u64,
 
+    /// Largest payload a LockSession with policy LATEST_WINS or DEBOUNCE
+    /// may attach to its wait; a grant carries at most 16 times this of
+    /// the payloads of the waiters it superseded. 0: payloads refused.
+    #[arg(long, env = "SESSIOND_MAX_TURN_PAYLOAD_BYTES", value_parser = parse_size, default_value = "4KiB")]
+    pub max_turn_payload_bytes: u64,
+
     /// Sessions one namespace may store; a write that would create one
     /// more is refused with RESOURCE_EXHAUSTED / QUOTA_EXCEEDED. 0: no quota.
     /// Quotas need the embedded store or a standalone Redis (README,

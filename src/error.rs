@@ -63,6 +63,12 @@ pub enum Error {
     )]
     LockLost,
 
+    /// A newer waiter of the session's burst took this waiter's turn.
+    #[error(
+        "a newer LockSession of this session's burst superseded this one; it carries this call's payload on, so leave the turn to it"
+    )]
+    Superseded,
+
     #[error("waited {waited_ms} ms for the lock without getting it")]
     LockWaitTimeout { waited_ms: u64 },
 
@@ -137,6 +143,11 @@ pub enum InvalidReason {
     PageToken,
     /// A rate limit's name, rate, burst or cost that makes no limit.
     RateLimit,
+    /// A LockSession's policy that is unknown or does not fit its other
+    /// arguments.
+    TurnPolicy,
+    /// A LockSession's debounce_ms out of bounds, or without DEBOUNCE.
+    Debounce,
 }
 
 impl Error {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::pb;
-use crate::session::{Idempotency, RateLimit, RateScope};
+use crate::session::{Idempotency, LockRequest, RateLimit, RateScope};
 use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
@@ -105,7 +105,14 @@ impl pb::session_service_server::SessionService for SessionApi {
         let r = req.get_ref();
         let st = &self.state;
         let lease = st.limits.lease(r.lease_ms)?;
-        let wait = deadline_wait(&req, st.limits.wait(r.wait_ms)?);
+        let asked = st.limits.wait(r.wait_ms)?;
+        // Checked against the wait asked for: a deadline that cuts it short
+        // ends the wait, it does not make the request malformed.
+        let turn = st
+            .limits
+            .turn(r.policy, r.debounce_ms, r.payload.clone(), asked)?;
+        let wait = deadline_wait(&req, asked);
+        let idempotency = Idempotency::of_lock(&r.idempotency_key, lease, &turn)?;
         if let Some(spec) = &r.rate_limit {
             // Before the caller takes a waiter's place: a refused caller
             // never queues.
@@ -120,7 +127,7 @@ impl pb::session_service_server::SessionService for SessionApi {
             Some(st.shares.wait(share_of(st, &req)?, &key)?)
         };
         let grant = tokio::select! {
-            grant = st.sessions.lock(&key, lease, wait) => grant?,
+            grant = st.sessions.lock(&key, LockRequest { lease, wait, turn, idempotency }) => grant?,
             () = st.draining() => return Err(crate::error::Error::ShuttingDown.into()),
         };
         drop(waiting);
@@ -132,13 +139,20 @@ impl pb::session_service_server::SessionService for SessionApi {
                 .session
                 .as_ref()
                 .map(|s| pb::Session::from_session(&key.id, s)),
+            superseded_payloads: grant.superseded.payloads,
+            superseded_dropped: grant.superseded.dropped,
+            replayed: grant.replayed,
         });
         // If this answer never reaches the caller (it cancelled or went away
-        // just as the lock was granted), the server releases the lock.
-        response.extensions_mut().insert(GrantedLock {
-            key,
-            token: grant.token,
-        });
+        // just as the lock was granted), the server releases the lock. Not a
+        // replayed answer's: that grant was made for an earlier call, which
+        // may still be using it.
+        if !grant.replayed {
+            response.extensions_mut().insert(GrantedLock {
+                key,
+                token: grant.token,
+            });
+        }
         Ok(response)
     }
 

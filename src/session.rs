@@ -1,6 +1,7 @@
 //! Sessions, mutations and their validation: plain Rust, no gRPC, no store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -13,6 +14,7 @@ mod operate;
 mod ops;
 mod quotas;
 mod rate;
+mod turn;
 
 pub use fields::Fields;
 pub use idempotency::Idempotency;
@@ -21,6 +23,7 @@ pub use operate::{Cursor, Holder, Inspection, Page, page_size};
 pub use ops::{FieldOp, OpKind, OpRefusal, apply_ops, list_entries, parse_int};
 pub use quotas::{Quota, Quotas, Usage};
 pub use rate::{Admitted, Gcra, RateLimit, RateScope, check_rate};
+pub use turn::{CHAIN_PAYLOADS, Chain, MAX_DEBOUNCE, Superseded, Turn, TurnPolicy};
 
 /// Longest session id and field name, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
@@ -160,6 +163,28 @@ pub struct Written {
     pub op_values: Vec<Bytes>,
 }
 
+/// What a LockSession asks of the store.
+#[derive(Debug, Clone, Default)]
+pub struct LockRequest {
+    pub lease: Duration,
+    /// Zero: try once.
+    pub wait: Duration,
+    pub turn: Turn,
+    /// A repeat within the window gets the first grant's answer.
+    pub idempotency: Option<Idempotency>,
+}
+
+impl LockRequest {
+    /// A FIFO request without payload or key.
+    pub fn new(lease: Duration, wait: Duration) -> LockRequest {
+        LockRequest {
+            lease,
+            wait,
+            ..Default::default()
+        }
+    }
+}
+
 /// A granted lock.
 #[derive(Debug, Clone)]
 pub struct LockGrant {
@@ -168,6 +193,11 @@ pub struct LockGrant {
     pub lease_expires_ms: i64,
     /// The session at the moment of the grant; `None` if it does not exist.
     pub session: Option<Session>,
+    /// The payloads of the waiters this grant superseded (see `turn`).
+    pub superseded: Superseded,
+    /// The answer of an earlier LockSession with the same idempotency key
+    /// (no new grant; the payloads are not repeated).
+    pub replayed: bool,
 }
 
 /// A name cut short and stripped of control characters, safe to put in a

@@ -27,7 +27,8 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey, Written,
+    Admitted, Guards, LockGrant, LockRequest, Mutation, RateLimit, RateScope, Session, SessionKey,
+    Written,
 };
 use crate::stats::Stats;
 use crate::store::{self, Coverage, FeedEvent, Store};
@@ -159,13 +160,8 @@ impl Sessions {
     /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try
     /// once). The session that comes with the grant is not cached: the
     /// holder is about to write it, which would only replace the entry again.
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        self.store.lock(key, lease, wait).await
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        self.store.lock(key, req).await
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {

@@ -25,6 +25,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::VersionMismatch { .. } => (Code::Aborted, "VERSION_MISMATCH"),
         Error::LockHeld => (Code::FailedPrecondition, "LOCK_HELD"),
         Error::LockLost => (Code::FailedPrecondition, "LOCK_LOST"),
+        Error::Superseded => (Code::Aborted, "SUPERSEDED"),
         Error::LockWaitTimeout { .. } => (Code::DeadlineExceeded, "LOCK_WAIT_TIMEOUT"),
         Error::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
@@ -55,6 +56,8 @@ fn invalid(reason: InvalidReason) -> &'static str {
         InvalidReason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
         InvalidReason::PageToken => "INVALID_PAGE_TOKEN",
         InvalidReason::RateLimit => "INVALID_RATE_LIMIT",
+        InvalidReason::TurnPolicy => "INVALID_TURN_POLICY",
+        InvalidReason::Debounce => "INVALID_DEBOUNCE",
     }
 }
 

@@ -24,8 +24,8 @@ use tracing::instrument::Instrumented;
 use crate::config::StoreSettings;
 use crate::error::Result;
 use crate::session::{
-    Admitted, Cursor, Guards, Inspection, Limits, LockGrant, Mutation, Page, RateLimit, RateScope,
-    Session, SessionKey, Written,
+    Admitted, Cursor, Guards, Inspection, Limits, LockGrant, LockRequest, Mutation, Page,
+    RateLimit, RateScope, Session, SessionKey, Written,
 };
 use crate::stats::Stats;
 use crate::telemetry::{self, otlp};
@@ -143,14 +143,10 @@ impl Store {
         dispatch!(self.get(key), "HGETALL", "read")
     }
 
-    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        dispatch!(self.lock(key, lease, wait), "lock.lua", "lock")
+    /// Takes the lock, waiting up to `req.wait` in the queue (zero: try
+    /// once), as `req.turn` says.
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        dispatch!(self.lock(key, req), "lock.lua", "lock")
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {

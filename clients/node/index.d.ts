@@ -62,6 +62,14 @@ export interface LockOptions extends CallOptions {
   waitMs?: number;
   /** Checked before the lock is tried or queued for: RateLimited when it refuses. */
   rateLimit?: RateLimitOptions;
+  /** 'FIFO' (default); 'LATEST_WINS' or 'DEBOUNCE': the newest waiter of the burst supersedes the older (Superseded). */
+  policy?: 'FIFO' | 'LATEST_WINS' | 'DEBOUNCE';
+  /** DEBOUNCE's quiet period: granted only after this long without a newer waiter. */
+  debounceMs?: number;
+  /** Attached to the wait (LATEST_WINS, DEBOUNCE): handed to the waiter finally granted. */
+  payload?: Uint8Array | string;
+  /** A repeat within the server's window gets the first grant's answer (replayed: true). */
+  idempotencyKey?: string;
 }
 
 export interface LockResult {
@@ -70,6 +78,12 @@ export interface LockResult {
   leaseExpiresAt: Date | null;
   /** The session when the lock was taken (a STRONG read); null when it does not exist. */
   session: Session | null;
+  /** The payloads of the waiters this grant superseded, oldest first. */
+  supersededPayloads: Buffer[];
+  /** How many older payloads the server dropped to bound supersededPayloads. */
+  supersededDropped: number;
+  /** True when this answers an earlier lock with the same idempotencyKey (no new grant). */
+  replayed: boolean;
 }
 
 export interface UpdateOptions extends CallOptions {
@@ -393,6 +407,9 @@ export declare class VersionMismatch extends SessiondError {
 export declare class LockHeld extends SessiondError {}
 export declare class LockLost extends SessiondError {}
 export declare class LockWaitTimeout extends SessiondError {}
+/** ABORTED / SUPERSEDED: a newer waiter of the session's burst took this waiter's turn. */
+export declare class Superseded extends SessiondError {}
+export declare const TurnPolicy: Readonly<{ FIFO: 'FIFO'; LATEST_WINS: 'LATEST_WINS'; DEBOUNCE: 'DEBOUNCE' }>;
 /** The call's own deadline passed (no sessiond reason). */
 export declare class DeadlineExceeded extends SessiondError {}
 export declare class Overloaded extends SessiondError {}

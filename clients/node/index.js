@@ -15,6 +15,8 @@ module.exports = {
   append: ops.append,
   setIfAbsent: ops.setIfAbsent,
   entries: ops.entries,
+  /** LockSession's turn policies, for lock(id, { policy }). */
+  TurnPolicy: Object.freeze({ FIFO: 'FIFO', LATEST_WINS: 'LATEST_WINS', DEBOUNCE: 'DEBOUNCE' }),
   /** gRPC status codes, as in @grpc/grpc-js. */
   status,
   SessiondError: errors.SessiondError,
@@ -24,6 +26,7 @@ module.exports = {
   LockHeld: errors.LockHeld,
   LockLost: errors.LockLost,
   LockWaitTimeout: errors.LockWaitTimeout,
+  Superseded: errors.Superseded,
   DeadlineExceeded: errors.DeadlineExceeded,
   Overloaded: errors.Overloaded,
   QuotaExceeded: errors.QuotaExceeded,

@@ -7,10 +7,14 @@ three bot instances) handle them at the same time. sessiond's lock decides:
     python echo_bot.py --target 127.0.0.1:50051 --mode drop     # 1 answered, 2 told "busy"
     python echo_bot.py --target 127.0.0.1:50051 --mode inorder  # all 3 answered, in order
     python echo_bot.py --target 127.0.0.1:50051 --mode dedupe   # each delivered twice, counted once
+    python echo_bot.py --target 127.0.0.1:50051 --mode latest   # the 1st answered, then the 2nd and 3rd as one
+    python echo_bot.py --target 127.0.0.1:50051 --mode debounce # all 3 answered as one, once the user paused
 
 The dedupe mode is the other half of the scenario: the chat platform
 delivers an event again when its acknowledgement was late (Slack retries
-after 1 s and 5 min), so a bot sees the same message twice.
+after 1 s and 5 min), so a bot sees the same message twice. The burst modes
+answer a burst of messages once: sessiond hands the newest waiter the
+messages of the ones it superseded.
 """
 
 import argparse
@@ -20,6 +24,7 @@ import time
 import sessiond
 
 BUSY = "Still answering your previous message: please send this one again in a moment."
+SUPERSEDED = "(answered with the next message)"
 
 
 # [snippet:handle]
@@ -36,6 +41,25 @@ def handle(client: sessiond.Client, user_id: str, text: str, mode: str, work: fl
     except sessiond.LockHeld:
         return BUSY
 # [/snippet:handle]
+
+
+# [snippet:burst]
+def answer_burst(client: sessiond.Client, user_id: str, text: str, mode: str, work: float = 1.0) -> str:
+    """Answers only the newest message of a burst, together with the ones it
+    superseded. mode "latest": as soon as the lock is free; "debounce": once
+    the user has paused for a second."""
+    policy, debounce = ("DEBOUNCE", 1.0) if mode == "debounce" else ("LATEST_WINS", None)
+    try:
+        lock = client.lock(user_id, lease=10, wait=30, policy=policy, debounce=debounce, payload=text.encode())
+    except sessiond.Superseded:
+        return SUPERSEDED  # a newer message of this user carries this one on
+    try:
+        burst = [p.decode() for p in lock.superseded_payloads] + [text]  # oldest first
+        time.sleep(work)  # the slow part: asking the model, once for the whole burst
+        return f"echo ({len(burst)} messages): {' / '.join(burst)}"
+    finally:
+        client.unlock(user_id, lock.token)
+# [/snippet:burst]
 
 
 # [snippet:dedupe]
@@ -73,8 +97,10 @@ def rapid_messages(client: sessiond.Client, user_id: str, texts, mode: str, gap:
     thread; returns the replies in the order the messages were sent."""
     replies = [None] * len(texts)
 
+    answer = answer_burst if mode in ("latest", "debounce") else handle
+
     def worker(i: int) -> None:
-        replies[i] = handle(client, user_id, texts[i], mode)
+        replies[i] = answer(client, user_id, texts[i], mode)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(texts))]
     for t in threads:
@@ -88,7 +114,7 @@ def rapid_messages(client: sessiond.Client, user_id: str, texts, mode: str, gap:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="127.0.0.1:50051", help="sessiond host:port")
-    parser.add_argument("--mode", choices=["drop", "inorder", "dedupe"], default="drop")
+    parser.add_argument("--mode", choices=["drop", "inorder", "dedupe", "latest", "debounce"], default="drop")
     parser.add_argument("--user", default="user-42")
     args = parser.parse_args()
 

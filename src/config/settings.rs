@@ -303,6 +303,7 @@ impl Settings {
                 },
                 idempotency_window: c.idempotency_window,
                 rate_default: (c.rate_limit_default_per_second, c.rate_limit_default_burst),
+                max_turn_payload_bytes: c.max_turn_payload_bytes,
             },
             auth,
             tls,
@@ -355,6 +356,8 @@ const MAX_FIELDS: usize = 1_000_000;
 /// Largest session a setting may allow: the decoding limit derived from it
 /// (`Limits::max_request_bytes`) stays below 2 GiB.
 const MAX_SESSION_BYTES: u64 = 1 << 30;
+/// The largest `--max-turn-payload-bytes`.
+const MAX_TURN_PAYLOAD_BYTES: u64 = 64 << 10;
 
 /// Largest quota a setting may have (see `check_bounds`).
 const MAX_QUOTA: u64 = 1 << 53;
@@ -383,6 +386,10 @@ fn check_bounds(c: &Config) -> Result<(), String> {
     }
     if c.max_session_bytes > MAX_SESSION_BYTES || c.max_field_bytes > MAX_SESSION_BYTES {
         return Err("--max-session-bytes and --max-field-bytes must be at most 1GiB".into());
+    }
+    // A grant carries up to 16 of them, beside the session, in one answer.
+    if c.max_turn_payload_bytes > MAX_TURN_PAYLOAD_BYTES {
+        return Err("--max-turn-payload-bytes must be at most 64KiB".into());
     }
     // The Redis scripts count usage in Lua numbers (doubles): exact up to
     // 2^53, far beyond any real quota.

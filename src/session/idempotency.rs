@@ -10,14 +10,20 @@
 
 use ring::digest::{Context, SHA256};
 
-use super::{Mutation, OpKind, check_name, printable};
+use std::time::Duration;
+
+use super::{Mutation, OpKind, Turn, TurnPolicy, check_name, printable};
 use crate::error::{Error, InvalidReason, Result};
 
-/// The idempotency key of a write and the digest of what it asks.
+/// The idempotency key of a write (or a lock) and the digest of what it
+/// asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
     pub digest: [u8; 32],
+    /// A LockSession's key: its records are apart from the writes', so a
+    /// bot may lock and write under one event id.
+    pub lock: bool,
 }
 
 impl Idempotency {
@@ -63,6 +69,32 @@ impl Idempotency {
         Ok(Some(Idempotency {
             key: key.to_owned(),
             digest: d.finish(),
+            lock: false,
+        }))
+    }
+
+    /// The key of a LockSession (`None` for an empty key): its digest
+    /// covers the lease and the turn (policy, quiet period, payload), not
+    /// the wait or the rate limit, which a retry may shorten or drop.
+    pub fn of_lock(key: &str, lease: Duration, turn: &Turn) -> Result<Option<Idempotency>> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        check_key(key)?;
+        let mut d = Digest::new(b"lock");
+        d.u64(lease.as_millis() as u64);
+        let policy: u64 = match turn.policy {
+            TurnPolicy::Fifo => 0,
+            TurnPolicy::LatestWins => 1,
+            TurnPolicy::Debounce(_) => 2,
+        };
+        d.u64(policy);
+        d.u64(turn.debounce().as_millis() as u64);
+        d.bytes(&turn.payload);
+        Ok(Some(Idempotency {
+            key: key.to_owned(),
+            digest: d.finish(),
+            lock: true,
         }))
     }
 
@@ -75,6 +107,7 @@ impl Idempotency {
         Ok(Some(Idempotency {
             key: key.to_owned(),
             digest: Digest::new(b"delete").finish(),
+            lock: false,
         }))
     }
 

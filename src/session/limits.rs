@@ -26,6 +26,9 @@ pub struct Limits {
     /// The rate (per second) and burst of a rate limit whose check gives
     /// none (`--rate-limit-default-per-second`, `--rate-limit-default-burst`).
     pub rate_default: (f64, u64),
+    /// The largest payload a LockSession may attach to its wait
+    /// (`--max-turn-payload-bytes`).
+    pub max_turn_payload_bytes: u64,
 }
 
 impl Limits {

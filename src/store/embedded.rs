@@ -56,8 +56,8 @@ use tables::SESSIONS;
 use super::{new_token, now_ms};
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
-    Written,
+    Admitted, Guards, Idempotency, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope,
+    Session, SessionKey, Written,
 };
 use crate::stats::Stats;
 use crate::telemetry::otlp::{self, LockWait};
@@ -143,45 +143,50 @@ impl EmbeddedStore {
         tables::read_session(&table, &encode_key(key), now_ms())
     }
 
-    /// Takes the lock, waiting up to `wait` in the FIFO queue (zero: try once).
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        if wait.is_zero() {
-            self.try_lock(key, lease).await
+    /// Takes the lock, waiting up to `req.wait` in the queue (zero: try
+    /// once), as `req.turn` says.
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        if req.wait.is_zero() {
+            self.try_lock(key, req.lease, req.idempotency).await
         } else {
-            self.queue_lock(key, lease, wait).await
+            self.queue_lock(key, req).await
         }
     }
 
     /// Takes the lock if it is free now; LOCK_HELD otherwise.
-    async fn try_lock(&self, key: &SessionKey, lease: Duration) -> Result<LockGrant> {
+    async fn try_lock(
+        &self,
+        key: &SessionKey,
+        lease: Duration,
+        idem: Option<Idempotency>,
+    ) -> Result<LockGrant> {
         self.call(|reply| Command::TryLock {
             key: encode_key(key),
             token: new_token(),
             lease,
+            idem,
             reply,
         })
         .await
     }
 
     /// Takes the lock, queueing behind its holder and earlier waiters for up
-    /// to `wait`.
-    async fn queue_lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
+    /// to `req.wait` (or until a newer waiter of its burst supersedes it).
+    async fn queue_lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
+        let LockRequest {
+            lease,
+            wait,
+            turn,
+            idempotency,
+        } = req;
         let token = new_token();
         let (reply, rx) = oneshot::channel();
         self.send(Command::QueueLock {
             key: encode_key(key),
             token: token.clone(),
             lease,
+            turn,
+            idem: idempotency,
             reply,
         })?;
         // If this future is dropped (deadline, disconnect) or the wait runs

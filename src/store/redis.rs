@@ -54,8 +54,8 @@ use super::{FeedSender, new_token};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::error::{Error, Result};
 use crate::session::{
-    Admitted, Guards, Limits, LockGrant, Mutation, RateLimit, RateScope, Session, SessionKey,
-    Written,
+    Admitted, Guards, Idempotency, Limits, LockGrant, LockRequest, Mutation, RateLimit, RateScope,
+    Session, SessionKey, Turn, Written,
 };
 use crate::stats::Stats;
 use channels::Channels;
@@ -272,25 +272,15 @@ impl RedisStore {
         parse_session(&items)
     }
 
-    pub async fn lock(
-        &self,
-        key: &SessionKey,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<LockGrant> {
+    pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let token = inner.new_lock_token();
-        if !wait.is_zero() {
-            return inner.queue(keys, token, lease, wait).await;
+        if !req.wait.is_zero() {
+            return inner.queue(keys, token, req).await;
         }
-        match inner.try_once(&keys, token, lease).await? {
-            Some(grant) => Ok(grant),
-            None => {
-                inner.stats.lock_contended.fetch_add(1, Relaxed);
-                Err(Error::LockHeld)
-            }
-        }
+        let idem = req.idempotency.as_ref();
+        inner.try_once(&keys, token, req.lease, idem).await?
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {
@@ -434,48 +424,75 @@ impl RedisStore {
 }
 
 impl Inner {
-    /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`).
+    /// One run of lock.lua for `token`, in `mode` (`TRY` or `WAIT`); with
+    /// `join`, the waiter's first attempt joins its session's burst; with
+    /// `idem`, an earlier grant under the key answers, or this one is
+    /// recorded.
     async fn attempt(
         &self,
         keys: &Keys,
         token: &str,
         lease: Duration,
         mode: &'static str,
+        join: Option<&Turn>,
+        idem: Option<&Idempotency>,
     ) -> Result<LockReply, Fault> {
         let mut inv = self.scripts.lock.prepare_invoke();
         keys.add_to(&mut inv);
+        if let Some(idem) = idem {
+            inv.key(self.idempotency_key(keys, idem));
+        }
         inv.arg(token)
             .arg(lease.as_millis() as u64)
             .arg(mode)
             .arg(WAITER_ALIVE.as_millis() as u64)
             .arg(self.channels.wake(keys.slot));
+        match join.filter(|t| t.joins_burst()) {
+            Some(turn) => inv
+                .arg(turn.debounce().as_millis() as u64)
+                .arg(turn.payload.as_ref())
+                .arg(self.limits.max_turn_chain_bytes()),
+            None => inv.arg("").arg("").arg(0),
+        };
+        inv.arg(idem.map(Idempotency::digest_hex).unwrap_or_default())
+            .arg(self.limits.idempotency_window.as_millis() as u64);
         self.invoke(&mut inv, wire::lock).await
     }
 
-    /// One attempt that does not queue: the lock, or `None` when it is held
-    /// (or promised to a waiter).
+    /// One attempt that does not queue: the lock (or the answer of the
+    /// grant made under its key), LOCK_HELD when it is held (or promised to
+    /// a waiter), or the key's refusal.
     async fn try_once(
         &self,
         keys: &Keys,
         token: String,
         lease: Duration,
-    ) -> Result<Option<LockGrant>, Fault> {
-        match self.attempt(keys, &token, lease, TRY).await? {
+        idem: Option<&Idempotency>,
+    ) -> Result<Result<LockGrant>, Fault> {
+        match self.attempt(keys, &token, lease, TRY, None, idem).await? {
             LockReply::Granted {
                 fence,
                 lease_expires_ms,
                 session,
+                superseded,
             } => {
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
-                Ok(Some(LockGrant {
+                Ok(Ok(LockGrant {
                     token,
                     fence,
                     lease_expires_ms,
                     session,
+                    superseded,
+                    replayed: false,
                 }))
             }
-            LockReply::Held => Ok(None),
-            LockReply::Queued { .. } => Err(Fault::Protocol(
+            LockReply::Held => {
+                self.stats.lock_contended.fetch_add(1, Relaxed);
+                Ok(Err(Error::LockHeld))
+            }
+            LockReply::Replayed(grant) => Ok(Ok(grant)),
+            LockReply::KeyReused => Ok(Err(reused(idem))),
+            LockReply::Queued { .. } | LockReply::Superseded => Err(Fault::Protocol(
                 "lock script queued an attempt not to wait".into(),
             )),
         }
@@ -503,6 +520,14 @@ fn pool(info: &redis::ConnectionInfo, config: &RedisSettings, timeout: Duration)
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| Error::StoreUnavailable(format!("cannot create the Redis pool: {e}")))
+}
+
+/// The refusal of a lock's idempotency key sent with another request.
+fn reused(idem: Option<&Idempotency>) -> Error {
+    match idem {
+        Some(idem) => idem.reused(),
+        None => Error::Internal("a lock key reused without an idempotency key".into()),
+    }
 }
 
 /// The Redis Cluster slot of a session's keys (the slot of its hash tag).

@@ -418,3 +418,76 @@ async fn cached(c: &mut Client, id: &str) -> Result<bool, tonic::Code> {
         .map(|r| r.from_cache)
         .map_err(|s| s.code())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_stops_only_its_own_sessions() {
+    // No failover while the master is frozen: the cluster still counts on
+    // it, as it would for a master stalled by a slow disk or a long command.
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut args = cluster.args();
+    args.extend(["--redis-timeout".into(), "300ms".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Process::start(free_port(), &args);
+    feeds_up(std::slice::from_ref(&p)).await;
+    // Sessions on every master, found before anything hangs (the helpers
+    // ask the nodes).
+    let (ids, hung, cluster) = tokio::task::spawn_blocking(move || {
+        let on = |id: &str| cluster.owner(slot_of(&cluster, id)).0;
+        let ids: Vec<(String, u16)> = (0..30)
+            .map(|i| format!("hang-{i}"))
+            .map(|id| {
+                let port = on(&id);
+                (id, port)
+            })
+            .collect();
+        let hung = ids[0].1;
+        (ids, hung, cluster)
+    })
+    .await
+    .unwrap();
+    let mut c = p.client().await;
+    for (id, _) in &ids {
+        c.update_session(set(id, &[("n", "1")])).await.unwrap();
+    }
+
+    let node = cluster.nodes.iter().find(|n| n.port == hung).unwrap();
+    node.pause();
+    // For a few seconds, every call on another master's sessions succeeds,
+    // while those of the hung one's fail within the timeout.
+    let until = Instant::now() + Duration::from_secs(4);
+    let (mut ok, mut failed_elsewhere, mut failed_hung) = (0, Vec::new(), 0);
+    while Instant::now() < until {
+        for (id, port) in &ids {
+            let r = c.update_session(set(id, &[("n", "2")])).await;
+            match (r, *port == hung) {
+                (Ok(_), false) => ok += 1,
+                (Err(e), false) => failed_elsewhere.push(e.code()),
+                (Err(e), true) => {
+                    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                    failed_hung += 1;
+                }
+                (Ok(_), true) => panic!("a write to a frozen master succeeded"),
+            }
+        }
+    }
+    node.resume();
+    assert!(failed_hung > 0);
+    assert!(
+        failed_elsewhere.is_empty(),
+        "{} calls to live masters failed while another hung ({ok} succeeded): {:?}",
+        failed_elsewhere.len(),
+        &failed_elsewhere[..failed_elsewhere.len().min(5)]
+    );
+    // Once it answers again, so do its sessions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .update_session(set(&ids[0].0, &[("n", "3")]))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the master never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

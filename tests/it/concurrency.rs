@@ -132,6 +132,7 @@ async fn fifo_order_and_cancelled_waiters(b: Backend) {
                 lease_ms: 10_000,
                 wait_ms: 20_000,
                 rate_limit: None,
+                ..Default::default()
             });
             if i == 4 {
                 // This caller's own deadline runs out while it is queued.

@@ -44,5 +44,5 @@ fn readme_snippets_are_the_examples() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 3, "two Python snippets and one Node snippet");
+    assert_eq!(checked, 4, "three Python snippets and one Node snippet");
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use sessiond::pb::*;
 
+mod turns;
+
 use crate::support::{
     Client, Process, Redis, client, counter_of, free_port, get, lock, set, unlock,
 };

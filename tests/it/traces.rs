@@ -134,6 +134,7 @@ async fn calls_become_child_spans(backend: Backend) {
             lease_ms: 10_000,
             wait_ms: 10_000,
             rate_limit: None,
+            ..Default::default()
         };
         c2.lock_session(traced(req, T2, P2, "01")).await
     });

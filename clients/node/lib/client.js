@@ -114,6 +114,12 @@ function toWatchEvent(res) {
   return e;
 }
 
+const TURN_POLICY = {
+  FIFO: 'TURN_POLICY_FIFO',
+  LATEST_WINS: 'TURN_POLICY_LATEST_WINS',
+  DEBOUNCE: 'TURN_POLICY_DEBOUNCE',
+};
+
 const CONSISTENCY = {
   cached: 'CONSISTENCY_CACHED',
   strong: 'CONSISTENCY_STRONG',
@@ -224,23 +230,39 @@ class Client {
   }
 
   /**
-   * LockSession. waitMs 0 = try once (LockHeld when held); > 0 = FIFO wait
+   * LockSession. waitMs 0 = try once (LockHeld when held); > 0 = wait
    * (LockWaitTimeout when it runs out). The call's deadline is timeoutMs + waitMs.
    * rateLimit ({ name, perSecond, burst, cost, namespaceScope }, as checkRate
    * takes) is checked first: RateLimited when it refuses, nothing queued for.
+   * policy 'LATEST_WINS' or 'DEBOUNCE' (with debounceMs of quiet) makes this
+   * waiter the newest of the session's burst, with payload attached: a newer
+   * one supersedes it (Superseded), and the one granted gets the others'
+   * payloads in supersededPayloads, oldest first. idempotencyKey: a repeat
+   * within the server's window gets the first grant's answer (replayed: true),
+   * and the call is then retried on any UNAVAILABLE.
    */
   async lock(sessionId, opts = {}) {
-    const { leaseMs = 0, waitMs = 0, rateLimit } = opts;
-    const req = { sessionId, leaseMs, waitMs };
+    const {
+      leaseMs = 0, waitMs = 0, rateLimit, policy = 'FIFO', debounceMs = 0, payload, idempotencyKey = '',
+    } = opts;
+    if (!(policy in TURN_POLICY)) throw new TypeError('policy must be "FIFO", "LATEST_WINS" or "DEBOUNCE"');
+    const req = {
+      sessionId, leaseMs, waitMs, policy: TURN_POLICY[policy], debounceMs, idempotencyKey,
+    };
+    if (payload !== undefined) req.payload = Buffer.from(payload);
     if (rateLimit) req.rateLimit = rateLimitOf(rateLimit);
     const res = await this._call(this._session, 'LockSession', req, opts, {
       extraMs: waitMs,
+      guards: { idempotencyKey: idempotencyKey !== '' },
     });
     return {
       lockToken: res.lockToken,
       fencingToken: BigInt(res.fencingToken),
       leaseExpiresAt: toDate(res.leaseExpiresAt),
       session: toSession(res.session),
+      supersededPayloads: (res.supersededPayloads || []).map((p) => Buffer.from(p)),
+      supersededDropped: res.supersededDropped || 0,
+      replayed: Boolean(res.replayed),
     };
   }
 
@@ -267,7 +289,11 @@ class Client {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }
     const res = await this._call(this._session, 'UpdateSession', req, opts, {
-      guards: { lockToken: lockToken !== '', expectedVersion: req.expectedVersion !== undefined },
+      guards: {
+        lockToken: lockToken !== '',
+        expectedVersion: req.expectedVersion !== undefined,
+        idempotencyKey: idempotencyKey !== '',
+      },
     });
     return { version: BigInt(res.version), expiresAt: toDate(res.expiresAt), opValues: res.opValues ?? [] };
   }
@@ -284,7 +310,11 @@ class Client {
       req.expectedVersion = toUint64String(expectedVersion, 'expectedVersion');
     }
     const res = await this._call(this._session, 'DeleteSession', req, opts, {
-      guards: { lockToken: lockToken !== '', expectedVersion: req.expectedVersion !== undefined },
+      guards: {
+        lockToken: lockToken !== '',
+        expectedVersion: req.expectedVersion !== undefined,
+        idempotencyKey: idempotencyKey !== '',
+      },
     });
     return { deleted: res.deleted };
   }

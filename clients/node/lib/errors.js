@@ -60,6 +60,12 @@ class VersionMismatch extends SessiondError {
 class LockHeld extends SessiondError {}
 class LockLost extends SessiondError {}
 class LockWaitTimeout extends SessiondError {}
+/**
+ * ABORTED / SUPERSEDED: a newer LockSession of the session's burst (LATEST_WINS
+ * or DEBOUNCE) took this waiter's turn; it carries this call's payload on, so
+ * leave the turn to it. Never retried.
+ */
+class Superseded extends SessiondError {}
 class DeadlineExceeded extends SessiondError {}
 class Overloaded extends SessiondError {}
 /**
@@ -130,6 +136,9 @@ const BY_REASON = {
   LOCK_HELD: LockHeld,
   LOCK_LOST: LockLost,
   LOCK_WAIT_TIMEOUT: LockWaitTimeout,
+  SUPERSEDED: Superseded,
+  INVALID_TURN_POLICY: InvalidArgument,
+  INVALID_DEBOUNCE: InvalidArgument,
   OVERLOADED: Overloaded,
   QUOTA_EXCEEDED: QuotaExceeded,
   RATE_LIMITED: RateLimited,
@@ -200,6 +209,7 @@ module.exports = {
   LockHeld,
   LockLost,
   LockWaitTimeout,
+  Superseded,
   DeadlineExceeded,
   Overloaded,
   QuotaExceeded,

@@ -22,6 +22,11 @@ const REPLAY_SAFE = new Set(['GetSession', 'GetStats', 'RefreshLock', 'UnlockSes
 // the state it made itself, as nobody else can write meanwhile).
 const GUARDABLE_WRITES = new Set(['UpdateSession', 'DeleteSession']);
 
+// Calls that an idempotency key makes replay-safe: a replay within the
+// server's window gets the first answer (a write's, or a lock's grant) and is
+// not applied again.
+const KEYED = new Set(['UpdateSession', 'DeleteSession', 'LockSession']);
+
 // What updateWithRetry starts over on: nothing was written.
 const CONFLICTS = new Set(['VERSION_MISMATCH', 'LOCK_HELD']);
 
@@ -45,16 +50,17 @@ function outcomeUnknown(code, reason) {
 
 /**
  * Whether an attempt of `method` (the RPC's name) that failed with code/reason
- * may be sent again. `guards` says which of lockToken / expectedVersion the
- * request carried (releaseLock does not matter: alone it is no guard, with a
- * token a replay is refused with LOCK_LOST).
+ * may be sent again. `guards` says which of lockToken / expectedVersion /
+ * idempotencyKey the request carried (releaseLock does not matter: alone it is
+ * no guard, with a token a replay is refused with LOCK_LOST).
  */
-function shouldRetry(method, code, reason, { lockToken = false, expectedVersion = false } = {}) {
+function shouldRetry(method, code, reason, { lockToken = false, expectedVersion = false, idempotencyKey = false } = {}) {
   if (code !== Code.UNAVAILABLE) return false;
   if (NOTHING_DONE.has(reason)) return true;
   if (REPLAY_SAFE.has(method)) return true;
+  if (KEYED.has(method) && idempotencyKey) return true;
   if (GUARDABLE_WRITES.has(method)) return Boolean(lockToken || expectedVersion);
-  return false; // LockSession: a lost grant would be a lock nobody knows of
+  return false; // LockSession without a key: a lost grant would be a lock nobody knows of
 }
 
 /**

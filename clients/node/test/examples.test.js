@@ -115,6 +115,15 @@ test('seed 002, inorder mode: all three are handled, in arrival order', async ()
   assert.equal(readmeBlocks().find((b) => b.key === 'node echo-bot.js inorder').body, out);
 });
 
+for (const mode of ['latest', 'debounce', 'dedupe']) {
+  test(`the echo bot's ${mode} mode answers as its README shows`, async () => {
+    const user = uniqueId(mode);
+    const out = await runExample('echo-bot.js', [mode, server.target, user]);
+    assert.equal(readmeBlocks().find((b) => b.key === `node echo-bot.js ${mode}`).body, out);
+    if (mode === 'dedupe') assert.deepEqual(await history(user), MESSAGES, 'each event handled once');
+  });
+}
+
 test('seed 002 for two users at once: each user is locked alone, neither waits for the other', async () => {
   // Two bot processes, one user each, one in each mode: the "inorder" user's
   // queue and the "drop" user's busy answers do not leak into each other.

@@ -228,13 +228,14 @@ function invoke(c, { call, guards }) {
     lockToken: guards.includes('lock_token') ? 't' : '',
     expectedVersion: guards.includes('expected_version') ? 3 : undefined,
     releaseLock: guards.includes('release_lock'),
+    idempotencyKey: guards.includes('idempotency_key') ? 'evt-1' : '',
   };
   return {
     GetSession: () => c.get('a'),
     GetStats: () => c.stats(),
     RefreshLock: () => c.refresh('a', 't'),
     UnlockSession: () => c.unlock('a', 't'),
-    LockSession: () => c.lock('a'),
+    LockSession: () => c.lock('a', { idempotencyKey: g.idempotencyKey }),
     UpdateSession: () => c.update('a', { set: { x: 'y' }, ...g }),
     DeleteSession: () => c.delete('a', g),
     CheckRate: () => c.checkRate('a'),
@@ -247,6 +248,7 @@ test('shouldRetry agrees with every row of clients/retry-policy.json', () => {
     const got = policy.shouldRetry(row.call, grpc.status[row.code], row.reason, {
       lockToken: row.guards.includes('lock_token'),
       expectedVersion: row.guards.includes('expected_version'),
+      idempotencyKey: row.guards.includes('idempotency_key'),
     });
     assert.equal(got, row.retry, rowId(row));
   }

@@ -16,6 +16,24 @@ from .v1 import admin_pb2, session_pb2
 Seconds = Union[float, int, _dt.timedelta]
 
 
+class TurnPolicy(enum.Enum):
+    """How a LockSession waiter takes its turn (see session.proto)."""
+
+    FIFO = session_pb2.TURN_POLICY_FIFO
+    LATEST_WINS = session_pb2.TURN_POLICY_LATEST_WINS
+    DEBOUNCE = session_pb2.TURN_POLICY_DEBOUNCE
+
+
+def turn_policy(policy: Union["TurnPolicy", str]) -> int:
+    """The proto value of a policy given as a TurnPolicy or its name."""
+    if isinstance(policy, str):
+        try:
+            policy = TurnPolicy[policy.upper()]
+        except KeyError:
+            raise ValueError(f"unknown turn policy {policy!r}: use FIFO, LATEST_WINS or DEBOUNCE") from None
+    return policy.value
+
+
 class Consistency(enum.Enum):
     """How fresh a GetSession read must be (see session.proto)."""
 
@@ -51,6 +69,13 @@ class Lock:
     # The session when the lock was granted (a STRONG read); None if it does
     # not exist yet.
     session: Optional[Session]
+    # The payloads of the waiters this grant superseded (LATEST_WINS or
+    # DEBOUNCE), oldest first, and how many older ones the server dropped.
+    superseded_payloads: Tuple[bytes, ...] = ()
+    superseded_dropped: int = 0
+    # True when this is the answer of an earlier lock with the same
+    # idempotency_key (no new grant: a replayed event, or a retry).
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -295,6 +320,9 @@ def lock_from_pb(session_id: str, pb: session_pb2.LockSessionResponse) -> Lock:
         fencing_token=pb.fencing_token,
         lease_expires_at=timestamp(pb.lease_expires_at, pb.HasField("lease_expires_at")),
         session=session_from_pb(pb.session) if pb.HasField("session") else None,
+        superseded_payloads=tuple(pb.superseded_payloads),
+        superseded_dropped=pb.superseded_dropped,
+        replayed=pb.replayed,
     )
 
 

@@ -30,6 +30,11 @@ REPLAY_SAFE = frozenset({"GetSession", "GetStats", "RefreshLock", "UnlockSession
 # the state it made itself, as nobody else can write meanwhile).
 GUARDABLE_WRITES = frozenset({"UpdateSession", "DeleteSession"})
 
+# Calls that an idempotency key makes replay-safe: a replay within the
+# server's window gets the first answer (a write's, or a lock's grant) and is
+# not applied again.
+KEYED = frozenset({"UpdateSession", "DeleteSession", "LockSession"})
+
 # What update_with_retry starts over on: nothing was written.
 CONFLICTS = frozenset({"VERSION_MISMATCH", "LOCK_HELD"})
 
@@ -51,20 +56,24 @@ def should_retry(
     *,
     lock_token: bool = False,
     expected_version: bool = False,
+    idempotency_key: bool = False,
 ) -> bool:
     """Whether an attempt of `method` (the RPC's name) that failed with
-    `code`/`reason` may be sent again. `lock_token` / `expected_version` say
-    which guards the request carried; `release_lock` does not matter (alone it
-    is no guard, with a token the replay is refused with LOCK_LOST)."""
+    `code`/`reason` may be sent again. `lock_token` / `expected_version` /
+    `idempotency_key` say which guards the request carried; `release_lock`
+    does not matter (alone it is no guard, with a token the replay is refused
+    with LOCK_LOST)."""
     if code != grpc.StatusCode.UNAVAILABLE:
         return False
     if reason in NOTHING_DONE:
         return True
     if method in REPLAY_SAFE:
         return True
+    if method in KEYED and idempotency_key:
+        return True
     if method in GUARDABLE_WRITES:
         return lock_token or expected_version
-    return False  # LockSession: a lost grant would be a lock nobody knows of
+    return False  # LockSession without a key: a lost grant would be a lock nobody knows of
 
 
 def restarts_conflict(reason: Optional[str], maybe_applied: bool) -> bool:

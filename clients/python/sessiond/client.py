@@ -25,6 +25,7 @@ from . import errors
 from ._admin import Inspection, inspection_from_pb
 from ._common import (
     Consistency,
+    TurnPolicy,
     Lock,
     LockedSession,
     RateAdmitted,
@@ -110,6 +111,7 @@ class Client:
         timeout: Optional[float],
         lock_token: bool = False,
         expected_version: bool = False,
+        idempotency_key: bool = False,
     ) -> Any:
         """One RPC with a deadline per attempt, retried as `_retry.should_retry`
         says. The error raised has `maybe_applied` set when an earlier attempt
@@ -125,7 +127,12 @@ class Client:
             except grpc.RpcError as e:
                 exc = errors.from_rpc_error(e, maybe_applied=unknown)
                 if attempt < self.retry_policy.retries and _retry.should_retry(
-                    name, exc.code, exc.reason, lock_token=lock_token, expected_version=expected_version
+                    name,
+                    exc.code,
+                    exc.reason,
+                    lock_token=lock_token,
+                    expected_version=expected_version,
+                    idempotency_key=idempotency_key,
                 ):
                     unknown = unknown or _retry.outcome_unknown(exc.code, exc.reason)
                     _io.sleep(self.retry_policy.backoff(attempt))
@@ -169,10 +176,11 @@ class Client:
         result's `op_values` has their new values. `idempotency_key` (e.g. the
         event id): a repeat within the server's window gets the first answer.
 
-        Retried on any UNAVAILABLE only when guarded by `expected_version` or
-        `lock_token`: a replay of a write that landed is then refused (or, under
-        the lock, lands on the state it made itself). An unguarded write is
-        retried on SHUTTING_DOWN only.
+        Retried on any UNAVAILABLE only when guarded by `expected_version`,
+        `lock_token` or `idempotency_key`: a replay of a write that landed is
+        then refused, lands on the state it made itself (under the lock), or
+        gets the first answer (the key). An unguarded write is retried on
+        SHUTTING_DOWN only.
         """
         req = c.update_request(
             session_id,
@@ -191,6 +199,7 @@ class Client:
             timeout=timeout,
             lock_token=bool(lock_token),
             expected_version=expected_version is not None,
+            idempotency_key=bool(idempotency_key),
         )
         return c.update_from_pb(resp)
 
@@ -215,6 +224,7 @@ class Client:
             timeout=timeout,
             lock_token=bool(lock_token),
             expected_version=expected_version is not None,
+            idempotency_key=bool(idempotency_key),
         )
         return resp.deleted
 
@@ -225,26 +235,44 @@ class Client:
         lease: Optional[Seconds] = None,
         wait: Seconds = 0,
         rate_limit: Optional[session_pb2.RateLimit] = None,
+        policy: Union[TurnPolicy, str] = TurnPolicy.FIFO,
+        debounce: Optional[Seconds] = None,
+        payload: bytes = b"",
+        idempotency_key: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> Lock:
         """LockSession. `wait` 0 tries once (LockHeld when busy); > 0 queues
-        FIFO for up to `wait` seconds (LockWaitTimeout). `lease` None is the
+        for up to `wait` seconds (LockWaitTimeout). `lease` None is the
         server's default. The call's deadline is `wait` + `timeout`.
         `rate_limit` (see `sessiond.rate_limit`) is checked first: RateLimited
         when it refuses, and then nothing is locked or queued for.
 
-        Retried on SHUTTING_DOWN only: a grant whose answer was lost would leave
-        a lock that nobody knows of until its lease ends, and a retry would
-        meet it as LockHeld or queue behind it.
+        `policy` LATEST_WINS or DEBOUNCE (with `debounce` seconds of quiet)
+        makes this waiter the newest of the session's burst, with `payload`
+        attached (e.g. the message): a newer one supersedes it (Superseded),
+        and the one granted gets the others' payloads in
+        `superseded_payloads`, oldest first.
+
+        `idempotency_key` (e.g. the event id): a repeat within the server's
+        window gets the first grant's answer with `replayed` set (the same
+        token, the lock it holds if that grant still holds it). Retried on any
+        UNAVAILABLE with a key; without one on SHUTTING_DOWN only: a grant
+        whose answer was lost would leave a lock that nobody knows of until
+        its lease ends, and a retry would meet it as LockHeld or queue behind
+        it.
         """
         req = session_pb2.LockSessionRequest(
             session_id=session_id,
             lease_ms=c.millis(lease, "lease"),
             wait_ms=c.millis(wait, "wait"),
             rate_limit=rate_limit,
+            policy=c.turn_policy(policy),
+            debounce_ms=c.millis(debounce, "debounce"),
+            payload=payload,
+            idempotency_key=idempotency_key or "",
         )
         deadline = (self.timeout if timeout is None else timeout) + (c.seconds(wait) or 0.0)
-        resp = self._call("LockSession", req, timeout=deadline)
+        resp = self._call("LockSession", req, timeout=deadline, idempotency_key=bool(idempotency_key))
         return c.lock_from_pb(session_id, resp)
 
     def unlock(self, session_id: str, token: str, *, timeout: Optional[float] = None) -> None:

@@ -156,6 +156,16 @@ class FieldNotList(FieldOpRefused):
     """FIELD_NOT_LIST: an append to a field that does not hold a list."""
 
 
+class InvalidTurnPolicy(InvalidArgument):
+    """INVALID_TURN_POLICY: a LockSession's policy is unknown, or LATEST_WINS /
+    DEBOUNCE without a wait, or a payload with FIFO."""
+
+
+class InvalidDebounce(InvalidArgument):
+    """INVALID_DEBOUNCE: a LockSession's debounce is out of 1 ms..60 s, not
+    below its wait, or given without DEBOUNCE."""
+
+
 class InvalidIdempotencyKey(InvalidArgument):
     """INVALID_IDEMPOTENCY_KEY: the key is empty-but-set, over 256 bytes or has control characters."""
 
@@ -192,6 +202,12 @@ class LockHeld(LockError):
 
 class LockLost(LockError):
     """LOCK_LOST: the token no longer holds the lock: stop working on the session."""
+
+
+class Superseded(SessiondError):
+    """ABORTED / SUPERSEDED: a newer LockSession of the session's burst
+    (LATEST_WINS or DEBOUNCE) took this waiter's turn; it carries this call's
+    payload on, so leave the turn to it. Never retried."""
 
 
 class LockWaitTimeout(SessiondError):
@@ -306,6 +322,9 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "LOCK_HELD": LockHeld,
     "LOCK_LOST": LockLost,
     "LOCK_WAIT_TIMEOUT": LockWaitTimeout,
+    "SUPERSEDED": Superseded,
+    "INVALID_TURN_POLICY": InvalidTurnPolicy,
+    "INVALID_DEBOUNCE": InvalidDebounce,
     "OVERLOADED": Overloaded,
     "QUOTA_EXCEEDED": QuotaExceeded,
     "RATE_LIMITED": RateLimited,

@@ -100,6 +100,30 @@ def test_the_example_runs_as_shown(server, sid, mode):
     assert lines == want
 
 
+@pytest.mark.parametrize("mode", ["latest", "debounce"])
+def test_a_burst_is_answered_once_as_shown(server, sid, mode):
+    """`python echo_bot.py --mode latest|debounce`: messages 0.2 s apart, each
+    answer taking 1 s, a second of quiet for debounce. Latest: the 1st is
+    answered at once, the 3rd supersedes the 2nd and answers both; debounce:
+    the 3rd answers all three once the user paused."""
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "echo_bot.py"), "--target", server.target, "--mode", mode, "--user", sid],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    t = ["What is diabetes?", "Actually, tell me about cancer", "Never mind, explain heart disease"]
+    if mode == "latest":
+        want = [
+            f"{t[0]!r} -> echo (1 messages): {t[0]}",
+            f"{t[1]!r} -> {echo_bot.SUPERSEDED}",
+            f"{t[2]!r} -> echo (2 messages): {t[1]} / {t[2]}",
+        ]
+    else:
+        want = [f"{t[0]!r} -> {echo_bot.SUPERSEDED}", f"{t[1]!r} -> {echo_bot.SUPERSEDED}",
+                f"{t[2]!r} -> echo (3 messages): {t[0]} / {t[1]} / {t[2]}"]
+    assert out.stdout.splitlines() == want
+
+
 def test_dedupe_counts_each_event_once_however_often_delivered(server, client, sid):
     counts = echo_bot.deliver_twice(client, sid, TEXTS)
     for a, b in counts:

@@ -44,6 +44,7 @@ def test_should_retry_agrees_with_the_fixture(row):
         row["reason"],
         lock_token="lock_token" in row["guards"],
         expected_version="expected_version" in row["guards"],
+        idempotency_key="idempotency_key" in row["guards"],
     )
     assert got is row["retry"]
 
@@ -56,7 +57,11 @@ def test_the_fixture_covers_every_call_and_guard_combination():
     assert calls == unary | {"GetStats"}
     for write in ("UpdateSession", "DeleteSession"):
         guards = {tuple(r["guards"]) for r in ROWS if r["call"] == write}
-        assert len(guards) == 7, guards  # every non-empty subset of 3 guards, and none
+        # the 7 of lock_token, expected_version and release_lock, and an
+        # idempotency key alone or with release_lock
+        assert len(guards) == 9, guards
+        assert {("idempotency_key",), ("idempotency_key", "release_lock")} <= guards
+    assert {tuple(r["guards"]) for r in ROWS if r["call"] == "LockSession"} == {(), ("idempotency_key",)}
     statuses = {(r["code"], r["reason"]) for r in ROWS}
     for call in calls:
         assert {(r["code"], r["reason"]) for r in ROWS if r["call"] == call} == statuses, call
@@ -118,13 +123,14 @@ def invoke(client, call, guards):
         "lock_token": "tok" if "lock_token" in guards else None,
         "expected_version": 3 if "expected_version" in guards else None,
         "release_lock": "release_lock" in guards,
+        "idempotency_key": "evt-1" if "idempotency_key" in guards else None,
     }
     return {
         "GetSession": lambda: client.get("u"),
         "GetStats": lambda: client.stats(),
         "RefreshLock": lambda: client.refresh("u", "tok"),
         "UnlockSession": lambda: client.unlock("u", "tok"),
-        "LockSession": lambda: client.lock("u", wait=0),
+        "LockSession": lambda: client.lock("u", wait=0, idempotency_key=g["idempotency_key"]),
         "UpdateSession": lambda: client.update("u", {"a": b"1"}, **g),
         "DeleteSession": lambda: client.delete("u", **g),
         "CheckRate": lambda: client.check_rate("u"),
@@ -274,12 +280,13 @@ def test_real_store_unavailable_is_retried_as_the_row_says(storeless, row):
             "lock_token": token if "lock_token" in row["guards"] else None,
             "expected_version": 3 if "expected_version" in row["guards"] else None,
             "release_lock": "release_lock" in row["guards"],
+            "idempotency_key": "evt-1" if "idempotency_key" in row["guards"] else None,
         }
         call = {
             "GetSession": lambda: client.get("never-read"),
             "RefreshLock": lambda: client.refresh("u", token),
             "UnlockSession": lambda: client.unlock("u", token),
-            "LockSession": lambda: client.lock("u", wait=0),
+            "LockSession": lambda: client.lock("u", wait=0, idempotency_key=g["idempotency_key"]),
             "UpdateSession": lambda: client.update("u", {"a": b"1"}, **g),
             "DeleteSession": lambda: client.delete("u", **g),
             "CheckRate": lambda: client.check_rate("u"),

@@ -224,6 +224,7 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "maxFields" "SESSIOND_MAX_FIELDS"
   "maxFieldBytes" "SESSIOND_MAX_FIELD_BYTES"
   "maxSessionBytes" "SESSIOND_MAX_SESSION_BYTES"
+  "maxTurnPayloadBytes" "SESSIOND_MAX_TURN_PAYLOAD_BYTES"
   "maxConcurrentCalls" "SESSIOND_MAX_CONCURRENT_CALLS"
   "maxConnections" "SESSIOND_MAX_CONNECTIONS"
   "maxStreamsPerConnection" "SESSIOND_MAX_STREAMS_PER_CONNECTION"

@@ -327,6 +327,7 @@ async fn rmw(
             lease_ms: 5000,
             wait_ms: 30_000,
             rate_limit: None,
+            ..Default::default()
         })
         .await?
         .into_inner();

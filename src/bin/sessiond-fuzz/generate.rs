@@ -94,6 +94,7 @@ fn message(rng: &mut Rng, method: &str) -> Vec<u8> {
             lease_ms: lease(rng),
             wait_ms: rng.pick(&[0, 0, 1, 50, 60_000, 60_001, u32::MAX], 0),
             rate_limit: None,
+            ..Default::default()
         }
         .encode_to_vec(),
         "UpdateSession" => update(rng).encode_to_vec(),

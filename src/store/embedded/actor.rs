@@ -27,6 +27,7 @@ use crate::watch::{Entry, Logged};
 
 mod apply;
 mod command;
+mod lock_keys;
 mod quota;
 mod watched;
 

@@ -1,5 +1,6 @@
 //! The lock table of the embedded store: who holds each session's lock, until
-//! when, and the FIFO queue of those waiting for it.
+//! when, the queue of those waiting for it, and its burst (the newest waiter
+//! that asked for LATEST_WINS or DEBOUNCE, see `burst`).
 //!
 //! It lives in memory only and is owned by the actor, the one thread that
 //! applies every command, so it needs no synchronisation. It knows nothing of
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use super::actor::Reply;
 use super::outcome::Refusal;
-use crate::session::LockGrant;
+use crate::session::{Idempotency, LockGrant};
 use crate::stats::Stats;
 
+mod burst;
 mod inspect;
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,8 @@ pub(super) struct Waiter {
     pub lease: Duration,
     pub since: Instant,
     pub reply: Reply<LockGrant>,
+    /// Its LockSession's idempotency key: its grant is recorded under it.
+    pub idem: Option<Idempotency>,
 }
 
 /// What a token-guarded step needs to know of the lock its token holds.
@@ -60,6 +64,8 @@ struct Holder {
 struct LockState {
     holder: Option<Holder>,
     queue: VecDeque<Waiter>,
+    /// The burst's waiter, while one may be queued (see `burst`).
+    burst: Option<burst::Burst>,
 }
 
 impl LockState {
@@ -84,6 +90,8 @@ enum Undo {
     Held(Vec<u8>, Instant, Held),
     /// The batch queued the waiter with this token.
     Queued(Vec<u8>, String),
+    /// The burst had been this.
+    Burst(Vec<u8>, Option<burst::Burst>),
 }
 
 fn live<'a>(
@@ -223,6 +231,29 @@ impl LockTable {
             .push(Undo::Held(key.to_vec(), before.0, before.1));
     }
 
+    /// When `token`'s lease ends (ms since the epoch), if it holds the lock.
+    pub(super) fn held_until(&mut self, key: &[u8], token: &str, now: Instant) -> Option<i64> {
+        let h = self.live(key, now)?.holder.as_ref()?;
+        (h.token == token).then_some(h.held.until_ms)
+    }
+
+    /// Takes out of `key`'s queue the waiters of the lock key `idem` (a
+    /// grant under it was just made): they get its answer instead.
+    pub(super) fn take_same_key(&mut self, key: &[u8], idem: &Idempotency) -> Vec<Waiter> {
+        let Some(state) = self.locks.get_mut(key) else {
+            return Vec::new();
+        };
+        let same_key = |w: &Waiter| w.idem.as_ref().is_some_and(|i| i.key == idem.key);
+        if !state.queue.iter().any(same_key) {
+            return Vec::new();
+        }
+        let (same, rest): (VecDeque<Waiter>, VecDeque<Waiter>) = std::mem::take(&mut state.queue)
+            .into_iter()
+            .partition(same_key);
+        state.queue = rest;
+        same.into()
+    }
+
     /// Frees the lock (whoever holds it); its waiters stay queued.
     pub(super) fn release(&mut self, key: &[u8]) {
         if let Some(before) = self.locks.get_mut(key).and_then(|s| s.holder.take()) {
@@ -240,6 +271,10 @@ impl LockTable {
         state.queue.retain(|w| w.token != token);
         let left_queue = state.queue.len() < before;
         let holds = state.holder.as_ref().is_some_and(|h| h.token == token);
+        // The burst's payloads end with its waiter (see TurnPolicy).
+        if state.burst.as_ref().is_some_and(|b| b.token == token) {
+            state.burst = None;
+        }
         if left_queue || holds {
             self.stats.lock_waits_abandoned.fetch_add(1, Relaxed);
         }
@@ -250,15 +285,22 @@ impl LockTable {
     }
 
     /// The first waiter still waiting, taken off the queue, if the lock is
-    /// free; the caller grants it the lock (or puts it back with
+    /// free and that waiter is not waiting out a quiet period (DEBOUNCE);
+    /// the caller grants it the lock (or puts it back with
     /// [`LockTable::requeue`]).
-    pub(super) fn next_waiter(&mut self, key: &[u8]) -> Option<Waiter> {
+    pub(super) fn next_waiter(&mut self, key: &[u8], now: Instant) -> Option<Waiter> {
         let state = self.locks.get_mut(key)?;
         if state.holder.is_some() {
             return None;
         }
         // A closed reply gave up; its Abandon is on the way.
-        std::iter::from_fn(|| state.queue.pop_front()).find(|w| !w.reply.is_closed())
+        while state.queue.front().is_some_and(|w| w.reply.is_closed()) {
+            state.queue.pop_front();
+        }
+        if state.quiet_until().is_some_and(|t| t > now) {
+            return None;
+        }
+        state.queue.pop_front()
     }
 
     /// Drops the entry of a lock that nobody holds or waits for; true if it
@@ -289,12 +331,16 @@ impl LockTable {
     }
 
     /// The earliest lease that, when it runs out, must hand the lock to a
-    /// waiter.
+    /// waiter, or quiet period that, when it ends, must grant a free lock to
+    /// the burst's waiter.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.locks
             .values()
             .filter(|s| !s.queue.is_empty())
-            .filter_map(|s| s.holder.as_ref().map(|h| h.deadline))
+            .filter_map(|s| match &s.holder {
+                Some(h) => Some(h.deadline),
+                None => s.quiet_until(),
+            })
             .min()
     }
 
@@ -331,6 +377,10 @@ impl LockTable {
                     if let Some(h) = holder {
                         (h.deadline, h.held) = (deadline, held);
                     }
+                    key
+                }
+                Undo::Burst(key, before) => {
+                    self.locks.entry(key.clone()).or_default().burst = before;
                     key
                 }
                 Undo::Queued(key, token) => {

@@ -40,7 +40,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(super) use idempotency::{Earlier, earlier, remember};
+pub(super) use idempotency::{
+    Earlier, EarlierGrant, earlier, earlier_grant, remember, remember_grant,
+};
 pub(super) use meta::{drop_if_unwritten, next_fence};
 pub(super) use rates::check as check_rate;
 pub(super) use session::{

@@ -16,7 +16,7 @@ use tonic::Code;
 use super::tables::SESSIONS;
 use super::{EmbeddedStore, encode_key};
 use crate::error::Error;
-use crate::session::{Guards, Limits, Mutation, Session, SessionKey};
+use crate::session::{Guards, Limits, LockRequest, Mutation, Session, SessionKey};
 use crate::stats::Stats;
 
 mod full_disk;
@@ -37,6 +37,7 @@ fn limits() -> Limits {
         quotas: Default::default(),
         idempotency_window: Duration::from_secs(600),
         rate_default: (10.0, 10),
+        max_turn_payload_bytes: 4096,
     }
 }
 
@@ -106,7 +107,10 @@ async fn reads_a_file_written_by_the_first_record_format() {
     assert_eq!(other.expires_ms, 4_949_049_651_953);
 
     // The meta table too: fencing tokens and versions go on from the file.
-    let grant = store.lock(&chat, LEASE, Duration::ZERO).await.unwrap();
+    let grant = store
+        .lock(&chat, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!(grant.fence, 2);
     assert_eq!(grant.session.as_ref(), Some(&s));
     let deleted = key("tenant-x", "user/ü");
@@ -138,16 +142,25 @@ async fn trying_once_is_refused_and_queueing_waits_for_the_release() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(&dir.path().join("s.redb")));
     let k = key("default", "locked");
-    let first = store.lock(&k, LEASE, Duration::ZERO).await.unwrap();
+    let first = store
+        .lock(&k, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!(first.fence, 1);
     assert!(matches!(
-        store.lock(&k, LEASE, Duration::ZERO).await,
+        store
+            .lock(&k, LockRequest::new(LEASE, Duration::ZERO))
+            .await,
         Err(Error::LockHeld)
     ));
 
     let queued = tokio::spawn({
         let (store, k) = (store.clone(), k.clone());
-        async move { store.lock(&k, LEASE, Duration::from_secs(30)).await }
+        async move {
+            store
+                .lock(&k, LockRequest::new(LEASE, Duration::from_secs(30)))
+                .await
+        }
     });
     while store.stats.lock_waiting_now.load(Relaxed) == 0 {
         tokio::task::yield_now().await;
@@ -163,12 +176,18 @@ async fn trying_once_is_refused_and_queueing_waits_for_the_release() {
     // A wait that runs out leaves nothing behind: once the holder releases,
     // the lock is free for a caller that tries once.
     assert!(matches!(
-        store.lock(&k, LEASE, Duration::from_millis(20)).await,
+        store
+            .lock(&k, LockRequest::new(LEASE, Duration::from_millis(20)))
+            .await,
         Err(Error::LockWaitTimeout { waited_ms: 20 })
     ));
     store.unlock(&k, &second.token).await.unwrap();
     assert_eq!(
-        store.lock(&k, LEASE, Duration::ZERO).await.unwrap().fence,
+        store
+            .lock(&k, LockRequest::new(LEASE, Duration::ZERO))
+            .await
+            .unwrap()
+            .fence,
         3
     );
 }

@@ -207,7 +207,11 @@ impl Conns {
     /// Runs `command` on the next slot's connection within `timeout`. A
     /// failure of the connection itself (not an error reply) or a timeout
     /// empties the slot and closes its connection, so that the next call
-    /// through the slot gets a fresh one.
+    /// through the slot gets a fresh one. Not a cluster connection's: it
+    /// holds one connection per node and repairs them itself, and a call
+    /// that failed on one node says nothing of the others; closing it would
+    /// make every call wait for a fresh one, which connects to every node
+    /// given, a hung one too.
     async fn run<T, F>(
         &self,
         target: &Target,
@@ -221,16 +225,18 @@ impl Conns {
         #[allow(clippy::indexing_slicing)]
         // reason: `i` is a remainder of the length, and `new` makes the length at least 1
         let slot = &self.slots[i];
+        let cluster = matches!(self.opener, Opener::Cluster(_));
         let result = tokio::time::timeout(timeout, async {
             let conn = self.connection(target, slot).await?;
             command(conn).await.map_err(|e| {
                 // READONLY: the server was a master and is a replica now
                 // (a failover demoted it); the next connection goes to the
                 // master the sentinels name.
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_unrecoverable_error()
-                    || e.code() == Some("READONLY")
+                if !cluster
+                    && (e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_unrecoverable_error()
+                        || e.code() == Some("READONLY"))
                 {
                     slot.close();
                 }
@@ -241,7 +247,9 @@ impl Conns {
         match result {
             Ok(result) => result,
             Err(_elapsed) => {
-                slot.close();
+                if !cluster {
+                    slot.close();
+                }
                 Err(Fault::Timeout(timeout))
             }
         }

@@ -6,7 +6,9 @@
 
 use super::wire::encode_into;
 use super::{Inner, slots};
-use crate::session::{FieldOp, Guards, Limits, Mutation, OpKind, RateScope, SessionKey};
+use crate::session::{
+    FieldOp, Guards, Idempotency, Limits, Mutation, OpKind, RateScope, SessionKey,
+};
 
 /// The five keys of one session, in the order the scripts expect, the
 /// invalidation subject (the encoded `ns/id`), and on a cluster the slot
@@ -114,15 +116,22 @@ impl Inner {
         g: &Guards,
     ) {
         if let Some(idem) = &g.idempotency {
-            let hex = idem.key_hex();
-            let mut k = String::with_capacity(self.prefix.len() + keys.subject.len() + 40);
-            k.push_str(&self.prefix);
-            k.push_str(":{");
-            k.push_str(&keys.subject);
-            k.push_str("}:i:");
-            k.push_str(&hex);
-            inv.key(k);
+            inv.key(self.idempotency_key(keys, idem));
         }
+    }
+
+    /// The record of an idempotency key: `…:{<ns>/<id>}:i:<hex>` for a
+    /// write's, `…:il:<hex>` for a LockSession's (apart: a bot may lock and
+    /// write under one event id).
+    pub(super) fn idempotency_key(&self, keys: &Keys, idem: &Idempotency) -> String {
+        let hex = idem.key_hex();
+        let mut k = String::with_capacity(self.prefix.len() + keys.subject.len() + 41);
+        k.push_str(&self.prefix);
+        k.push_str(":{");
+        k.push_str(&keys.subject);
+        k.push_str(if idem.lock { "}:il:" } else { "}:i:" });
+        k.push_str(&hex);
+        k
     }
 }
 

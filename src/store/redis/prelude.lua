@@ -14,7 +14,17 @@
 --                   none), s (granted at, ms), e (the lease's end, ms:
 --                   what the holder was told); expires at e
 --   KEYS[4] queue   list of waiting tokens, oldest first
---   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>'
+--   KEYS[5] waiters hash: token -> '<alive-until ms> <lease ms> <wake channel>',
+--                   or SUPERSEDED for a waiter a newer one of its burst
+--                   superseded (out of the queue; its next attempt reads
+--                   and removes the mark); and the session's *burst* (its
+--                   newest LATEST_WINS or DEBOUNCE waiter, see lock.lua)
+--                   under names that begin with '!', which no token does:
+--                   !t its token, !d its quiet period ms (0: LATEST_WINS),
+--                   !j when it joined (ms), !o its own payload, and the
+--                   payloads it carries: !c<i> for i in !h..!n (oldest
+--                   first), !b their bytes, !x how many were dropped; and
+--                   !i<token> for a waiter with an idempotency key
 -- PUBLISH (a line redis.rs puts before this one) is the command the
 -- channels in the arguments and in the waiters' entries are published
 -- with: 'PUBLISH' on one server, 'SPUBLISH' on a cluster, where every
@@ -23,6 +33,8 @@
 -- lease had run out since the lock was last touched (for the expiry counter).
 -- Scripts that release the lock add a 5th: what `release` returned.
 local D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- A superseded waiter's mark in the waiters hash.
+local SUPERSEDED = 'S'
 
 -- Milliseconds on the Redis server's clock: the only clock leases use.
 local function now_ms()
@@ -64,6 +76,15 @@ local function live_head(now)
     redis.call('LPOP', Q)
     redis.call('HDEL', W, head)
   end
+end
+
+-- Ends the session's burst: its waiter and the payloads it carries.
+local function burst_clear()
+  local c = redis.call('HMGET', W, '!h', '!n')
+  for i = tonumber(c[1] or '1'), tonumber(c[2] or '0') do
+    redis.call('HDEL', W, '!c' .. i)
+  end
+  redis.call('HDEL', W, '!t', '!d', '!j', '!o', '!h', '!n', '!b', '!x')
 end
 
 -- How long the meta of an id never written outlives its last lease (see
@@ -131,9 +152,12 @@ end
 -- the calling instance (wake channel `mine`) is handed the lock here and now:
 -- returns {token, fencing token, lease expires ms, data...} (data as HGETALL
 -- gives it), and the calling instance gives it to that waiter with no
--- further round trip. Any other waiter is woken over pub/sub and takes the
--- lock itself: returns {token}. Nobody waiting: false. Unless the lock was
--- handed on here, the meta of an id never written begins to expire.
+-- further round trip. Any other waiter, the burst's waiter (whose grant
+-- carries payloads and may wait out a quiet period) and a waiter with an
+-- idempotency key (whose grant is recorded by lock.lua) is woken over
+-- pub/sub and takes the lock itself: returns {token}. Nobody waiting: false. Unless
+-- the lock was handed on here, the meta of an id never written begins to
+-- expire.
 local function release(now, mine)
   watch_lock_end('r')
   redis.call('DEL', L)
@@ -143,7 +167,8 @@ local function release(now, mine)
     meta_lasts(now, 0)
     return false
   end
-  if channel ~= mine then
+  if channel ~= mine or redis.call('HGET', W, '!t') == head
+      or redis.call('HEXISTS', W, '!i' .. head) == 1 then
     meta_lasts(now, 0)
     redis.call(PUBLISH, channel, head)
     return {head}

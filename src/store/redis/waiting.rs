@@ -17,7 +17,7 @@ use super::fault::Fault;
 use super::wire::{self, Handover, LockReply};
 use super::{HEARTBEAT, Inner, Keys, WAIT};
 use crate::error::{Error, Result};
-use crate::session::LockGrant;
+use crate::session::{Idempotency, LockGrant, LockRequest, Turn};
 use crate::telemetry::otlp::{self, LockWait};
 
 /// A caller queued for a lock through this instance.
@@ -119,6 +119,12 @@ impl Waiters {
 /// One queueing attempt's outcome.
 enum Queued {
     Granted(LockGrant),
+    /// A newer waiter of the burst took this one's turn.
+    Superseded,
+    /// The grant made earlier under the call's idempotency key.
+    Replayed(LockGrant),
+    /// The call's idempotency key is another request's.
+    KeyReused,
     /// In the queue; the holder's lease runs out in `free_in` (`None`:
     /// unknown, or free already).
     Waiting {
@@ -127,16 +133,25 @@ enum Queued {
 }
 
 impl Inner {
-    /// Waits up to `wait` for the lock: queues `token` behind the holder and
-    /// the earlier waiters, and tries again when woken, when the holder's
-    /// lease runs out, or at the heartbeat, whichever comes first.
+    /// Waits up to `req.wait` for the lock: queues `token` behind the
+    /// holder and the earlier waiters (its first attempt joining the burst,
+    /// as `req.turn` says), and tries again when woken, when the holder's
+    /// lease runs out or its quiet period ends, or at the heartbeat,
+    /// whichever comes first. A newer waiter of its burst ends the wait
+    /// with SUPERSEDED.
     pub(super) async fn queue(
         self: &Arc<Self>,
         keys: Keys,
         token: String,
-        lease: Duration,
-        wait: Duration,
+        req: LockRequest,
     ) -> Result<LockGrant> {
+        let LockRequest {
+            lease,
+            wait,
+            turn,
+            idempotency,
+        } = req;
+        let mut join = Some(turn);
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.add(token.clone());
         let mut guard = Abandon {
@@ -155,7 +170,15 @@ impl Inner {
                     Queued::Granted(grant)
                 }
                 None => {
-                    let attempt = self.try_queued(&guard.keys, &guard.token, lease).await?;
+                    let attempt = self
+                        .try_queued(
+                            &guard.keys,
+                            &guard.token,
+                            lease,
+                            join.take(),
+                            idempotency.as_ref(),
+                        )
+                        .await?;
                     if let Queued::Granted(_) = attempt {
                         // A handover of this grant is read within the Redis
                         // timeout of the call whose script made it, which
@@ -180,6 +203,18 @@ impl Inner {
                     return Ok(grant);
                 }
                 Queued::Waiting { free_in } => free_in,
+                Queued::Superseded => {
+                    // Out of the queue already: nothing to abandon.
+                    guard.armed = false;
+                    return Err(Error::Superseded);
+                }
+                Queued::Replayed(grant) => {
+                    // The script took this token out of the queue.
+                    guard.armed = false;
+                    return Ok(grant);
+                }
+                // Still queued, if it was: the guard takes it out.
+                Queued::KeyReused => return Err(super::reused(idempotency.as_ref())),
             };
             if !guard.counted {
                 otlp::lock_wait(LockWait::Queued);
@@ -201,12 +236,23 @@ impl Inner {
 
     /// One attempt that queues: takes the lock if it is free and `token` is
     /// first in line, otherwise queues `token` or renews its place.
-    async fn try_queued(&self, keys: &Keys, token: &str, lease: Duration) -> Result<Queued, Fault> {
-        match self.attempt(keys, token, lease, WAIT).await? {
+    async fn try_queued(
+        &self,
+        keys: &Keys,
+        token: &str,
+        lease: Duration,
+        join: Option<Turn>,
+        idem: Option<&Idempotency>,
+    ) -> Result<Queued, Fault> {
+        match self
+            .attempt(keys, token, lease, WAIT, join.as_ref(), idem)
+            .await?
+        {
             LockReply::Granted {
                 fence,
                 lease_expires_ms,
                 session,
+                superseded,
             } => {
                 self.stats.lock_acquisitions.fetch_add(1, Relaxed);
                 Ok(Queued::Granted(LockGrant {
@@ -214,9 +260,14 @@ impl Inner {
                     fence,
                     lease_expires_ms,
                     session,
+                    superseded,
+                    replayed: false,
                 }))
             }
             LockReply::Queued { free_in } => Ok(Queued::Waiting { free_in }),
+            LockReply::Superseded => Ok(Queued::Superseded),
+            LockReply::Replayed(grant) => Ok(Queued::Replayed(grant)),
+            LockReply::KeyReused => Ok(Queued::KeyReused),
             LockReply::Held => Err(Fault::Protocol(
                 "lock script refused an attempt to wait instead of queueing it".into(),
             )),

@@ -67,6 +67,7 @@ async fn namespaces_come_from_credentials(b: Backend) {
                     lease_ms: 5000,
                     wait_ms: 0,
                     rate_limit: None,
+                    ..Default::default()
                 },
                 Some(token),
                 ns,

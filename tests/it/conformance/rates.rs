@@ -151,6 +151,7 @@ async fn lock_session_checks_its_rate_limit_first(b: Backend) {
             burst: Some(2),
             cost: 0,
         }),
+        ..Default::default()
     };
     let held = c
         .lock_session(req(0, RateScope::Session))

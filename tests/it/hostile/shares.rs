@@ -24,6 +24,7 @@ async fn lock_as(
         lease_ms: 10_000,
         wait_ms,
         rate_limit: None,
+        ..Default::default()
     };
     c.lock_session(bearer(req, token))
         .await

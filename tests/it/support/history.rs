@@ -122,6 +122,7 @@ impl History {
             lease_ms: t.lease_ms,
             wait_ms: t.wait_ms,
             rate_limit: None,
+            ..Default::default()
         });
         let Some(Ok(g)) = within(t.cancel_lock_after, lock).await else {
             return false;

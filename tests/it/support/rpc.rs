@@ -85,6 +85,7 @@ pub async fn lock(
         lease_ms,
         wait_ms,
         rate_limit: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())

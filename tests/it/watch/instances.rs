@@ -97,14 +97,16 @@ async fn watchers_see_every_version_across_instances() {
     ca.update_session(set(ID, &[("n", "start")])).await.unwrap();
 
     // Watchers on B and on C; the one on C will have to move.
+    // Each watcher's snapshot comes first: what is written after it, it sees.
     let mut on_b = watch(&mut cb, ID, 0, false).await;
+    let mut seen_b = Seen::default();
+    seen_b.take(next(&mut on_b).await);
     let mut on_c = watch(&mut cc, ID, 0, false).await;
     let mut seen_c = Seen::default();
     seen_c.take(next(&mut on_c).await);
     let watcher_b = tokio::spawn(async move {
-        let mut seen = Seen::default();
-        follow_to_done(&mut on_b, &mut seen).await;
-        (seen, on_b)
+        follow_to_done(&mut on_b, &mut seen_b).await;
+        (seen_b, on_b)
     });
 
     // Writers through A and B at once.

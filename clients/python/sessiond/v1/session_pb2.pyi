@@ -16,6 +16,12 @@ class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSISTENCY_CACHED: _ClassVar[Consistency]
     CONSISTENCY_STRONG: _ClassVar[Consistency]
 
+class TurnPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TURN_POLICY_FIFO: _ClassVar[TurnPolicy]
+    TURN_POLICY_LATEST_WINS: _ClassVar[TurnPolicy]
+    TURN_POLICY_DEBOUNCE: _ClassVar[TurnPolicy]
+
 class RateScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RATE_SCOPE_SESSION: _ClassVar[RateScope]
@@ -23,6 +29,9 @@ class RateScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 CONSISTENCY_UNSPECIFIED: Consistency
 CONSISTENCY_CACHED: Consistency
 CONSISTENCY_STRONG: Consistency
+TURN_POLICY_FIFO: TurnPolicy
+TURN_POLICY_LATEST_WINS: TurnPolicy
+TURN_POLICY_DEBOUNCE: TurnPolicy
 RATE_SCOPE_SESSION: RateScope
 RATE_SCOPE_NAMESPACE: RateScope
 
@@ -68,28 +77,42 @@ class GetSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., from_cache: _Optional[bool] = ...) -> None: ...
 
 class LockSessionRequest(_message.Message):
-    __slots__ = ("session_id", "lease_ms", "wait_ms", "rate_limit")
+    __slots__ = ("session_id", "lease_ms", "wait_ms", "rate_limit", "policy", "debounce_ms", "payload", "idempotency_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DEBOUNCE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     lease_ms: int
     wait_ms: int
     rate_limit: RateLimit
-    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+    policy: TurnPolicy
+    debounce_ms: int
+    payload: bytes
+    idempotency_key: str
+    def __init__(self, session_id: _Optional[str] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., policy: _Optional[_Union[TurnPolicy, str]] = ..., debounce_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class LockSessionResponse(_message.Message):
-    __slots__ = ("lock_token", "fencing_token", "lease_expires_at", "session")
+    __slots__ = ("lock_token", "fencing_token", "lease_expires_at", "session", "superseded_payloads", "superseded_dropped", "replayed")
     LOCK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     lock_token: str
     fencing_token: int
     lease_expires_at: _timestamp_pb2.Timestamp
     session: Session
-    def __init__(self, lock_token: _Optional[str] = ..., fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    superseded_payloads: _containers.RepeatedScalarFieldContainer[bytes]
+    superseded_dropped: int
+    replayed: bool
+    def __init__(self, lock_token: _Optional[str] = ..., fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., superseded_payloads: _Optional[_Iterable[bytes]] = ..., superseded_dropped: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class UpdateSessionRequest(_message.Message):
     __slots__ = ("session_id", "set_fields", "delete_fields", "replace", "lock_token", "expected_version", "release_lock", "idempotency_key", "ops")

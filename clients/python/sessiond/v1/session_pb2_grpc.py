@@ -104,6 +104,10 @@ class SessionServiceServicer:
         ("process in order"): DEADLINE_EXCEEDED / LOCK_WAIT_TIMEOUT when the wait
         runs out. A caller whose gRPC deadline passes or who disconnects while
         queued leaves the queue and is never granted the lock.
+
+        `policy` LATEST_WINS or DEBOUNCE: a newer waiter of the session
+        supersedes this one, which then ends at once with ABORTED / SUPERSEDED
+        (see TurnPolicy); the grant carries the superseded waiters' payloads.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

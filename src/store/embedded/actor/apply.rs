@@ -30,10 +30,22 @@ impl Actor {
                 key,
                 token,
                 lease,
+                idem,
                 reply,
             } => {
+                match self.lock_replay(txn, &key, idem.as_ref(), now) {
+                    Ok(Some(replay)) => {
+                        out.push(Answer::Replayed(reply, replay));
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
                 let outcome = if self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
+                    match self.grant(txn, &key, token, lease, now).and_then(|grant| {
+                        self.record_grant(txn, &key, idem.as_ref(), &grant, out)?;
+                        Ok(grant)
+                    }) {
                         Ok(grant) => Outcome::Done(grant),
                         Err(fault) => return Err(answered(reply, fault)),
                     }
@@ -46,22 +58,57 @@ impl Actor {
                 key,
                 token,
                 lease,
+                turn,
+                idem,
                 reply,
             } => {
-                if self.locks.is_free(&key, now) {
-                    match self.grant(txn, &key, token, lease, now) {
+                match self.lock_replay(txn, &key, idem.as_ref(), now) {
+                    Ok(Some(replay)) => {
+                        out.push(Answer::Replayed(reply, replay));
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
+                // A DEBOUNCE waiter waits out its quiet period even for a
+                // free lock.
+                let debounce = turn.debounce();
+                if debounce.is_zero() && self.locks.is_free(&key, now) {
+                    match self.grant(txn, &key, token, lease, now).and_then(|grant| {
+                        self.record_grant(txn, &key, idem.as_ref(), &grant, out)?;
+                        Ok(grant)
+                    }) {
                         Ok(grant) => out.push(Answer::Granted(reply, Outcome::Done(grant))),
                         Err(fault) => return Err(answered(reply, fault)),
                     }
-                } else {
-                    let waiter = Waiter {
-                        token,
-                        lease,
-                        since: now,
-                        reply,
-                    };
-                    self.locks.enqueue(key, waiter);
+                    return Ok(());
                 }
+                let waiter = Waiter {
+                    token,
+                    lease,
+                    since: now,
+                    reply,
+                    idem,
+                };
+                if !turn.joins_burst() {
+                    self.locks.enqueue(key, waiter);
+                    return Ok(());
+                }
+                let max_chain = self.limits.max_turn_chain_bytes();
+                let superseded = self.locks.join_burst(
+                    key.clone(),
+                    waiter,
+                    debounce,
+                    turn.payload,
+                    max_chain,
+                    now,
+                );
+                if let Some(old) = superseded {
+                    out.push(Answer::Superseded(old.reply));
+                }
+                // It may stand first in line of a free lock (in the place of
+                // a debouncing waiter it superseded).
+                self.hand_over(txn, &key, now, out)?;
             }
             Command::Abandon { key, token } => {
                 self.locks.abandon(&key, &token);
@@ -328,6 +375,8 @@ impl Actor {
             fence,
             lease_expires_ms: until_ms,
             session,
+            superseded: Default::default(),
+            replayed: false,
         })
     }
 
@@ -353,13 +402,22 @@ impl Actor {
         now: Instant,
         out: &mut Vec<Answer>,
     ) -> Result<(), Fault> {
-        if let Some(waiter) = self.locks.next_waiter(key) {
+        if let Some(waiter) = self.locks.next_waiter(key, now) {
             match self.grant(txn, key, waiter.token.clone(), waiter.lease, now) {
-                Ok(grant) => out.push(Answer::HandedOver {
-                    key: key.to_vec(),
-                    waiter,
-                    grant,
-                }),
+                Ok(mut grant) => {
+                    grant.superseded = self.locks.take_burst(key, &waiter.token);
+                    if let Err(fault) =
+                        self.record_grant(txn, key, waiter.idem.as_ref(), &grant, out)
+                    {
+                        self.locks.requeue(key.to_vec(), waiter);
+                        return Err(fault);
+                    }
+                    out.push(Answer::HandedOver {
+                        key: key.to_vec(),
+                        waiter,
+                        grant,
+                    });
+                }
                 Err(fault) => {
                     self.locks.requeue(key.to_vec(), waiter);
                     return Err(fault);

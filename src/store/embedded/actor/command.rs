@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::error::Error;
 use crate::error::Result;
-use crate::session::{Admitted, Guards, Inspection, LockGrant, Mutation, RateLimit, Written};
+use crate::session::{
+    Admitted, Guards, Idempotency, Inspection, LockGrant, Mutation, RateLimit, Turn, Written,
+};
 use crate::stats::Stats;
 use crate::store::embedded::locks::Waiter;
 use crate::store::embedded::outcome::{Fault, Outcome};
@@ -22,14 +25,18 @@ pub(in crate::store::embedded) enum Command {
         key: Vec<u8>,
         token: String,
         lease: Duration,
+        idem: Option<Idempotency>,
         reply: Reply<LockGrant>,
     },
-    /// Take the lock if it is free now, else join the FIFO queue of waiters
-    /// (answered when granted; the caller bounds the wait).
+    /// Take the lock if it is free now, else join the queue of waiters
+    /// (answered when granted or superseded; the caller bounds the wait),
+    /// as `turn` says.
     QueueLock {
         key: Vec<u8>,
         token: String,
         lease: Duration,
+        turn: Turn,
+        idem: Option<Idempotency>,
         reply: Reply<LockGrant>,
     },
     /// A queued caller gave up (see `AbandonOnDrop`).
@@ -108,6 +115,11 @@ impl Command {
 pub(super) enum Answer {
     /// A lock taken at once (or refused).
     Granted(Reply<LockGrant>, Outcome<LockGrant>),
+    /// The answer of an earlier grant under the same lock key (or its
+    /// refusal): no grant of its own.
+    Replayed(Reply<LockGrant>, Outcome<LockGrant>),
+    /// A waiter superseded by a newer one of its burst (SUPERSEDED).
+    Superseded(Reply<LockGrant>),
     /// A lock handed to a waiter.
     HandedOver {
         key: Vec<u8>,
@@ -143,6 +155,8 @@ impl Answer {
                 stats.lock_wait_ms.record(waited);
                 waiter.reply.send(Ok(grant)).map_err(drop)
             }
+            Answer::Superseded(r) => r.send(Err(Error::Superseded)).map_err(drop),
+            Answer::Replayed(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Written(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Deleted(r, v) => r.send(v.into_result()).map_err(drop),
             Answer::Unit(r, v) => r.send(v.into_result()).map_err(drop),
@@ -160,6 +174,9 @@ impl Answer {
     pub(super) fn fail(self, fault: &Fault) -> Option<(Vec<u8>, Waiter)> {
         match self {
             Answer::Granted(r, _) => err(r, fault),
+            // Its burst was rolled back too: it is told the fault.
+            Answer::Superseded(r) => err(r, fault),
+            Answer::Replayed(r, _) => err(r, fault),
             Answer::HandedOver { key, waiter, .. } => return Some((key, waiter)),
             Answer::Written(r, _) => err(r, fault),
             Answer::Deleted(r, _) => err(r, fault),

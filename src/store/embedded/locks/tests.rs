@@ -22,6 +22,7 @@ fn waiter(token: &str) -> (Waiter, oneshot::Receiver<Result<LockGrant>>) {
         lease: LEASE,
         since: Instant::now(),
         reply,
+        idem: None,
     };
     (w, rx)
 }
@@ -84,14 +85,17 @@ fn waiters_are_served_in_order_skipping_those_that_left() {
     t.enqueue(KEY.to_vec(), w1);
     t.enqueue(KEY.to_vec(), w2);
     t.enqueue(KEY.to_vec(), w3);
-    assert!(t.next_waiter(KEY).is_none(), "held: nobody is served");
+    assert!(
+        t.next_waiter(KEY, Instant::now()).is_none(),
+        "held: nobody is served"
+    );
     drop(rx1);
     t.release(KEY);
-    assert_eq!(t.next_waiter(KEY).unwrap().token, "w2");
+    assert_eq!(t.next_waiter(KEY, Instant::now()).unwrap().token, "w2");
     t.hold(KEY, "w2".into(), now + LEASE, HELD);
     t.forget_if_idle(KEY);
     t.release(KEY);
-    assert_eq!(t.next_waiter(KEY).unwrap().token, "w3");
+    assert_eq!(t.next_waiter(KEY, Instant::now()).unwrap().token, "w3");
     t.forget_if_idle(KEY);
     assert!(t.locks.is_empty(), "idle entries are dropped");
 }
@@ -123,7 +127,7 @@ fn only_waited_for_leases_are_deadlines_and_expire_for_handover() {
     assert_eq!(t.next_deadline(), Some(now + 2 * LEASE));
     assert!(t.expire_waited_for(now + LEASE).is_empty());
     assert_eq!(t.expire_waited_for(now + 2 * LEASE), vec![KEY.to_vec()]);
-    assert_eq!(t.next_waiter(KEY).unwrap().token, "w");
+    assert_eq!(t.next_waiter(KEY, Instant::now()).unwrap().token, "w");
     assert_eq!(stats.lock_lease_expiries.load(Relaxed), 1);
     assert!(!t.is_free(b"alone", now), "a lease nobody waits for stays");
 }
@@ -165,7 +169,7 @@ fn a_rolled_back_batch_leaves_holders_leases_and_queues_as_they_were() {
     t.refresh(KEY, "a", 3 * LEASE, now, 9).unwrap();
     t.saw(KEY, 7);
     t.release(KEY);
-    let w1 = t.next_waiter(KEY).unwrap();
+    let w1 = t.next_waiter(KEY, Instant::now()).unwrap();
     t.hold(KEY, w1.token.clone(), now + LEASE, HELD);
     let (w3, _rx3) = waiter("w3");
     t.enqueue(KEY.to_vec(), w3);
@@ -193,7 +197,7 @@ fn a_rolled_back_batch_leaves_holders_leases_and_queues_as_they_were() {
     t.release(KEY);
     t.committed();
     assert!(t.roll_back().is_empty());
-    assert_eq!(t.next_waiter(KEY).unwrap().token, "w1");
+    assert_eq!(t.next_waiter(KEY, Instant::now()).unwrap().token, "w1");
 }
 
 #[test]

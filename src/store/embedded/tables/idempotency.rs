@@ -1,15 +1,18 @@
 //! The `idempotency` table: per session and idempotency key, the digest of
 //! the first successful write's request and its answer, until the window
 //! ends; `idempotency_expiry` indexes the rows by that end for the sweep.
-//! Keys are `ns 0x00 id 0x00 key`: none of the three holds a control
+//! Keys are `ns 0x00 id 0x00 key` (a LockSession's: `ns 0x00 id 0x01
+//! key`, apart from the writes'): none of the three holds a control
 //! character, so the layout is injective. A row past its end is never
-//! answered from, whether or not the sweep has removed it yet.
+//! answered from, whether or not the sweep has removed it yet. A lock's row
+//! keeps its grant: the token, the fencing token (`version`) and the
+//! lease's end (`expires_ms`).
 
 use bytes::Bytes;
 use prost::Message;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::session::{Idempotency, Written};
+use crate::session::{Idempotency, LockGrant, Written};
 use crate::store::embedded::outcome::Fault;
 
 pub(in crate::store::embedded) const IDEMPOTENCY: TableDefinition<&[u8], &[u8]> =
@@ -35,6 +38,9 @@ struct Row {
     /// A delete's answer: the version it deleted, 0 for none.
     #[prost(uint64, tag = "6")]
     deleted: u64,
+    /// A lock's grant: its token.
+    #[prost(string, tag = "7")]
+    token: String,
 }
 
 /// What an earlier write under the same key left.
@@ -51,9 +57,64 @@ pub(in crate::store::embedded) enum Earlier {
 fn row_key(key: &[u8], idem: &Idempotency) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1 + idem.key.len());
     k.extend_from_slice(key);
-    k.push(0);
+    k.push(u8::from(idem.lock));
     k.extend_from_slice(idem.key.as_bytes());
     k
+}
+
+/// What an earlier LockSession under the same key was granted.
+pub(in crate::store::embedded) enum EarlierGrant {
+    Same {
+        token: String,
+        fence: u64,
+        lease_expires_ms: i64,
+    },
+    Other,
+}
+
+/// The earlier grant under the lock key `idem` on session `key`, if its
+/// window is open.
+pub(in crate::store::embedded) fn earlier_grant(
+    txn: &WriteTransaction,
+    key: &[u8],
+    idem: &Idempotency,
+    now: i64,
+) -> Result<Option<EarlierGrant>, Fault> {
+    let table = txn.open_table(IDEMPOTENCY)?;
+    let Some(raw) = table.get(row_key(key, idem).as_slice())? else {
+        return Ok(None);
+    };
+    let row = Row::decode(raw.value()).map_err(Fault::Corrupt)?;
+    if row.until_ms <= now {
+        return Ok(None);
+    }
+    if row.digest != idem.digest {
+        return Ok(Some(EarlierGrant::Other));
+    }
+    Ok(Some(EarlierGrant::Same {
+        token: row.token,
+        fence: row.version,
+        lease_expires_ms: row.expires_ms,
+    }))
+}
+
+/// Records a grant under the lock key `idem` until `until`.
+pub(in crate::store::embedded) fn remember_grant(
+    txn: &WriteTransaction,
+    key: &[u8],
+    idem: &Idempotency,
+    until: i64,
+    grant: &LockGrant,
+) -> Result<(), Fault> {
+    let row = Row {
+        digest: idem.digest.to_vec(),
+        until_ms: until,
+        version: grant.fence,
+        expires_ms: grant.lease_expires_ms,
+        token: grant.token.clone(),
+        ..Default::default()
+    };
+    insert(txn, row_key(key, idem), row, until)
 }
 
 /// The earlier write under `idem` on session `key`, if its window is open.
@@ -100,8 +161,13 @@ pub(in crate::store::embedded) fn remember(
         expires_ms: written.map_or(0, |w| w.expires_ms),
         op_values: written.map(|w| w.op_values.clone()).unwrap_or_default(),
         deleted: deleted.unwrap_or(0),
+        token: String::new(),
     };
-    let k = row_key(key, idem);
+    insert(txn, row_key(key, idem), row, until)
+}
+
+/// Writes `row` under `k`, indexed by its end `until`.
+fn insert(txn: &WriteTransaction, k: Vec<u8>, row: Row, until: i64) -> Result<(), Fault> {
     let mut table = txn.open_table(IDEMPOTENCY)?;
     let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
     if let Some(old) = table.insert(k.as_slice(), row.encode_to_vec().as_slice())? {

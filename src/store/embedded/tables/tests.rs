@@ -43,6 +43,7 @@ fn limits() -> Limits {
         quotas: Default::default(),
         idempotency_window: Duration::from_secs(600),
         rate_default: (10.0, 10),
+        max_turn_payload_bytes: 4096,
     }
 }
 

@@ -19,7 +19,7 @@ use tonic::Code;
 
 use super::{LEASE, key, limits, set};
 use crate::error::{Error, Result};
-use crate::session::{Guards, Limits, Quota, Quotas};
+use crate::session::{Guards, Limits, LockRequest, Quota, Quotas};
 use crate::stats::Stats;
 use crate::store::embedded::file::Opener;
 use crate::store::embedded::{EmbeddedStore, Options};
@@ -156,12 +156,19 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
     let (store, full) = open_on_failing_disk(&dir.path().join("s.redb"));
     let long = Duration::from_secs(60);
     let (held, free, kept) = (key("t", "held"), key("t", "free"), key("t", "kept"));
-    let a = store.lock(&held, long, Duration::ZERO).await.unwrap();
+    let a = store
+        .lock(&held, LockRequest::new(long, Duration::ZERO))
+        .await
+        .unwrap();
     let w = store.update(&kept, set("a", b"1"), Guards::default()).await;
     assert_eq!(w.unwrap().version, 1);
     let w1 = tokio::spawn({
         let (store, held) = (store.clone(), held.clone());
-        async move { store.lock(&held, LEASE, Duration::from_secs(60)).await }
+        async move {
+            store
+                .lock(&held, LockRequest::new(LEASE, Duration::from_secs(60)))
+                .await
+        }
     });
     while store.stats.lock_waiting_now.load(Relaxed) == 0 {
         tokio::task::yield_now().await;
@@ -169,16 +176,24 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
     // Its command is sent before it counts as waiting; one sent after it is
     // applied after it.
     assert!(matches!(
-        store.lock(&held, LEASE, Duration::ZERO).await,
+        store
+            .lock(&held, LockRequest::new(LEASE, Duration::ZERO))
+            .await,
         Err(Error::LockHeld)
     ));
 
     // A lock granted in the failed batch is not held afterwards.
     full.store(true, SeqCst);
-    assert_unavailable(store.lock(&free, long, Duration::ZERO).await);
+    assert_unavailable(
+        store
+            .lock(&free, LockRequest::new(long, Duration::ZERO))
+            .await,
+    );
     assert_unavailable(store.get(&kept).await);
     free_space(&store, &full).await;
-    let f = store.lock(&free, LEASE, Duration::ZERO).await;
+    let f = store
+        .lock(&free, LockRequest::new(LEASE, Duration::ZERO))
+        .await;
     assert!(f.is_ok(), "free at once: {f:?}");
 
     // A write in the failed batch is absent.
@@ -190,7 +205,7 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
 
     // A waiter queued in the failed batch is told, and not left queued.
     full.store(true, SeqCst);
-    let w2 = store.lock(&held, LEASE, Duration::from_secs(60));
+    let w2 = store.lock(&held, LockRequest::new(LEASE, Duration::from_secs(60)));
     let w2 = tokio::time::timeout(Duration::from_secs(10), w2).await;
     assert_unavailable(w2.expect("told at once, not left waiting"));
     free_space(&store, &full).await;
@@ -203,7 +218,9 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
     assert!(!w1.is_finished(), "still waiting");
     assert_eq!(store.stats.lock_waiting_now.load(Relaxed), 1);
     assert!(matches!(
-        store.lock(&held, LEASE, Duration::ZERO).await,
+        store
+            .lock(&held, LockRequest::new(LEASE, Duration::ZERO))
+            .await,
         Err(Error::LockHeld)
     ));
     store.refresh(&held, &a.token, long).await.unwrap();
@@ -212,7 +229,10 @@ async fn a_failed_batch_leaves_nothing_behind_and_the_store_comes_back() {
     assert_eq!(granted.fence, a.fence + 1);
     store.unlock(&held, &granted.token).await.unwrap();
     // Nobody else was left in the queue.
-    store.lock(&held, LEASE, Duration::ZERO).await.unwrap();
+    store
+        .lock(&held, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     // Writes go on where they were.
     let w = store.update(&kept, set("b", b"2"), Guards::default()).await;
     assert_eq!(w.unwrap().version, 2);

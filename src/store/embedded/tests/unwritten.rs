@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 
 use super::{LEASE, key, limits, open, set};
 use crate::error::Error;
-use crate::session::Guards;
+use crate::session::{Guards, LockRequest};
 use crate::stats::Stats;
 use crate::store::embedded::tables::META;
 use crate::store::embedded::{EmbeddedStore, Options};
@@ -58,7 +58,10 @@ async fn locking_ids_never_written_leaves_no_meta_rows_behind() {
             let store = store.clone();
             let k = key("default", id);
             async move {
-                let grant = store.lock(&k, LEASE, Duration::ZERO).await.unwrap();
+                let grant = store
+                    .lock(&k, LockRequest::new(LEASE, Duration::ZERO))
+                    .await
+                    .unwrap();
                 store.unlock(&k, &grant.token).await.unwrap();
                 grant.fence
             }
@@ -72,7 +75,10 @@ async fn locking_ids_never_written_leaves_no_meta_rows_behind() {
     let highest = fences.values().copied().max().unwrap();
     for id in ids.iter().take(5) {
         let k = key("default", id);
-        let grant = store.lock(&k, LEASE, Duration::ZERO).await.unwrap();
+        let grant = store
+            .lock(&k, LockRequest::new(LEASE, Duration::ZERO))
+            .await
+            .unwrap();
         assert!(grant.fence > highest, "{} > {highest}", grant.fence);
         store.unlock(&k, &grant.token).await.unwrap();
     }
@@ -90,9 +96,14 @@ async fn abandoned_lapsed_and_crashed_locks_leave_no_meta_rows() {
 
     // Abandoned: the waiter gives up, then the holder releases.
     let q = key("default", "queued");
-    let holder = store.lock(&q, LEASE, Duration::ZERO).await.unwrap();
+    let holder = store
+        .lock(&q, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.lock(&q, LEASE, Duration::from_millis(20)).await,
+        store
+            .lock(&q, LockRequest::new(LEASE, Duration::from_millis(20)))
+            .await,
         Err(Error::LockWaitTimeout { .. })
     ));
     store.unlock(&q, &holder.token).await.unwrap();
@@ -100,11 +111,17 @@ async fn abandoned_lapsed_and_crashed_locks_leave_no_meta_rows() {
 
     // Lapsed: a lease nobody waits for runs out; the sweep drops the row.
     let lapsed = key("default", "lapsed");
-    let first = store.lock(&lapsed, Duration::from_millis(100), Duration::ZERO);
+    let first = store.lock(
+        &lapsed,
+        LockRequest::new(Duration::from_millis(100), Duration::ZERO),
+    );
     let first = first.await.unwrap();
     assert_eq!(meta_rows(&store), 1);
     until_meta_rows(&store, 0).await;
-    let again = store.lock(&lapsed, LEASE, Duration::ZERO).await.unwrap();
+    let again = store
+        .lock(&lapsed, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     assert!(again.fence > first.fence);
 
     // Crashed: the process ends holding the lock; the restart drops the row.
@@ -121,7 +138,10 @@ async fn abandoned_lapsed_and_crashed_locks_leave_no_meta_rows() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     until_meta_rows(&store, 0).await;
-    let after = store.lock(&lapsed, LEASE, Duration::ZERO).await.unwrap();
+    let after = store
+        .lock(&lapsed, LockRequest::new(LEASE, Duration::ZERO))
+        .await
+        .unwrap();
     assert!(
         after.fence > again.fence,
         "{} > {}",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::{Fault, session};
-use crate::session::{LockGrant, OpRefusal, Quota, Session, Written};
+use crate::session::{LockGrant, OpRefusal, Quota, Session, Superseded, Written};
 
 /// A parsed reply: what the script did, and whether the call found that a
 /// lease had run out unseen (the 4th element of every reply, see the
@@ -24,16 +24,25 @@ pub struct Reply<T> {
 /// What lock.lua did.
 #[derive(Debug)]
 pub enum LockReply {
-    /// The lock is this token's; `session` as it was at the grant.
+    /// The lock is this token's; `session` as it was at the grant, and the
+    /// payloads of the waiters it superseded.
     Granted {
         fence: u64,
         lease_expires_ms: i64,
         session: Option<Session>,
+        superseded: Superseded,
     },
+    /// A newer waiter of the burst took this token's turn.
+    Superseded,
+    /// The grant made earlier under the call's idempotency key.
+    Replayed(LockGrant),
+    /// The idempotency key of another request.
+    KeyReused,
     /// Held by another, and the attempt was not to queue ('try').
     Held,
-    /// Queued, or its place renewed ('wait'). The holder's lease runs out in
-    /// `free_in` (`None`: unknown, or free already).
+    /// Queued, or its place renewed ('wait'). It may be granted the lock in
+    /// `free_in`: when the holder's lease runs out, or its quiet period
+    /// ends (`None`: unknown, or free already).
     Queued { free_in: Option<Duration> },
 }
 
@@ -133,16 +142,33 @@ pub enum Handover {
     Unreadable(Fault),
 }
 
-/// lock.lua: `{'GRANTED', fence, lease expires ms, expired, data...}`,
-/// `{'LOCK_HELD', 0, 0, expired}` or `{'QUEUED', PTTL of the lock, 0, expired}`.
+/// lock.lua: `{'GRANTED', fence, lease expires ms, expired, {dropped,
+/// payload...}, data...}`, `{'LOCK_HELD', 0, 0, expired}`, `{'QUEUED', ms
+/// until it may be granted, 0, expired}`, `{'SUPERSEDED', 0, 0,
+/// expired}`, `{'REPLAYED', fence, lease expires ms, expired, token,
+/// data...}` or `{'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}`.
 pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
     parse("lock", value, |r| match r.status {
         b"GRANTED" => Ok(LockReply::Granted {
             fence: r.uint(r.a, "the fencing token")?,
             lease_expires_ms: r.int(r.b, "the lease's end")?,
-            session: session(r.rest)?,
+            superseded: r.superseded()?,
+            session: session(r.rest.get(1..).unwrap_or_default())?,
         }),
         b"LOCK_HELD" => Ok(LockReply::Held),
+        b"SUPERSEDED" => Ok(LockReply::Superseded),
+        b"IDEMPOTENCY_KEY_REUSED" => Ok(LockReply::KeyReused),
+        b"REPLAYED" => Ok(LockReply::Replayed(LockGrant {
+            fence: r.uint(r.a, "the replayed fencing token")?,
+            lease_expires_ms: r.int(r.b, "the replayed lease's end")?,
+            token: match r.rest.first().and_then(text).map(std::str::from_utf8) {
+                Some(Ok(t)) => t.to_owned(),
+                _ => return Err(r.malformed(format_args!("no replayed token"))),
+            },
+            session: session(r.rest.get(1..).unwrap_or_default())?,
+            superseded: Superseded::default(),
+            replayed: true,
+        })),
         // PTTL: -2 for no lock (free now), -1 for one without a TTL.
         b"QUEUED" => Ok(LockReply::Queued {
             free_in: u64::try_from(r.int(r.a, "the holder's remaining lease")?)
@@ -361,6 +387,28 @@ impl Parts<'_> {
         }
     }
 
+    /// The 5th element of lock.lua's `GRANTED`: `{dropped, payload...}`.
+    fn superseded(&self) -> Result<Superseded, Fault> {
+        let Some(Value::Array(items)) = self.rest.first() else {
+            return Err(self.malformed(format_args!("no superseded payloads")));
+        };
+        let [dropped, payloads @ ..] = items.as_slice() else {
+            return Err(self.malformed(format_args!("no count of dropped payloads")));
+        };
+        let dropped = self.uint(dropped, "the dropped payloads")?;
+        let payloads = payloads
+            .iter()
+            .map(|v| match v {
+                Value::BulkString(b) => Ok(Bytes::copy_from_slice(b)),
+                other => Err(self.malformed(format_args!("a payload is {other:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Superseded {
+            payloads,
+            dropped: u32::try_from(dropped).unwrap_or(u32::MAX),
+        })
+    }
+
     fn handover(&self, rest: &[Value]) -> Result<Handover, Fault> {
         let items = match rest {
             [] | [Value::Nil] | [Value::Boolean(false)] => return Ok(Handover::Nobody),
@@ -382,6 +430,8 @@ impl Parts<'_> {
                     fence: self.uint(fence, "the handed fencing token")?,
                     lease_expires_ms: self.int(expires, "the handed lease's end")?,
                     session: session(data)?,
+                    superseded: Superseded::default(),
+                    replayed: false,
                 })),
                 None => Err(self.malformed(format_args!("the handed token is {t:?}"))),
             },

@@ -56,19 +56,24 @@ fn protocol<T: std::fmt::Debug>(r: Result<Reply<T>, Fault>) -> String {
 #[test]
 fn lock_grants_refuses_and_queues() {
     let mut data = hash();
+    data.insert(0, arr(vec![i(2), s("m7"), s("m8")]));
     let r = lock(&reply("GRANTED", i(7), i(1000), 1, data.clone())).unwrap();
     assert!(r.expired);
     let LockReply::Granted {
         fence,
         lease_expires_ms,
         session,
+        superseded,
     } = r.outcome
     else {
         panic!("{:?}", r.outcome)
     };
     assert_eq!((fence, lease_expires_ms), (7, 1000));
+    assert_eq!(superseded.dropped, 2);
+    assert_eq!(superseded.payloads, ["m7", "m8"].map(bytes::Bytes::from));
     check_hash(&session);
     data.clear();
+    data.push(arr(vec![i(0)]));
     let r = lock(&reply("GRANTED", i(8), i(1000), 0, data)).unwrap();
     assert!(!r.expired);
     assert!(matches!(
@@ -78,6 +83,8 @@ fn lock_grants_refuses_and_queues() {
 
     let r = lock(&reply("LOCK_HELD", i(0), i(0), 0, vec![])).unwrap();
     assert!(matches!(r.outcome, LockReply::Held));
+    let r = lock(&reply("SUPERSEDED", i(0), i(0), 0, vec![])).unwrap();
+    assert!(matches!(r.outcome, LockReply::Superseded));
 
     let free_in = |pttl| match outcome(lock(&reply("QUEUED", i(pttl), i(0), 0, vec![]))) {
         LockReply::Queued { free_in } => free_in,
@@ -246,6 +253,7 @@ fn handovers_name_the_waiter_and_carry_its_grant() {
         fence,
         lease_expires_ms,
         session,
+        ..
     }) = r.outcome
     else {
         panic!("{:?}", r.outcome)
@@ -373,8 +381,28 @@ fn malformed_replies_are_protocol_faults() {
         ),
         // A session hash with a name and no value.
         (
-            protocol(lock(&reply("GRANTED", i(1), i(2), 0, vec![s("v")]))),
+            protocol(lock(&reply(
+                "GRANTED",
+                i(1),
+                i(2),
+                0,
+                vec![arr(vec![i(0)]), s("v")],
+            ))),
             "malformed session hash",
+        ),
+        (
+            protocol(lock(&reply("GRANTED", i(1), i(2), 0, vec![s("v")]))),
+            "malformed lock script reply: no superseded payloads",
+        ),
+        (
+            protocol(lock(&reply(
+                "GRANTED",
+                i(1),
+                i(2),
+                0,
+                vec![arr(vec![i(0), i(5)])],
+            ))),
+            "malformed lock script reply: a payload is ",
         ),
     ]);
 }

@@ -1,0 +1,95 @@
+"""Turn policies and lock idempotency keys through both Python clients, on a
+real sessiond: a newer LATEST_WINS waiter supersedes the older one and is
+granted with its payload; DEBOUNCE too; a lock key replayed gets the first
+grant (`replayed`); bad arguments are refused with their own errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import sessiond
+from _support import wait_for
+
+
+def _queue(client, sid, payload, results, policy="LATEST_WINS", debounce=None):
+    def run():
+        try:
+            results[payload] = client.lock(sid, lease=5, wait=10, policy=policy, debounce=debounce, payload=payload)
+        except sessiond.SessiondError as e:
+            results[payload] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("policy", [sessiond.TurnPolicy.LATEST_WINS, "debounce"])
+def test_the_newest_waiter_answers_the_burst(client, server, sid, policy):
+    debounce = 0.2 if policy == "debounce" else None
+    holder = client.lock(sid, lease=5)
+    base = client.stats().locks.waiting_now
+    results, threads = {}, []
+    with sessiond.Client(server.target) as a, sessiond.Client(server.target) as b:
+        threads.append(_queue(a, sid, b"m0", results, policy, debounce))
+        wait_for(lambda: client.stats().locks.waiting_now >= base + 1, what="m0 queued")
+        threads.append(_queue(b, sid, b"m1", results, policy, debounce))
+        threads[0].join(10)
+        assert isinstance(results[b"m0"], sessiond.Superseded)
+        assert results[b"m0"].reason == "SUPERSEDED"
+        client.unlock(sid, holder.token)
+        threads[1].join(10)
+    got = results[b"m1"]
+    assert isinstance(got, sessiond.Lock), got
+    assert got.superseded_payloads == (b"m0",)
+    assert got.superseded_dropped == 0 and not got.replayed
+    client.unlock(sid, got.token)
+
+
+def test_bad_turns_are_refused_with_their_errors(client, sid):
+    with pytest.raises(sessiond.InvalidTurnPolicy):
+        client.lock(sid, wait=0, policy="LATEST_WINS")
+    with pytest.raises(sessiond.InvalidTurnPolicy):
+        client.lock(sid, wait=1, payload=b"fifo has no payload")
+    with pytest.raises(sessiond.InvalidDebounce):
+        client.lock(sid, wait=1, policy="DEBOUNCE", debounce=2)
+    with pytest.raises(sessiond.LimitExceeded):
+        client.lock(sid, wait=1, policy="LATEST_WINS", payload=b"x" * 5000)
+    with pytest.raises(ValueError):
+        client.lock(sid, wait=1, policy="SOMETIMES")
+
+
+def test_a_lock_key_replayed_gets_the_first_grant(client, other, sid):
+    first = client.lock(sid, lease=5, idempotency_key="evt-7")
+    again = other.lock(sid, lease=5, idempotency_key="evt-7")
+    assert again.replayed and not first.replayed
+    assert (again.token, again.fencing_token) == (first.token, first.fencing_token)
+    with pytest.raises(sessiond.IdempotencyKeyReused):
+        other.lock(sid, lease=6, idempotency_key="evt-7")
+    client.unlock(sid, first.token)
+
+
+def test_the_asyncio_client_takes_turns_and_keys_too(server, sid):
+    async def main():
+        async with sessiond.AsyncClient(server.target) as a, sessiond.AsyncClient(server.target) as b:
+            holder = await a.lock(sid, lease=5)
+            older = asyncio.ensure_future(
+                a.lock(sid, lease=5, wait=10, policy=sessiond.TurnPolicy.LATEST_WINS, payload=b"hi")
+            )
+            while (await a.stats()).locks.waiting_now < 1:
+                await asyncio.sleep(0.01)
+            newer = asyncio.ensure_future(
+                b.lock(sid, lease=5, wait=10, policy="LATEST_WINS", payload=b"there", idempotency_key="e1")
+            )
+            with pytest.raises(sessiond.Superseded):
+                await older
+            await a.unlock(sid, holder.token)
+            got = await newer
+            assert got.superseded_payloads == (b"hi",)
+            replay = await a.lock(sid, lease=5, wait=10, policy="LATEST_WINS", payload=b"there", idempotency_key="e1")
+            assert replay.replayed and replay.token == got.token
+            await b.unlock(sid, got.token)
+
+    asyncio.run(main())
