@@ -19,6 +19,9 @@
 //! in the same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot
 //! (`peers.rs`).
 //!
+//! With `--memory`, it measures what cached sessions cost the server
+//! (`memory.rs`) instead.
+//!
 //! With `--rate`, sessiond's workloads run open-loop (`openloop.rs`):
 //! requests on a fixed schedule, latency from the time each was due.
 //!
@@ -48,6 +51,7 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+mod memory;
 mod openloop;
 mod peers;
 mod workloads;
@@ -100,6 +104,14 @@ struct Args {
     /// sessiond's process id: each report then adds its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Measure what cached sessions cost the server instead (`memory.rs`):
+    /// fill `--sessions`, read its resident memory (needs `--server-pid`),
+    /// then CACHED reads over all of them and over 1,000, in turn.
+    #[arg(long)]
+    memory: bool,
+    /// With `--memory`: how many times each of the two read runs is made.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Serve the empty baseline RPC on this address and do nothing else
     /// (used by the bench itself, in a process of its own).
     #[arg(long, hide = true)]
@@ -147,6 +159,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
+    if args.memory {
+        let chans = channels(&args.target, args.connections).await?;
+        return memory::measure(&args, &chans).await;
+    }
     // The baseline runs in a process of its own, as sessiond does.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -72,18 +72,8 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     } else {
         args.sessions
     };
-    let run = Arc::new(Run {
-        stop: AtomicBool::new(false),
-        ops: AtomicU64::new(0),
-        latency: Histogram::default(),
-        lag: Histogram::default(),
-        errors: Default::default(),
-        acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
-        prefix: format!("bench-{workload}-{}", uuid::Uuid::new_v4().simple()),
-        value: Bytes::from(vec![b'x'; args.value_bytes]),
-        sessions,
-        created: AtomicU64::new(0),
-    });
+    let prefix = format!("bench-{workload}-{}", uuid::Uuid::new_v4().simple());
+    let run = Arc::new(Run::new(prefix, sessions, args.value_bytes));
     let first = chans
         .first()
         .ok_or_else(|| anyhow::anyhow!("no connection to drive"))?;
@@ -99,19 +89,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     } else if args.rate > 0.0 {
         openloop::drive(args, workload, chans, &run).await?;
     } else {
-        let mut tasks = Vec::new();
-        for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
-            let chan = chan.clone();
-            let (run, workload) = (run.clone(), workload.to_owned());
-            tasks.push(tokio::spawn(async move {
-                caller(i, &workload, chan, &run).await
-            }));
-        }
-        tokio::time::sleep(args.duration).await;
-        run.stop.store(true, Relaxed);
-        for t in tasks {
-            t.await??;
-        }
+        closed_loop(args, workload, chans, &run).await?;
     }
     let seconds = started.elapsed().as_secs_f64();
     let check = match (&peer, workload) {
@@ -121,12 +99,69 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         }
         _ => None,
     };
+    let rate = if peer.is_none() { args.rate } else { 0.0 };
+    report(run, workload, rate, args.callers, chans.len(), seconds, check)
+}
+
+impl Run {
+    /// The run of a workload over `sessions` sessions named `<prefix>-<i>`,
+    /// each written `value_bytes` of data by [`prepare`].
+    pub(crate) fn new(prefix: String, sessions: usize, value_bytes: usize) -> Run {
+        Run {
+            stop: AtomicBool::new(false),
+            ops: AtomicU64::new(0),
+            latency: Histogram::default(),
+            lag: Histogram::default(),
+            errors: Default::default(),
+            acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+            prefix,
+            value: Bytes::from(vec![b'x'; value_bytes]),
+            sessions,
+            created: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `args.callers` callers, each sending its next request of `workload` when
+/// its last one is answered, for `args.duration`.
+pub(crate) async fn closed_loop(
+    args: &Args,
+    workload: &str,
+    chans: &[Channel],
+    run: &Arc<Run>,
+) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
+        let chan = chan.clone();
+        let (run, workload) = (run.clone(), workload.to_owned());
+        tasks.push(tokio::spawn(async move {
+            caller(i, &workload, chan, &run).await
+        }));
+    }
+    tokio::time::sleep(args.duration).await;
+    run.stop.store(true, Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// The report of a finished run (its callers all returned).
+pub(crate) fn report(
+    run: Arc<Run>,
+    workload: &str,
+    rate: f64,
+    callers: usize,
+    connections: usize,
+    seconds: f64,
+    check: Option<String>,
+) -> anyhow::Result<Report> {
     let run = Arc::try_unwrap(run).map_err(|_| anyhow::anyhow!("callers still running"))?;
     Ok(Report {
         workload: workload.to_owned(),
-        rate: if peer.is_none() { args.rate } else { 0.0 },
-        callers: args.callers,
-        connections: chans.len(),
+        rate,
+        callers,
+        connections,
         seconds,
         ops: run.ops.load(Relaxed),
         latency: run.latency,
@@ -138,7 +173,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
 
 /// Creates the sessions the workload reads and increments, at counter 0, 64
 /// at a time, and reads each once so that it is cached.
-async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
+pub(crate) async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
