@@ -58,7 +58,10 @@ pub(crate) async fn measure(args: &Args, chans: &[Channel]) -> anyhow::Result<()
     );
     let (mut all, mut few) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        for (n, out) in [(args.sessions, &mut all), (FEW.min(args.sessions), &mut few)] {
+        for (n, out) in [
+            (args.sessions, &mut all),
+            (FEW.min(args.sessions), &mut few),
+        ] {
             let run = Arc::new(Run::new(prefix.clone(), n, args.value_bytes));
             let before = admin.get_stats(GetStatsRequest::default()).await?;
             let started = Instant::now();

@@ -100,7 +100,15 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         _ => None,
     };
     let rate = if peer.is_none() { args.rate } else { 0.0 };
-    report(run, workload, rate, args.callers, chans.len(), seconds, check)
+    report(
+        run,
+        workload,
+        rate,
+        args.callers,
+        chans.len(),
+        seconds,
+        check,
+    )
 }
 
 impl Run {
