@@ -86,9 +86,45 @@ async fn closed_and_open_loop_workloads_lose_no_update() {
     for r in &reports {
         assert_eq!(r["rate"], 200, "{r}");
         assert!(r["send_lag_us"]["p99"].is_number(), "{r}");
+        assert!(r["handover_lag_us"]["p99"].is_number(), "{r}");
         // On schedule: 300 ms at 200/s is 60 requests, each sent.
         assert_eq!(r["ops"], 60, "{r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_mode_caches_every_session_and_reads_them_all() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let (target, pid) = (s.addr.to_string(), std::process::id().to_string());
+    let lines = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "--target",
+            &target,
+            "--memory",
+            "--rounds",
+            "1",
+            "--server-pid",
+            &pid,
+        ])
+    })
+    .await
+    .unwrap();
+    let [memory, all, few, result] = lines.as_slice() else {
+        panic!("{lines:?}")
+    };
+    let memory = &memory["memory"];
+    assert_eq!(memory["sessions"], 20, "{memory}");
+    assert!(memory["cache_entries"].as_u64().unwrap() >= 20, "{memory}");
+    assert!(memory["rss_mib_filled"].as_f64().unwrap() > 0.0, "{memory}");
+    for (r, n) in [(all, 20), (few, 20)] {
+        assert_eq!(r["workload"], "read-cached", "{r}");
+        assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["check"], format!("{n} sessions, 0 cache misses"), "{r}");
+    }
+    assert!(
+        result["memory_result"]["all_over_1000"].is_number(),
+        "{result}"
+    );
 }
 
 /// An etcd of its own on free ports, killed on drop.

@@ -92,6 +92,11 @@ struct Args {
     /// caller sends its next request when its last one is answered.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Open loop: the nice value of the thread that keeps the schedule
+    /// (e.g. -20, as root), so that other work on the machine does not
+    /// make it late.
+    #[arg(long, allow_hyphen_values = true)]
+    sender_nice: Option<i32>,
     /// etcd's client address, for the etcd-* workloads.
     #[arg(long)]
     etcd: Option<SocketAddr>,
@@ -222,6 +227,9 @@ struct Report {
     latency: Histogram,
     /// Open loop only: how late requests went out (included in `latency`).
     lag: Histogram,
+    /// Open loop only: how late the schedule's thread handed requests over
+    /// (the part of `lag` before the runtime ran them).
+    handover: Histogram,
     errors: BTreeMap<String, u64>,
     check: Option<String>,
 }
@@ -297,10 +305,11 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
         json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
     }
     if r.rate > 0.0 {
-        let lag = r.lag.summary();
+        let (lag, handover) = (r.lag.summary(), r.handover.summary());
         json.push_str(&format!(
-            ",\"rate\":{:.0},\"send_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}",
-            r.rate, lag.p50, lag.p99, lag.max
+            ",\"rate\":{:.0},\"send_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
+             \"handover_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}",
+            r.rate, lag.p50, lag.p99, lag.max, handover.p50, handover.p99, handover.max
         ));
     }
     if let Some(c) = &r.check {

@@ -25,6 +25,9 @@ pub(crate) struct Run {
     /// Open loop: how late each request went out after it was due (the
     /// bench's own timer and scheduling), part of its latency.
     lag: Histogram,
+    /// Open loop: how late the schedule's thread handed each request over
+    /// (the part of `lag` before the runtime started its task).
+    handover: Histogram,
     errors: parking_lot::Mutex<BTreeMap<String, u64>>,
     /// Acknowledged increments, per session index.
     pub(crate) acked: Vec<AtomicU64>,
@@ -46,6 +49,11 @@ impl Run {
     /// Records how late an open-loop request went out.
     pub(crate) fn sent_late(&self, lag: std::time::Duration) {
         self.lag.record_duration_us(lag);
+    }
+
+    /// Records how late the schedule handed an open-loop request over.
+    pub(crate) fn handed_late(&self, lag: std::time::Duration) {
+        self.handover.record_duration_us(lag);
     }
 
     /// Counts a call that succeeded, with its latency.
@@ -120,6 +128,7 @@ impl Run {
             ops: AtomicU64::new(0),
             latency: Histogram::default(),
             lag: Histogram::default(),
+            handover: Histogram::default(),
             errors: Default::default(),
             acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
             prefix,
@@ -174,6 +183,7 @@ pub(crate) fn report(
         ops: run.ops.load(Relaxed),
         latency: run.latency,
         lag: run.lag,
+        handover: run.handover,
         errors: run.errors.into_inner(),
         check,
     })
