@@ -47,7 +47,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use sessiond::stats::Histogram;
-use tonic::transport::{Channel, Server};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Server};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
@@ -97,6 +100,15 @@ struct Args {
     /// make it late.
     #[arg(long, allow_hyphen_values = true)]
     sender_nice: Option<i32>,
+    /// Talk TLS to sessiond, trusting this CA's certificate (PEM).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With `--tls-ca`: the name sessiond's certificate is checked for.
+    #[arg(long, default_value = "localhost")]
+    tls_domain: String,
+    /// Send `authorization: Bearer <token>` with every call to sessiond.
+    #[arg(long)]
+    token: Option<String>,
     /// etcd's client address, for the etcd-* workloads.
     #[arg(long)]
     etcd: Option<SocketAddr>,
@@ -165,7 +177,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn bench(args: Args) -> anyhow::Result<()> {
     if args.memory {
-        let chans = channels(&args.target, args.connections).await?;
+        let chans = reach(&args.target, args.connections, &Reach::of(&args)?).await?;
         return memory::measure(&args, &chans).await;
     }
     // The baseline runs in a process of its own, as sessiond does.
@@ -180,10 +192,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         // The machine's speed drifts (it is shared): the baseline runs before
         // and after every workload, and each workload is compared with the
         // mean of the two runs around it.
-        let empty_chans = channels(&[baseline_addr], args.connections).await?;
+        let empty_chans = reach(&[baseline_addr], args.connections, &Reach::default()).await?;
         let mut before = run(&args, "empty", &empty_chans).await?;
         print_json(&before, None, None);
-        let chans = channels(&args.target, args.connections).await?;
+        let chans = reach(&args.target, args.connections, &Reach::of(&args)?).await?;
         for w in args.workloads.iter().filter(|w| *w != "empty") {
             let r = run(&args, w, &chans).await?;
             let after = run(&args, "empty", &empty_chans).await?;
@@ -199,11 +211,77 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// `n` connections (at least one per address), spread over `addrs` in turn.
-async fn channels(addrs: &[SocketAddr], n: usize) -> anyhow::Result<Vec<Channel>> {
+/// A connection to sessiond (or the baseline) that adds the bearer token
+/// to every call when there is one.
+pub(crate) type Chan = InterceptedService<Channel, Bearer>;
+
+/// `authorization: Bearer <token>` (`--token`), or nothing.
+#[derive(Clone, Default)]
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// How the bench reaches sessiond: TLS or not, a token or not.
+#[derive(Clone, Default)]
+pub(crate) struct Reach {
+    tls: Option<ClientTlsConfig>,
+    bearer: Bearer,
+}
+
+impl Reach {
+    fn of(args: &Args) -> anyhow::Result<Reach> {
+        let tls = match &args.tls_ca {
+            Some(ca) => Some(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
+                    .domain_name(args.tls_domain.clone()),
+            ),
+            None => None,
+        };
+        let bearer = match &args.token {
+            Some(t) => Bearer(Some(format!("Bearer {t}").parse()?)),
+            None => Bearer(None),
+        };
+        Ok(Reach { tls, bearer })
+    }
+}
+
+/// `n` plaintext connections (at least one per address), spread over
+/// `addrs` in turn.
+pub(crate) async fn channels(addrs: &[SocketAddr], n: usize) -> anyhow::Result<Vec<Channel>> {
+    connect(addrs, n, None).await
+}
+
+/// As [`channels`], reached as `how` says.
+async fn reach(addrs: &[SocketAddr], n: usize, how: &Reach) -> anyhow::Result<Vec<Chan>> {
+    let chans = connect(addrs, n, how.tls.as_ref()).await?;
+    Ok(chans
+        .into_iter()
+        .map(|c| InterceptedService::new(c, how.bearer.clone()))
+        .collect())
+}
+
+/// `n` connections (at least one per address), spread over `addrs` in turn,
+/// over TLS if `tls` is given.
+async fn connect(
+    addrs: &[SocketAddr],
+    n: usize,
+    tls: Option<&ClientTlsConfig>,
+) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::new();
     for addr in addrs.iter().cycle().take(n.max(addrs.len())) {
-        let endpoint = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}"))?.tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
         let started = Instant::now();
         out.push(loop {
             match endpoint.connect().await {

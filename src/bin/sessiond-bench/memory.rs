@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use sessiond::pb::GetStatsRequest;
 use sessiond::pb::admin_service_client::AdminServiceClient;
-use tonic::transport::Channel;
 
 use super::workloads::{Run, closed_loop, prepare, report};
-use super::{Args, print_json, rss_mib};
+use super::{Args, Chan, print_json, rss_mib};
 
 /// The small set the full one is compared with.
 const FEW: usize = 1000;
@@ -23,7 +22,7 @@ const FEW: usize = 1000;
 /// housekeeping, the allocator returning pages) before memory is read.
 const SETTLE: Duration = Duration::from_secs(3);
 
-pub(crate) async fn measure(args: &Args, chans: &[Channel]) -> anyhow::Result<()> {
+pub(crate) async fn measure(args: &Args, chans: &[Chan]) -> anyhow::Result<()> {
     let first = chans
         .first()
         .ok_or_else(|| anyhow::anyhow!("no connection to drive"))?;

@@ -22,10 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
-use super::Args;
 use super::workloads::{Clients, Rng, Run, once};
+use super::{Args, Chan};
 
 /// Requests in flight beyond which a due request is not sent but counted as
 /// `OPEN_LOOP_OVERFLOW` (the target has fallen hopelessly behind; memory
@@ -46,7 +45,7 @@ const TIMER_SLACK_NS: &str = "1000";
 pub(crate) async fn drive(
     args: &Args,
     workload: &str,
-    chans: &[Channel],
+    chans: &[Chan],
     run: &Arc<Run>,
 ) -> anyhow::Result<()> {
     let clients: Vec<Clients> = chans.iter().cloned().map(Clients::new).collect();

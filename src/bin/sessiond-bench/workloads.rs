@@ -10,12 +10,11 @@ use bytes::Bytes;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 use sessiond::stats::Histogram;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::peers::Peer;
-use super::{Args, Report, openloop};
+use super::{Args, Chan, Report, openloop};
 
 /// Shared by the callers of one workload.
 pub(crate) struct Run {
@@ -74,7 +73,7 @@ impl Run {
     }
 }
 
-pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<Report> {
+pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::Result<Report> {
     let sessions = if workload.ends_with("hot") {
         1
     } else {
@@ -144,7 +143,7 @@ impl Run {
 pub(crate) async fn closed_loop(
     args: &Args,
     workload: &str,
-    chans: &[Channel],
+    chans: &[Chan],
     run: &Arc<Run>,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
@@ -191,7 +190,7 @@ pub(crate) fn report(
 
 /// Creates the sessions the workload reads and increments, at counter 0, 64
 /// at a time, and reads each once so that it is cached.
-pub(crate) async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
+pub(crate) async fn prepare(run: &Arc<Run>, chan: &Chan) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -228,7 +227,7 @@ pub(crate) async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()
 }
 
 /// Sums the counters and compares with the acknowledged increments.
-async fn check(run: &Run, chan: &Channel) -> anyhow::Result<String> {
+async fn check(run: &Run, chan: &Chan) -> anyhow::Result<String> {
     let mut c = SessionServiceClient::new(chan.clone());
     let mut counted = 0u64;
     for i in 0..run.sessions {
@@ -250,7 +249,7 @@ fn verdict(run: &Run, counted: u64) -> String {
 
 /// A STRONG read; an absent session reads as empty.
 async fn strong_read(
-    c: &mut SessionServiceClient<Channel>,
+    c: &mut SessionServiceClient<Chan>,
     session_id: String,
 ) -> Result<Session, tonic::Status> {
     let req = GetSessionRequest {
@@ -289,7 +288,7 @@ impl Rng {
     }
 }
 
-async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::Result<()> {
+async fn caller(i: usize, workload: &str, chan: Chan, run: &Run) -> anyhow::Result<()> {
     let mut rng = Rng::of(i as u64);
     let mut clients = Clients::new(chan);
     while !run.stop.load(Relaxed) {
@@ -305,12 +304,12 @@ async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::R
 /// What a caller talks to.
 #[derive(Clone)]
 pub(crate) struct Clients {
-    health: HealthClient<Channel>,
-    sessions: SessionServiceClient<Channel>,
+    health: HealthClient<Chan>,
+    sessions: SessionServiceClient<Chan>,
 }
 
 impl Clients {
-    pub(crate) fn new(chan: Channel) -> Clients {
+    pub(crate) fn new(chan: Chan) -> Clients {
         Clients {
             health: HealthClient::new(chan.clone()),
             sessions: SessionServiceClient::new(chan),
@@ -349,7 +348,7 @@ pub(crate) async fn once(
 }
 
 async fn read(
-    c: &mut SessionServiceClient<Channel>,
+    c: &mut SessionServiceClient<Chan>,
     run: &Run,
     k: usize,
     consistency: Consistency,
@@ -362,11 +361,7 @@ async fn read(
     c.get_session(req).await.map(drop)
 }
 
-async fn rmw(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn rmw(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let id = run.id(k);
     let l = c
         .lock_session(LockSessionRequest {
@@ -394,11 +389,7 @@ async fn rmw(
 
 /// A bot's turn as field operations, one call and no lock: count the
 /// message and keep it among the last 20.
-async fn ops(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn ops(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let req = UpdateSessionRequest {
         session_id: run.id(k),
         ops: vec![
@@ -421,11 +412,7 @@ async fn ops(
     Ok(())
 }
 
-async fn cas(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn cas(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let id = run.id(k);
     loop {
         let s = strong_read(c, id.clone()).await?;
@@ -447,7 +434,7 @@ async fn cas(
     Ok(())
 }
 
-async fn create(c: &mut SessionServiceClient<Channel>, run: &Run) -> Result<(), tonic::Status> {
+async fn create(c: &mut SessionServiceClient<Chan>, run: &Run) -> Result<(), tonic::Status> {
     let n = run.created.fetch_add(1, Relaxed);
     let mut set = std::collections::HashMap::new();
     set.insert("data".to_owned(), run.value.clone());
