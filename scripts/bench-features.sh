@@ -32,20 +32,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Runs the command until it succeeds; gives up after 20 s.
+wait_for() { # what command...
+  local what=$1 i=0; shift
+  until "$@" >/dev/null 2>&1; do
+    sleep 0.05
+    i=$((i + 1))
+    [ "$i" -lt 400 ] || { echo "gave up waiting for $what" >&2; exit 1; }
+  done
+}
+
 redis() { # port [args...]
   local p=$1; shift
   mkdir -p "$work/$p"
   redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/$p" "$@" \
     >/dev/null 2>&1 &
   pids+=($!)
-  until redis-cli -p "$p" PING >/dev/null 2>&1; do sleep 0.05; done
+  wait_for "redis-server on $p" redis-cli -p "$p" PING
 }
 
 # A master with one replica, for every standalone variant.
 master=$(port); replica=$(port)
 redis "$master"
 redis "$replica" --replicaof 127.0.0.1 "$master"
-until redis-cli -p "$master" INFO replication | grep -q 'state=online'; do sleep 0.1; done
+# (No `| grep -q`: with pipefail, grep leaving early fails the pipeline.)
+wait_for "the replica" bash -c "[[ \$(redis-cli -p $master INFO replication) == *state=online* ]]"
 
 # A 3-master cluster.
 cluster=()
@@ -56,7 +67,7 @@ if [[ ,$variants, == *,cluster,* ]]; then
     cluster+=("127.0.0.1:$p")
   done
   redis-cli --cluster create "${cluster[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-  until redis-cli -p "${cluster[0]#*:}" CLUSTER INFO | grep -q cluster_state:ok; do sleep 0.1; done
+  wait_for "the cluster" bash -c "[[ \$(redis-cli -p ${cluster[0]#*:} CLUSTER INFO) == *cluster_state:ok* ]]"
 fi
 
 # TLS: a CA and a certificate for localhost and 127.0.0.1.
@@ -115,7 +126,7 @@ for round in $(seq 1 "$rounds"); do
     target/release/sessiond --listen "127.0.0.1:$sport" --log-level error "${store[@]}" \
       "${server[@]}" 2>>"$work/sessiond.log" &
     spid=$!
-    until (echo > "/dev/tcp/127.0.0.1/$sport") 2>/dev/null; do sleep 0.05; done
+    wait_for "sessiond ($v)" bash -c "echo > /dev/tcp/127.0.0.1/$sport"
     target/release/sessiond-bench --target "127.0.0.1:$sport" --duration "$duration" \
       --workloads read-cached,rmw --server-pid "$spid" "${client[@]}" |
       python3 -c "$summary" "$v" "$round" | tee -a "$results"
