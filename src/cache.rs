@@ -17,9 +17,9 @@
 //! fill, floor) runs under its shard's lock, so the floor rules need no
 //! compare-and-retry. Eviction is approximately least recently used: when
 //! the bytes held pass the bound, the shard being written drops its
-//! expired entries and its least recently used eighth, judged from a sample
-//! of its nodes' last use (and the next shards in turn while the whole is
-//! still over).
+//! expired entries and its least recently used eighth by bytes (and the
+//! next shards in turn while the whole is still over): each shard is exact
+//! LRU, the whole approximately.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -39,9 +39,6 @@ const SHARDS: usize = 64;
 /// Least bytes a shard is meant to hold: a small cache gets fewer shards,
 /// so that each still holds enough entries for recency to choose among.
 const SHARD_MIN_BYTES: u64 = 256 * 1024;
-
-/// Entries whose last use is sampled to choose what an eviction drops.
-const SAMPLE: usize = 32;
 
 #[derive(Clone)]
 enum Entry {
@@ -313,22 +310,31 @@ impl Inner {
 
     /// Drops the shard's expired nodes and its least recently used ones:
     /// enough to free an eighth of what it holds or what the whole is over,
-    /// whichever is more. Which are least recently used is read off a
-    /// sample: every node at least as old as the sample's matching quantile
-    /// goes, wherever it sits in the table; only if that frees too little
-    /// do the first ones in the table's order go as well.
+    /// whichever is more (all of them if that is more than it holds).
     fn evict(&self, shard: &mut Shard, now: u64) {
         let clock = shard.clock;
         let age = |n: &Node| clock.wrapping_sub(n.used);
-        let mut ages: Vec<u32> = shard.table.iter().take(SAMPLE).map(|n| age(n)).collect();
-        ages.sort_unstable();
-        let held: u64 = shard.table.iter().map(|n| u64::from(n.weight)).sum();
+        // Every live node's age and charge, oldest first: the cutoff is the
+        // age at which the oldest ones add up to what is wanted.
+        let mut live: Vec<(u32, u32)> = shard
+            .table
+            .iter()
+            .filter(|n| !self.expired(n, now))
+            .map(|n| (age(n), n.weight))
+            .collect();
+        live.sort_unstable_by_key(|&(a, _)| std::cmp::Reverse(a));
+        let held: u64 = live.iter().map(|&(_, w)| u64::from(w)).sum();
         let over = self.bytes.load(Relaxed).saturating_sub(self.max_bytes);
         let wanted = over.max(held / 8);
-        // The share of the shard to drop, counted from the oldest.
-        let keep = 1.0 - (wanted as f64 / held.max(1) as f64).min(1.0);
-        let at = ((keep * ages.len() as f64) as usize).min(ages.len().saturating_sub(1));
-        let cutoff = ages.get(at).copied().unwrap_or(0);
+        let mut counted = 0;
+        let mut cutoff = 0;
+        for &(a, w) in &live {
+            cutoff = a;
+            counted += u64::from(w);
+            if counted >= wanted {
+                break;
+            }
+        }
         let (mut freed, mut dropped) = (0, 0);
         shard.table.retain(|n| {
             let drop = self.expired(n, now) || age(n) >= cutoff;
@@ -338,16 +344,6 @@ impl Inner {
             }
             !drop
         });
-        if freed < wanted {
-            shard.table.retain(|n| {
-                let drop = freed < wanted;
-                if drop {
-                    freed += u64::from(n.weight);
-                    dropped += 1;
-                }
-                !drop
-            });
-        }
         self.bytes.fetch_sub(freed, Relaxed);
         self.stats.cache_evictions.fetch_add(dropped, Relaxed);
     }
