@@ -65,5 +65,6 @@ for port in 7201 7202 7203; do
 done
 redis-cli --cluster create 127.0.0.1:7201 127.0.0.1:7202 127.0.0.1:7203 \
     --cluster-replicas 0 --cluster-yes >/dev/null
-until redis-cli -p 7201 CLUSTER INFO | grep -q cluster_state:ok; do sleep 0.1; done
+# (No `| grep -q`: with pipefail, grep leaving early fails the pipeline.)
+until [[ $(redis-cli -p 7201 CLUSTER INFO) == *cluster_state:ok* ]]; do sleep 0.1; done
 run cluster --redis-cluster 127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203

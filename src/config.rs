@@ -149,7 +149,8 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
-    /// Bytes of session data the cache may hold.
+    /// Memory the cache may hold: each cached session is charged its names
+    /// and values, its id and what holds them (about 300 bytes more).
     #[arg(long, env = "SESSIOND_CACHE_MAX_BYTES", value_parser = parse_size, default_value = "256MiB")]
     pub cache_max_bytes: u64,
 

@@ -9,7 +9,8 @@
 //! - [`service`] / [`admin`]: the gRPC services, thin translations.
 //! - [`auth`]: bearer tokens and the namespaces they grant.
 //! - [`session`]: sessions, mutations, limits and validation; no I/O.
-//! - [`cache`]: the moka read-through cache and its version floors.
+//! - [`cache`]: the read-through cache (sharded, bounded by bytes and age)
+//!   and its version floors.
 //! - [`store`]: the storage abstraction and its backends, `embedded` (redb)
 //!   and `redis` (Lua scripts).
 //! - [`error`]: the error enum and its one mapping to gRPC statuses.

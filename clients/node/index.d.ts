@@ -156,6 +156,12 @@ export interface WithLockOptions {
   leaseMs?: number;
   waitMs?: number;
   timeoutMs?: number;
+  /** As in LockOptions. */
+  rateLimit?: RateLimitOptions;
+  policy?: 'FIFO' | 'LATEST_WINS' | 'DEBOUNCE';
+  debounceMs?: number;
+  payload?: Uint8Array | string;
+  idempotencyKey?: string;
   /** Cancels the wait for the lock (not the handler: use session.signal there). */
   signal?: AbortSignal;
 }
@@ -181,6 +187,8 @@ export declare class SessionDraft {
   readonly fencingToken: bigint | null;
   /** withLock only: aborts (reason: a LockLost) when a lease refresh finds the lock lost. */
   readonly signal: AbortSignal | null;
+  /** withLock only: the grant (supersededPayloads, replayed ...). */
+  readonly lock: LockResult | null;
   /** A field's value with the pending changes applied. */
   get(name: string): Buffer | undefined;
   set(name: string, value: FieldValue): this;

@@ -346,8 +346,7 @@ impl Settings {
 }
 
 /// Longest duration a setting may have: beyond it, times in milliseconds
-/// since the epoch (expiry times, Redis PEXPIRE) overflow or come close,
-/// and moka refuses a time to live with a panic.
+/// since the epoch (expiry times, Redis PEXPIRE) overflow or come close.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Most fields a session may be allowed.

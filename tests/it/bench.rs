@@ -86,9 +86,86 @@ async fn closed_and_open_loop_workloads_lose_no_update() {
     for r in &reports {
         assert_eq!(r["rate"], 200, "{r}");
         assert!(r["send_lag_us"]["p99"].is_number(), "{r}");
+        assert!(r["handover_lag_us"]["p99"].is_number(), "{r}");
         // On schedule: 300 ms at 200/s is 60 requests, each sent.
         assert_eq!(r["ops"], 60, "{r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_on_the_bench_sends_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "bench-token-0123456789 default\n").unwrap();
+    let s = Server::start(
+        Backend::Embedded,
+        &["--auth-tokens-file", tokens.to_str().unwrap()],
+    )
+    .await;
+    let target = s.addr.to_string();
+    let reports = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            bench(&[
+                "--target",
+                &target,
+                "--workloads",
+                "read-cached,rmw",
+                "--token",
+                "bench-token-0123456789",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_sound(&reports, &["read-cached", "rmw"]);
+    // Without it every call is refused, so the token was what let them in.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sessiond-bench"))
+            .args(["--duration", "200ms", "--callers", "2", "--sessions", "2"])
+            .args(["--target", &target, "--workloads", "read-cached"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "preparing without a token must fail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_mode_caches_every_session_and_reads_them_all() {
+    let s = Server::start(Backend::Redis, &[]).await;
+    let (target, pid) = (s.addr.to_string(), std::process::id().to_string());
+    let lines = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "--target",
+            &target,
+            "--memory",
+            "--rounds",
+            "1",
+            "--server-pid",
+            &pid,
+        ])
+    })
+    .await
+    .unwrap();
+    let [memory, all, few, result] = lines.as_slice() else {
+        panic!("{lines:?}")
+    };
+    let memory = &memory["memory"];
+    assert_eq!(memory["sessions"], 20, "{memory}");
+    assert!(memory["cache_entries"].as_u64().unwrap() >= 20, "{memory}");
+    assert!(memory["rss_mib_filled"].as_f64().unwrap() > 0.0, "{memory}");
+    for (r, n) in [(all, 20), (few, 20)] {
+        assert_eq!(r["workload"], "read-cached", "{r}");
+        assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["check"], format!("{n} sessions, 0 cache misses"), "{r}");
+    }
+    assert!(
+        result["memory_result"]["all_over_1000"].is_number(),
+        "{result}"
+    );
 }
 
 /// An etcd of its own on free ports, killed on drop.

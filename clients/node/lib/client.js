@@ -394,11 +394,18 @@ class Client {
    * nothing changed, unlocks and rethrows when fn throws). The lease is
    * refreshed every lease/3 while fn runs; once a refresh reports the lock
    * lost, `session.signal` aborts and withLock rejects with LockLost without
-   * writing. Resolves with fn's return value.
+   * writing. Resolves with fn's return value. `rateLimit`, `policy`,
+   * `debounceMs`, `payload` and `idempotencyKey` are lock()'s (Superseded
+   * when a newer waiter of the burst takes this one's place); `session.lock`
+   * is the grant, with its supersededPayloads, and `replayed` when the key's
+   * lock was granted before (the event was handled already).
    */
   async withLock(sessionId, fn, opts = {}) {
     const { leaseMs = 0, waitMs = 0, timeoutMs, signal } = opts;
-    const held = await this.lock(sessionId, { leaseMs, waitMs, timeoutMs, signal });
+    const { rateLimit, policy, debounceMs, payload, idempotencyKey } = opts;
+    const held = await this.lock(sessionId, {
+      leaseMs, waitMs, timeoutMs, signal, rateLimit, policy, debounceMs, payload, idempotencyKey,
+    });
     const { lockToken } = held;
     // The lease actually granted: what we asked for, or the server's default
     // as its expiry tells (clamped, in case the clocks disagree).
@@ -438,7 +445,7 @@ class Client {
         });
     }, period);
 
-    const session = new SessionDraft(sessionId, held.session, { ...held, signal: controller.signal });
+    const session = new SessionDraft(sessionId, held.session, { ...held, signal: controller.signal, grant: held });
     let result;
     try {
       result = await fn(session);

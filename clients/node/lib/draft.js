@@ -26,6 +26,8 @@ class SessionDraft {
     this.lockToken = lock ? lock.lockToken : null;
     this.fencingToken = lock ? lock.fencingToken : null;
     this.signal = lock ? lock.signal : null;
+    /** withLock only: the grant as lock() resolved it (supersededPayloads, replayed ...). */
+    this.lock = lock ? lock.grant : null;
     this._set = new Map();
     this._delete = new Set();
   }

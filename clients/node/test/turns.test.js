@@ -73,3 +73,31 @@ test('a lock idempotencyKey replayed gets the first grant', async () => {
   assert.equal(err.reason, 'IDEMPOTENCY_KEY_REUSED');
   await client.unlock(id, first.lockToken);
 });
+
+test('withLock takes the turn policy and the idempotency key', async () => {
+  const id = uniqueId('withlock-turn');
+  const holder = await client.lock(id, { leaseMs: 5000 });
+  const opts = { leaseMs: 5000, waitMs: 10000, policy: 'LATEST_WINS' };
+  const older = client.withLock(id, (s) => { s.set('answered', 'm0'); }, { ...opts, payload: 'm0' })
+    .then((v) => v, (e) => e);
+  await until(async () => (await client.stats()).locks.waitingNow >= 1, 'm0 is queued');
+  const newer = client.withLock(id, (s) => {
+    s.set('answered', 'm1');
+    return s.lock.supersededPayloads.map(String);
+  }, { ...opts, payload: 'm1' });
+  assert.ok((await older) instanceof sd.Superseded);
+  await client.unlock(id, holder.lockToken);
+  assert.deepEqual(await newer, ['m0']);
+  assert.equal(String((await client.get(id, { consistency: 'strong' })).fields.answered), 'm1');
+
+  // The same event's key: the second run is handed the first grant, replayed,
+  // whose lock the first run's write released: nothing is written twice.
+  const seen = [];
+  await client.withLock(id, (s) => { seen.push(s.lock.replayed); s.set('n', '1'); }, { idempotencyKey: 'event-1' });
+  await assert.rejects(
+    client.withLock(id, (s) => { seen.push(s.lock.replayed); s.set('n', '2'); }, { idempotencyKey: 'event-1' }),
+    sd.LockLost,
+  );
+  assert.deepEqual(seen, [false, true]);
+  assert.equal(String((await client.get(id, { consistency: 'strong' })).fields.n), '1');
+});

@@ -12,7 +12,7 @@ channel to it). A `Client` is thread-safe.
 from __future__ import annotations
 
 import datetime
-from typing import Any, AsyncIterator, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -487,6 +487,11 @@ class AsyncClient:
         wait: Seconds = 0,
         refresh: bool = True,
         timeout: Optional[float] = None,
+        rate_limit: Optional[session_pb2.RateLimit] = None,
+        policy: Union[TurnPolicy, str] = TurnPolicy.FIFO,
+        debounce: Optional[Seconds] = None,
+        payload: bytes = b"",
+        idempotency_key: Optional[str] = None,
     ) -> "AsyncLocked":
         """Lock, hand over the session, write the staged changes and release.
 
@@ -495,8 +500,27 @@ class AsyncClient:
 
         Raises LockHeld (wait 0) or LockWaitTimeout at entry when the lock
         cannot be had. See `Locked` / `AsyncLocked` for what happens at exit.
+        `rate_limit`, `policy`, `debounce`, `payload` and `idempotency_key`
+        are `lock`'s: Superseded at entry when a newer waiter of the burst
+        took this one's place; `s.lock` is the grant (its
+        `superseded_payloads`, and `replayed` when the key's lock was granted
+        before: the event was handled already, and the lock may be over).
         """
-        return AsyncLocked(self, session_id, lease=lease, wait=wait, refresh=refresh, timeout=timeout)
+        return AsyncLocked(
+            self,
+            session_id,
+            lease=lease,
+            wait=wait,
+            refresh=refresh,
+            timeout=timeout,
+            lock_options=dict(
+                rate_limit=rate_limit,
+                policy=policy,
+                debounce=debounce,
+                payload=payload,
+                idempotency_key=idempotency_key,
+            ),
+        )
 
 
 class AsyncLocked:
@@ -525,6 +549,7 @@ class AsyncLocked:
         wait: Seconds,
         refresh: bool,
         timeout: Optional[float],
+        lock_options: Optional[Dict[str, Any]] = None,
     ) -> None:
         lease_s = c.seconds(lease)
         if not lease_s or lease_s <= 0:
@@ -535,6 +560,7 @@ class AsyncLocked:
         self.wait = wait
         self.refresh = refresh
         self.timeout = timeout
+        self.lock_options = lock_options or {}
         self.state: Optional[LockedSession] = None
         self.last_refresh_error: Optional[errors.SessiondError] = None
         self._ticker: Optional[_io.Ticker] = None
@@ -563,7 +589,9 @@ class AsyncLocked:
         return True
 
     async def __aenter__(self) -> LockedSession:
-        lock = await self.client.lock(self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout)
+        lock = await self.client.lock(
+            self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout, **self.lock_options
+        )
         self.state = LockedSession(lock)
         if self.refresh:
             self._ticker = _io.Ticker(f"sessiond-refresh-{self.session_id}", self.lease / 3.0, self._refresh_once)

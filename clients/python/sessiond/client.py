@@ -14,7 +14,7 @@ channel to it). A `Client` is thread-safe.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterator, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -489,6 +489,11 @@ class Client:
         wait: Seconds = 0,
         refresh: bool = True,
         timeout: Optional[float] = None,
+        rate_limit: Optional[session_pb2.RateLimit] = None,
+        policy: Union[TurnPolicy, str] = TurnPolicy.FIFO,
+        debounce: Optional[Seconds] = None,
+        payload: bytes = b"",
+        idempotency_key: Optional[str] = None,
     ) -> "Locked":
         """Lock, hand over the session, write the staged changes and release.
 
@@ -497,8 +502,27 @@ class Client:
 
         Raises LockHeld (wait 0) or LockWaitTimeout at entry when the lock
         cannot be had. See `Locked` / `AsyncLocked` for what happens at exit.
+        `rate_limit`, `policy`, `debounce`, `payload` and `idempotency_key`
+        are `lock`'s: Superseded at entry when a newer waiter of the burst
+        took this one's place; `s.lock` is the grant (its
+        `superseded_payloads`, and `replayed` when the key's lock was granted
+        before: the event was handled already, and the lock may be over).
         """
-        return Locked(self, session_id, lease=lease, wait=wait, refresh=refresh, timeout=timeout)
+        return Locked(
+            self,
+            session_id,
+            lease=lease,
+            wait=wait,
+            refresh=refresh,
+            timeout=timeout,
+            lock_options=dict(
+                rate_limit=rate_limit,
+                policy=policy,
+                debounce=debounce,
+                payload=payload,
+                idempotency_key=idempotency_key,
+            ),
+        )
 
 
 class Locked:
@@ -527,6 +551,7 @@ class Locked:
         wait: Seconds,
         refresh: bool,
         timeout: Optional[float],
+        lock_options: Optional[Dict[str, Any]] = None,
     ) -> None:
         lease_s = c.seconds(lease)
         if not lease_s or lease_s <= 0:
@@ -537,6 +562,7 @@ class Locked:
         self.wait = wait
         self.refresh = refresh
         self.timeout = timeout
+        self.lock_options = lock_options or {}
         self.state: Optional[LockedSession] = None
         self.last_refresh_error: Optional[errors.SessiondError] = None
         self._ticker: Optional[_io.Ticker] = None
@@ -565,7 +591,9 @@ class Locked:
         return True
 
     def __enter__(self) -> LockedSession:
-        lock = self.client.lock(self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout)
+        lock = self.client.lock(
+            self.session_id, lease=self.lease, wait=self.wait, timeout=self.timeout, **self.lock_options
+        )
         self.state = LockedSession(lock)
         if self.refresh:
             self._ticker = _io.Ticker(f"sessiond-refresh-{self.session_id}", self.lease / 3.0, self._refresh_once)

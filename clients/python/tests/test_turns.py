@@ -93,3 +93,54 @@ def test_the_asyncio_client_takes_turns_and_keys_too(server, sid):
             await b.unlock(sid, got.token)
 
     asyncio.run(main())
+
+
+def test_locked_takes_the_turn_and_the_key(client, server, sid):
+    # The newest waiter of a burst enters the block with the older one's
+    # payload; the older one is Superseded at entry.
+    holder = client.lock(sid, lease=5)
+    base = client.stats().locks.waiting_now
+    results = {}
+
+    def enter(c, payload):
+        try:
+            with c.locked(sid, lease=5, wait=10, policy="LATEST_WINS", payload=payload) as s:
+                s.set("answered", payload)
+                results[payload] = s.lock
+        except sessiond.SessiondError as e:
+            results[payload] = e
+
+    with sessiond.Client(server.target) as a, sessiond.Client(server.target) as b:
+        first = threading.Thread(target=enter, args=(a, b"m0"))
+        first.start()
+        wait_for(lambda: client.stats().locks.waiting_now >= base + 1, what="m0 queued")
+        second = threading.Thread(target=enter, args=(b, b"m1"))
+        second.start()
+        first.join(10)
+        assert isinstance(results[b"m0"], sessiond.Superseded)
+        client.unlock(sid, holder.token)
+        second.join(10)
+    assert results[b"m1"].superseded_payloads == (b"m0",)
+    assert client.get(sid, consistency="STRONG").fields["answered"] == b"m1"
+
+    # The same event's key: the second block is handed the first grant,
+    # replayed, whose lock the first block's write released.
+    with client.locked(sid, lease=5, idempotency_key="event-1") as s:
+        assert not s.lock.replayed
+        s.set("n", b"1")
+    with pytest.raises(sessiond.LockLost):
+        with client.locked(sid, lease=5, idempotency_key="event-1") as s:
+            assert s.lock.replayed
+            s.set("n", b"2")
+    assert client.get(sid, consistency="STRONG").fields["n"] == b"1"
+
+
+def test_async_locked_passes_the_turn_policy(server, sid):
+    async def main():
+        async with sessiond.AsyncClient(server.target) as c:
+            async with c.locked(sid, lease=5, wait=1, policy="DEBOUNCE", debounce=0.05, payload=b"p") as s:
+                assert s.lock.superseded_payloads == ()
+                s.set("k", b"v")
+            return await c.get(sid, consistency="STRONG")
+
+    assert asyncio.run(main()).fields["k"] == b"v"

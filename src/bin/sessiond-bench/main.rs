@@ -21,6 +21,9 @@
 //! streams watch the sessions: the fan-out latency from a write's
 //! acknowledgement to each watcher's receipt, `watch.rs`).
 //!
+//! With `--memory`, it measures what cached sessions cost the server
+//! (`memory.rs`) instead.
+//!
 //! With `--rate`, sessiond's workloads run open-loop (`openloop.rs`):
 //! requests on a fixed schedule, latency from the time each was due.
 //!
@@ -46,10 +49,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use sessiond::stats::Histogram;
-use tonic::transport::{Channel, Server};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Server};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+mod memory;
 mod openloop;
 mod peers;
 mod watch;
@@ -91,6 +98,20 @@ struct Args {
     /// caller sends its next request when its last one is answered.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Open loop: the nice value of the thread that keeps the schedule
+    /// (e.g. -20, as root), so that other work on the machine does not
+    /// make it late.
+    #[arg(long, allow_hyphen_values = true)]
+    sender_nice: Option<i32>,
+    /// Talk TLS to sessiond, trusting this CA's certificate (PEM).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With `--tls-ca`: the name sessiond's certificate is checked for.
+    #[arg(long, default_value = "localhost")]
+    tls_domain: String,
+    /// Send `authorization: Bearer <token>` with every call to sessiond.
+    #[arg(long)]
+    token: Option<String>,
     /// etcd's client address, for the etcd-* workloads.
     #[arg(long)]
     etcd: Option<SocketAddr>,
@@ -106,6 +127,14 @@ struct Args {
     /// sessiond's process id: each report then adds its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Measure what cached sessions cost the server instead (`memory.rs`):
+    /// fill `--sessions`, read its resident memory (needs `--server-pid`),
+    /// then CACHED reads over all of them and over 1,000, in turn.
+    #[arg(long)]
+    memory: bool,
+    /// With `--memory`: how many times each of the two read runs is made.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Serve the empty baseline RPC on this address and do nothing else
     /// (used by the bench itself, in a process of its own).
     #[arg(long, hide = true)]
@@ -153,6 +182,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
+    if args.memory {
+        let chans = reach(&args.target, args.connections, &Reach::of(&args)?).await?;
+        return memory::measure(&args, &chans).await;
+    }
     // The baseline runs in a process of its own, as sessiond does.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -165,10 +198,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         // The machine's speed drifts (it is shared): the baseline runs before
         // and after every workload, and each workload is compared with the
         // mean of the two runs around it.
-        let empty_chans = channels(&[baseline_addr], args.connections).await?;
+        let empty_chans = reach(&[baseline_addr], args.connections, &Reach::default()).await?;
         let mut before = run(&args, "empty", &empty_chans).await?;
         print_json(&before, None, None);
-        let chans = channels(&args.target, args.connections).await?;
+        let chans = reach(&args.target, args.connections, &Reach::of(&args)?).await?;
         for w in args.workloads.iter().filter(|w| *w != "empty") {
             let r = run(&args, w, &chans).await?;
             let after = run(&args, "empty", &empty_chans).await?;
@@ -184,11 +217,77 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// `n` connections (at least one per address), spread over `addrs` in turn.
-async fn channels(addrs: &[SocketAddr], n: usize) -> anyhow::Result<Vec<Channel>> {
+/// A connection to sessiond (or the baseline) that adds the bearer token
+/// to every call when there is one.
+pub(crate) type Chan = InterceptedService<Channel, Bearer>;
+
+/// `authorization: Bearer <token>` (`--token`), or nothing.
+#[derive(Clone, Default)]
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// How the bench reaches sessiond: TLS or not, a token or not.
+#[derive(Clone, Default)]
+pub(crate) struct Reach {
+    tls: Option<ClientTlsConfig>,
+    bearer: Bearer,
+}
+
+impl Reach {
+    fn of(args: &Args) -> anyhow::Result<Reach> {
+        let tls = match &args.tls_ca {
+            Some(ca) => Some(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
+                    .domain_name(args.tls_domain.clone()),
+            ),
+            None => None,
+        };
+        let bearer = match &args.token {
+            Some(t) => Bearer(Some(format!("Bearer {t}").parse()?)),
+            None => Bearer(None),
+        };
+        Ok(Reach { tls, bearer })
+    }
+}
+
+/// `n` plaintext connections (at least one per address), spread over
+/// `addrs` in turn.
+pub(crate) async fn channels(addrs: &[SocketAddr], n: usize) -> anyhow::Result<Vec<Channel>> {
+    connect(addrs, n, None).await
+}
+
+/// As [`channels`], reached as `how` says.
+async fn reach(addrs: &[SocketAddr], n: usize, how: &Reach) -> anyhow::Result<Vec<Chan>> {
+    let chans = connect(addrs, n, how.tls.as_ref()).await?;
+    Ok(chans
+        .into_iter()
+        .map(|c| InterceptedService::new(c, how.bearer.clone()))
+        .collect())
+}
+
+/// `n` connections (at least one per address), spread over `addrs` in turn,
+/// over TLS if `tls` is given.
+async fn connect(
+    addrs: &[SocketAddr],
+    n: usize,
+    tls: Option<&ClientTlsConfig>,
+) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::new();
     for addr in addrs.iter().cycle().take(n.max(addrs.len())) {
-        let endpoint = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}"))?.tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
         let started = Instant::now();
         out.push(loop {
             match endpoint.connect().await {
@@ -212,6 +311,9 @@ struct Report {
     latency: Histogram,
     /// Open loop only: how late requests went out (included in `latency`).
     lag: Histogram,
+    /// Open loop only: how late the schedule's thread handed requests over
+    /// (the part of `lag` before the runtime ran them).
+    handover: Histogram,
     errors: BTreeMap<String, u64>,
     check: Option<String>,
     /// More JSON members of the workload's own (the watch workload's).
@@ -289,10 +391,11 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
         json.push_str(&format!(",\"server_rss_mib\":{rss:.1}"));
     }
     if r.rate > 0.0 {
-        let lag = r.lag.summary();
+        let (lag, handover) = (r.lag.summary(), r.handover.summary());
         json.push_str(&format!(
-            ",\"rate\":{:.0},\"send_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}",
-            r.rate, lag.p50, lag.p99, lag.max
+            ",\"rate\":{:.0},\"send_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
+             \"handover_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}",
+            r.rate, lag.p50, lag.p99, lag.max, handover.p50, handover.p99, handover.max
         ));
     }
     if let Some(c) = &r.check {

@@ -17,10 +17,9 @@ use sessiond::pb::watch_session_response::Event;
 use sessiond::pb::*;
 use sessiond::stats::Histogram;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
-use super::Args;
 use super::workloads::{Rng, Run};
+use super::{Args, Chan};
 
 /// Sessions the watchers share (each has `--watchers` / this many).
 pub(crate) const WATCHED_SESSIONS: usize = 10;
@@ -38,11 +37,7 @@ struct Seen {
 
 /// Runs the workload on `run`'s (prepared) sessions; the report's extra
 /// JSON members.
-pub(crate) async fn drive(
-    args: &Args,
-    run: &Arc<Run>,
-    chans: &[Channel],
-) -> anyhow::Result<String> {
+pub(crate) async fn drive(args: &Args, run: &Arc<Run>, chans: &[Chan]) -> anyhow::Result<String> {
     let sessions = run.sessions;
     let acks: Arc<Vec<Mutex<HashMap<u64, Instant>>>> =
         Arc::new((0..sessions).map(|_| Mutex::new(HashMap::new())).collect());
@@ -144,7 +139,7 @@ pub(crate) async fn drive(
 async fn watcher(
     k: usize,
     id: String,
-    chan: Channel,
+    chan: Chan,
     mut finals: watch::Receiver<Option<Vec<u64>>>,
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> Result<Seen, tonic::Status> {

@@ -10,12 +10,11 @@ use bytes::Bytes;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::pb::*;
 use sessiond::stats::Histogram;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::peers::Peer;
-use super::{Args, Report, openloop};
+use super::{Args, Chan, Report, openloop};
 
 /// Shared by the callers of one workload.
 pub(crate) struct Run {
@@ -25,6 +24,9 @@ pub(crate) struct Run {
     /// Open loop: how late each request went out after it was due (the
     /// bench's own timer and scheduling), part of its latency.
     lag: Histogram,
+    /// Open loop: how late the schedule's thread handed each request over
+    /// (the part of `lag` before the runtime started its task).
+    handover: Histogram,
     errors: parking_lot::Mutex<BTreeMap<String, u64>>,
     /// Acknowledged increments, per session index.
     pub(crate) acked: Vec<AtomicU64>,
@@ -48,6 +50,11 @@ impl Run {
         self.lag.record_duration_us(lag);
     }
 
+    /// Records how late the schedule handed an open-loop request over.
+    pub(crate) fn handed_late(&self, lag: std::time::Duration) {
+        self.handover.record_duration_us(lag);
+    }
+
     /// Counts a call that succeeded, with its latency.
     pub(crate) fn done(&self, took: std::time::Duration) {
         self.latency.record_duration_us(took);
@@ -66,7 +73,7 @@ impl Run {
     }
 }
 
-pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyhow::Result<Report> {
+pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::Result<Report> {
     let sessions = if workload.ends_with("hot") {
         1
     } else if workload == "watch" {
@@ -74,18 +81,8 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     } else {
         args.sessions
     };
-    let run = Arc::new(Run {
-        stop: AtomicBool::new(false),
-        ops: AtomicU64::new(0),
-        latency: Histogram::default(),
-        lag: Histogram::default(),
-        errors: Default::default(),
-        acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
-        prefix: format!("bench-{workload}-{}", uuid::Uuid::new_v4().simple()),
-        value: Bytes::from(vec![b'x'; args.value_bytes]),
-        sessions,
-        created: AtomicU64::new(0),
-    });
+    let prefix = format!("bench-{workload}-{}", uuid::Uuid::new_v4().simple());
+    let run = Arc::new(Run::new(prefix, sessions, args.value_bytes));
     let first = chans
         .first()
         .ok_or_else(|| anyhow::anyhow!("no connection to drive"))?;
@@ -104,19 +101,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
     } else if args.rate > 0.0 {
         openloop::drive(args, workload, chans, &run).await?;
     } else {
-        let mut tasks = Vec::new();
-        for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
-            let chan = chan.clone();
-            let (run, workload) = (run.clone(), workload.to_owned());
-            tasks.push(tokio::spawn(async move {
-                caller(i, &workload, chan, &run).await
-            }));
-        }
-        tokio::time::sleep(args.duration).await;
-        run.stop.store(true, Relaxed);
-        for t in tasks {
-            t.await??;
-        }
+        closed_loop(args, workload, chans, &run).await?;
     }
     let seconds = started.elapsed().as_secs_f64();
     let check = match (&peer, workload) {
@@ -126,25 +111,94 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Channel]) -> anyho
         }
         _ => None,
     };
+    let rate = if peer.is_none() { args.rate } else { 0.0 };
+    let mut r = report(
+        run,
+        workload,
+        rate,
+        args.callers,
+        chans.len(),
+        seconds,
+        check,
+    )?;
+    r.extra = extra;
+    Ok(r)
+}
+
+impl Run {
+    /// The run of a workload over `sessions` sessions named `<prefix>-<i>`,
+    /// each written `value_bytes` of data by [`prepare`].
+    pub(crate) fn new(prefix: String, sessions: usize, value_bytes: usize) -> Run {
+        Run {
+            stop: AtomicBool::new(false),
+            ops: AtomicU64::new(0),
+            latency: Histogram::default(),
+            lag: Histogram::default(),
+            handover: Histogram::default(),
+            errors: Default::default(),
+            acked: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+            prefix,
+            value: Bytes::from(vec![b'x'; value_bytes]),
+            sessions,
+            created: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `args.callers` callers, each sending its next request of `workload` when
+/// its last one is answered, for `args.duration`.
+pub(crate) async fn closed_loop(
+    args: &Args,
+    workload: &str,
+    chans: &[Chan],
+    run: &Arc<Run>,
+) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for (i, chan) in (0..args.callers).zip(chans.iter().cycle()) {
+        let chan = chan.clone();
+        let (run, workload) = (run.clone(), workload.to_owned());
+        tasks.push(tokio::spawn(async move {
+            caller(i, &workload, chan, &run).await
+        }));
+    }
+    tokio::time::sleep(args.duration).await;
+    run.stop.store(true, Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// The report of a finished run (its callers all returned).
+pub(crate) fn report(
+    run: Arc<Run>,
+    workload: &str,
+    rate: f64,
+    callers: usize,
+    connections: usize,
+    seconds: f64,
+    check: Option<String>,
+) -> anyhow::Result<Report> {
     let run = Arc::try_unwrap(run).map_err(|_| anyhow::anyhow!("callers still running"))?;
     Ok(Report {
         workload: workload.to_owned(),
-        rate: if peer.is_none() { args.rate } else { 0.0 },
-        callers: args.callers,
-        connections: chans.len(),
+        rate,
+        callers,
+        connections,
         seconds,
         ops: run.ops.load(Relaxed),
         latency: run.latency,
         lag: run.lag,
+        handover: run.handover,
         errors: run.errors.into_inner(),
         check,
-        extra,
+        extra: String::new(),
     })
 }
 
 /// Creates the sessions the workload reads and increments, at counter 0, 64
 /// at a time, and reads each once so that it is cached.
-async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
+pub(crate) async fn prepare(run: &Arc<Run>, chan: &Chan) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -181,7 +235,7 @@ async fn prepare(run: &Arc<Run>, chan: &Channel) -> anyhow::Result<()> {
 }
 
 /// Sums the counters and compares with the acknowledged increments.
-async fn check(run: &Run, chan: &Channel) -> anyhow::Result<String> {
+async fn check(run: &Run, chan: &Chan) -> anyhow::Result<String> {
     let mut c = SessionServiceClient::new(chan.clone());
     let mut counted = 0u64;
     for i in 0..run.sessions {
@@ -203,7 +257,7 @@ fn verdict(run: &Run, counted: u64) -> String {
 
 /// A STRONG read; an absent session reads as empty.
 async fn strong_read(
-    c: &mut SessionServiceClient<Channel>,
+    c: &mut SessionServiceClient<Chan>,
     session_id: String,
 ) -> Result<Session, tonic::Status> {
     let req = GetSessionRequest {
@@ -242,7 +296,7 @@ impl Rng {
     }
 }
 
-async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::Result<()> {
+async fn caller(i: usize, workload: &str, chan: Chan, run: &Run) -> anyhow::Result<()> {
     let mut rng = Rng::of(i as u64);
     let mut clients = Clients::new(chan);
     while !run.stop.load(Relaxed) {
@@ -258,12 +312,12 @@ async fn caller(i: usize, workload: &str, chan: Channel, run: &Run) -> anyhow::R
 /// What a caller talks to.
 #[derive(Clone)]
 pub(crate) struct Clients {
-    health: HealthClient<Channel>,
-    sessions: SessionServiceClient<Channel>,
+    health: HealthClient<Chan>,
+    sessions: SessionServiceClient<Chan>,
 }
 
 impl Clients {
-    pub(crate) fn new(chan: Channel) -> Clients {
+    pub(crate) fn new(chan: Chan) -> Clients {
         Clients {
             health: HealthClient::new(chan.clone()),
             sessions: SessionServiceClient::new(chan),
@@ -302,7 +356,7 @@ pub(crate) async fn once(
 }
 
 async fn read(
-    c: &mut SessionServiceClient<Channel>,
+    c: &mut SessionServiceClient<Chan>,
     run: &Run,
     k: usize,
     consistency: Consistency,
@@ -315,11 +369,7 @@ async fn read(
     c.get_session(req).await.map(drop)
 }
 
-async fn rmw(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn rmw(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let id = run.id(k);
     let l = c
         .lock_session(LockSessionRequest {
@@ -348,11 +398,7 @@ async fn rmw(
 
 /// A bot's turn as field operations, one call and no lock: count the
 /// message and keep it among the last 20.
-async fn ops(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn ops(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let req = UpdateSessionRequest {
         session_id: run.id(k),
         ops: vec![
@@ -375,11 +421,7 @@ async fn ops(
     Ok(())
 }
 
-async fn cas(
-    c: &mut SessionServiceClient<Channel>,
-    run: &Run,
-    k: usize,
-) -> Result<(), tonic::Status> {
+async fn cas(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
     let id = run.id(k);
     loop {
         let s = strong_read(c, id.clone()).await?;
@@ -401,7 +443,7 @@ async fn cas(
     Ok(())
 }
 
-async fn create(c: &mut SessionServiceClient<Channel>, run: &Run) -> Result<(), tonic::Status> {
+async fn create(c: &mut SessionServiceClient<Chan>, run: &Run) -> Result<(), tonic::Status> {
     let n = run.created.fetch_add(1, Relaxed);
     let mut set = std::collections::HashMap::new();
     set.insert("data".to_owned(), run.value.clone());

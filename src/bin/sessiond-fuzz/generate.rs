@@ -89,14 +89,27 @@ fn message(rng: &mut Rng, method: &str) -> Vec<u8> {
             min_version: rng.pick(&[0, 0, 1, 2, u64::MAX], 0),
         }
         .encode_to_vec(),
-        "LockSession" => LockSessionRequest {
-            session_id: id(rng),
-            lease_ms: lease(rng),
-            wait_ms: rng.pick(&[0, 0, 1, 50, 60_000, 60_001, u32::MAX], 0),
-            rate_limit: None,
-            ..Default::default()
+        "LockSession" => {
+            let mut lock = LockSessionRequest {
+                session_id: id(rng),
+                lease_ms: lease(rng),
+                wait_ms: rng.pick(&[0, 0, 1, 50, 60_000, 60_001, u32::MAX], 0),
+                rate_limit: None,
+                ..Default::default()
+            };
+            // One in four with a turn policy or an idempotency key at and
+            // past their bounds: unknown policies, a debounce out of range or
+            // without DEBOUNCE, a payload at and over
+            // --max-turn-payload-bytes (4 KiB by default).
+            if rng.one_in(4) {
+                lock.policy = rng.pick(&[0, 1, 2, 3, -1, i32::MAX], 0);
+                lock.debounce_ms = rng.pick(&[0, 1, 200, 60_000, 60_001, u32::MAX], 0);
+                let n = rng.pick(&[0, 1, 4096, 4097, 70_000], 0);
+                lock.payload = Bytes::from(rng.bytes(n));
+                lock.idempotency_key = idempotency_key(rng);
+            }
+            lock.encode_to_vec()
         }
-        .encode_to_vec(),
         "UpdateSession" => update(rng).encode_to_vec(),
         "UnlockSession" => UnlockSessionRequest {
             session_id: id(rng),

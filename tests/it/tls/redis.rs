@@ -34,41 +34,81 @@ impl Drop for Sessiond {
     }
 }
 
+/// A CA, and in a directory of their own its certificate (`ca.crt`) and a
+/// server's (`redis.crt`, `redis.key`) and a client's (`client.crt`,
+/// `client.key`) it issued for localhost.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let ca = Ca::new("Redis CA");
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: &str| std::fs::write(dir.path().join(name), pem).unwrap();
+        let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
+        write("redis.crt", &cert);
+        write("redis.key", &key);
+        let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
+        write("client.crt", &cert);
+        write("client.key", &key);
+        write("ca.crt", &ca.pem);
+        write("other-ca.crt", &Ca::new("another CA").pem);
+        Certs { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// A Redis server's settings for TLS on `tls_port` alone: its
+    /// certificate, and the client one it presents to other servers (the
+    /// cluster bus, a sentinel's master); clients need none.
+    fn redis_tls(&self, tls_port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("port", "0".into()),
+            ("tls-port", tls_port.to_string()),
+            ("tls-cert-file", self.path("redis.crt")),
+            ("tls-key-file", self.path("redis.key")),
+            ("tls-ca-cert-file", self.path("ca.crt")),
+            ("tls-client-cert-file", self.path("client.crt")),
+            ("tls-client-key-file", self.path("client.key")),
+            ("tls-auth-clients", "no".into()),
+        ]
+    }
+}
+
+/// `--name value` arguments.
+fn flags(settings: &[(&str, String)]) -> Vec<String> {
+    settings
+        .iter()
+        .flat_map(|(k, v)| [format!("--{k}"), v.clone()])
+        .collect()
+}
+
+/// Only the ACL user `sessiond` gets in.
+const ACL: [&str; 10] = [
+    "--user",
+    "default",
+    "off",
+    "--user",
+    "sessiond",
+    "on",
+    ">password-of-sessiond",
+    "~*",
+    "&*",
+    "+@all",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_over_tls_with_an_acl_user() {
-    let ca = Ca::new("Redis CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    std::fs::write(path("redis.crt"), cert).unwrap();
-    std::fs::write(path("redis.key"), key).unwrap();
-    std::fs::write(path("ca.crt"), &ca.pem).unwrap();
-    std::fs::write(path("other-ca.crt"), Ca::new("another CA").pem).unwrap();
-    let tls_port = crate::support::free_port().to_string();
-    let (redis_cert, redis_key, redis_ca) = (path("redis.crt"), path("redis.key"), path("ca.crt"));
+    let certs = Certs::new();
+    let tls_port = crate::support::free_port();
     // Only the ACL user `sessiond` can get in, and only over TLS.
-    let _redis = crate::support::Redis::start_with(&[
-        "--tls-port",
-        &tls_port,
-        "--tls-cert-file",
-        &redis_cert,
-        "--tls-key-file",
-        &redis_key,
-        "--tls-ca-cert-file",
-        &redis_ca,
-        "--tls-auth-clients",
-        "no",
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "sessiond",
-        "on",
-        ">password-of-sessiond",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
+    let mut args = flags(&certs.redis_tls(tls_port));
+    args.extend(ACL.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _redis = crate::support::Redis::start_on(tls_port, &args);
     let url = format!("rediss://sessiond@localhost:{tls_port}/0");
     let args = [
         "--redis-url",
@@ -80,7 +120,7 @@ async fn redis_over_tls_with_an_acl_user() {
     ];
 
     let port = crate::support::free_port();
-    let _trusting = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let _trusting = Sessiond::start(port, Path::new(&certs.path("ca.crt")), &args);
     let mut c = crate::support::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.update_session(set("tls", &[("k", "v")])).await.is_err() {
@@ -97,7 +137,7 @@ async fn redis_over_tls_with_an_acl_user() {
 
     // A sessiond that does not trust Redis's CA writes nothing.
     let port = crate::support::free_port();
-    let _doubting = Sessiond::start(port, &dir.path().join("other-ca.crt"), &args);
+    let _doubting = Sessiond::start(port, Path::new(&certs.path("other-ca.crt")), &args);
     let mut c = crate::support::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let refused = c
         .update_session(set("tls", &[("k", "w")]))
@@ -115,63 +155,26 @@ async fn redis_over_tls_with_an_acl_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_tls_with_an_acl_user() {
     use crate::support::topology::free_cluster_port;
-    let ca = Ca::new("Redis CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    std::fs::write(path("redis.crt"), cert).unwrap();
-    std::fs::write(path("redis.key"), key).unwrap();
-    std::fs::write(path("ca.crt"), &ca.pem).unwrap();
-    // The cluster bus is TLS too: a node connecting to another's presents
-    // a client certificate.
-    let (bus_cert, bus_key) = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
-    std::fs::write(path("bus.crt"), bus_cert).unwrap();
-    std::fs::write(path("bus.key"), bus_key).unwrap();
-    let (redis_cert, redis_key, redis_ca) = (path("redis.crt"), path("redis.key"), path("ca.crt"));
-    let (bus_cert, bus_key) = (path("bus.crt"), path("bus.key"));
+    let certs = Certs::new();
+    let redis_ca = certs.path("ca.crt");
     let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
     let _nodes: Vec<crate::support::Redis> = ports
         .iter()
         .map(|p| {
-            crate::support::Redis::start_on(
-                *p,
-                &[
-                    "--port",
-                    "0",
-                    "--tls-port",
-                    &p.to_string(),
-                    "--tls-cluster",
-                    "yes",
-                    "--tls-cert-file",
-                    &redis_cert,
-                    "--tls-key-file",
-                    &redis_key,
-                    "--tls-ca-cert-file",
-                    &redis_ca,
-                    "--tls-client-cert-file",
-                    &bus_cert,
-                    "--tls-client-key-file",
-                    &bus_key,
-                    "--tls-auth-clients",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-announce-hostname",
-                    "localhost",
-                    "--cluster-preferred-endpoint-type",
-                    "hostname",
-                    "--user",
-                    "default",
-                    "off",
-                    "--user",
-                    "sessiond",
-                    "on",
-                    ">password-of-sessiond",
-                    "~*",
-                    "&*",
-                    "+@all",
-                ],
-            )
+            let mut settings = certs.redis_tls(*p);
+            settings.extend([
+                ("tls-cluster", "yes".into()),
+                ("cluster-enabled", "yes".into()),
+                // CLUSTER MEET takes addresses; the nodes then name
+                // themselves `localhost` to clients, which their
+                // certificate is for.
+                ("cluster-announce-hostname", "localhost".into()),
+                ("cluster-preferred-endpoint-type", "hostname".into()),
+            ]);
+            let mut args = flags(&settings);
+            args.extend(ACL.map(String::from));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::Redis::start_on(*p, &args)
         })
         .collect();
     let tls_cli = |port: u16, args: &[&str]| -> String {
@@ -185,8 +188,6 @@ async fn a_cluster_over_tls_with_an_acl_user() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    // CLUSTER MEET takes addresses; the nodes then name themselves
-    // `localhost` to clients, which their certificate is for.
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let mut create = vec!["--cluster", "create"];
     create.extend(addrs.iter().map(String::as_str));
@@ -212,7 +213,7 @@ async fn a_cluster_over_tls_with_an_acl_user() {
         "1s",
     ];
     let port = crate::support::free_port();
-    let _sessiond = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let _sessiond = Sessiond::start(port, Path::new(&redis_ca), &args);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = crate::support::client(addr).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -270,56 +271,21 @@ impl Drop for TlsSentinel {
 /// the master refuses the default user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_over_tls_with_acl_users() {
-    let ca = Ca::new("Redis CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue(ExtendedKeyUsagePurpose::ServerAuth);
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    std::fs::write(path("redis.crt"), cert).unwrap();
-    std::fs::write(path("redis.key"), key).unwrap();
-    std::fs::write(path("ca.crt"), &ca.pem).unwrap();
+    let certs = Certs::new();
     // The sentinel reaches the master over TLS as a client.
-    let (client_cert, client_key) = ca.issue(ExtendedKeyUsagePurpose::ClientAuth);
-    std::fs::write(path("client.crt"), client_cert).unwrap();
-    std::fs::write(path("client.key"), client_key).unwrap();
-    let tls = [
-        ("tls-cert-file", path("redis.crt")),
-        ("tls-key-file", path("redis.key")),
-        ("tls-ca-cert-file", path("ca.crt")),
-        ("tls-client-cert-file", path("client.crt")),
-        ("tls-client-key-file", path("client.key")),
-        ("tls-auth-clients", "no".to_owned()),
-    ];
     let master_port = crate::support::free_port();
-    let mut master_args = vec!["--port".to_owned(), "0".into(), "--tls-port".into()];
-    master_args.push(master_port.to_string());
-    for (k, v) in &tls {
-        master_args.extend([format!("--{k}"), v.clone()]);
-    }
-    master_args.extend(
-        [
-            "--user",
-            "default",
-            "off",
-            "--user",
-            "sessiond",
-            "on",
-            ">password-of-sessiond",
-            "~*",
-            "&*",
-            "+@all",
-        ]
-        .map(String::from),
-    );
+    let mut master_args = flags(&certs.redis_tls(master_port));
+    master_args.extend(ACL.map(String::from));
     let master_args: Vec<&str> = master_args.iter().map(String::as_str).collect();
     let _master = crate::support::Redis::start_on(master_port, &master_args);
 
     let sentinel_port = crate::support::free_port();
     let sentinel_dir = tempfile::tempdir().unwrap();
     let mut conf = format!(
-        "port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {}\ntls-replication yes\n",
+        "bind 127.0.0.1\ndir {}\ntls-replication yes\n",
         sentinel_dir.path().display()
     );
-    for (k, v) in &tls {
+    for (k, v) in certs.redis_tls(sentinel_port) {
         conf.push_str(&format!("{k} {v}\n"));
     }
     conf.push_str(&format!(
@@ -354,7 +320,7 @@ async fn sentinel_over_tls_with_acl_users() {
     // The default user is off on the master: without the ACL user, nothing
     // gets through.
     let port = crate::support::free_port();
-    let without = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let without = Sessiond::start(port, Path::new(&certs.path("ca.crt")), &args);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = crate::support::client(addr).await;
     let refused = c
@@ -366,7 +332,7 @@ async fn sentinel_over_tls_with_acl_users() {
 
     args.extend(["--redis-username", "sessiond"]);
     let port = crate::support::free_port();
-    let _with = Sessiond::start(port, &dir.path().join("ca.crt"), &args);
+    let _with = Sessiond::start(port, Path::new(&certs.path("ca.crt")), &args);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = crate::support::client(addr).await;
     let deadline = Instant::now() + Duration::from_secs(20);
