@@ -54,6 +54,8 @@ async fn state(dir: &std::path::Path) -> State {
         &s.durability_failures,
         &s.store_data_losses,
         &s.lock_forced_releases,
+        &s.lock_superseded,
+        &s.lock_replayed,
     ];
     for (i, c) in counters.into_iter().enumerate() {
         c.store(101 + i as u64 * 3, Relaxed);
