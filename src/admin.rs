@@ -142,6 +142,8 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             stale_token_rejections: s.lock_stale_token.load(Relaxed),
             held_rejections: s.lock_held_rejections.load(Relaxed),
             forced_releases: s.lock_forced_releases.load(Relaxed),
+            superseded: s.lock_superseded.load(Relaxed),
+            replayed: s.lock_replayed.load(Relaxed),
             wait_ms: summary(s.lock_wait_ms.summary()),
         }),
         store: Some(pb::StoreStats {

@@ -236,6 +236,16 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Counter(|s| s.stats.lock_forced_releases.load(Relaxed)),
     },
     Family {
+        name: "sessiond_lock_superseded_total",
+        help: "Queued LockSession callers ended SUPERSEDED by a newer waiter of their burst.",
+        samples: Samples::Counter(|s| s.stats.lock_superseded.load(Relaxed)),
+    },
+    Family {
+        name: "sessiond_lock_replayed_total",
+        help: "LockSession calls answered from an earlier grant's idempotency key.",
+        samples: Samples::Counter(|s| s.stats.lock_replayed.load(Relaxed)),
+    },
+    Family {
         name: "sessiond_store_errors_total",
         help: "Store operations that failed.",
         samples: Samples::Counter(|s| s.stats.store_errors.load(Relaxed)),

@@ -161,7 +161,17 @@ impl Sessions {
     /// once). The session that comes with the grant is not cached: the
     /// holder is about to write it, which would only replace the entry again.
     pub async fn lock(&self, key: &SessionKey, req: LockRequest) -> Result<LockGrant> {
-        self.store.lock(key, req).await
+        let result = self.store.lock(key, req).await;
+        match &result {
+            Ok(grant) if grant.replayed => {
+                self.stats.lock_replayed.fetch_add(1, Relaxed);
+            }
+            Err(Error::Superseded) => {
+                self.stats.lock_superseded.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+        result
     }
 
     pub async fn update(&self, key: &SessionKey, m: Mutation, g: Guards) -> Result<Written> {

@@ -28,6 +28,10 @@ pub struct Stats {
     pub lock_held_rejections: AtomicU64,
     /// Locks released by ForceUnlock or PurgeSessions.
     pub lock_forced_releases: AtomicU64,
+    /// Queued LockSession callers ended SUPERSEDED by a newer waiter.
+    pub lock_superseded: AtomicU64,
+    /// LockSession calls answered from an earlier grant's idempotency key.
+    pub lock_replayed: AtomicU64,
     pub lock_wait_ms: Histogram,
 
     pub store_errors: AtomicU64,

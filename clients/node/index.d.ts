@@ -234,6 +234,10 @@ export interface Stats {
     waitMs: LatencySummary | null;
     /** Locks released by ForceUnlock or PurgeSessions on this instance. */
     forcedReleases: number;
+    /** Queued callers ended Superseded by a newer waiter of their burst. */
+    superseded: number;
+    /** LockSession calls answered from an earlier grant's idempotency key. */
+    replayed: number;
   } | null;
   store: {
     healthy: boolean;

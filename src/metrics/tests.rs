@@ -54,6 +54,8 @@ async fn state(dir: &std::path::Path) -> State {
         &s.durability_failures,
         &s.store_data_losses,
         &s.lock_forced_releases,
+        &s.lock_superseded,
+        &s.lock_replayed,
         &s.watchers,
         &s.watch_events,
         &s.watch_lagged,

@@ -183,6 +183,10 @@ class LockStats:
     wait_ms: LatencySummary = field(default_factory=LatencySummary)
     # Locks released by ForceUnlock or PurgeSessions on this instance.
     forced_releases: int = 0
+    # Queued callers ended Superseded by a newer waiter of their burst.
+    superseded: int = 0
+    # LockSession calls answered from an earlier grant's idempotency key.
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -368,6 +372,8 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             held_rejections=lk.held_rejections,
             wait_ms=_latency(lk.wait_ms),
             forced_releases=lk.forced_releases,
+            superseded=lk.superseded,
+            replayed=lk.replayed,
         ),
         store=StoreStats(
             healthy=st.healthy,

@@ -122,6 +122,8 @@ def test_locked_takes_the_turn_and_the_key(client, server, sid):
         second.join(10)
     assert results[b"m1"].superseded_payloads == (b"m0",)
     assert client.get(sid, consistency="STRONG").fields["answered"] == b"m1"
+    superseded = client.stats().locks.superseded
+    assert superseded >= 1
 
     # The same event's key: the second block is handed the first grant,
     # replayed, whose lock the first block's write released.
@@ -133,6 +135,7 @@ def test_locked_takes_the_turn_and_the_key(client, server, sid):
             assert s.lock.replayed
             s.set("n", b"2")
     assert client.get(sid, consistency="STRONG").fields["n"] == b"1"
+    assert client.stats().locks.replayed >= 1
 
 
 def test_async_locked_passes_the_turn_policy(server, sid):

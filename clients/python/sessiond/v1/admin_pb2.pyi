@@ -85,7 +85,7 @@ class CacheStats(_message.Message):
     def __init__(self, entries: _Optional[int] = ..., weighted_bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., evictions: _Optional[int] = ..., invalidations_received: _Optional[int] = ..., bypasses: _Optional[int] = ..., feed_healthy: _Optional[bool] = ..., feed_losses: _Optional[int] = ...) -> None: ...
 
 class LockStats(_message.Message):
-    __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms", "forced_releases")
+    __slots__ = ("acquisitions", "contended", "waits_granted", "waits_abandoned", "waiting_now", "lease_expiries", "stale_token_rejections", "held_rejections", "wait_ms", "forced_releases", "superseded", "replayed")
     ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
     CONTENDED_FIELD_NUMBER: _ClassVar[int]
     WAITS_GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,8 @@ class LockStats(_message.Message):
     HELD_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     FORCED_RELEASES_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     acquisitions: int
     contended: int
     waits_granted: int
@@ -106,7 +108,9 @@ class LockStats(_message.Message):
     held_rejections: int
     wait_ms: LatencySummary
     forced_releases: int
-    def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ..., forced_releases: _Optional[int] = ...) -> None: ...
+    superseded: int
+    replayed: int
+    def __init__(self, acquisitions: _Optional[int] = ..., contended: _Optional[int] = ..., waits_granted: _Optional[int] = ..., waits_abandoned: _Optional[int] = ..., waiting_now: _Optional[int] = ..., lease_expiries: _Optional[int] = ..., stale_token_rejections: _Optional[int] = ..., held_rejections: _Optional[int] = ..., wait_ms: _Optional[_Union[LatencySummary, _Mapping]] = ..., forced_releases: _Optional[int] = ..., superseded: _Optional[int] = ..., replayed: _Optional[int] = ...) -> None: ...
 
 class StoreStats(_message.Message):
     __slots__ = ("healthy", "errors", "pool_size", "pool_idle", "durability", "durability_wait", "durability_warnings", "durability_failures", "data_losses")
