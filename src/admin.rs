@@ -175,5 +175,10 @@ pub fn stats_of(state: &State) -> pb::GetStatsResponse {
             session_refusals: s.quota_refusals(Quota::Sessions),
             byte_refusals: s.quota_refusals(Quota::Bytes),
         }),
+        watch: Some(pb::WatchStats {
+            watchers: s.watchers.load(Relaxed),
+            events_sent: s.watch_events.load(Relaxed),
+            lagged: s.watch_lagged.load(Relaxed),
+        }),
     }
 }

@@ -258,6 +258,19 @@ pub struct Config {
     #[arg(long, env = "SESSIOND_MAX_WAITERS_PER_SESSION", default_value_t = 0)]
     pub max_waiters_per_session: usize,
 
+    /// WatchSession streams open on this instance at once, beyond which a
+    /// new one is refused with RESOURCE_EXHAUSTED / OVERLOADED (metadata
+    /// `limit`: max_watchers). 0: no cap. A watch holds no call slot once
+    /// its stream has begun: this is what bounds them.
+    #[arg(long, env = "SESSIOND_MAX_WATCHERS", default_value_t = 10_000)]
+    pub max_watchers: usize,
+
+    /// WatchSession streams of one namespace open on this instance at once
+    /// (OVERLOADED beyond it, metadata `limit`:
+    /// max_watchers_per_namespace). 0: only --max-watchers bounds them.
+    #[arg(long, env = "SESSIOND_MAX_WATCHERS_PER_NAMESPACE", default_value_t = 0)]
+    pub max_watchers_per_namespace: usize,
+
     // Connections and HTTP/2 (see conn.rs): what one peer may hold of the
     // server however it behaves. 0 turns a duration off.
     /// Connections open at once; beyond it new ones are closed on accept.

@@ -321,7 +321,20 @@ pub struct Calls<S> {
 }
 
 /// One call in flight on a connection; the last to end starts its idle time.
-struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
+
+/// Put on each call's request: a call whose answer outlives its response
+/// future (a WatchSession stream) takes [`OpenCall::hold`] into its stream,
+/// so that its connection is not idle, nor closed as such, while it runs.
+#[derive(Clone)]
+pub(crate) struct OpenCall(Arc<Activity>);
+
+impl OpenCall {
+    pub(crate) fn hold(&self) -> InFlight {
+        self.0.calls.fetch_add(1, Relaxed);
+        InFlight(self.0.clone())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -345,7 +358,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let peer = req
             .extensions()
             .get::<TcpConnectInfo>()
@@ -356,6 +369,9 @@ where
                 activity.calls.fetch_add(1, Relaxed);
                 InFlight(activity)
             });
+        if let Some(InFlight(activity)) = &in_flight {
+            req.extensions_mut().insert(OpenCall(activity.clone()));
+        }
         let call = self.inner.call(req);
         Box::pin(async move {
             let answer = call.await;

@@ -90,6 +90,12 @@ pub enum Error {
     #[error("the server is overloaded; retry with backoff")]
     Overloaded,
 
+    /// A watcher did not read its events as fast as they came.
+    #[error(
+        "the watcher fell behind its session's events; watch again with after_version = the last version read"
+    )]
+    WatchLagged,
+
     /// A caller's fair share is used up: its namespace's calls or lock
     /// waiters, or the waiters of one session (`limit` names the flag).
     #[error("the {limit} limit is reached; retry with backoff")]

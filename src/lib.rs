@@ -16,6 +16,7 @@
 //! - [`error`]: the error enum and its one mapping to gRPC statuses.
 //! - [`stats`]: lock-free counters and histograms behind GetStats.
 //! - [`metrics`]: the same figures for Prometheus, on `/metrics`.
+//! - [`watch`]: WatchSession's events, followers and watchers.
 //! - [`telemetry`]: logging and tracing set-up (OTLP export, W3C trace context).
 
 #![forbid(unsafe_code)]
@@ -36,7 +37,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
-mod conn;
+pub(crate) mod conn;
 pub mod error;
 pub mod metrics;
 pub mod pb;
@@ -51,6 +52,7 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 
 pub use config::Config;
 pub use config::Settings;

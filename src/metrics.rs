@@ -316,6 +316,21 @@ const FAMILIES: &[Family] = &[
         help: "Time granted waiters spent queued.",
         samples: Samples::Histogram(|s| &s.stats.lock_wait_ms, WAIT),
     },
+    Family {
+        name: "sessiond_watchers",
+        help: "WatchSession streams open on this instance now.",
+        samples: Samples::Gauge(|s| s.stats.watchers.load(Relaxed)),
+    },
+    Family {
+        name: "sessiond_watch_events_total",
+        help: "Events sent to watchers, snapshots included.",
+        samples: Samples::Counter(|s| s.stats.watch_events.load(Relaxed)),
+    },
+    Family {
+        name: "sessiond_watch_lagged_total",
+        help: "Watchers ended with WATCH_LAGGED for not keeping up.",
+        samples: Samples::Counter(|s| s.stats.watch_lagged.load(Relaxed)),
+    },
 ];
 
 impl Family {
@@ -379,8 +394,9 @@ impl Family {
 fn labels(m: Method) -> String {
     let service = m.service();
     format!(
-        "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"unary\"",
-        m.name()
+        "grpc_service=\"{service}\",grpc_method=\"{}\",grpc_type=\"{}\"",
+        m.name(),
+        m.kind()
     )
 }
 

@@ -102,7 +102,8 @@ pub async fn serve(
         stats.clone(),
     );
     let coverage = store.coverage();
-    let sessions = Sessions::new(store, cache, stats.clone(), coverage);
+    let sessions =
+        Sessions::new(store, cache, stats.clone(), coverage).with_watch_limits(settings.watch);
     let shares = ShareLimits {
         calls: settings.max_concurrent_calls,
         calls_per_namespace: settings.max_calls_per_namespace,
@@ -240,6 +241,7 @@ pub async fn serve(
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: draining in-flight calls");
     tasks.abort_all();
     state.start_draining();
+    state.sessions.stop_watching();
     set_readiness(&health, false).await;
     health
         .set_service_status("", ServingStatus::NotServing)

@@ -12,6 +12,7 @@ use crate::sessions::{Consistency, GrantedLock};
 use crate::state::State;
 
 mod request;
+mod watch;
 
 use request::{deadline_wait, guards, key_of, ops_of, require_token, share_of};
 
@@ -48,6 +49,33 @@ fn rate_of<T>(
 
 #[tonic::async_trait]
 impl pb::session_service_server::SessionService for SessionApi {
+    type WatchSessionStream = watch::WatchStream;
+
+    /// The stream outlives the call's admission: the slot of
+    /// `--max-concurrent-calls` is handed back once the stream begins, and
+    /// the watcher counts against `--max-watchers` instead (see `watch.rs`).
+    async fn watch_session(
+        &self,
+        req: Request<pb::WatchSessionRequest>,
+    ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let key = key_of(&self.state, &req, &req.get_ref().session_id)?;
+        let r = req.get_ref();
+        let events = self.state.sessions.watch(&key, r.after_version)?;
+        // The connection counts the stream as a call until it ends, so that
+        // --connection-idle-timeout does not close it under a quiet watch.
+        let busy = req
+            .extensions()
+            .get::<crate::conn::OpenCall>()
+            .map(crate::conn::OpenCall::hold);
+        Ok(Response::new(watch::stream(
+            self.state.clone(),
+            r.session_id.clone(),
+            events,
+            r.include_values,
+            busy,
+        )))
+    }
+
     async fn get_session(
         &self,
         req: Request<pb::GetSessionRequest>,

@@ -32,6 +32,7 @@ use crate::session::{
 };
 use crate::stats::Stats;
 use crate::store::{self, Coverage, FeedEvent, Store};
+use crate::watch::{Events, Hub, WatchLimits};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,8 @@ pub struct GrantedLock {
 }
 
 pub struct Sessions {
-    store: Store,
+    /// Shared with the followers of watched sessions (see `watch.rs`).
+    store: Arc<Store>,
     cache: Cache,
     stats: Arc<Stats>,
     /// False while the cache cannot be trusted (the invalidation feed of a
@@ -67,6 +69,8 @@ pub struct Sessions {
     trusted: AtomicBool,
     /// Bumped whenever the feed (or a shard's) goes down or comes back.
     epoch: AtomicU64,
+    /// This instance's watchers.
+    watch: Arc<Hub>,
     /// With a feed per shard: whether each Redis Cluster slot's shard is
     /// subscribed (indexed by slot; all false until told otherwise).
     slots: Option<Box<[AtomicBool]>>,
@@ -81,14 +85,38 @@ impl Sessions {
     /// shard, a slot's sessions once its shard's is).
     pub fn new(store: Store, cache: Cache, stats: Arc<Stats>, coverage: Coverage) -> Sessions {
         Sessions {
-            store,
+            store: Arc::new(store),
             cache,
+            watch: Arc::new(Hub::new(WatchLimits::default(), stats.clone())),
             stats,
             trusted: AtomicBool::new(coverage == Coverage::Alone),
             epoch: AtomicU64::new(0),
             slots: (coverage == Coverage::Slots)
                 .then(|| (0..SLOTS).map(|_| AtomicBool::new(false)).collect()),
         }
+    }
+
+    /// The same, with these caps on watchers.
+    pub fn with_watch_limits(mut self, limits: WatchLimits) -> Sessions {
+        self.watch = Arc::new(Hub::new(limits, self.stats.clone()));
+        self
+    }
+
+    /// Watches `key`: a snapshot (or, with `after` > 0, a resume when it can
+    /// be served), then its events (see `watch.rs`). Refused at once beyond
+    /// the caps on watchers.
+    pub fn watch(&self, key: &SessionKey, after: u64) -> Result<Events> {
+        self.watch.watch(&self.store, key, after)
+    }
+
+    /// Watchers on this instance now.
+    pub fn watchers(&self) -> usize {
+        self.watch.watchers()
+    }
+
+    /// The server drains: watches end, and their followers with them.
+    pub fn stop_watching(&self) {
+        self.watch.close();
     }
 
     /// The session; `NotFound` when it does not exist (or idly expired).
@@ -196,6 +224,8 @@ impl Sessions {
         match event {
             FeedEvent::Invalidate(key, floor) => {
                 self.stats.cache_invalidations.fetch_add(1, Relaxed);
+                // A watched session's follower reads its log now.
+                self.watch.wake(&key);
                 self.cache.invalidate(&key, floor).await;
             }
             FeedEvent::Down => {
@@ -214,6 +244,8 @@ impl Sessions {
                 self.cache.clear();
                 self.epoch.fetch_add(1, SeqCst);
                 self.trusted.store(true, SeqCst);
+                // Wake-ups may have been lost meanwhile.
+                self.watch.wake_all();
                 tracing::info!("invalidation feed up: cache in use");
             }
             FeedEvent::Slots { up, ranges } => self.on_shard(up, &ranges),
@@ -236,6 +268,8 @@ impl Sessions {
             self.cache.clear();
             self.epoch.fetch_add(1, SeqCst);
             set(true);
+            // Wake-ups may have been lost meanwhile.
+            self.watch.wake_all();
             tracing::info!(
                 ?ranges,
                 "a shard's invalidation feed is up: its sessions are cached"

@@ -46,6 +46,13 @@ pub struct Stats {
 
     pub rpcs: [RpcStats; Method::ALL.len()],
 
+    /// WatchSession streams open on this instance now.
+    pub watchers: AtomicU64,
+    /// Events sent to watchers (snapshots included).
+    pub watch_events: AtomicU64,
+    /// Watchers ended with WATCH_LAGGED.
+    pub watch_lagged: AtomicU64,
+
     /// Writes refused with QUOTA_EXCEEDED, by quota (`Quota::ALL`'s order).
     pub quota_refusals: [AtomicU64; Quota::ALL.len()],
 }
@@ -65,10 +72,13 @@ pub enum Method {
     ListSessions,
     PurgeSessions,
     CheckRate,
+    /// Counted until its stream begins (a refusal, or the stream's
+    /// headers); how streams end is in `watch_lagged` and the watcher gauge.
+    WatchSession,
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::GetSession,
         Method::LockSession,
         Method::UpdateSession,
@@ -80,8 +90,9 @@ impl Method {
         Method::ForceUnlock,
         Method::ListSessions,
         Method::PurgeSessions,
-        // Last: the figures of the methods before it keep their places.
+        // Last: the figures of the methods before them keep their places.
         Method::CheckRate,
+        Method::WatchSession,
     ];
 
     /// The gRPC service the method belongs to.
@@ -93,6 +104,14 @@ impl Method {
             | Method::ListSessions
             | Method::PurgeSessions => "sessiond.v1.AdminService",
             _ => "sessiond.v1.SessionService",
+        }
+    }
+
+    /// The gRPC method type, as Prometheus's gRPC metrics label it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Method::WatchSession => "server_stream",
+            _ => "unary",
         }
     }
 
@@ -110,6 +129,7 @@ impl Method {
             Method::ListSessions => "ListSessions",
             Method::PurgeSessions => "PurgeSessions",
             Method::CheckRate => "CheckRate",
+            Method::WatchSession => "WatchSession",
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn code_and_reason(err: &Error) -> (Code, &'static str) {
         Error::PermissionDenied(_) => (Code::PermissionDenied, "NAMESPACE_DENIED"),
         Error::AdminDenied(_) => (Code::PermissionDenied, "ADMIN_DENIED"),
         Error::RateLimited { .. } => (Code::ResourceExhausted, "RATE_LIMITED"),
+        Error::WatchLagged => (Code::ResourceExhausted, "WATCH_LAGGED"),
         Error::Overloaded | Error::ShareExceeded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         Error::StoreUnavailable(_) => (Code::Unavailable, "STORE_UNAVAILABLE"),
         Error::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),

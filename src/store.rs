@@ -29,6 +29,8 @@ use crate::session::{
 };
 use crate::stats::Stats;
 use crate::telemetry::{self, otlp};
+use crate::watch::{Begin, Entry, Pos};
+use tokio::sync::Notify;
 
 pub enum Store {
     Embedded(embedded::EmbeddedStore),
@@ -192,6 +194,32 @@ impl Store {
         size: usize,
     ) -> Result<Page> {
         dispatch!(self.list(namespace, prefix, cursor, size), "SCAN", "list")
+    }
+
+    /// Starts (or keeps) logging `key`'s steps for watchers: its snapshot,
+    /// lock and recent log, at one position (see `crate::watch`). `notify`
+    /// is woken when the embedded store logs a step (Redis wakes followers
+    /// through the invalidation feed).
+    pub async fn watch_begin(&self, key: &SessionKey, notify: &Arc<Notify>) -> Result<Begin> {
+        dispatch!(
+            self.watch_begin(key, notify),
+            "watch_begin.lua",
+            "watch begin"
+        )
+    }
+
+    /// The entries of `key`'s log after `after`; `None` when some are no
+    /// longer kept (the watchers need a fresh snapshot).
+    pub async fn watch_read(&self, key: &SessionKey, after: Pos) -> Result<Option<Vec<Entry>>> {
+        dispatch!(self.watch_read(key, after), "watch_read.lua", "watch read")
+    }
+
+    /// Keeps logging `key`'s steps for a while more (see `watch::LINGER`).
+    pub async fn watch_keep(&self, key: &SessionKey) -> Result<()> {
+        match self {
+            Store::Embedded(s) => s.watch_keep(key).await,
+            Store::Redis(s) => s.watch_keep(key).await,
+        }
     }
 
     /// The id of this instance when the store names it (Redis: it begins

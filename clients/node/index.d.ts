@@ -262,6 +262,52 @@ export interface Stats {
     sessionRefusals: number;
     byteRefusals: number;
   } | null;
+  /** WatchSession on this instance. */
+  watch: {
+    watchers: number;
+    eventsSent: number;
+    lagged: number;
+  } | null;
+}
+
+export interface WatchOptions {
+  /** 0 (the default): begin with a snapshot; else resume after this version. */
+  afterVersion?: bigint | number;
+  /** Whether 'changed' events carry the new values. */
+  includeValues?: boolean;
+  /** Ends the watch (the iterator then throws the signal's reason). */
+  signal?: AbortSignal;
+}
+
+/** One event of a watch; the fields present depend on `kind`. */
+export interface WatchEvent {
+  kind:
+    | 'snapshot'
+    | 'resumed'
+    | 'changed'
+    | 'lock_acquired'
+    | 'lock_released'
+    | 'lock_expired'
+    | 'lock_forced'
+    | 'deleted'
+    | 'idle_expired';
+  /** The session's version once it happened: pass the last one read as afterVersion to resume. */
+  version: bigint;
+  /** snapshot: the session, null when it does not exist. */
+  session?: Session | null;
+  /** snapshot: it replaces a resume that could not be served. */
+  resync?: boolean;
+  /** snapshot (the holder's, null when free) and lock events. */
+  fencingToken?: bigint | null;
+  /** snapshot and lock_acquired. */
+  leaseExpiresAt?: Date | null;
+  /** changed */
+  setFields?: string[];
+  removedFields?: string[];
+  values?: Record<string, Buffer>;
+  replaced?: boolean;
+  created?: boolean;
+  expiresAt?: Date | null;
 }
 
 /** Options of AdminService's operator calls. */
@@ -311,6 +357,7 @@ export declare class Client {
   refresh(sessionId: string, lockToken: string, opts?: RefreshOptions): Promise<{ leaseExpiresAt: Date | null }>;
   checkRate(sessionId: string, opts?: CheckRateOptions): Promise<{ remaining: number; resetAfterMs: number }>;
   stats(opts?: CallOptions): Promise<Stats>;
+  watch(sessionId: string, opts?: WatchOptions): AsyncGenerator<WatchEvent, void, undefined>;
   inspect(sessionId: string, opts?: AdminOptions): Promise<Inspection>;
   forceUnlock(sessionId: string, opts?: AdminOptions): Promise<bigint | null>;
   listPage(prefix?: string, opts?: ListOptions): Promise<{ sessionIds: string[]; nextPageToken: string }>;
@@ -389,6 +436,8 @@ export declare class RateLimited extends SessiondError {
   /** When the same call would be admitted, in milliseconds. */
   readonly retryAfterMs: number | null;
 }
+/** RESOURCE_EXHAUSTED / WATCH_LAGGED: the watch fell behind; watch again with afterVersion. */
+export declare class WatchLagged extends SessiondError {}
 export declare class QuotaExceeded extends SessiondError {
   /** "sessions" or "bytes". */
   readonly quota: string | null;

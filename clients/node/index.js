@@ -31,6 +31,7 @@ module.exports = {
   Overloaded: errors.Overloaded,
   QuotaExceeded: errors.QuotaExceeded,
   RateLimited: errors.RateLimited,
+  WatchLagged: errors.WatchLagged,
   Unavailable: errors.Unavailable,
   StoreUnavailable: errors.StoreUnavailable,
   ShuttingDown: errors.ShuttingDown,

@@ -40,6 +40,8 @@ pub struct Settings {
     pub max_waiters_per_namespace: usize,
     /// 0 when unset: no cap.
     pub max_waiters_per_session: usize,
+    /// The caps on WatchSession streams (0: none).
+    pub watch: crate::watch::WatchLimits,
     pub connections: ConnSettings,
 }
 
@@ -318,6 +320,10 @@ impl Settings {
             },
             max_waiters_per_namespace: c.max_waiters_per_namespace,
             max_waiters_per_session: c.max_waiters_per_session,
+            watch: crate::watch::WatchLimits {
+                watchers: c.max_watchers,
+                per_namespace: c.max_watchers_per_namespace,
+            },
             connections,
         };
         let cluster = matches!(

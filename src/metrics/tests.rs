@@ -56,6 +56,9 @@ async fn state(dir: &std::path::Path) -> State {
         &s.lock_forced_releases,
         &s.lock_superseded,
         &s.lock_replayed,
+        &s.watchers,
+        &s.watch_events,
+        &s.watch_lagged,
     ];
     for (i, c) in counters.into_iter().enumerate() {
         c.store(101 + i as u64 * 3, Relaxed);

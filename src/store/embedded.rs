@@ -46,6 +46,7 @@ mod record;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use actor::{Actor, Command};
 use file::{DbFile, Opener};
@@ -82,6 +83,8 @@ impl Default for Options {
 
 pub struct EmbeddedStore {
     file: Arc<DbFile>,
+    /// The watched sessions' logs, appended by the actor (see `watch`).
+    logs: Arc<watch::Logs>,
     actor: mpsc::Sender<Command>,
     stats: Arc<Stats>,
 }
@@ -110,13 +113,21 @@ impl EmbeddedStore {
     ) -> Result<EmbeddedStore, Fault> {
         let file = Arc::new(DbFile::open(opener)?);
         let (tx, rx) = mpsc::channel();
-        let actor = Actor::new(file.clone(), limits, stats.clone(), options.sweep_every);
+        let logs = Arc::new(watch::Logs::default());
+        let actor = Actor::new(
+            file.clone(),
+            limits,
+            stats.clone(),
+            options.sweep_every,
+            logs.clone(),
+        );
         std::thread::Builder::new()
             .name("sessiond-embedded".into())
             .spawn(move || actor.run(rx))
             .map_err(Fault::Spawn)?;
         Ok(EmbeddedStore {
             file,
+            logs,
             actor: tx,
             stats,
         })

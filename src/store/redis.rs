@@ -47,6 +47,7 @@ mod shards;
 mod slots;
 mod target;
 mod waiting;
+mod watch;
 pub mod wire;
 
 use super::{FeedSender, new_token};
@@ -78,6 +79,9 @@ const TRY: &str = "try";
 const WAIT: &str = "wait";
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
+/// WatchSession's log (see `watch`), before the prelude, which logs grants
+/// and releases.
+const WATCH: &str = include_str!("redis/watch.lua");
 /// The field operations' helpers, for update.lua only.
 const OPS: &str = include_str!("redis/ops.lua");
 /// The idempotency keys' helpers, for update.lua and delete.lua.
@@ -93,13 +97,18 @@ struct Scripts {
     inspect: Script,
     force_unlock: Script,
     rate: Script,
+    watch_begin: Script,
+    watch_read: Script,
 }
 
 impl Scripts {
     /// The scripts, publishing with `publish` (see `channels`).
     fn load(publish: &str) -> Scripts {
-        let s =
-            |body: &str| Script::new(&format!("local PUBLISH = '{publish}'\n{PRELUDE}\n{body}"));
+        let s = |body: &str| {
+            Script::new(&format!(
+                "local PUBLISH = '{publish}'\n{WATCH}\n{PRELUDE}\n{body}"
+            ))
+        };
         Scripts {
             update: s(&format!(
                 "{IDEMPOTENCY}\n{OPS}\n{}",
@@ -118,6 +127,9 @@ impl Scripts {
             // Alone: it touches one key, not a session's five, and
             // publishes nothing.
             rate: Script::new(include_str!("redis/rate.lua")),
+            // Alone: they read the log, and write only the watch's keys.
+            watch_begin: Script::new(include_str!("redis/watch_begin.lua")),
+            watch_read: Script::new(include_str!("redis/watch_read.lua")),
         }
     }
 }

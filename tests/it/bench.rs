@@ -239,3 +239,43 @@ async fn the_peers_turns_lose_no_update_either() {
         &["etcd-rmw", "etcd-hot", "redis-lock-rmw", "redis-lock-hot"],
     );
 }
+
+/// The watch workload, on two instances of one Redis: the writes lose no
+/// increment, and every watcher (half of them on the other instance) saw
+/// every version written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_workload_fans_out_every_write() {
+    let a = Server::start(Backend::Redis, &[]).await;
+    let redis_url = a.redis.as_ref().unwrap().url();
+    let b = Server::start_with(None, &["--redis-url", &redis_url]).await;
+    b.wait_for_feed().await;
+    let targets = format!("{},{}", a.addr, b.addr);
+    let reports = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "--target",
+            &targets,
+            "--workloads",
+            "watch",
+            "--watchers",
+            "20",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    assert!(
+        r["check"].as_str().unwrap().starts_with("ok: counted"),
+        "{r}"
+    );
+    assert_eq!(r["watchers"], 20, "{r}");
+    assert!(r["watch_check"].as_str().unwrap().starts_with("ok"), "{r}");
+    // Every watcher saw every write to its session.
+    assert!(
+        r["events"].as_u64().unwrap() >= r["ops"].as_u64().unwrap(),
+        "{r}"
+    );
+    assert!(r["fanout_us"]["p99"].is_number(), "{r}");
+}

@@ -24,3 +24,4 @@ pub mod support;
 mod tls;
 mod tokens;
 mod traces;
+mod watch;

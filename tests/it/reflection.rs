@@ -204,6 +204,53 @@ async fn grpcurl_runs_the_operator_calls() {
     assert_eq!(left["sessionIds"], serde_json::json!(["user-43/a"]));
 }
 
+/// WatchSession through reflection alone, as the README shows it: the
+/// snapshot, then a change with its values, as JSON lines while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_watches_a_session() {
+    let s = Server::start(Backend::Embedded, &[]).await;
+    let mut c = s.client().await;
+    c.update_session(crate::support::set("w-curl", &[("n", "1")]))
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(grpcurl())
+        .args([
+            "-plaintext",
+            "-d",
+            r#"{"session_id":"w-curl","include_values":true}"#,
+            &s.addr.to_string(),
+            "sessiond.v1.SessionService/WatchSession",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("grpcurl must be on PATH (.ci/install puts it in target/tools/bin)");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for v in serde_json::Deserializer::from_reader(stdout).into_iter::<serde_json::Value>() {
+            if tx.send(v.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let within = std::time::Duration::from_secs(20);
+    let first = rx.recv_timeout(within).expect("no snapshot from grpcurl");
+    assert_eq!(first["version"], "1", "{first}");
+    assert_eq!(
+        first["snapshot"]["session"]["fields"]["n"], "MQ==",
+        "{first}"
+    );
+    c.update_session(crate::support::set("w-curl", &[("n", "2")]))
+        .await
+        .unwrap();
+    let second = rx.recv_timeout(within).expect("no change from grpcurl");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(second["version"], "2", "{second}");
+    assert_eq!(second["changed"]["setFields"], serde_json::json!(["n"]));
+    assert_eq!(second["changed"]["values"]["n"], "Mg==", "{second}");
+}
+
 /// Runs grpcurl with `args`; its stdout, once it succeeded.
 async fn run_grpcurl(args: Vec<String>) -> String {
     let out = tokio::task::spawn_blocking(move || {

@@ -72,6 +72,48 @@ function toSession(s) {
   };
 }
 
+// A WatchSessionResponse as an event: `kind` names it (the oneof's case,
+// snake_case as in the proto: 'snapshot', 'resumed', 'changed',
+// 'lock_acquired', 'lock_released', 'lock_expired', 'lock_forced',
+// 'deleted', 'idle_expired'), `version` is the session's version once it
+// happened (a bigint: pass the last one read as afterVersion to resume).
+const WATCH_KINDS = {
+  snapshot: 'snapshot',
+  resumed: 'resumed',
+  changed: 'changed',
+  lockAcquired: 'lock_acquired',
+  lockReleased: 'lock_released',
+  lockExpired: 'lock_expired',
+  lockForced: 'lock_forced',
+  deleted: 'deleted',
+  idleExpired: 'idle_expired',
+};
+
+function toWatchEvent(res) {
+  const kind = WATCH_KINDS[res.event] ?? res.event;
+  const e = { kind, version: BigInt(res.version) };
+  const body = res[res.event] ?? {};
+  if (res.event === 'snapshot') {
+    e.session = toSession(body.session);
+    e.resync = body.resync;
+    e.fencingToken = body.lock ? BigInt(body.lock.fencingToken) : null;
+    e.leaseExpiresAt = body.lock ? toDate(body.lock.leaseExpiresAt) : null;
+  } else if (res.event === 'changed') {
+    e.setFields = body.setFields;
+    e.removedFields = body.removedFields;
+    e.values = { ...body.values };
+    e.replaced = body.replaced;
+    e.created = body.created;
+    e.expiresAt = toDate(body.expiresAt);
+  } else if (res.event === 'lockAcquired') {
+    e.fencingToken = BigInt(body.fencingToken);
+    e.leaseExpiresAt = toDate(body.leaseExpiresAt);
+  } else if (body.fencingToken !== undefined) {
+    e.fencingToken = BigInt(body.fencingToken);
+  }
+  return e;
+}
+
 const TURN_POLICY = {
   FIFO: 'TURN_POLICY_FIFO',
   LATEST_WINS: 'TURN_POLICY_LATEST_WINS',
@@ -302,6 +344,40 @@ class Client {
     const req = { sessionId: sessionId ?? '', ...rateLimitOf(opts) };
     const res = await this._call(this._session, 'CheckRate', req, opts);
     return { remaining: Number(res.remaining), resetAfterMs: Number(res.resetAfterMs) };
+  }
+
+  /**
+   * WatchSession: an async iterator of the session's events, from a snapshot
+   * (or, with afterVersion, a 'resumed' and the events since, or a snapshot
+   * with resync set when they are no longer kept) until the caller stops
+   * iterating (the stream is then cancelled), opts.signal aborts, or the
+   * watch ends with an error: WatchLagged (read too slowly), ShuttingDown
+   * (the instance drains), StoreUnavailable. Never retried by itself: watch
+   * again with afterVersion = the last version read. No deadline.
+   * @param {{afterVersion?: bigint|number, includeValues?: boolean, signal?: AbortSignal}} [opts]
+   */
+  async *watch(sessionId, opts = {}) {
+    const { afterVersion = 0, includeValues = false, signal } = opts;
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(this._metadata)) md.set(k, v);
+    addTraceContext(md);
+    const request = {
+      sessionId,
+      afterVersion: toUint64String(afterVersion, 'afterVersion'),
+      includeValues,
+    };
+    const call = this._session.WatchSession(request, md);
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const res of call) yield toWatchEvent(res);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw fromGrpcError(err, 'WatchSession');
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
   }
 
   /** AdminService.GetStats, with uptime as uptimeMs and counters as numbers. */

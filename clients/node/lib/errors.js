@@ -106,6 +106,12 @@ class RateLimited extends SessiondError {
     return v === undefined ? null : Number(v);
   }
 }
+/**
+ * RESOURCE_EXHAUSTED / WATCH_LAGGED: a watch did not read its events as fast
+ * as they came and was ended; watch again with afterVersion = the last version
+ * read.
+ */
+class WatchLagged extends SessiondError {}
 class Unavailable extends SessiondError {}
 class StoreUnavailable extends Unavailable {}
 class ShuttingDown extends Unavailable {}
@@ -136,6 +142,7 @@ const BY_REASON = {
   OVERLOADED: Overloaded,
   QUOTA_EXCEEDED: QuotaExceeded,
   RATE_LIMITED: RateLimited,
+  WATCH_LAGGED: WatchLagged,
   INVALID_RATE_LIMIT: InvalidArgument,
   STORE_UNAVAILABLE: StoreUnavailable,
   SHUTTING_DOWN: ShuttingDown,
@@ -207,6 +214,7 @@ module.exports = {
   Overloaded,
   QuotaExceeded,
   RateLimited,
+  WatchLagged,
   Unavailable,
   StoreUnavailable,
   ShuttingDown,

@@ -28,6 +28,8 @@ from ._common import (
     StoreStats,
     TurnPolicy,
     UpdateResult,
+    WatchEvent,
+    WatchStats,
     append,
     entries,
     increment,
@@ -72,6 +74,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
     VersionMismatch,
+    WatchLagged,
 )
 
 __version__ = "0.1.0"
@@ -87,4 +90,5 @@ __all__ = [
     "FieldNotInteger", "FieldNotList", "FieldOpRefused", "IdempotencyKeyReused",
     "IntegerOverflow", "InvalidFieldOp", "InvalidIdempotencyKey", "append", "entries", "rate_limit",
     "increment", "set_if_absent", "InvalidDebounce", "InvalidTurnPolicy", "Superseded", "TurnPolicy",
+    "WatchEvent", "WatchLagged", "WatchStats",
 ]

@@ -217,6 +217,43 @@ class QuotaStats:
 
 
 @dataclass(frozen=True)
+class WatchStats:
+    # WatchSession streams open on the instance now.
+    watchers: int = 0
+    # Events sent to watchers, snapshots included.
+    events_sent: int = 0
+    # Watchers ended with WATCH_LAGGED.
+    lagged: int = 0
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One message of a watch (`Client.watch`). `kind` names the event:
+    "snapshot" (`session`, None when it does not exist; `resync` when it
+    replaces a resume that could not be served; `fencing_token` and
+    `lease_expires_at` of the lock, 0 / None when free), "resumed", "changed"
+    (`set_fields`, `removed_fields`, `replaced`, `created`, `expires_at`, and
+    `values` when asked for), "lock_acquired" (`fencing_token`,
+    `lease_expires_at`), "lock_released", "lock_expired", "lock_forced"
+    (`fencing_token`), "deleted", "idle_expired". `version` is the session's
+    version once it happened: pass the last one read as `after_version` to
+    resume."""
+
+    kind: str
+    version: int
+    session: Optional[Session] = None
+    resync: bool = False
+    fencing_token: int = 0
+    lease_expires_at: Optional[_dt.datetime] = None
+    set_fields: Tuple[str, ...] = ()
+    removed_fields: Tuple[str, ...] = ()
+    values: Dict[str, bytes] = field(default_factory=dict)
+    replaced: bool = False
+    created: bool = False
+    expires_at: Optional[_dt.datetime] = None
+
+
+@dataclass(frozen=True)
 class RpcStats:
     method: str
     calls: int = 0
@@ -237,6 +274,7 @@ class Stats:
     store: StoreStats
     rpcs: Dict[str, RpcStats]
     quotas: QuotaStats = field(default_factory=QuotaStats)
+    watch: WatchStats = field(default_factory=WatchStats)
 
 
 # ---------------------------------------------------------------- conversions
@@ -360,7 +398,52 @@ def stats_from_pb(pb: admin_pb2.GetStatsResponse) -> Stats:
             session_refusals=q.session_refusals,
             byte_refusals=q.byte_refusals,
         ),
+        watch=WatchStats(
+            watchers=pb.watch.watchers,
+            events_sent=pb.watch.events_sent,
+            lagged=pb.watch.lagged,
+        ),
     )
+
+
+def watch_event_from_pb(pb: session_pb2.WatchSessionResponse) -> WatchEvent:
+    kind = pb.WhichOneof("event") or ""
+    if kind == "snapshot":
+        s = pb.snapshot
+        lock = s.lock if s.HasField("lock") else None
+        return WatchEvent(
+            kind=kind,
+            version=pb.version,
+            session=session_from_pb(s.session) if s.HasField("session") else None,
+            resync=s.resync,
+            fencing_token=lock.fencing_token if lock else 0,
+            lease_expires_at=timestamp(lock.lease_expires_at, lock.HasField("lease_expires_at"))
+            if lock
+            else None,
+        )
+    if kind == "changed":
+        ch = pb.changed
+        return WatchEvent(
+            kind=kind,
+            version=pb.version,
+            set_fields=tuple(ch.set_fields),
+            removed_fields=tuple(ch.removed_fields),
+            values=dict(ch.values),
+            replaced=ch.replaced,
+            created=ch.created,
+            expires_at=timestamp(ch.expires_at, ch.HasField("expires_at")),
+        )
+    if kind == "lock_acquired":
+        a = pb.lock_acquired
+        return WatchEvent(
+            kind=kind,
+            version=pb.version,
+            fencing_token=a.fencing_token,
+            lease_expires_at=timestamp(a.lease_expires_at, a.HasField("lease_expires_at")),
+        )
+    if kind in ("lock_released", "lock_expired", "lock_forced"):
+        return WatchEvent(kind=kind, version=pb.version, fencing_token=getattr(pb, kind).fencing_token)
+    return WatchEvent(kind=kind, version=pb.version)
 
 
 # ---------------------------------------------------------------- requests

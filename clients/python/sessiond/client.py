@@ -14,7 +14,7 @@ channel to it). A `Client` is thread-safe.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -34,6 +34,7 @@ from ._common import (
     SessionState,
     Stats,
     UpdateResult,
+    WatchEvent,
 )
 from .v1 import admin_pb2, admin_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -323,6 +324,29 @@ class Client:
             req.scope = session_pb2.RATE_SCOPE_NAMESPACE
         resp = self._call("CheckRate", req, timeout=timeout)
         return RateAdmitted(remaining=resp.remaining, reset_after=resp.reset_after_ms / 1000)
+
+    def watch(
+        self, session_id: str, *, after_version: int = 0, include_values: bool = False
+    ) -> Iterator[WatchEvent]:
+        """WatchSession: the session's events, as they happen, until the caller
+        stops iterating (the stream is then cancelled) or the watch ends with
+        an error: WatchLagged (the caller read too slowly), ShuttingDown (the
+        instance drains), StoreUnavailable. The first event is a "snapshot",
+        or with `after_version` (the last version read) "resumed" followed by
+        the events since, or a "snapshot" with `resync` when they are no
+        longer kept. Never retried by itself: watch again with
+        `after_version`. No deadline: a watch lasts as long as it is read."""
+        req = session_pb2.WatchSessionRequest(
+            session_id=session_id, after_version=after_version, include_values=include_values
+        )
+        call = self._sessions.WatchSession(req, metadata=_trace.with_context(self._metadata))
+        try:
+            for resp in call:
+                yield c.watch_event_from_pb(resp)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from e
+        finally:
+            call.cancel()
 
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         """AdminService.GetStats of the instance this channel reaches."""

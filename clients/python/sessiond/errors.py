@@ -25,6 +25,7 @@ transport failure, a client-side deadline), into the class for its code.
       Overloaded                  RESOURCE_EXHAUSTED / OVERLOADED
       QuotaExceeded               RESOURCE_EXHAUSTED / QUOTA_EXCEEDED (.quota .limit .usage)
       RateLimited                 RESOURCE_EXHAUSTED / RATE_LIMITED (.limit .retry_after)
+      WatchLagged                 RESOURCE_EXHAUSTED / WATCH_LAGGED (watch again from the last version)
       Unavailable                 UNAVAILABLE (also transport failures)
         StoreUnavailable          STORE_UNAVAILABLE
         ShuttingDown              SHUTTING_DOWN
@@ -243,6 +244,12 @@ class QuotaExceeded(SessiondError):
         return _int(self.metadata.get("usage"))
 
 
+class WatchLagged(SessiondError):
+    """RESOURCE_EXHAUSTED / WATCH_LAGGED: a watch did not read its events as
+    fast as they came and was ended; watch again with `after_version` = the
+    last version read."""
+
+
 class RateLimited(SessiondError):
     """RESOURCE_EXHAUSTED / RATE_LIMITED: CheckRate refused the call; it took
     nothing. The same call is admitted after `retry_after` seconds (unless
@@ -321,6 +328,7 @@ BY_REASON: Dict[str, Type[SessiondError]] = {
     "OVERLOADED": Overloaded,
     "QUOTA_EXCEEDED": QuotaExceeded,
     "RATE_LIMITED": RateLimited,
+    "WATCH_LAGGED": WatchLagged,
     "INVALID_RATE_LIMIT": InvalidRateLimit,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "SHUTTING_DOWN": ShuttingDown,

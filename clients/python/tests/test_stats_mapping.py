@@ -19,6 +19,7 @@ PAIRS = [
     (admin_pb2.LockStats, sessiond.LockStats),
     (admin_pb2.StoreStats, sessiond.StoreStats),
     (admin_pb2.QuotaStats, sessiond.QuotaStats),
+    (admin_pb2.WatchStats, sessiond.WatchStats),
     (admin_pb2.RpcStats, sessiond.RpcStats),
     (admin_pb2.LatencySummary, sessiond.LatencySummary),
 ]

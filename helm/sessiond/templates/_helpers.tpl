@@ -238,6 +238,8 @@ Environment of the sessiond container: listeners, store, Redis, then every
   "maxCallsPerNamespace" "SESSIOND_MAX_CALLS_PER_NAMESPACE"
   "maxWaitersPerNamespace" "SESSIOND_MAX_WAITERS_PER_NAMESPACE"
   "maxWaitersPerSession" "SESSIOND_MAX_WAITERS_PER_SESSION"
+  "maxWatchers" "SESSIOND_MAX_WATCHERS"
+  "maxWatchersPerNamespace" "SESSIOND_MAX_WATCHERS_PER_NAMESPACE"
   "maxSessionsPerNamespace" "SESSIOND_MAX_SESSIONS_PER_NAMESPACE"
   "maxBytesPerNamespace" "SESSIOND_MAX_BYTES_PER_NAMESPACE"
   "reloadInterval" "SESSIOND_RELOAD_INTERVAL"

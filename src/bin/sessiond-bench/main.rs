@@ -17,7 +17,9 @@
 //! health (the empty RPC through sessiond's own stack: its health service),
 //! empty (the baseline alone); and the locked turn against sessiond's peers,
 //! in the same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot
-//! (`peers.rs`).
+//! (`peers.rs`); watch (increments while `--watchers` WatchSession
+//! streams watch the sessions: the fan-out latency from a write's
+//! acknowledgement to each watcher's receipt, `watch.rs`).
 //!
 //! With `--memory`, it measures what cached sessions cost the server
 //! (`memory.rs`) instead.
@@ -57,6 +59,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 mod memory;
 mod openloop;
 mod peers;
+mod watch;
 mod workloads;
 
 use workloads::run;
@@ -118,6 +121,9 @@ struct Args {
     /// How long a redis-lock-* caller waits before it tries a taken lock again.
     #[arg(long, value_parser = sessiond::config::parse_duration, default_value = "1ms")]
     redis_lock_retry: Duration,
+    /// WatchSession streams of the watch workload.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
     /// sessiond's process id: each report then adds its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -310,6 +316,8 @@ struct Report {
     handover: Histogram,
     errors: BTreeMap<String, u64>,
     check: Option<String>,
+    /// More JSON members of the workload's own (the watch workload's).
+    extra: String,
 }
 
 /// Resident memory of a process, in MiB (Linux).
@@ -392,6 +400,10 @@ fn print_json(r: &Report, baseline: Option<Baseline>, server_pid: Option<u32>) {
     }
     if let Some(c) = &r.check {
         json.push_str(&format!(",\"check\":\"{c}\""));
+    }
+    if !r.extra.is_empty() {
+        json.push(',');
+        json.push_str(&r.extra);
     }
     json.push('}');
     println!("{json}");

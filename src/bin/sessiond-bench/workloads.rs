@@ -76,6 +76,8 @@ impl Run {
 pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::Result<Report> {
     let sessions = if workload.ends_with("hot") {
         1
+    } else if workload == "watch" {
+        args.sessions.clamp(1, super::watch::WATCHED_SESSIONS)
     } else {
         args.sessions
     };
@@ -91,8 +93,11 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::
         None => {}
     }
     let started = Instant::now();
+    let mut extra = String::new();
     if let Some(peer) = &peer {
         peer.drive(args, &run).await?;
+    } else if workload == "watch" {
+        extra = super::watch::drive(args, &run, chans).await?;
     } else if args.rate > 0.0 {
         openloop::drive(args, workload, chans, &run).await?;
     } else {
@@ -101,13 +106,13 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::
     let seconds = started.elapsed().as_secs_f64();
     let check = match (&peer, workload) {
         (Some(peer), _) => Some(verdict(&run, peer.counters(&run).await?)),
-        (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot") => {
+        (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot" | "watch") => {
             Some(check(&run, first).await?)
         }
         _ => None,
     };
     let rate = if peer.is_none() { args.rate } else { 0.0 };
-    report(
+    let mut r = report(
         run,
         workload,
         rate,
@@ -115,7 +120,9 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::
         chans.len(),
         seconds,
         check,
-    )
+    )?;
+    r.extra = extra;
+    Ok(r)
 }
 
 impl Run {
@@ -185,6 +192,7 @@ pub(crate) fn report(
         handover: run.handover,
         errors: run.errors.into_inner(),
         check,
+        extra: String::new(),
     })
 }
 

@@ -20,13 +20,16 @@ use redb::Database;
 use super::file::DbFile;
 use super::locks::LockTable;
 use super::outcome::Fault;
+use super::watch::Logs;
 use crate::session::Limits;
 use crate::stats::Stats;
+use crate::watch::{Entry, Logged};
 
 mod apply;
 mod command;
 mod lock_keys;
 mod quota;
+mod watched;
 
 use command::Answer;
 pub(super) use command::{Command, Reply};
@@ -57,6 +60,12 @@ pub(super) struct Actor {
     retry: Option<Retry>,
     /// The namespaces' usage, while a quota is set (see `quota`).
     counted: Option<Counted>,
+    /// The watched sessions' logs (see `embedded/watch.rs`), the last
+    /// position given, and the entries of the batch, appended once it
+    /// commits.
+    logs: Arc<Logs>,
+    seq: u64,
+    noted: Vec<(Vec<u8>, Entry)>,
 }
 
 impl Actor {
@@ -65,6 +74,7 @@ impl Actor {
         limits: Limits,
         stats: Arc<Stats>,
         sweep_every: Duration,
+        logs: Arc<Logs>,
     ) -> Actor {
         Actor {
             file,
@@ -74,6 +84,9 @@ impl Actor {
             stats,
             sweep_every,
             retry: None,
+            logs,
+            seq: 0,
+            noted: Vec::new(),
         }
     }
 
@@ -120,6 +133,9 @@ impl Actor {
                 self.locks.committed();
                 self.retry = None;
                 self.stats.store_ok();
+                if !self.noted.is_empty() {
+                    self.logs.append(std::mem::take(&mut self.noted));
+                }
                 answers.into_iter().for_each(|a| a.send(&self.stats));
             }
             Err(fault) => self.roll_back(&fault, answers, pending, abandons),
@@ -182,6 +198,7 @@ impl Actor {
             tracing::error!(error = %fault, "embedded store transaction failed and was rolled back");
         }
         self.stats.store_failed();
+        self.noted.clear();
         if let Some(counted) = &mut self.counted {
             counted.rolled_back();
         }
@@ -216,5 +233,24 @@ impl Actor {
             at: Instant::now() + backoff,
             backoff,
         });
+    }
+}
+
+impl Actor {
+    /// Whether `key` is watched: its steps are logged.
+    pub(super) fn watched(&self, key: &[u8]) -> bool {
+        self.logs.watched(key)
+    }
+
+    /// Logs a step of a watched session, at the next position.
+    pub(super) fn note(&mut self, key: &[u8], logged: Logged) {
+        self.seq += 1;
+        self.noted.push((
+            key.to_vec(),
+            Entry {
+                pos: (self.seq, 0),
+                logged,
+            },
+        ));
     }
 }

@@ -27,6 +27,7 @@ quota_forget()
 local cur = tonumber(redis.call('HGET', D, 'v') or '0')
 if cur > 0 then
   redis.call('DEL', D)
+  watch_add({'k', 'd', 'v', cur})
   redis.call(PUBLISH, ARGV[4], (cur + 1) .. ' ' .. ARGV[5])
 end
 remember(ARGV[7], ARGV[8], {'x', cur})

@@ -15,4 +15,5 @@ local fence = tonumber(redis.call('HGET', M, 'f') or '0') + 1
 local floor = now_us()
 if fence < floor then fence = floor end
 redis.call('HSET', M, 'f', string.format('%.0f', fence))
+watch_lock_end('o')
 return {'OK', old, 0, expired, release(now, ARGV[1])}

@@ -142,6 +142,7 @@ local function take(token, lease, now)
   -- could say a millisecond more or less.
   redis.call('HSET', L, 's', now, 'e', now + lease)
   redis.call('PEXPIREAT', L, now + lease)
+  watch_add({'k', 'a', 'f', digits, 'e', now + lease})
   keep_data(now, lease)
   meta_lasts(now, lease)
   return fence
@@ -158,6 +159,7 @@ end
 -- the lock was handed on here, the meta of an id never written begins to
 -- expire.
 local function release(now, mine)
+  watch_lock_end('r')
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   local head, channel, lease = live_head(now)
@@ -182,6 +184,7 @@ end
 -- back (see check_guards): the lock is released and the first live waiter,
 -- of whichever instance, woken to take it.
 local function revoke(now)
+  watch_lock_end('r')
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   meta_lasts(now, 0)

@@ -131,6 +131,7 @@ redis.call('PEXPIRE', D, ttl)
 quota_apply(bytes, now + ttl)
 -- The holder's own (re-)create: its grant stands on this incarnation now.
 if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
+watch_change(version, cur == 0, replace, now + ttl, h, i, first_del)
 local answer = {'v', version, 'e', now + ttl, 'n', #values}
 for i, v in ipairs(values) do
   answer[#answer + 1] = 'o' .. i

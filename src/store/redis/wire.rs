@@ -18,7 +18,7 @@ pub(super) use reply::{
     DeleteReply, Handover, Limit, LockReply, RefreshReply, Refusal, Reply, UnlockReply, WriteReply,
     abandon, delete, lock, refresh, unlock, write,
 };
-pub(super) use reply::{ForceReply, force_unlock, inspect};
+pub(super) use reply::{ForceReply, force_unlock, inspect, watch_begin, watch_read};
 
 /// Inverse of [`encode_into`].
 pub(super) fn decode(s: &str) -> Option<String> {

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sessiond/v1/admin.proto\x12\x0bsessiond.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n\x0fGetStatsRequest\"\xbf\x02\n\x10GetStatsResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12&\n\x05\x63\x61\x63he\x18\x05 \x01(\x0b\x32\x17.sessiond.v1.CacheStats\x12%\n\x05locks\x18\x06 \x01(\x0b\x32\x16.sessiond.v1.LockStats\x12&\n\x05store\x18\x07 \x01(\x0b\x32\x17.sessiond.v1.StoreStats\x12#\n\x04rpcs\x18\x08 \x03(\x0b\x32\x15.sessiond.v1.RpcStats\x12\'\n\x06quotas\x18\t \x01(\x0b\x32\x17.sessiond.v1.QuotaStats\"\x82\x01\n\nQuotaStats\x12\"\n\x1amax_sessions_per_namespace\x18\x01 \x01(\x04\x12\x1f\n\x17max_bytes_per_namespace\x18\x02 \x01(\x04\x12\x18\n\x10session_refusals\x18\x03 \x01(\x04\x12\x15\n\rbyte_refusals\x18\x04 \x01(\x04\"\xd5\x01\n\nCacheStats\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x16\n\x0eweighted_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04hits\x18\x03 \x01(\x04\x12\x0e\n\x06misses\x18\x04 \x01(\x04\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x11\n\tevictions\x18\x06 \x01(\x04\x12\x1e\n\x16invalidations_received\x18\x07 \x01(\x04\x12\x10\n\x08\x62ypasses\x18\x08 \x01(\x04\x12\x14\n\x0c\x66\x65\x65\x64_healthy\x18\t \x01(\x08\x12\x13\n\x0b\x66\x65\x65\x64_losses\x18\n \x01(\x04\"\xb7\x02\n\tLockStats\x12\x14\n\x0c\x61\x63quisitions\x18\x01 \x01(\x04\x12\x11\n\tcontended\x18\x02 \x01(\x04\x12\x15\n\rwaits_granted\x18\x03 \x01(\x04\x12\x17\n\x0fwaits_abandoned\x18\x04 \x01(\x04\x12\x13\n\x0bwaiting_now\x18\x05 \x01(\x04\x12\x16\n\x0elease_expiries\x18\x06 \x01(\x04\x12\x1e\n\x16stale_token_rejections\x18\x07 \x01(\x04\x12\x17\n\x0fheld_rejections\x18\x08 \x01(\x04\x12,\n\x07wait_ms\x18\t \x01(\x0b\x32\x1b.sessiond.v1.LatencySummary\x12\x17\n\x0f\x66orced_releases\x18\n \x01(\x04\x12\x12\n\nsuperseded\x18\x0b \x01(\x04\x12\x10\n\x08replayed\x18\x0c \x01(\x04\"\xcf\x01\n\nStoreStats\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x01(\x04\x12\x11\n\tpool_size\x18\x03 \x01(\x04\x12\x11\n\tpool_idle\x18\x04 \x01(\x04\x12\x12\n\ndurability\x18\x05 \x01(\t\x12\x17\n\x0f\x64urability_wait\x18\x06 \x01(\t\x12\x1b\n\x13\x64urability_warnings\x18\x07 \x03(\t\x12\x1b\n\x13\x64urability_failures\x18\x08 \x01(\x04\x12\x13\n\x0b\x64\x61ta_losses\x18\t \x01(\x04\"j\n\x08RpcStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x04\x12/\n\nlatency_us\x18\x04 \x01(\x0b\x32\x1b.sessiond.v1.LatencySummary\"S\n\x0eLatencySummary\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0b\n\x03p50\x18\x02 \x01(\x01\x12\x0b\n\x03p90\x18\x03 \x01(\x01\x12\x0b\n\x03p99\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\">\n\x15InspectSessionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xe2\x01\n\x16InspectSessionResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66ield_count\x18\x03 \x01(\r\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04lock\x18\x06 \x01(\x0b\x32\x17.sessiond.v1.LockHolder\x12\x0f\n\x07waiters\x18\x07 \x01(\r\x12\x16\n\x0eoldest_wait_ms\x18\x08 \x01(\x04\"\x9b\x01\n\nLockHolder\x12\x15\n\rfencing_token\x18\x01 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nheld_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08instance\x18\x04 \x01(\t\";\n\x12\x46orceUnlockRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"G\n\x13\x46orceUnlockResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x1e\n\x16released_fencing_token\x18\x02 \x01(\x04\"b\n\x13ListSessionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tid_prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"D\n\x14ListSessionsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x14PurgeSessionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tid_prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"A\n\x15PurgeSessionsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x03\n\x0c\x41\x64minService\x12G\n\x08GetStats\x12\x1c.sessiond.v1.GetStatsRequest\x1a\x1d.sessiond.v1.GetStatsResponse\x12Y\n\x0eInspectSession\x12\".sessiond.v1.InspectSessionRequest\x1a#.sessiond.v1.InspectSessionResponse\x12P\n\x0b\x46orceUnlock\x12\x1f.sessiond.v1.ForceUnlockRequest\x1a .sessiond.v1.ForceUnlockResponse\x12S\n\x0cListSessions\x12 .sessiond.v1.ListSessionsRequest\x1a!.sessiond.v1.ListSessionsResponse\x12V\n\rPurgeSessions\x12!.sessiond.v1.PurgeSessionsRequest\x1a\".sessiond.v1.PurgeSessionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sessiond/v1/admin.proto\x12\x0bsessiond.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n\x0fGetStatsRequest\"\xe7\x02\n\x10GetStatsResponse\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12&\n\x05\x63\x61\x63he\x18\x05 \x01(\x0b\x32\x17.sessiond.v1.CacheStats\x12%\n\x05locks\x18\x06 \x01(\x0b\x32\x16.sessiond.v1.LockStats\x12&\n\x05store\x18\x07 \x01(\x0b\x32\x17.sessiond.v1.StoreStats\x12#\n\x04rpcs\x18\x08 \x03(\x0b\x32\x15.sessiond.v1.RpcStats\x12\'\n\x06quotas\x18\t \x01(\x0b\x32\x17.sessiond.v1.QuotaStats\x12&\n\x05watch\x18\n \x01(\x0b\x32\x17.sessiond.v1.WatchStats\"C\n\nWatchStats\x12\x10\n\x08watchers\x18\x01 \x01(\x04\x12\x13\n\x0b\x65vents_sent\x18\x02 \x01(\x04\x12\x0e\n\x06lagged\x18\x03 \x01(\x04\"\x82\x01\n\nQuotaStats\x12\"\n\x1amax_sessions_per_namespace\x18\x01 \x01(\x04\x12\x1f\n\x17max_bytes_per_namespace\x18\x02 \x01(\x04\x12\x18\n\x10session_refusals\x18\x03 \x01(\x04\x12\x15\n\rbyte_refusals\x18\x04 \x01(\x04\"\xd5\x01\n\nCacheStats\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x16\n\x0eweighted_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04hits\x18\x03 \x01(\x04\x12\x0e\n\x06misses\x18\x04 \x01(\x04\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\x12\x11\n\tevictions\x18\x06 \x01(\x04\x12\x1e\n\x16invalidations_received\x18\x07 \x01(\x04\x12\x10\n\x08\x62ypasses\x18\x08 \x01(\x04\x12\x14\n\x0c\x66\x65\x65\x64_healthy\x18\t \x01(\x08\x12\x13\n\x0b\x66\x65\x65\x64_losses\x18\n \x01(\x04\"\xb7\x02\n\tLockStats\x12\x14\n\x0c\x61\x63quisitions\x18\x01 \x01(\x04\x12\x11\n\tcontended\x18\x02 \x01(\x04\x12\x15\n\rwaits_granted\x18\x03 \x01(\x04\x12\x17\n\x0fwaits_abandoned\x18\x04 \x01(\x04\x12\x13\n\x0bwaiting_now\x18\x05 \x01(\x04\x12\x16\n\x0elease_expiries\x18\x06 \x01(\x04\x12\x1e\n\x16stale_token_rejections\x18\x07 \x01(\x04\x12\x17\n\x0fheld_rejections\x18\x08 \x01(\x04\x12,\n\x07wait_ms\x18\t \x01(\x0b\x32\x1b.sessiond.v1.LatencySummary\x12\x17\n\x0f\x66orced_releases\x18\n \x01(\x04\x12\x12\n\nsuperseded\x18\x0b \x01(\x04\x12\x10\n\x08replayed\x18\x0c \x01(\x04\"\xcf\x01\n\nStoreStats\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x01(\x04\x12\x11\n\tpool_size\x18\x03 \x01(\x04\x12\x11\n\tpool_idle\x18\x04 \x01(\x04\x12\x12\n\ndurability\x18\x05 \x01(\t\x12\x17\n\x0f\x64urability_wait\x18\x06 \x01(\t\x12\x1b\n\x13\x64urability_warnings\x18\x07 \x03(\t\x12\x1b\n\x13\x64urability_failures\x18\x08 \x01(\x04\x12\x13\n\x0b\x64\x61ta_losses\x18\t \x01(\x04\"j\n\x08RpcStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x04\x12/\n\nlatency_us\x18\x04 \x01(\x0b\x32\x1b.sessiond.v1.LatencySummary\"S\n\x0eLatencySummary\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0b\n\x03p50\x18\x02 \x01(\x01\x12\x0b\n\x03p90\x18\x03 \x01(\x01\x12\x0b\n\x03p99\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\">\n\x15InspectSessionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xe2\x01\n\x16InspectSessionResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66ield_count\x18\x03 \x01(\r\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04lock\x18\x06 \x01(\x0b\x32\x17.sessiond.v1.LockHolder\x12\x0f\n\x07waiters\x18\x07 \x01(\r\x12\x16\n\x0eoldest_wait_ms\x18\x08 \x01(\x04\"\x9b\x01\n\nLockHolder\x12\x15\n\rfencing_token\x18\x01 \x01(\x04\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nheld_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08instance\x18\x04 \x01(\t\";\n\x12\x46orceUnlockRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"G\n\x13\x46orceUnlockResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x1e\n\x16released_fencing_token\x18\x02 \x01(\x04\"b\n\x13ListSessionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tid_prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"D\n\x14ListSessionsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x14PurgeSessionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tid_prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"A\n\x15PurgeSessionsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x03\n\x0c\x41\x64minService\x12G\n\x08GetStats\x12\x1c.sessiond.v1.GetStatsRequest\x1a\x1d.sessiond.v1.GetStatsResponse\x12Y\n\x0eInspectSession\x12\".sessiond.v1.InspectSessionRequest\x1a#.sessiond.v1.InspectSessionResponse\x12P\n\x0b\x46orceUnlock\x12\x1f.sessiond.v1.ForceUnlockRequest\x1a .sessiond.v1.ForceUnlockResponse\x12S\n\x0cListSessions\x12 .sessiond.v1.ListSessionsRequest\x1a!.sessiond.v1.ListSessionsResponse\x12V\n\rPurgeSessions\x12!.sessiond.v1.PurgeSessionsRequest\x1a\".sessiond.v1.PurgeSessionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,37 +36,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATSREQUEST']._serialized_start=105
   _globals['_GETSTATSREQUEST']._serialized_end=122
   _globals['_GETSTATSRESPONSE']._serialized_start=125
-  _globals['_GETSTATSRESPONSE']._serialized_end=444
-  _globals['_QUOTASTATS']._serialized_start=447
-  _globals['_QUOTASTATS']._serialized_end=577
-  _globals['_CACHESTATS']._serialized_start=580
-  _globals['_CACHESTATS']._serialized_end=793
-  _globals['_LOCKSTATS']._serialized_start=796
-  _globals['_LOCKSTATS']._serialized_end=1107
-  _globals['_STORESTATS']._serialized_start=1110
-  _globals['_STORESTATS']._serialized_end=1317
-  _globals['_RPCSTATS']._serialized_start=1319
-  _globals['_RPCSTATS']._serialized_end=1425
-  _globals['_LATENCYSUMMARY']._serialized_start=1427
-  _globals['_LATENCYSUMMARY']._serialized_end=1510
-  _globals['_INSPECTSESSIONREQUEST']._serialized_start=1512
-  _globals['_INSPECTSESSIONREQUEST']._serialized_end=1574
-  _globals['_INSPECTSESSIONRESPONSE']._serialized_start=1577
-  _globals['_INSPECTSESSIONRESPONSE']._serialized_end=1803
-  _globals['_LOCKHOLDER']._serialized_start=1806
-  _globals['_LOCKHOLDER']._serialized_end=1961
-  _globals['_FORCEUNLOCKREQUEST']._serialized_start=1963
-  _globals['_FORCEUNLOCKREQUEST']._serialized_end=2022
-  _globals['_FORCEUNLOCKRESPONSE']._serialized_start=2024
-  _globals['_FORCEUNLOCKRESPONSE']._serialized_end=2095
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=2097
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=2195
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2197
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2265
-  _globals['_PURGESESSIONSREQUEST']._serialized_start=2267
-  _globals['_PURGESESSIONSREQUEST']._serialized_end=2366
-  _globals['_PURGESESSIONSRESPONSE']._serialized_start=2368
-  _globals['_PURGESESSIONSRESPONSE']._serialized_end=2433
-  _globals['_ADMINSERVICE']._serialized_start=2436
-  _globals['_ADMINSERVICE']._serialized_end=2869
+  _globals['_GETSTATSRESPONSE']._serialized_end=484
+  _globals['_WATCHSTATS']._serialized_start=486
+  _globals['_WATCHSTATS']._serialized_end=553
+  _globals['_QUOTASTATS']._serialized_start=556
+  _globals['_QUOTASTATS']._serialized_end=686
+  _globals['_CACHESTATS']._serialized_start=689
+  _globals['_CACHESTATS']._serialized_end=902
+  _globals['_LOCKSTATS']._serialized_start=905
+  _globals['_LOCKSTATS']._serialized_end=1216
+  _globals['_STORESTATS']._serialized_start=1219
+  _globals['_STORESTATS']._serialized_end=1426
+  _globals['_RPCSTATS']._serialized_start=1428
+  _globals['_RPCSTATS']._serialized_end=1534
+  _globals['_LATENCYSUMMARY']._serialized_start=1536
+  _globals['_LATENCYSUMMARY']._serialized_end=1619
+  _globals['_INSPECTSESSIONREQUEST']._serialized_start=1621
+  _globals['_INSPECTSESSIONREQUEST']._serialized_end=1683
+  _globals['_INSPECTSESSIONRESPONSE']._serialized_start=1686
+  _globals['_INSPECTSESSIONRESPONSE']._serialized_end=1912
+  _globals['_LOCKHOLDER']._serialized_start=1915
+  _globals['_LOCKHOLDER']._serialized_end=2070
+  _globals['_FORCEUNLOCKREQUEST']._serialized_start=2072
+  _globals['_FORCEUNLOCKREQUEST']._serialized_end=2131
+  _globals['_FORCEUNLOCKRESPONSE']._serialized_start=2133
+  _globals['_FORCEUNLOCKRESPONSE']._serialized_end=2204
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=2206
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2304
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2306
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2374
+  _globals['_PURGESESSIONSREQUEST']._serialized_start=2376
+  _globals['_PURGESESSIONSREQUEST']._serialized_end=2475
+  _globals['_PURGESESSIONSRESPONSE']._serialized_start=2477
+  _globals['_PURGESESSIONSRESPONSE']._serialized_end=2542
+  _globals['_ADMINSERVICE']._serialized_start=2545
+  _globals['_ADMINSERVICE']._serialized_end=2978
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("instance_id", "version", "uptime", "store_backend", "cache", "locks", "store", "rpcs", "quotas")
+    __slots__ = ("instance_id", "version", "uptime", "store_backend", "cache", "locks", "store", "rpcs", "quotas", "watch")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class GetStatsResponse(_message.Message):
     STORE_FIELD_NUMBER: _ClassVar[int]
     RPCS_FIELD_NUMBER: _ClassVar[int]
     QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     version: str
     uptime: _duration_pb2.Duration
@@ -34,7 +35,18 @@ class GetStatsResponse(_message.Message):
     store: StoreStats
     rpcs: _containers.RepeatedCompositeFieldContainer[RpcStats]
     quotas: QuotaStats
-    def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ..., quotas: _Optional[_Union[QuotaStats, _Mapping]] = ...) -> None: ...
+    watch: WatchStats
+    def __init__(self, instance_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., store_backend: _Optional[str] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., locks: _Optional[_Union[LockStats, _Mapping]] = ..., store: _Optional[_Union[StoreStats, _Mapping]] = ..., rpcs: _Optional[_Iterable[_Union[RpcStats, _Mapping]]] = ..., quotas: _Optional[_Union[QuotaStats, _Mapping]] = ..., watch: _Optional[_Union[WatchStats, _Mapping]] = ...) -> None: ...
+
+class WatchStats(_message.Message):
+    __slots__ = ("watchers", "events_sent", "lagged")
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    LAGGED_FIELD_NUMBER: _ClassVar[int]
+    watchers: int
+    events_sent: int
+    lagged: int
+    def __init__(self, watchers: _Optional[int] = ..., events_sent: _Optional[int] = ..., lagged: _Optional[int] = ...) -> None: ...
 
 class QuotaStats(_message.Message):
     __slots__ = ("max_sessions_per_namespace", "max_bytes_per_namespace", "session_refusals", "byte_refusals")

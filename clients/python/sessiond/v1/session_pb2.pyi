@@ -264,3 +264,118 @@ class CheckRateResponse(_message.Message):
     remaining: int
     reset_after_ms: int
     def __init__(self, remaining: _Optional[int] = ..., reset_after_ms: _Optional[int] = ...) -> None: ...
+
+class WatchSessionRequest(_message.Message):
+    __slots__ = ("session_id", "after_version", "include_values")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    after_version: int
+    include_values: bool
+    def __init__(self, session_id: _Optional[str] = ..., after_version: _Optional[int] = ..., include_values: _Optional[bool] = ...) -> None: ...
+
+class WatchSessionResponse(_message.Message):
+    __slots__ = ("version", "snapshot", "resumed", "changed", "lock_acquired", "lock_released", "lock_expired", "lock_forced", "deleted", "idle_expired")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_ACQUIRED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FORCED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    IDLE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    snapshot: WatchSnapshot
+    resumed: WatchResumed
+    changed: WatchChanged
+    lock_acquired: WatchLockAcquired
+    lock_released: WatchLockReleased
+    lock_expired: WatchLockExpired
+    lock_forced: WatchLockForced
+    deleted: WatchDeleted
+    idle_expired: WatchIdleExpired
+    def __init__(self, version: _Optional[int] = ..., snapshot: _Optional[_Union[WatchSnapshot, _Mapping]] = ..., resumed: _Optional[_Union[WatchResumed, _Mapping]] = ..., changed: _Optional[_Union[WatchChanged, _Mapping]] = ..., lock_acquired: _Optional[_Union[WatchLockAcquired, _Mapping]] = ..., lock_released: _Optional[_Union[WatchLockReleased, _Mapping]] = ..., lock_expired: _Optional[_Union[WatchLockExpired, _Mapping]] = ..., lock_forced: _Optional[_Union[WatchLockForced, _Mapping]] = ..., deleted: _Optional[_Union[WatchDeleted, _Mapping]] = ..., idle_expired: _Optional[_Union[WatchIdleExpired, _Mapping]] = ...) -> None: ...
+
+class WatchSnapshot(_message.Message):
+    __slots__ = ("session", "resync", "lock")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    resync: bool
+    lock: WatchLock
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., resync: _Optional[bool] = ..., lock: _Optional[_Union[WatchLock, _Mapping]] = ...) -> None: ...
+
+class WatchLock(_message.Message):
+    __slots__ = ("fencing_token", "lease_expires_at")
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchResumed(_message.Message):
+    __slots__ = ("after_version",)
+    AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    after_version: int
+    def __init__(self, after_version: _Optional[int] = ...) -> None: ...
+
+class WatchChanged(_message.Message):
+    __slots__ = ("set_fields", "removed_fields", "replaced", "values", "expires_at", "created")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SET_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    set_fields: _containers.RepeatedScalarFieldContainer[str]
+    removed_fields: _containers.RepeatedScalarFieldContainer[str]
+    replaced: bool
+    values: _containers.ScalarMap[str, bytes]
+    expires_at: _timestamp_pb2.Timestamp
+    created: bool
+    def __init__(self, set_fields: _Optional[_Iterable[str]] = ..., removed_fields: _Optional[_Iterable[str]] = ..., replaced: _Optional[bool] = ..., values: _Optional[_Mapping[str, bytes]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class WatchLockAcquired(_message.Message):
+    __slots__ = ("fencing_token", "lease_expires_at")
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, fencing_token: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchLockReleased(_message.Message):
+    __slots__ = ("fencing_token",)
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    def __init__(self, fencing_token: _Optional[int] = ...) -> None: ...
+
+class WatchLockExpired(_message.Message):
+    __slots__ = ("fencing_token",)
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    def __init__(self, fencing_token: _Optional[int] = ...) -> None: ...
+
+class WatchLockForced(_message.Message):
+    __slots__ = ("fencing_token",)
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    fencing_token: int
+    def __init__(self, fencing_token: _Optional[int] = ...) -> None: ...
+
+class WatchDeleted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchIdleExpired(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -70,6 +70,11 @@ class SessionServiceStub:
                 request_serializer=sessiond_dot_v1_dot_session__pb2.CheckRateRequest.SerializeToString,
                 response_deserializer=sessiond_dot_v1_dot_session__pb2.CheckRateResponse.FromString,
                 _registered_method=True)
+        self.WatchSession = channel.unary_stream(
+                '/sessiond.v1.SessionService/WatchSession',
+                request_serializer=sessiond_dot_v1_dot_session__pb2.WatchSessionRequest.SerializeToString,
+                response_deserializer=sessiond_dot_v1_dot_session__pb2.WatchSessionResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -167,6 +172,36 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSession(self, request, context):
+        """Streams a session's changes, on any instance, whoever writes it. The
+        first message is a `snapshot` (the session, or none when it does not
+        exist, and its lock), or, on a resume that can be served, `resumed`
+        followed by the events after `after_version`; then every event in the
+        order the store applied them: `changed` (each write, its version one
+        above the last: no version is ever skipped), `lock_acquired`,
+        `lock_released`, `lock_expired`, `lock_forced`, `deleted`,
+        `idle_expired`. Never a silent gap: a watcher that cannot be given the
+        events since its version gets a fresh `snapshot` with `resync` set.
+
+        A resume (`after_version` > 0) is served when the change that made
+        `after_version` is still in the session's recent events (a few hundred,
+        kept while the session is watched on any instance and for a while
+        after); events after it that the watcher saw already (lock events, a
+        delete) come again: at least once, never a gap.
+
+        The stream ends with RESOURCE_EXHAUSTED / WATCH_LAGGED when the watcher
+        does not keep up (its buffer of events is full: resume from the last
+        version seen), UNAVAILABLE / SHUTTING_DOWN when the instance drains,
+        UNAVAILABLE / STORE_UNAVAILABLE when the store fails. Beyond
+        --max-watchers on the instance, or --max-watchers-per-namespace of the
+        namespace, it is refused at once with RESOURCE_EXHAUSTED / OVERLOADED
+        (metadata `limit`: max_watchers or max_watchers_per_namespace). A watch
+        holds no slot of --max-concurrent-calls once its stream has begun.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +239,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.CheckRate,
                     request_deserializer=sessiond_dot_v1_dot_session__pb2.CheckRateRequest.FromString,
                     response_serializer=sessiond_dot_v1_dot_session__pb2.CheckRateResponse.SerializeToString,
+            ),
+            'WatchSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSession,
+                    request_deserializer=sessiond_dot_v1_dot_session__pb2.WatchSessionRequest.FromString,
+                    response_serializer=sessiond_dot_v1_dot_session__pb2.WatchSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +436,33 @@ class SessionService:
             '/sessiond.v1.SessionService/CheckRate',
             sessiond_dot_v1_dot_session__pb2.CheckRateRequest.SerializeToString,
             sessiond_dot_v1_dot_session__pb2.CheckRateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sessiond.v1.SessionService/WatchSession',
+            sessiond_dot_v1_dot_session__pb2.WatchSessionRequest.SerializeToString,
+            sessiond_dot_v1_dot_session__pb2.WatchSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

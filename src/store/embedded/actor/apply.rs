@@ -14,6 +14,7 @@ use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
 use crate::store::embedded::tables::{self, Earlier};
 use crate::store::{now_ms, now_us};
+use crate::watch::Logged;
 
 impl Actor {
     /// Applies one command.
@@ -129,6 +130,10 @@ impl Actor {
                     Err(r) => Outcome::Refused(r),
                     Ok(held) => {
                         let now_ms = now_ms();
+                        let created = match self.creates(txn, &key, now_ms) {
+                            Ok(created) => created,
+                            Err(fault) => return Err(answered(reply, fault)),
+                        };
                         let written =
                             self.write(txn, &key, &m, &g, now_ms, held)
                                 .and_then(|outcome| {
@@ -141,6 +146,9 @@ impl Actor {
                             Ok(outcome) => {
                                 if let (Outcome::Done(w), Some(_)) = (&outcome, held) {
                                     self.locks.saw(&key, w.version);
+                                }
+                                if let (Outcome::Done(w), Some(created)) = (&outcome, created) {
+                                    self.note_change(&key, &m, w, created);
                                 }
                                 outcome
                             }
@@ -181,6 +189,9 @@ impl Actor {
                             Ok(outcome) => {
                                 if let (Outcome::Done(_), Some(_)) = (&outcome, held) {
                                     self.locks.saw(&key, 0);
+                                }
+                                if let Outcome::Done(Some(version)) = &outcome {
+                                    self.note_delete(&key, *version);
                                 }
                                 outcome
                             }
@@ -231,10 +242,19 @@ impl Actor {
                     if let Err(fault) = tables::next_fence(txn, &key) {
                         return Err(answered(reply, fault));
                     }
+                    if self.watched(&key) {
+                        self.note(&key, Logged::Forced { fence });
+                    }
                     out.push(Answer::Forced(reply, Some(fence)));
                     self.hand_over(txn, &key, now, out)?;
                 }
             },
+            Command::WatchBegin { key, notify, reply } => {
+                match self.watch_begin(txn, &key, notify, now) {
+                    Ok(begin) => out.push(Answer::Began(reply, begin)),
+                    Err(fault) => return Err(answered(reply, fault)),
+                }
+            }
             Command::CheckRate { key, limit, reply } => {
                 match tables::check_rate(txn, &key, &limit, now_us()) {
                     Ok(Gcra::Admit { admitted, .. }) => {
@@ -341,6 +361,15 @@ impl Actor {
         };
         self.locks.hold(key, token.clone(), now + lease, held);
         self.locks.note_grant(key, fence, now_ms);
+        if self.watched(key) {
+            self.note(
+                key,
+                Logged::Acquired {
+                    fence,
+                    lease_expires_ms: until_ms,
+                },
+            );
+        }
         Ok(LockGrant {
             token,
             fence,
@@ -358,6 +387,7 @@ impl Actor {
         now: Instant,
         out: &mut Vec<Answer>,
     ) -> Result<(), Fault> {
+        self.note_release(key, now);
         self.locks.release(key);
         self.hand_over(txn, key, now, out)
     }

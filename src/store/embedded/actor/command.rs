@@ -15,6 +15,7 @@ use crate::session::{
 use crate::stats::Stats;
 use crate::store::embedded::locks::Waiter;
 use crate::store::embedded::outcome::{Fault, Outcome};
+use crate::watch::Begin;
 
 pub(in crate::store::embedded) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -73,6 +74,13 @@ pub(in crate::store::embedded) enum Command {
         key: Vec<u8>,
         reply: Reply<Option<u64>>,
     },
+    /// Log the session's steps from now on, and answer its snapshot, its
+    /// lock and its log so far (see `embedded/watch.rs`).
+    WatchBegin {
+        key: Vec<u8>,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+        reply: Reply<Begin>,
+    },
     /// One GCRA step of a rate limit (`key` is its row in `rates`).
     CheckRate {
         key: Vec<u8>,
@@ -95,6 +103,7 @@ impl Command {
             Command::Inspect { reply, .. } => err(reply, fault),
             Command::ForceUnlock { reply, .. } => err(reply, fault),
             Command::CheckRate { reply, .. } => err(reply, fault),
+            Command::WatchBegin { reply, .. } => err(reply, fault),
             Command::Abandon { key, token } => return Some((key, token)),
         }
         None
@@ -125,6 +134,7 @@ pub(super) enum Answer {
     Forced(Reply<Option<u64>>, Option<u64>),
     /// A rate limit's answer: admitted, or refused (RATE_LIMITED).
     Rated(Reply<Admitted>, Result<Admitted>),
+    Began(Reply<Begin>, Begin),
 }
 
 impl Answer {
@@ -154,6 +164,7 @@ impl Answer {
             Answer::Inspected(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Forced(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Rated(r, v) => r.send(v).map_err(drop),
+            Answer::Began(r, v) => r.send(Ok(v)).map_err(drop),
         };
     }
 
@@ -174,6 +185,7 @@ impl Answer {
             Answer::Inspected(r, _) => err(r, fault),
             Answer::Forced(r, _) => err(r, fault),
             Answer::Rated(r, _) => err(r, fault),
+            Answer::Began(r, _) => err(r, fault),
         }
         None
     }

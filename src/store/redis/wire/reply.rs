@@ -450,7 +450,9 @@ fn text(v: &Value) -> Option<&[u8]> {
 }
 
 mod operate;
+mod watch;
 pub use operate::{ForceReply, force_unlock, inspect};
+pub use watch::{watch_begin, watch_read};
 
 #[cfg(test)]
 mod tests;
