@@ -338,14 +338,14 @@ crate::on_every_backend!(
     lock_events_in_order,
     deleted_and_idly_expired,
     resumed_watchers_miss_nothing,
-    bad_input_and_caps
+    bad_input_and_caps,
+    a_slow_watcher_is_ended_and_freed
 );
 
 /// A watcher that does not read is ended with WATCH_LAGGED once its buffer
 /// is full, and stops counting at once; it resumes from its version.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_watcher_is_ended_and_freed() {
-    let s = Server::start(Backend::Embedded, &[]).await;
+async fn a_slow_watcher_is_ended_and_freed(b: Backend) {
+    let s = Server::start(b, &[]).await;
     // A small HTTP/2 window, so that what the server may send ahead of a
     // reader that does not read is small too.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
