@@ -16,9 +16,10 @@ pid=
 trap 'kill ${pid:-} 2>/dev/null; rm -rf "$work"' EXIT
 lua=src/store/redis
 printf '%s\n%s' "$(git show "$base:$lua/prelude.lua")" "$(git show "$base:$lua/update.lua")" >"$work/base.lua"
-# As redis.rs assembles it: the prelude, idempotency.lua, ops.lua, update.lua.
-printf '%s\n%s\n%s\n%s' "$(cat $lua/prelude.lua)" "$(cat $lua/idempotency.lua)" \
-  "$(cat $lua/ops.lua)" "$(cat $lua/update.lua)" >"$work/this.lua"
+# As redis.rs assembles it: the PUBLISH line, watch.lua, the prelude,
+# idempotency.lua, ops.lua, update.lua.
+printf "local PUBLISH = 'PUBLISH'\n%s\n%s\n%s\n%s\n%s" "$(cat $lua/watch.lua)" "$(cat $lua/prelude.lua)" \
+  "$(cat $lua/idempotency.lua)" "$(cat $lua/ops.lua)" "$(cat $lua/update.lua)" >"$work/this.lua"
 k='sd:{default/__rand_int__}'
 quota_keys=('sd:q:{default}:i' 'sd:q:{default}:s' 'sd:q:{default}:u')
 # update.lua's arguments (see its header): BASE's (before field operations
@@ -33,6 +34,8 @@ for variant in base off on; do
   if [ "$variant" = base ]; then file=$work/base.lua; args=("${base_args[@]}"); fi
   sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$file")")
   keys=("$k:d" "$k:m" "$k:l" "$k:q" "$k:w")
+  # This tree's scripts also declare the watch marker and log (keys.rs).
+  if [ "$variant" != base ]; then keys+=("$k:k" "$k:x"); fi
   extra=()
   if [ "$variant" = on ]; then keys+=("${quota_keys[@]}"); extra=(1000000 1073741824); fi
   redis-benchmark -p "$port" -n "$n" -c 1 -r 100000000 -q \

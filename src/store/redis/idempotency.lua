@@ -1,13 +1,13 @@
 -- Idempotency keys (UpdateSession, DeleteSession), prepended to update.lua
 -- and delete.lua after the prelude.
--- KEYS[6], only when the call has a key (6 keys, or 9 with the quota keys
+-- KEYS[8], only when the call has a key (8 keys, or 11 with the quota keys
 -- after it: see the prelude): the record of the first successful
 -- write under it, '<prefix>:{<ns>/<id>}:i:<hex of the key's digest>' (the
 -- session's hash tag: the same slot as its other keys): a hash of d (the
 -- request's digest), v and e (the update's version and expiry), n and
 -- o1..on (its ops' values) or x (the delete's version), PX the window.
 local I = nil
-if #KEYS == 6 or #KEYS == 9 then I = KEYS[6] end
+if #KEYS == 8 or #KEYS == 11 then I = KEYS[8] end
 
 -- The earlier write under the key: nil when none (or no key), false when it
 -- was another request, else its record as HGETALL gives it.

@@ -1,4 +1,4 @@
-//! The five keys of a session (and the record of a write's idempotency
+//! The seven keys of a session (and the record of a write's idempotency
 //! key), the arguments every write script shares, and the namespace's quota
 //! keys.
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
@@ -10,13 +10,16 @@ use crate::session::{
     FieldOp, Guards, Idempotency, Limits, Mutation, OpKind, RateScope, SessionKey,
 };
 
-/// The five keys of one session, in the order the scripts expect, the
+/// The seven keys of one session, in the order the scripts expect (data,
+/// meta, lock, queue, waiters, and WatchSession's marker and stream, which
+/// every script may touch, so declares: a key a script reaches without
+/// declaring it fails while its slot migrates), the
 /// invalidation subject (the encoded `ns/id`), and on a cluster the slot
 /// they live in (0 elsewhere: it picks the feed's channels, see
 /// `channels`).
 #[derive(Clone, Default)]
 pub(super) struct Keys {
-    pub(super) keys: [String; 5],
+    pub(super) keys: [String; 7],
     pub(super) subject: String,
     pub(super) slot: u16,
 }
@@ -41,7 +44,7 @@ impl Inner {
             0
         };
         Keys {
-            keys: [k('d'), k('m'), k('l'), k('q'), k('w')],
+            keys: [k('d'), k('m'), k('l'), k('q'), k('w'), k('k'), k('x')],
             subject,
             slot,
         }
@@ -106,7 +109,7 @@ impl Inner {
         inv.arg(q.max_sessions).arg(q.max_bytes);
     }
 
-    /// KEYS[6] of the write scripts when the call has an idempotency key:
+    /// KEYS[8] of the write scripts when the call has an idempotency key:
     /// its record, `<prefix>:{<ns>/<id>}:i:<hex>`, in the session's hash tag
     /// (the hex of the key's digest names it whatever bytes it holds).
     pub(super) fn add_idempotency_key(

@@ -3,8 +3,8 @@
 -- otherwise refuses ('try') or queues the token ('wait'; idempotent: a
 -- queued token keeps its place and renews its alive time, which is how
 -- waiters prove they are still there).
--- KEYS: data, meta, lock, queue, waiters (see the prelude), and with an
---       idempotency key KEYS[6], the record of the grant made under it:
+-- KEYS: data, meta, lock, queue, waiters, watch marker and stream (see the
+--       prelude), and with an idempotency key KEYS[8], the record of the grant made under it:
 --       '<prefix>:{<ns>/<id>}:il:<hex of the key's digest>', a hash of d
 --       (the request's digest), t, f and e (the grant's token, fencing token
 --       and lease end ms), PX the window; a keyed waiter's queue entry is
@@ -34,7 +34,7 @@
 --      or {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}: another request's key
 local now = now_ms()
 local token, lease = ARGV[1], tonumber(ARGV[2])
-local I = KEYS[6]
+local I = KEYS[8]
 local t, expired = holder()
 
 local function granted(fence, expires, superseded)

@@ -1,4 +1,4 @@
--- Shared by every script (prepended by redis.rs). Each script gets the five
+-- Shared by every script (prepended by redis.rs). Each script gets the seven
 -- keys of one session, all with the same hash tag, so they live in one
 -- Cluster slot:
 --   KEYS[1] data    hash: 'f:<name>' -> value, plus v (version), c/u/e
@@ -25,6 +25,7 @@
 --                   payloads it carries: !c<i> for i in !h..!n (oldest
 --                   first), !b their bytes, !x how many were dropped; and
 --                   !i<token> for a waiter with an idempotency key
+--   KEYS[6] watch marker, KEYS[7] watch log: WatchSession's (watch.lua)
 -- PUBLISH (a line redis.rs puts before this one) is the command the
 -- channels in the arguments and in the waiters' entries are published
 -- with: 'PUBLISH' on one server, 'SPUBLISH' on a cluster, where every
@@ -235,8 +236,8 @@ end
 -- last; else QUOTA is nil and every quota_* function returns at once,
 -- running no command. The keys are the namespace's, not the session's:
 -- another Cluster slot, so quotas need a standalone Redis. The write
--- scripts have 5 keys, 6 with an idempotency record (KEYS[6], see
--- idempotency.lua), 8 or 9 with quotas:
+-- scripts have 7 keys, 8 with an idempotency record (KEYS[8], see
+-- idempotency.lua), 10 or 11 with quotas:
 --   KEYS[#KEYS-2] index  zset: data key -> its expiry ms when last written (a
 --                  hint: the data's own PTTL decides, see quota_reap)
 --   KEYS[#KEYS-1] sizes  hash: data key -> its size as counted
@@ -244,7 +245,7 @@ end
 --   the last two ARGV: max sessions, max bytes (0: none); taken off ARGV
 --   here, so each script reads its own arguments as its header says.
 local QI, QS, QU, QUOTA
-if #KEYS >= 8 then
+if #KEYS >= 10 then
   QI, QS, QU = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
   local n = #ARGV
   QUOTA = {sessions = tonumber(ARGV[n - 1]), bytes = tonumber(ARGV[n])}

@@ -17,16 +17,16 @@
 --           'r' a release, 'o' a forced release: f (the holder's fence)
 --           'b' a follower began here (watch_begin.lua)
 --   marker  <prefix>:{<ns>/<id>}:k   the session's invalidation channel
--- Both are KEYS[1] (the data key, '...:d') with another suffix: the same hash
--- tag, so the same Cluster slot.
+-- Both are declared, KEYS[6] and KEYS[7] of every script that logs (see
+-- keys.rs): the data key's hash tag, so the same Cluster slot, and a key a
+-- script reaches without declaring it fails while its slot migrates.
 -- Filled in when first needed: a script that logs nothing pays nothing more.
 local WATCH = {}
 
 -- Whether the session is watched (read once per script).
 local function watch_on()
   if WATCH.on == nil then
-    WATCH.base = string.sub(KEYS[1], 1, -2)
-    WATCH.channel = redis.call('GET', WATCH.base .. 'k')
+    WATCH.channel = redis.call('GET', KEYS[6])
     WATCH.on = WATCH.channel ~= false
   end
   return WATCH.on
@@ -38,7 +38,7 @@ local WATCH_LEN, WATCH_KEEP_MS, WATCH_VALUE_BYTES = 1024, 60000, 16384
 -- Appends an entry {k, kind, fields...} while the session is watched.
 local function watch_add(entry)
   if not watch_on() then return end
-  local x = WATCH.base .. 'x'
+  local x = KEYS[7]
   redis.call('XADD', x, 'MAXLEN', '~', WATCH_LEN, '*', unpack(entry))
   redis.call('PEXPIRE', x, WATCH_KEEP_MS)
   if not WATCH.woken then

@@ -20,12 +20,10 @@ use crate::watch::{Begin, Entry, LINGER, Pos, READ_BATCH};
 /// How long the stream outlives its last keep (the marker: `LINGER`).
 const STREAM_MS: u64 = 60_000;
 
-/// The stream and the marker of a session: its data key with another
-/// suffix.
-fn watch_keys(keys: &Keys) -> (String, String) {
-    let data = &keys.keys[0];
-    let base = data.strip_suffix('d').unwrap_or(data);
-    (format!("{base}x"), format!("{base}k"))
+/// The stream and the marker of a session (its sixth and seventh keys).
+fn watch_keys(keys: &Keys) -> (&str, &str) {
+    let [.., marker, stream] = &keys.keys;
+    (stream, marker)
 }
 
 impl RedisStore {
@@ -40,7 +38,7 @@ impl RedisStore {
         for k in keys.keys.iter().take(3) {
             inv.key(k);
         }
-        inv.key(&stream).key(&marker);
+        inv.key(stream).key(marker);
         inv.arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
             .arg(inner.channels.invalidate(keys.slot));
@@ -54,7 +52,7 @@ impl RedisStore {
         let keys = inner.keys(key);
         let (stream, marker) = watch_keys(&keys);
         let mut inv = inner.scripts.watch_read.prepare_invoke();
-        inv.key(&stream).key(&marker);
+        inv.key(stream).key(marker);
         inv.arg(format!("{}-{}", after.0, after.1))
             .arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
