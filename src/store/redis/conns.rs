@@ -149,6 +149,18 @@ impl Conn {
     }
 }
 
+/// Whether Redis Cluster refused a call without running it, or it was
+/// never sent: safe to send again, unlike one whose connection broke.
+fn never_ran(e: &redis::RedisError) -> bool {
+    use redis::RetryMethod::{AskRedirect, MovedRedirect, RefreshSlotsAndRetry, WaitAndRetry};
+    let refused = matches!(e.kind(), redis::ErrorKind::Server(_))
+        && matches!(
+            e.retry_method(),
+            MovedRedirect | AskRedirect | WaitAndRetry | RefreshSlotsAndRetry
+        );
+    refused || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+}
+
 /// A script's answer and its wait's, from their pipeline's.
 fn split(answers: Vec<Value>) -> redis::RedisResult<(Value, Option<Value>)> {
     let mut answers = answers.into_iter();
@@ -212,11 +224,18 @@ impl Conns {
     /// that failed on one node says nothing of the others; closing it would
     /// make every call wait for a fresh one, which connects to every node
     /// given, a hung one too.
+    ///
+    /// A cluster connection resends nothing by itself (`retries(0)`, see
+    /// `Target::cluster`): a call whose connection broke may have run, and
+    /// run again it would apply a write twice. A call Redis refused without
+    /// running it (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) or that never left
+    /// (no connection to the node yet) is sent again here, after a pause
+    /// that lets the connection rebuild its slot map or a migration move on.
     async fn run<T, F>(
         &self,
         target: &Target,
         timeout: Duration,
-        command: impl FnOnce(Conn) -> F,
+        mut command: impl FnMut(Conn) -> F,
     ) -> Result<T, Fault>
     where
         F: Future<Output = redis::RedisResult<T>>,
@@ -227,8 +246,18 @@ impl Conns {
         let slot = &self.slots[i];
         let cluster = matches!(self.opener, Opener::Cluster(_));
         let result = tokio::time::timeout(timeout, async {
-            let conn = self.connection(target, slot).await?;
-            command(conn).await.map_err(|e| {
+            let mut sent = 0u32;
+            let answer = loop {
+                let conn = self.connection(target, slot).await?;
+                match command(conn).await {
+                    Err(e) if cluster && sent < REDIRECTS as u32 && never_ran(&e) => {
+                        sent += 1;
+                        tokio::time::sleep(Duration::from_millis(5 << sent.min(5))).await;
+                    }
+                    answer => break answer,
+                }
+            };
+            answer.map_err(|e| {
                 // READONLY: the server was a master and is a replica now
                 // (a failover demoted it); the next connection goes to the
                 // master the sentinels name.
@@ -373,6 +402,7 @@ impl Inner {
         parse: fn(&Value) -> Result<Reply<T>, Fault>,
     ) -> Result<T, Fault> {
         let wait = self.durability.wait.as_ref();
+        let inv = &*inv;
         let result = self
             .conns
             .run(&self.target, self.timeout, |mut c| async move {
@@ -403,6 +433,7 @@ impl Inner {
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
     ) -> Result<T, Fault> {
+        let inv = &*inv;
         let result = self
             .conns
             .run(&self.target, self.timeout, |mut c| async move {

@@ -124,7 +124,11 @@ impl Target {
                 .map_err(|e| format!("bad cluster node address `{n}`: {e}"))?;
             infos.push(log_in(info, config));
         }
+        // No resending by the library: a call whose connection broke may
+        // have run (see `Conns::run`, which sends again only what Redis
+        // refused without running).
         let client = ClusterClientBuilder::new(infos.clone())
+            .retries(0)
             .connection_timeout(timeout)
             .response_timeout(response_timeout)
             .build()
