@@ -72,6 +72,21 @@ pub(in crate::store::embedded) enum EarlierGrant {
     Other,
 }
 
+/// The row under `idem` on session `key`, while its window is open.
+fn live_row(
+    txn: &WriteTransaction,
+    key: &[u8],
+    idem: &Idempotency,
+    now: i64,
+) -> Result<Option<Row>, Fault> {
+    let table = txn.open_table(IDEMPOTENCY)?;
+    let Some(raw) = table.get(row_key(key, idem).as_slice())? else {
+        return Ok(None);
+    };
+    let row = Row::decode(raw.value()).map_err(Fault::Corrupt)?;
+    Ok((row.until_ms > now).then_some(row))
+}
+
 /// The earlier grant under the lock key `idem` on session `key`, if its
 /// window is open.
 pub(in crate::store::embedded) fn earlier_grant(
@@ -80,14 +95,9 @@ pub(in crate::store::embedded) fn earlier_grant(
     idem: &Idempotency,
     now: i64,
 ) -> Result<Option<EarlierGrant>, Fault> {
-    let table = txn.open_table(IDEMPOTENCY)?;
-    let Some(raw) = table.get(row_key(key, idem).as_slice())? else {
+    let Some(row) = live_row(txn, key, idem, now)? else {
         return Ok(None);
     };
-    let row = Row::decode(raw.value()).map_err(Fault::Corrupt)?;
-    if row.until_ms <= now {
-        return Ok(None);
-    }
     if row.digest != idem.digest {
         return Ok(Some(EarlierGrant::Other));
     }
@@ -124,14 +134,9 @@ pub(in crate::store::embedded) fn earlier(
     idem: &Idempotency,
     now: i64,
 ) -> Result<Option<Earlier>, Fault> {
-    let table = txn.open_table(IDEMPOTENCY)?;
-    let Some(raw) = table.get(row_key(key, idem).as_slice())? else {
+    let Some(row) = live_row(txn, key, idem, now)? else {
         return Ok(None);
     };
-    let row = Row::decode(raw.value()).map_err(Fault::Corrupt)?;
-    if row.until_ms <= now {
-        return Ok(None);
-    }
     if row.digest != idem.digest {
         return Ok(Some(Earlier::Other));
     }
