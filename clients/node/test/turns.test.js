@@ -5,17 +5,8 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, uniqueId } = require('./helpers/server');
+const { startServer, uniqueId, until } = require('./helpers/server');
 const sd = require('..');
-
-/** Polls `cond` every 10 ms; fails after 5 s. */
-async function until(cond, what) {
-  const deadline = Date.now() + 5000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 let server;
 let client;

@@ -2,6 +2,7 @@
 // Starts a real sessiond for a test file: embedded store in a temp dir, a free
 // port on 127.0.0.1, and waits until grpc.health.v1 answers SERVING.
 
+const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -136,4 +137,13 @@ function uniqueId(prefix = 's') {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${counter}`;
 }
 
-module.exports = { REPO, SESSIOND_BIN, startServer, healthCheck, freePort, uniqueId };
+/** Polls `cond` every 10 ms; fails after 5 s. */
+async function until(cond, what) {
+  const deadline = Date.now() + 5000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+module.exports = { REPO, SESSIOND_BIN, startServer, healthCheck, freePort, uniqueId, until };

@@ -9,7 +9,7 @@ use redb::WriteTransaction;
 
 use super::command::{self, Answer, Command, Reply};
 use super::{Actor, quota};
-use crate::session::{Gcra, Guards, Holder, Inspection, LockGrant, Written};
+use crate::session::{Gcra, Guards, Holder, Idempotency, Inspection, LockGrant, Written};
 use crate::store::embedded::locks::{Held, Waiter};
 use crate::store::embedded::outcome::{Fault, Outcome, Refusal};
 use crate::store::embedded::tables::{self, Earlier};
@@ -33,14 +33,9 @@ impl Actor {
                 idem,
                 reply,
             } => {
-                match self.lock_replay(txn, &key, idem.as_ref(), now) {
-                    Ok(Some(replay)) => {
-                        out.push(Answer::Replayed(reply, replay));
-                        return Ok(());
-                    }
-                    Ok(None) => {}
-                    Err(fault) => return Err(answered(reply, fault)),
-                }
+                let Some(reply) = self.replay(txn, &key, idem.as_ref(), now, reply, out)? else {
+                    return Ok(());
+                };
                 let outcome = if self.locks.is_free(&key, now) {
                     match self.grant(txn, &key, token, lease, now).and_then(|grant| {
                         self.record_grant(txn, &key, idem.as_ref(), &grant, out)?;
@@ -62,14 +57,9 @@ impl Actor {
                 idem,
                 reply,
             } => {
-                match self.lock_replay(txn, &key, idem.as_ref(), now) {
-                    Ok(Some(replay)) => {
-                        out.push(Answer::Replayed(reply, replay));
-                        return Ok(());
-                    }
-                    Ok(None) => {}
-                    Err(fault) => return Err(answered(reply, fault)),
-                }
+                let Some(reply) = self.replay(txn, &key, idem.as_ref(), now, reply, out)? else {
+                    return Ok(());
+                };
                 // A DEBOUNCE waiter waits out its quiet period even for a
                 // free lock.
                 let debounce = turn.debounce();
@@ -442,6 +432,28 @@ impl Actor {
             self.hand_over(txn, &key, now, out)?;
         }
         Ok(())
+    }
+
+    /// Answers `reply` with the earlier grant under the lock key `idem`, if
+    /// there is one (`None`: answered); else hands `reply` back for a new
+    /// attempt.
+    fn replay(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &[u8],
+        idem: Option<&Idempotency>,
+        now: Instant,
+        reply: Reply<LockGrant>,
+        out: &mut Vec<Answer>,
+    ) -> Result<Option<Reply<LockGrant>>, Fault> {
+        match self.lock_replay(txn, key, idem, now) {
+            Ok(Some(replay)) => {
+                out.push(Answer::Replayed(reply, replay));
+                Ok(None)
+            }
+            Ok(None) => Ok(Some(reply)),
+            Err(fault) => Err(answered(reply, fault)),
+        }
     }
 
     /// Deletes idle sessions, forgets leases that ran out unwaited, and drops
