@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime, Timeouts};
-use redis::{AsyncConnectionConfig, Script, Value};
+use redis::{AsyncConnectionConfig, Value};
 
 mod channels;
 mod conns;
@@ -41,6 +41,7 @@ mod durability;
 mod fault;
 mod feed;
 mod keys;
+mod library;
 mod loss;
 mod operate;
 mod shards;
@@ -63,6 +64,7 @@ use conns::{Conns, Opener};
 use durability::Policy;
 use fault::Fault;
 use keys::{Keys, add_guards, add_idempotency_args, add_ops, flag, op_field};
+use library::{Function, Library};
 use target::Target;
 use waiting::Waiters;
 use wire::{
@@ -78,61 +80,15 @@ pub const WAITER_ALIVE: Duration = Duration::from_millis(2000);
 const TRY: &str = "try";
 const WAIT: &str = "wait";
 
+/// The library's shared code (see `library`): what every script may use.
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 /// WatchSession's log (see `watch`), before the prelude, which logs grants
 /// and releases.
 const WATCH: &str = include_str!("redis/watch.lua");
-/// The field operations' helpers, for update.lua only.
+/// The field operations' helpers, which update.lua uses.
 const OPS: &str = include_str!("redis/ops.lua");
-/// The idempotency keys' helpers, for update.lua and delete.lua.
+/// The idempotency keys' helpers, which update.lua and delete.lua use.
 const IDEMPOTENCY: &str = include_str!("redis/idempotency.lua");
-
-struct Scripts {
-    update: Script,
-    delete: Script,
-    lock: Script,
-    abandon: Script,
-    unlock: Script,
-    refresh: Script,
-    inspect: Script,
-    force_unlock: Script,
-    rate: Script,
-    watch_begin: Script,
-    watch_read: Script,
-}
-
-impl Scripts {
-    /// The scripts, publishing with `publish` (see `channels`).
-    fn load(publish: &str) -> Scripts {
-        let s = |body: &str| {
-            Script::new(&format!(
-                "local PUBLISH = '{publish}'\n{WATCH}\n{PRELUDE}\n{body}"
-            ))
-        };
-        Scripts {
-            update: s(&format!(
-                "{IDEMPOTENCY}\n{OPS}\n{}",
-                include_str!("redis/update.lua")
-            )),
-            delete: s(&format!(
-                "{IDEMPOTENCY}\n{}",
-                include_str!("redis/delete.lua")
-            )),
-            lock: s(include_str!("redis/lock.lua")),
-            abandon: s(include_str!("redis/abandon.lua")),
-            unlock: s(include_str!("redis/unlock.lua")),
-            refresh: s(include_str!("redis/refresh.lua")),
-            inspect: s(include_str!("redis/inspect.lua")),
-            force_unlock: s(include_str!("redis/force_unlock.lua")),
-            // Alone: it touches one key, not a session's five, and
-            // publishes nothing.
-            rate: Script::new(include_str!("redis/rate.lua")),
-            // Alone: they read the log, and write only the watch's keys.
-            watch_begin: Script::new(include_str!("redis/watch_begin.lua")),
-            watch_read: Script::new(include_str!("redis/watch_read.lua")),
-        }
-    }
-}
 
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -142,7 +98,8 @@ struct Inner {
     /// Where the master is (a URL, or what the sentinels say).
     target: Target,
     conns: Conns,
-    scripts: Scripts,
+    /// The scripts, as the Functions library every call runs.
+    library: Library,
     prefix: String,
     limits: Limits,
     stats: Arc<Stats>,
@@ -215,7 +172,7 @@ impl RedisStore {
         let inner = Arc::new(Inner {
             target,
             conns: Conns::new(opener, config.pool_size),
-            scripts: Scripts::load(channels.publish()),
+            library: Library::new(channels.publish()),
             channels,
             instance,
             prefix,
@@ -236,6 +193,14 @@ impl RedisStore {
             Ok(()) => {
                 if let Ok(Err(cannot)) = store.inner.can_honour().await {
                     return Err(Error::StoreUnavailable(cannot));
+                }
+                // Loaded now, so that a server without Functions stops
+                // sessiond at once; a server that lacks the library later
+                // gets it at the first call it refuses (`library::call`).
+                match store.inner.load_library().await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(cannot)) => return Err(Error::StoreUnavailable(cannot)),
+                    Err(e) => tracing::warn!(error = %e, "cannot load the Functions library yet"),
                 }
                 if let Err(e) = store.inner.check_marker().await {
                     tracing::warn!(error = %e, "cannot set the data-loss marker yet");
@@ -287,7 +252,7 @@ impl RedisStore {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let l = &inner.limits;
-        let mut inv = inner.scripts.update.prepare_invoke();
+        let mut inv = inner.library.call(Function::Update);
         keys.add_to(&mut inv);
         inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
@@ -310,7 +275,7 @@ impl RedisStore {
             inv.arg(name.as_bytes());
         }
         inner.add_quota(&mut inv, key);
-        match inner.invoke(&mut inv, wire::write).await? {
+        match inner.invoke(&inv, wire::write).await? {
             WriteReply::Written { written, handover } => {
                 inner.hand_over(handover, &keys);
                 Ok(written)
@@ -336,7 +301,7 @@ impl RedisStore {
     pub async fn delete(&self, key: &SessionKey, g: Guards) -> Result<Option<u64>> {
         let inner = &self.inner;
         let keys = inner.keys(key);
-        let mut inv = inner.scripts.delete.prepare_invoke();
+        let mut inv = inner.library.call(Function::Delete);
         keys.add_to(&mut inv);
         inner.add_idempotency_key(&mut inv, &keys, &g);
         add_guards(&mut inv, &g);
@@ -346,7 +311,7 @@ impl RedisStore {
         add_idempotency_args(&mut inv, &g, &inner.limits);
         // Last: the quota's keys and arguments (see the prelude).
         inner.add_quota(&mut inv, key);
-        match inner.invoke(&mut inv, wire::delete).await? {
+        match inner.invoke(&inv, wire::delete).await? {
             DeleteReply::Deleted { version, handover } => {
                 inner.hand_over(handover, &keys);
                 Ok(version)
@@ -358,10 +323,10 @@ impl RedisStore {
     pub async fn unlock(&self, key: &SessionKey, token: &str) -> Result<()> {
         let inner = &self.inner;
         let keys = inner.keys(key);
-        let mut inv = inner.scripts.unlock.prepare_invoke();
+        let mut inv = inner.library.call(Function::Unlock);
         keys.add_to(&mut inv);
         inv.arg(token).arg(inner.channels.wake(keys.slot));
-        match inner.invoke(&mut inv, wire::unlock).await? {
+        match inner.invoke(&inv, wire::unlock).await? {
             UnlockReply::Released(handover) => {
                 inner.hand_over(handover, &keys);
                 Ok(())
@@ -372,10 +337,10 @@ impl RedisStore {
 
     pub async fn refresh(&self, key: &SessionKey, token: &str, lease: Duration) -> Result<i64> {
         let inner = &self.inner;
-        let mut inv = inner.scripts.refresh.prepare_invoke();
+        let mut inv = inner.library.call(Function::Refresh);
         inner.keys(key).add_to(&mut inv);
         inv.arg(token).arg(lease.as_millis() as u64);
-        match inner.invoke(&mut inv, wire::refresh).await? {
+        match inner.invoke(&inv, wire::refresh).await? {
             RefreshReply::Extended { lease_expires_ms } => Ok(lease_expires_ms),
             RefreshReply::LockLost => Err(Error::LockLost),
         }
@@ -384,14 +349,14 @@ impl RedisStore {
     /// One GCRA step of `limit` on the Redis server's clock.
     pub async fn check_rate(&self, scope: &RateScope, limit: &RateLimit) -> Result<Admitted> {
         let inner = &self.inner;
-        let mut inv = inner.scripts.rate.prepare_invoke();
+        let mut inv = inner.library.call(Function::Rate);
         inv.key(inner.rate_key(scope, &limit.name))
             .arg(limit.interval_us)
             .arg(limit.burst)
             .arg(limit.cost);
         // No durability wait: a limit's state lost in a failover admits a
         // burst early, which a wait on every check would not be worth.
-        let (admitted, remaining, after): (i64, i64, i64) = inner.eval(&mut inv).await?;
+        let (admitted, remaining, after): (i64, i64, i64) = inner.eval(&inv).await?;
         let (remaining, after) = (remaining.max(0) as u64, after.max(0) as u64);
         if admitted == 1 {
             Ok(Admitted {
@@ -437,7 +402,7 @@ impl Inner {
         join: Option<&Turn>,
         idem: Option<&Idempotency>,
     ) -> Result<LockReply, Fault> {
-        let mut inv = self.scripts.lock.prepare_invoke();
+        let mut inv = self.library.call(Function::Lock);
         keys.add_to(&mut inv);
         if let Some(idem) = idem {
             inv.key(self.idempotency_key(keys, idem));
@@ -456,7 +421,7 @@ impl Inner {
         };
         inv.arg(idem.map(Idempotency::digest_hex).unwrap_or_default())
             .arg(self.limits.idempotency_window.as_millis() as u64);
-        self.invoke(&mut inv, wire::lock).await
+        self.invoke(&inv, wire::lock).await
     }
 
     /// One attempt that does not queue: the lock (or the answer of the

@@ -21,6 +21,7 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use super::Inner;
 use super::durability::Durable;
 use super::fault::Fault;
+use super::library::{self, Call};
 use super::target::Target;
 use super::wire::Reply;
 
@@ -398,19 +399,22 @@ impl Inner {
     /// said: a grant or a write that may yet be lost is not acknowledged.
     pub(super) async fn invoke<T>(
         &self,
-        inv: &mut redis::ScriptInvocation<'_>,
+        call: &Call<'_>,
         parse: fn(&Value) -> Result<Reply<T>, Fault>,
     ) -> Result<T, Fault> {
         let wait = self.durability.wait.as_ref();
-        let inv = &*inv;
+        let cmd = &call.cmd();
+        let library = &self.library;
         let result = self
             .conns
             .run(&self.target, self.timeout, |mut c| async move {
                 let Some(wait) = wait else {
-                    return inv.invoke_async::<Value>(&mut c).await.map(|v| (v, Ok(())));
+                    return library::call(library, &mut c, cmd)
+                        .await
+                        .map(|v| (v, Ok(())));
                 };
                 let mut durable = Durable::new(c, wait);
-                let value = inv.invoke_async::<Value>(&mut durable).await?;
+                let value = library::call(library, &mut durable, cmd).await?;
                 Ok((value, wait.judge(durable.answer())))
             })
             .await;
@@ -428,16 +432,16 @@ impl Inner {
     }
 
     /// Runs a script that writes nothing a client's data depends on (a
-    /// rate limit's state) and reads its reply as `T`: no durability wait.
-    pub(super) async fn eval<T: redis::FromRedisValue>(
-        &self,
-        inv: &mut redis::ScriptInvocation<'_>,
-    ) -> Result<T, Fault> {
-        let inv = &*inv;
+    /// rate limit's state, a watch's log position) and reads its reply as
+    /// `T`: no durability wait.
+    pub(super) async fn eval<T: redis::FromRedisValue>(&self, call: &Call<'_>) -> Result<T, Fault> {
+        let cmd = &call.cmd();
+        let library = &self.library;
         let result = self
             .conns
             .run(&self.target, self.timeout, |mut c| async move {
-                inv.invoke_async::<T>(&mut c).await
+                let value = library::call(library, &mut c, cmd).await?;
+                Ok(T::from_redis_value(value)?)
             })
             .await;
         self.settle(result)

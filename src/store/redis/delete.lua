@@ -24,7 +24,7 @@ end
 local refused = check_guards(now, t, ARGV[1], ARGV[2], expired)
 if refused then return refused end
 quota_forget()
-local cur = tonumber(redis.call('HGET', D, 'v') or '0')
+local cur = tonumber(data_head()[1] or '0')
 if cur > 0 then
   redis.call('DEL', D)
   watch_add({'k', 'd', 'v', cur})

@@ -34,7 +34,8 @@ use crate::config::RedisDurability;
 
 mod settings;
 
-use settings::{assess, info_field, refused};
+use settings::assess;
+pub(super) use settings::{info_field, refused};
 
 /// After a reconnect, how long the check waits for the other connections to
 /// come back too (one check, not one per connection).
@@ -114,9 +115,9 @@ impl Wait {
 
 /// A connection that sends the durability wait right behind every script,
 /// in the same write, and keeps the wait's answer for [`Wait::judge`]. It
-/// wraps what `ScriptInvocation::invoke_async` talks to, so the script's
-/// own retry after NOSCRIPT (SCRIPT LOAD, then EVALSHA again) is waited on
-/// too: the answer kept is that of the last script sent. On a cluster the
+/// wraps what `library::call` talks to, so a call sent again after the
+/// library was loaded is waited on too: the answer kept is that of the last
+/// script sent. On a cluster the
 /// pair goes to the node that owns the script's slot, and again to the node
 /// a redirect names (`Conn::script_and_wait`).
 pub(super) struct Durable<'w> {
@@ -141,7 +142,7 @@ impl<'w> Durable<'w> {
 }
 
 fn is_script(cmd: &Cmd) -> bool {
-    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL"))
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"FCALL"))
 }
 
 impl redis::aio::ConnectionLike for Durable<'_> {
@@ -298,8 +299,11 @@ mod tests {
         );
         assert!(none.wait.is_none());
         assert_eq!(none.extra_time(), Duration::ZERO);
-        assert!(is_script(redis::cmd("EVALSHA").arg("abc").arg(0)));
-        assert!(!is_script(redis::cmd("SCRIPT").arg("LOAD").arg("return 1")));
+        assert!(is_script(redis::cmd("FCALL").arg("f").arg(0)));
+        assert!(!is_script(redis::cmd("EVALSHA").arg("abc").arg(0)));
+        assert!(!is_script(
+            redis::cmd("FUNCTION").arg("LOAD").arg("#!lua name=x")
+        ));
         assert!(!is_script(redis::cmd("HGETALL").arg("k")));
     }
 

@@ -1,13 +1,11 @@
--- Idempotency keys (UpdateSession, DeleteSession), prepended to update.lua
--- and delete.lua after the prelude.
--- KEYS[8], only when the call has a key (8 keys, or 11 with the quota keys
--- after it: see the prelude): the record of the first successful
--- write under it, '<prefix>:{<ns>/<id>}:i:<hex of the key's digest>' (the
--- session's hash tag: the same slot as its other keys): a hash of d (the
--- request's digest), v and e (the update's version and expiry), n and
--- o1..on (its ops' values) or x (the delete's version), PX the window.
-local I = nil
-if #KEYS == 8 or #KEYS == 11 then I = KEYS[8] end
+-- Idempotency keys (UpdateSession, DeleteSession), after the prelude.
+-- I, KEYS[8] (set by the prelude's `begin`), only when the call has a key
+-- (8 keys, or 11 with the quota keys after it: see the prelude): the
+-- record of the first successful write under it,
+-- '<prefix>:{<ns>/<id>}:i:<hex of the key's digest>' (the session's hash
+-- tag: the same slot as its other keys): a hash of d (the request's
+-- digest), v and e (the update's version and expiry), n and o1..on (its
+-- ops' values) or x (the delete's version), PX the window.
 
 -- The earlier write under the key: nil when none (or no key), false when it
 -- was another request, else its record as HGETALL gives it.

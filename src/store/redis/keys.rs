@@ -4,6 +4,7 @@
 //! All keys carry the hash tag `{<ns>/<id>}` (percent-encoded, see
 //! `wire::encode_into`), so they live in one Cluster slot.
 
+use super::library::Call;
 use super::wire::encode_into;
 use super::{Inner, slots};
 use crate::session::{
@@ -84,7 +85,7 @@ impl Inner {
 }
 
 impl Keys {
-    pub(super) fn add_to(&self, inv: &mut redis::ScriptInvocation<'_>) {
+    pub(super) fn add_to(&self, inv: &mut Call<'_>) {
         for k in &self.keys {
             inv.key(k);
         }
@@ -96,7 +97,7 @@ impl Inner {
     /// namespace's quotas, added last (see the prelude): the namespace's
     /// index, sizes and usage keys, and the two quotas as the last
     /// arguments. Nothing while no quota is set.
-    pub(super) fn add_quota(&self, inv: &mut redis::ScriptInvocation<'_>, key: &SessionKey) {
+    pub(super) fn add_quota(&self, inv: &mut Call<'_>, key: &SessionKey) {
         let q = self.limits.quotas;
         if !q.is_on() {
             return;
@@ -112,12 +113,7 @@ impl Inner {
     /// KEYS[8] of the write scripts when the call has an idempotency key:
     /// its record, `<prefix>:{<ns>/<id>}:i:<hex>`, in the session's hash tag
     /// (the hex of the key's digest names it whatever bytes it holds).
-    pub(super) fn add_idempotency_key(
-        &self,
-        inv: &mut redis::ScriptInvocation<'_>,
-        keys: &Keys,
-        g: &Guards,
-    ) {
+    pub(super) fn add_idempotency_key(&self, inv: &mut Call<'_>, keys: &Keys, g: &Guards) {
         if let Some(idem) = &g.idempotency {
             inv.key(self.idempotency_key(keys, idem));
         }
@@ -140,11 +136,7 @@ impl Inner {
 
 /// The idempotency arguments of the write scripts: the request's digest
 /// ('' without a key) and the window in ms.
-pub(super) fn add_idempotency_args(
-    inv: &mut redis::ScriptInvocation<'_>,
-    g: &Guards,
-    limits: &Limits,
-) {
+pub(super) fn add_idempotency_args(inv: &mut Call<'_>, g: &Guards, limits: &Limits) {
     inv.arg(
         g.idempotency
             .as_ref()
@@ -155,7 +147,7 @@ pub(super) fn add_idempotency_args(
 }
 
 /// ARGV 1-3 of the write scripts: lock token, expected version, release.
-pub(super) fn add_guards(inv: &mut redis::ScriptInvocation<'_>, g: &Guards) {
+pub(super) fn add_guards(inv: &mut Call<'_>, g: &Guards) {
     inv.arg(g.lock_token.as_deref().unwrap_or(""))
         .arg(
             g.expected_version
@@ -170,7 +162,7 @@ pub(super) fn flag(b: bool) -> &'static str {
 }
 
 /// update.lua's ops, 4 arguments each: kind, name, a, b (see ops.lua).
-pub(super) fn add_ops(inv: &mut redis::ScriptInvocation<'_>, ops: &[FieldOp]) {
+pub(super) fn add_ops(inv: &mut Call<'_>, ops: &[FieldOp]) {
     for op in ops {
         let name = op.field.as_bytes();
         match &op.kind {

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use redis::Value;
 
 use super::fault::Fault;
+use super::library::Function;
 use super::target::Target;
 use super::wire::{self, ForceReply, decode, encode_into};
 use super::{Inner, RedisStore};
@@ -32,9 +33,9 @@ const SCANS_PER_PAGE: usize = 16;
 impl RedisStore {
     pub async fn inspect(&self, key: &SessionKey) -> Result<Inspection> {
         let inner = &self.inner;
-        let mut inv = inner.scripts.inspect.prepare_invoke();
+        let mut inv = inner.library.call(Function::Inspect);
         inner.keys(key).add_to(&mut inv);
-        Ok(inner.invoke(&mut inv, wire::inspect).await?)
+        Ok(inner.invoke(&inv, wire::inspect).await?)
     }
 
     /// The fencing token of the holder whose lock was released; `None` when
@@ -42,10 +43,10 @@ impl RedisStore {
     pub async fn force_unlock(&self, key: &SessionKey) -> Result<Option<u64>> {
         let inner = &self.inner;
         let keys = inner.keys(key);
-        let mut inv = inner.scripts.force_unlock.prepare_invoke();
+        let mut inv = inner.library.call(Function::ForceUnlock);
         keys.add_to(&mut inv);
         inv.arg(inner.channels.wake(keys.slot));
-        match inner.invoke(&mut inv, wire::force_unlock).await? {
+        match inner.invoke(&inv, wire::force_unlock).await? {
             ForceReply::Released { fence, handover } => {
                 inner.hand_over(handover, &keys);
                 Ok(Some(fence))

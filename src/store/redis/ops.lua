@@ -1,6 +1,6 @@
--- Field operations (UpdateSession's ops), prepended to update.lua after the
--- prelude. The same rules as src/session/ops.rs, which the embedded store
--- runs: a refusal here must be a refusal there.
+-- Field operations (UpdateSession's ops), after the prelude. The same rules
+-- as src/session/ops.rs, which the embedded store runs: a refusal here must
+-- be a refusal there.
 --
 -- Integers: an optional '-' and 1 to 19 digits, within the signed 64-bit
 -- range. A Lua number (a double) is exact only to 2^53, so a value is kept

@@ -1,6 +1,7 @@
--- Shared by every script (prepended by redis.rs). Each script gets the seven
--- keys of one session, all with the same hash tag, so they live in one
--- Cluster slot:
+-- Shared by every function of the library (see library.rs, which puts
+-- watch.lua before it and idempotency.lua and ops.lua after it). Each
+-- function gets the seven keys of one session, all with the same hash tag,
+-- so they live in one Cluster slot:
 --   KEYS[1] data    hash: 'f:<name>' -> value, plus v (version), c/u/e
 --                   (created/updated/expires ms), k (field count), n (bytes);
 --                   PX the idle TTL, and never less than a lock's lease
@@ -26,38 +27,53 @@
 --                   first), !b their bytes, !x how many were dropped; and
 --                   !i<token> for a waiter with an idempotency key
 --   KEYS[6] watch marker, KEYS[7] watch log: WatchSession's (watch.lua)
--- PUBLISH (a line redis.rs puts before this one) is the command the
+-- PUBLISH (a line library.rs puts before this one) is the command the
 -- channels in the arguments and in the waiters' entries are published
 -- with: 'PUBLISH' on one server, 'SPUBLISH' on a cluster, where every
 -- channel a script is given lives in its session's slot (see channels.rs).
 -- Every reply is an array whose 4th element is 1 when this call found that a
 -- lease had run out since the lock was last touched (for the expiry counter).
 -- Scripts that release the lock add a 5th: what `release` returned.
-local D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- The library's code runs once, when it is loaded; these are set afresh
+-- by `begin` at the start of every call (Redis runs one call at a time).
+local D, M, L, Q, W
+-- Also per call: the clock's microseconds at the call's TIME, the lock's c
+-- as `holder` read it, and the data's header (`data_head`).
+local NOW_US, LOCK_C, HEAD
 -- A superseded waiter's mark in the waiters hash.
 local SUPERSEDED = 'S'
 
 -- Milliseconds on the Redis server's clock: the only clock leases use.
 local function now_ms()
   local t = redis.call('TIME')
+  NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- Microseconds on the same clock (exact in a Lua number until 2255): the
 -- floor of fencing tokens. Grants come far less often than one a
 -- microsecond, so the high-water mark never runs ahead of it, and a fence
--- given after a restart is above every fence given before it.
+-- given after a restart is above every fence given before it. Read with
+-- the call's milliseconds (`now_ms`): one TIME a call.
 local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if not NOW_US then now_ms() end
+  return NOW_US
 end
 
 -- The holder's token (or false), and whether a lease ran out unseen.
 local function holder()
-  local t = redis.call('HGET', L, 't')
-  if t then return t, 0 end
+  local l = redis.call('HMGET', L, 't', 'c')
+  LOCK_C = l[2]
+  if l[1] then return l[1], 0 end
   if redis.call('HDEL', M, 'h') == 1 then return false, 1 end
   return false, 0
+end
+
+-- The data's v, k, n and c (version, field count, bytes, created), read
+-- once a call: only before the call writes the data.
+local function data_head()
+  if not HEAD then HEAD = redis.call('HMGET', D, 'v', 'k', 'n', 'c') end
+  return HEAD
 end
 
 -- The first waiter still alive, with its wake channel and lease; drops dead
@@ -109,9 +125,10 @@ end
 -- more), then goes, so locking ids that are never written leaves nothing
 -- behind. It lasts at least until the clock passes its high-water mark, and
 -- `take` floors fences by the clock, so a fence given after it is gone is
--- still above every fence given before. A write PERSISTs it.
-local function meta_lasts(now, ms)
-  local m = redis.call('HMGET', M, 'v', 'f')
+-- still above every fence given before. A write PERSISTs it. `m`: its v
+-- and f if the caller has them, else read here.
+local function meta_lasts(now, ms, m)
+  m = m or redis.call('HMGET', M, 'v', 'f')
   if tonumber(m[1] or '0') > 0 or not m[2] then return end
   local ahead = math.max(math.ceil(tonumber(m[2]) / 1000) - now, 0)
   redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
@@ -130,22 +147,24 @@ end
 -- (expired, flushed, a restart without persistence) never makes a fence go
 -- back. The lock records the incarnation it is granted on (check_guards).
 local function take(token, lease, now)
-  local fence = tonumber(redis.call('HGET', M, 'f') or '0') + 1
+  local m = redis.call('HMGET', M, 'v', 'f')
+  local fence = tonumber(m[2] or '0') + 1
   local floor = now_us()
   if fence < floor then fence = floor end
   -- Written as digits: Redis turns a Lua number into text with 14
   -- significant digits, too few for a fence of 16.
   local digits = string.format('%.0f', fence)
+  local ends = now + lease
   redis.call('HSET', M, 'f', digits, 'h', token)
-  redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0')
-  -- When it was granted (InspectSession), and when its lease ends, as the
-  -- holder is told: a later read of PTTL, off the clock of another command,
-  -- could say a millisecond more or less.
-  redis.call('HSET', L, 's', now, 'e', now + lease)
-  redis.call('PEXPIREAT', L, now + lease)
-  watch_add({'k', 'a', 'f', digits, 'e', now + lease})
+  -- With when it was granted (InspectSession) and when its lease ends, as
+  -- the holder is told: a later read of PTTL, off the clock of another
+  -- command, could say a millisecond more or less.
+  redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0',
+    's', now, 'e', ends)
+  redis.call('PEXPIREAT', L, ends)
+  watch_add({'k', 'a', 'f', digits, 'e', ends})
   keep_data(now, lease)
-  meta_lasts(now, lease)
+  meta_lasts(now, lease, {m[1], digits})
   return fence
 end
 
@@ -156,21 +175,22 @@ end
 -- further round trip. Any other waiter, the burst's waiter (whose grant
 -- carries payloads and may wait out a quiet period) and a waiter with an
 -- idempotency key (whose grant is recorded by lock.lua) is woken over
--- pub/sub and takes the lock itself: returns {token}. Nobody waiting: false. Unless
--- the lock was handed on here, the meta of an id never written begins to
--- expire.
-local function release(now, mine)
+-- pub/sub and takes the lock itself: returns {token}. Nobody waiting:
+-- false. Unless the lock was handed on here, the meta of an id never
+-- written begins to expire (`written`: this call gave it a version, so it
+-- lasts).
+local function release(now, mine, written)
   watch_lock_end('r')
   redis.call('DEL', L)
   redis.call('HDEL', M, 'h')
   local head, channel, lease = live_head(now)
   if not head then
-    meta_lasts(now, 0)
+    if not written then meta_lasts(now, 0) end
     return false
   end
   if channel ~= mine or redis.call('HGET', W, '!t') == head
       or redis.call('HEXISTS', W, '!i' .. head) == 1 then
-    meta_lasts(now, 0)
+    if not written then meta_lasts(now, 0) end
     redis.call(PUBLISH, channel, head)
     return {head}
   end
@@ -202,8 +222,8 @@ end
 -- again, which reads the session afresh). A lock granted before c was
 -- recorded has none and passes.
 local function same_incarnation(now)
-  local c = redis.call('HGET', L, 'c')
-  if not c or c == (redis.call('HGET', D, 'c') or '0') then return true end
+  local c = LOCK_C
+  if not c or c == (data_head()[4] or '0') then return true end
   revoke(now)
   return false
 end
@@ -217,7 +237,7 @@ local function check_guards(now, t, token, expected, expired)
     return {'LOCK_HELD', 0, 0, expired}
   end
   if expected ~= '' then
-    local cur = tonumber(redis.call('HGET', D, 'v') or '0')
+    local cur = tonumber(data_head()[1] or '0')
     if cur ~= tonumber(expected) then return {'VERSION_MISMATCH', cur, 0, expired} end
   end
   return nil
@@ -245,13 +265,6 @@ end
 --   the last two ARGV: max sessions, max bytes (0: none); taken off ARGV
 --   here, so each script reads its own arguments as its header says.
 local QI, QS, QU, QUOTA
-if #KEYS >= 10 then
-  QI, QS, QU = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
-  local n = #ARGV
-  QUOTA = {sessions = tonumber(ARGV[n - 1]), bytes = tonumber(ARGV[n])}
-  ARGV[n] = nil
-  ARGV[n - 1] = nil
-end
 -- Expired sessions a write looks at before its check, and at most how many
 -- more before it refuses: bounded work, and expired sessions stop counting
 -- without a scan.
@@ -330,4 +343,27 @@ local function quota_forget()
   redis.call('ZREM', QI, D)
   redis.call('HINCRBY', QU, 's', -1)
   redis.call('HINCRBY', QU, 'b', -tonumber(old))
+end
+
+-- The idempotency record of a write (see idempotency.lua): KEYS[8] of a
+-- write script given 8 keys, or 11 with the quota keys.
+local I
+
+-- Starts a call of any of the library's functions: its keys and arguments,
+-- and everything above that is kept per call.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  D, M, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+  WATCH = {}
+  NOW_US, LOCK_C, HEAD = nil, nil, nil
+  I = nil
+  if #KEYS == 8 or #KEYS == 11 then I = KEYS[8] end
+  QI, QS, QU, QUOTA = nil, nil, nil, nil
+  if #KEYS >= 10 then
+    QI, QS, QU = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+    local n = #ARGV
+    QUOTA = {sessions = tonumber(ARGV[n - 1]), bytes = tonumber(ARGV[n])}
+    ARGV[n] = nil
+    ARGV[n - 1] = nil
+  end
 end

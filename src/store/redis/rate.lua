@@ -1,5 +1,5 @@
 -- CheckRate: one GCRA step (see src/session/rate.rs, which this mirrors).
--- Not prefixed with the prelude: it touches no session key.
+-- It uses nothing of the prelude: it touches no session key.
 -- KEYS[1] the limit: '<prefix>:{<ns>/<id>}:r:<name>' (a session's, in its
 --         hash tag) or '<prefix>:{<ns>}:r:<name>' (a namespace's); a string,
 --         the theoretical arrival time in µs on this server's clock, PX the

@@ -48,7 +48,7 @@ local replace = ARGV[4] == '1'
 local nset = tonumber(ARGV[11])
 local first_op = 16 + 2 * nset
 local first_del = first_op + 4 * tonumber(ARGV[12])
-local d = redis.call('HMGET', D, 'v', 'k', 'n', 'c')
+local d = data_head()
 local cur = tonumber(d[1] or '0')
 local merge = cur > 0 and not replace
 
@@ -114,11 +114,12 @@ in_chunks('HDEL', D, deleted)
 -- Versions come from meta, which outlives the data: never reused. Written
 -- once, it never expires (see the prelude's meta_lasts).
 local version = redis.call('HINCRBY', M, 'v', 1)
+-- Its first version: a meta without one may have been expiring.
+if version == 1 then redis.call('PERSIST', M) end
 if version <= cur then
   version = cur + 1
   redis.call('HSET', M, 'v', version)
 end
-redis.call('PERSIST', M)
 -- The idle TTL, but a holder that keeps the lock keeps its session too.
 local holds = ARGV[1] ~= '' and ARGV[3] ~= '1'
 local ttl = tonumber(ARGV[5])
@@ -139,6 +140,6 @@ for i, v in ipairs(values) do
 end
 remember(ARGV[14], ARGV[15], answer)
 local woken = false
-if ARGV[3] == '1' then woken = release(now, ARGV[10]) end
+if ARGV[3] == '1' then woken = release(now, ARGV[10], true) end
 redis.call(PUBLISH, ARGV[8], version .. ' ' .. ARGV[9])
 return {'OK', version, now + ttl, expired, woken, values}

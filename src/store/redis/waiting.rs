@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::fault::Fault;
+use super::library::Function;
 use super::wire::{self, Handover, LockReply};
 use super::{HEARTBEAT, Inner, Keys, WAIT};
 use crate::error::{Error, Result};
@@ -298,10 +299,10 @@ impl Inner {
     fn abandon(self: &Arc<Self>, keys: Keys, token: String) {
         let inner = self.clone();
         tokio::spawn(async move {
-            let mut inv = inner.scripts.abandon.prepare_invoke();
+            let mut inv = inner.library.call(Function::Abandon);
             keys.add_to(&mut inv);
             inv.arg(&token).arg(inner.channels.wake(keys.slot));
-            match inner.invoke(&mut inv, wire::abandon).await {
+            match inner.invoke(&inv, wire::abandon).await {
                 Ok(handover) => inner.hand_over(handover, &keys),
                 // The queue entry still expires after WAITER_ALIVE, and a
                 // granted lock after its lease.

@@ -1,5 +1,5 @@
--- WatchSession's log (see src/store/redis/watch.rs), prepended before the
--- prelude to every script that has one (after the line that sets PUBLISH).
+-- WatchSession's log (see src/store/redis/watch.rs), first in the library
+-- (after the lines that set PUBLISH and declare KEYS and ARGV: library.rs).
 -- While a session is watched (its marker key exists: instances with
 -- watchers of it keep it, PX), the scripts append what they do to it to a
 -- capped stream, and announce it on the session's invalidation channel
@@ -20,8 +20,9 @@
 -- Both are declared, KEYS[6] and KEYS[7] of every script that logs (see
 -- keys.rs): the data key's hash tag, so the same Cluster slot, and a key a
 -- script reaches without declaring it fails while its slot migrates.
--- Filled in when first needed: a script that logs nothing pays nothing more.
-local WATCH = {}
+-- Filled in when first needed: a call that logs nothing pays nothing more.
+-- Emptied by the prelude's `begin` at the start of every call.
+local WATCH
 
 -- Whether the session is watched (read once per script).
 local function watch_on()

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::RedisStore;
 use super::keys::Keys;
+use super::library::Function;
 use super::wire;
 use crate::error::Result;
 use crate::session::SessionKey;
@@ -34,7 +35,7 @@ impl RedisStore {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let (stream, marker) = watch_keys(&keys);
-        let mut inv = inner.scripts.watch_begin.prepare_invoke();
+        let mut inv = inner.library.call(Function::WatchBegin);
         for k in keys.keys.iter().take(3) {
             inv.key(k);
         }
@@ -42,7 +43,7 @@ impl RedisStore {
         inv.arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
             .arg(inner.channels.invalidate(keys.slot));
-        let value: redis::Value = inner.eval(&mut inv).await?;
+        let value: redis::Value = inner.eval(&inv).await?;
         Ok(wire::watch_begin(&value)?.outcome)
     }
 
@@ -51,14 +52,14 @@ impl RedisStore {
         let inner = &self.inner;
         let keys = inner.keys(key);
         let (stream, marker) = watch_keys(&keys);
-        let mut inv = inner.scripts.watch_read.prepare_invoke();
+        let mut inv = inner.library.call(Function::WatchRead);
         inv.key(stream).key(marker);
         inv.arg(format!("{}-{}", after.0, after.1))
             .arg(LINGER.as_millis() as u64)
             .arg(STREAM_MS)
             .arg(READ_BATCH)
             .arg(inner.channels.invalidate(keys.slot));
-        let value: redis::Value = inner.eval(&mut inv).await?;
+        let value: redis::Value = inner.eval(&inv).await?;
         Ok(wire::watch_read(&value)?.outcome)
     }
 

@@ -203,7 +203,7 @@ async fn redis_error_text_never_reaches_callers() {
         .await
         .unwrap();
     let _: () = ::redis::cmd("ACL")
-        .arg(&["SETUSER", "default", "-evalsha", "-eval"])
+        .arg(&["SETUSER", "default", "-fcall"])
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -218,7 +218,7 @@ async fn redis_error_text_never_reaches_callers() {
             message.contains("Redis refused the command") && message.contains("retry with backoff"),
             "{message}"
         );
-        for word in ["NOPERM", "permission", "evalsha", "default", "user"] {
+        for word in ["NOPERM", "permission", "fcall", "default", "user"] {
             assert!(!message.contains(word), "{word:?} in {message:?}");
         }
     }

@@ -138,7 +138,7 @@ fn settings_risks(
 
 /// The server's refusal (an error reply), as text; `None` for a fault of
 /// the connection.
-pub(super) fn refused(fault: &Fault) -> Option<String> {
+pub(in crate::store::redis) fn refused(fault: &Fault) -> Option<String> {
     match fault {
         Fault::Redis(e)
             if matches!(
@@ -196,7 +196,7 @@ fn fewest_replicas(answer: &Value) -> Option<u32> {
 }
 
 /// `field:value` lines of an INFO answer.
-pub(super) fn info_field(info: &str, field: &str) -> Option<String> {
+pub(in crate::store::redis) fn info_field(info: &str, field: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .map(|v| v.trim().to_owned())
