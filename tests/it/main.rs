@@ -17,6 +17,7 @@ mod lifecycle;
 mod observability;
 mod quotas;
 mod redis_durability;
+mod redis_library;
 mod redis_locks;
 mod reflection;
 mod sentinel;

@@ -157,7 +157,11 @@ impl Inner {
         let why = match self.ask::<Value>(&self.library.load).await {
             Ok(_) => return Ok(Ok(())),
             Err(f) => match refused(&f) {
-                Some(why) => why,
+                // Not Redis's echo of the arguments: the library's text.
+                Some(why) => match why.split_once(", with args beginning with") {
+                    Some((why, _)) => why.to_owned(),
+                    None => why,
+                },
                 None => return Err(f),
             },
         };
