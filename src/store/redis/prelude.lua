@@ -43,11 +43,19 @@ local NOW_US, LOCK_C, HEAD
 -- A superseded waiter's mark in the waiters hash.
 local SUPERSEDED = 'S'
 
+-- The decimal text of an integral number, for a command's argument: Redis
+-- turns a Lua number given to redis.call into text with printf's %.17g,
+-- which costs a timestamp about ten times as much (bignum digits).
+local function int(n)
+  return string.format('%d', n)
+end
+
 -- Milliseconds on the Redis server's clock: the only clock leases use.
 local function now_ms()
   local t = redis.call('TIME')
-  NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  NOW_US = s * 1000000 + us
+  return s * 1000 + math.floor(us / 1000)
 end
 
 -- Microseconds on the same clock (exact in a Lua number until 2255): the
@@ -115,8 +123,8 @@ local META_GRACE_MS = 2000
 local function keep_data(now, ms)
   local ttl = redis.call('PTTL', D)
   if ttl >= 0 and ttl < ms then
-    redis.call('PEXPIRE', D, ms)
-    redis.call('HSET', D, 'e', now + ms)
+    redis.call('PEXPIRE', D, int(ms))
+    redis.call('HSET', D, 'e', int(now + ms))
   end
 end
 
@@ -131,7 +139,7 @@ local function meta_lasts(now, ms, m)
   m = m or redis.call('HMGET', M, 'v', 'f')
   if tonumber(m[1] or '0') > 0 or not m[2] then return end
   local ahead = math.max(math.ceil(tonumber(m[2]) / 1000) - now, 0)
-  redis.call('PEXPIRE', M, ahead + ms + META_GRACE_MS)
+  redis.call('PEXPIRE', M, int(ahead + ms + META_GRACE_MS))
 end
 
 -- When the holder's lease ends (ms), as it was told; a lock granted
@@ -154,13 +162,13 @@ local function take(token, lease, now)
   -- Written as digits: Redis turns a Lua number into text with 14
   -- significant digits, too few for a fence of 16.
   local digits = string.format('%.0f', fence)
-  local ends = now + lease
+  local ends = int(now + lease)
   redis.call('HSET', M, 'f', digits, 'h', token)
   -- With when it was granted (InspectSession) and when its lease ends, as
   -- the holder is told: a later read of PTTL, off the clock of another
   -- command, could say a millisecond more or less.
   redis.call('HSET', L, 't', token, 'f', digits, 'c', redis.call('HGET', D, 'c') or '0',
-    's', now, 'e', ends)
+    's', int(now), 'e', ends)
   redis.call('PEXPIREAT', L, ends)
   watch_add({'k', 'a', 'f', digits, 'e', ends})
   keep_data(now, lease)

@@ -9,8 +9,8 @@ local now = now_ms()
 local t, expired = holder()
 if t ~= ARGV[1] or not same_incarnation(now) then return {'LOCK_LOST', 0, 0, expired} end
 local lease = tonumber(ARGV[2])
-redis.call('HSET', L, 'e', now + lease)
-redis.call('PEXPIREAT', L, now + lease)
+redis.call('HSET', L, 'e', int(now + lease))
+redis.call('PEXPIREAT', L, int(now + lease))
 keep_data(now, lease)
 meta_lasts(now, lease)
 return {'OK', now + lease, 0, expired}

@@ -125,10 +125,10 @@ local holds = ARGV[1] ~= '' and ARGV[3] ~= '1'
 local ttl = tonumber(ARGV[5])
 if holds then ttl = math.max(ttl, redis.call('PTTL', L)) end
 local i = #h
-h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6] = 'v', version, 'c', created, 'u', now
-h[i + 7], h[i + 8], h[i + 9], h[i + 10], h[i + 11], h[i + 12] = 'e', now + ttl, 'k', count, 'n', bytes
+h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6] = 'v', int(version), 'c', int(created), 'u', int(now)
+h[i + 7], h[i + 8], h[i + 9], h[i + 10], h[i + 11], h[i + 12] = 'e', int(now + ttl), 'k', int(count), 'n', int(bytes)
 in_chunks('HSET', D, h)
-redis.call('PEXPIRE', D, ttl)
+redis.call('PEXPIRE', D, int(ttl))
 quota_apply(bytes, now + ttl)
 -- The holder's own (re-)create: its grant stands on this incarnation now.
 if holds and cur == 0 then redis.call('HSET', L, 'c', created) end
@@ -141,5 +141,5 @@ end
 remember(ARGV[14], ARGV[15], answer)
 local woken = false
 if ARGV[3] == '1' then woken = release(now, ARGV[10], true) end
-redis.call(PUBLISH, ARGV[8], version .. ' ' .. ARGV[9])
+redis.call(PUBLISH, ARGV[8], int(version) .. ' ' .. ARGV[9])
 return {'OK', version, now + ttl, expired, woken, values}

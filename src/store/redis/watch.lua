@@ -53,6 +53,7 @@ end
 -- A write: `h` holds its 'f:<name>', value pairs first (`nh` items); the
 -- names deleted are ARGV[first_del..].
 local function watch_change(version, created, replaced, expires, h, nh, first_del)
+  if not watch_on() then return end
   local flag = function(b) if b then return '1' end return '0' end
   local e = {'k', 'c', 'v', version, 'n', flag(created), 'r', flag(replaced), 'e', expires}
   -- A write whose values would make the log large, or beyond Lua's unpack
