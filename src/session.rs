@@ -196,7 +196,7 @@ pub struct LockGrant {
     /// The payloads of the waiters this grant superseded (see `turn`).
     pub superseded: Superseded,
     /// The answer of an earlier LockSession with the same idempotency key
-    /// (no new grant; the payloads are not repeated).
+    /// (no new grant; its superseded payloads are repeated).
     pub replayed: bool,
 }
 

@@ -7,7 +7,8 @@
 --       prelude), and with an idempotency key KEYS[8], the record of the grant made under it:
 --       '<prefix>:{<ns>/<id>}:il:<hex of the key's digest>', a hash of d
 --       (the request's digest), t, f and e (the grant's token, fencing token
---       and lease end ms), PX the window; a keyed waiter's queue entry is
+--       and lease end ms), x and n (the superseded payloads dropped and
+--       kept) and p1..pn (those payloads), PX the window; a keyed waiter's queue entry is
 --       marked '!i<token>' in the waiters hash, so that a releasing script
 --       wakes it rather than hand it the lock (its own attempt records it)
 -- ARGV: 1 token  2 lease ms  3 'try' | 'wait'  4 waiter alive ms
@@ -28,9 +29,10 @@
 --          is left of its quiet period (-2: free now), 0, expired}
 --      or {'SUPERSEDED', 0, 0, expired}: a newer waiter of the burst took
 --          this token's turn (the mark is consumed)
---      or {'REPLAYED', fencing token, lease end ms, expired, token, data...}:
---          the grant made earlier under the key (this token leaves the
---          queue); its lease end is the holder's now if it still holds
+--      or {'REPLAYED', fencing token, lease end ms, expired, token,
+--          superseded, data...}: the grant made earlier under the key, with
+--          the payloads it carried (this token leaves the queue); its lease
+--          end is the holder's now if it still holds
 --      or {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}: another request's key
 local now = now_ms()
 local token, lease = ARGV[1], tonumber(ARGV[2])
@@ -120,14 +122,18 @@ if t == token then
   return granted(tonumber(redis.call('HGET', L, 'f')), lease_end(now), {0})
 end
 if I then
-  local rec = redis.call('HMGET', I, 'd', 't', 'f', 'e')
+  local rec = redis.call('HMGET', I, 'd', 't', 'f', 'e', 'x', 'n')
   if rec[1] and rec[1] ~= ARGV[9] then return {'IDEMPOTENCY_KEY_REUSED', 0, 0, expired} end
   if rec[1] then
     if redis.call('HDEL', W, token) == 1 then redis.call('LREM', Q, 0, token) end
     redis.call('HDEL', W, '!i' .. token)
     local e = tonumber(rec[4])
     if t == rec[2] then e = lease_end(now) end
-    local reply = {'REPLAYED', tonumber(rec[3]), e, expired, rec[2]}
+    local superseded = {tonumber(rec[5] or '0')}
+    for i = 1, tonumber(rec[6] or '0') do
+      superseded[i + 1] = redis.call('HGET', I, 'p' .. i) or ''
+    end
+    local reply = {'REPLAYED', tonumber(rec[3]), e, expired, rec[2], superseded}
     for _, v in ipairs(redis.call('HGETALL', D)) do reply[#reply + 1] = v end
     return reply
   end
@@ -149,8 +155,13 @@ if not t then
     local superseded = take_burst()
     local fence = take(token, lease, now)
     if I then
-      redis.call('HSET', I, 'd', ARGV[9], 't', token, 'f', string.format('%.0f', fence),
-        'e', now + lease)
+      local rec = {'d', ARGV[9], 't', token, 'f', string.format('%.0f', fence),
+        'e', int(now + lease), 'x', superseded[1], 'n', #superseded - 1}
+      for i = 2, #superseded do
+        rec[#rec + 1] = 'p' .. (i - 1)
+        rec[#rec + 1] = superseded[i]
+      end
+      in_chunks('HSET', I, rec)
       redis.call('PEXPIRE', I, ARGV[10])
       redis.call('HDEL', W, '!i' .. token)
     end

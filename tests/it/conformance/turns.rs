@@ -163,7 +163,8 @@ async fn a_waiter_that_gives_up_ends_its_burst(b: Backend) {
 }
 
 /// The chain one grant carries is at most 16 payloads of the largest
-/// size: the oldest are dropped first, and counted.
+/// size: the oldest are dropped first, and counted; a repeat of the
+/// granted call under its idempotency key gets the same chain.
 async fn the_payload_chain_is_bounded(b: Backend) {
     let s = Server::start(b, &["--max-turn-payload-bytes", "16"]).await;
     let mut c = s.client().await;
@@ -171,8 +172,15 @@ async fn the_payload_chain_is_bounded(b: Backend) {
     let msg = |i: usize| format!("{i:016}");
     let mut prev = spawn_lock(&c, turn_req("chain", TurnPolicy::LatestWins, 0, &msg(0)));
     wait_until_queued(&s, 1).await;
+    // The last waiter has an idempotency key (say, its message's id).
+    let mut last = turn_req("chain", TurnPolicy::LatestWins, 0, &msg(19));
+    last.idempotency_key = "msg-19".into();
     for i in 1..20 {
-        let next = spawn_lock(&c, turn_req("chain", TurnPolicy::LatestWins, 0, &msg(i)));
+        let req = match i {
+            19 => last.clone(),
+            _ => turn_req("chain", TurnPolicy::LatestWins, 0, &msg(i)),
+        };
+        let next = spawn_lock(&c, req);
         superseded(prev).await;
         prev = next;
     }
@@ -181,6 +189,13 @@ async fn the_payload_chain_is_bounded(b: Backend) {
     let want: Vec<String> = (3..19).map(msg).collect();
     assert_eq!(payloads(&got), want);
     assert_eq!(got.superseded_dropped, 3);
+    // Its repeat (a retry after a lost answer) is that grant again, with
+    // the burst's payloads: they are not lost with the first answer.
+    let again = c.lock_session(last).await.unwrap().into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.lock_token, got.lock_token);
+    assert_eq!(payloads(&again), want);
+    assert_eq!(again.superseded_dropped, 3);
 }
 
 /// Bad policies, quiet periods and payloads: refused with their reasons,

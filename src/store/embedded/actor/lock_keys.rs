@@ -15,8 +15,9 @@ use crate::store::now_ms;
 
 impl Actor {
     /// The answer of an earlier grant under the lock key `idem`, if any:
-    /// the same token, fencing token and lease end (its end now, if that
-    /// grant still holds the lock), with the session as it is now; another
+    /// the same token, fencing token, lease end (its end now, if that grant
+    /// still holds the lock) and superseded payloads, with the session as it
+    /// is now; another
     /// request under the key is refused.
     pub(super) fn lock_replay(
         &mut self,
@@ -36,6 +37,7 @@ impl Actor {
                 token,
                 fence,
                 lease_expires_ms,
+                superseded,
             }) => {
                 let lease_expires_ms = self
                     .locks
@@ -48,7 +50,7 @@ impl Actor {
                     fence,
                     lease_expires_ms,
                     session,
-                    superseded: Default::default(),
+                    superseded,
                     replayed: true,
                 })))
             }
@@ -74,7 +76,6 @@ impl Actor {
         for w in self.locks.take_same_key(key, idem) {
             let outcome = match &w.idem {
                 Some(i) if i == idem => Outcome::Done(LockGrant {
-                    superseded: Default::default(),
                     replayed: true,
                     ..grant.clone()
                 }),

@@ -5,14 +5,14 @@
 //! key`, apart from the writes'): none of the three holds a control
 //! character, so the layout is injective. A row past its end is never
 //! answered from, whether or not the sweep has removed it yet. A lock's row
-//! keeps its grant: the token, the fencing token (`version`) and the
-//! lease's end (`expires_ms`).
+//! keeps its grant: the token, the fencing token (`version`), the lease's
+//! end (`expires_ms`) and the superseded payloads it carried.
 
 use bytes::Bytes;
 use prost::Message;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::session::{Idempotency, LockGrant, Written};
+use crate::session::{Idempotency, LockGrant, Superseded, Written};
 use crate::store::embedded::outcome::Fault;
 
 pub(in crate::store::embedded) const IDEMPOTENCY: TableDefinition<&[u8], &[u8]> =
@@ -41,6 +41,13 @@ struct Row {
     /// A lock's grant: its token.
     #[prost(string, tag = "7")]
     token: String,
+    /// A lock's grant: the payloads of the waiters it superseded, and how
+    /// many older ones were dropped (a row written before these fields
+    /// decodes with none).
+    #[prost(bytes = "bytes", repeated, tag = "8")]
+    superseded: Vec<Bytes>,
+    #[prost(uint32, tag = "9")]
+    superseded_dropped: u32,
 }
 
 /// What an earlier write under the same key left.
@@ -68,6 +75,7 @@ pub(in crate::store::embedded) enum EarlierGrant {
         token: String,
         fence: u64,
         lease_expires_ms: i64,
+        superseded: Superseded,
     },
     Other,
 }
@@ -105,6 +113,10 @@ pub(in crate::store::embedded) fn earlier_grant(
         token: row.token,
         fence: row.version,
         lease_expires_ms: row.expires_ms,
+        superseded: Superseded {
+            payloads: row.superseded,
+            dropped: row.superseded_dropped,
+        },
     }))
 }
 
@@ -122,6 +134,8 @@ pub(in crate::store::embedded) fn remember_grant(
         version: grant.fence,
         expires_ms: grant.lease_expires_ms,
         token: grant.token.clone(),
+        superseded: grant.superseded.payloads.clone(),
+        superseded_dropped: grant.superseded.dropped,
         ..Default::default()
     };
     insert(txn, row_key(key, idem), row, until)
@@ -166,7 +180,7 @@ pub(in crate::store::embedded) fn remember(
         expires_ms: written.map_or(0, |w| w.expires_ms),
         op_values: written.map(|w| w.op_values.clone()).unwrap_or_default(),
         deleted: deleted.unwrap_or(0),
-        token: String::new(),
+        ..Default::default()
     };
     insert(txn, row_key(key, idem), row, until)
 }

@@ -146,13 +146,14 @@ pub enum Handover {
 /// payload...}, data...}`, `{'LOCK_HELD', 0, 0, expired}`, `{'QUEUED', ms
 /// until it may be granted, 0, expired}`, `{'SUPERSEDED', 0, 0,
 /// expired}`, `{'REPLAYED', fence, lease expires ms, expired, token,
-/// data...}` or `{'IDEMPOTENCY_KEY_REUSED', 0, 0, expired}`.
+/// {dropped, payload...}, data...}` or `{'IDEMPOTENCY_KEY_REUSED', 0, 0,
+/// expired}`.
 pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
     parse("lock", value, |r| match r.status {
         b"GRANTED" => Ok(LockReply::Granted {
             fence: r.uint(r.a, "the fencing token")?,
             lease_expires_ms: r.int(r.b, "the lease's end")?,
-            superseded: r.superseded()?,
+            superseded: r.superseded(0)?,
             session: session(r.rest.get(1..).unwrap_or_default())?,
         }),
         b"LOCK_HELD" => Ok(LockReply::Held),
@@ -165,8 +166,8 @@ pub fn lock(value: &Value) -> Result<Reply<LockReply>, Fault> {
                 Some(Ok(t)) => t.to_owned(),
                 _ => return Err(r.malformed(format_args!("no replayed token"))),
             },
-            session: session(r.rest.get(1..).unwrap_or_default())?,
-            superseded: Superseded::default(),
+            superseded: r.superseded(1)?,
+            session: session(r.rest.get(2..).unwrap_or_default())?,
             replayed: true,
         })),
         // PTTL: -2 for no lock (free now), -1 for one without a TTL.
@@ -387,9 +388,11 @@ impl Parts<'_> {
         }
     }
 
-    /// The 5th element of lock.lua's `GRANTED`: `{dropped, payload...}`.
-    fn superseded(&self) -> Result<Superseded, Fault> {
-        let Some(Value::Array(items)) = self.rest.first() else {
+    /// The superseded payloads, `{dropped, payload...}`: the `i`th element
+    /// after the first four (lock.lua's `GRANTED` has them first, its
+    /// `REPLAYED` after the token).
+    fn superseded(&self, i: usize) -> Result<Superseded, Fault> {
+        let Some(Value::Array(items)) = self.rest.get(i) else {
             return Err(self.malformed(format_args!("no superseded payloads")));
         };
         let [dropped, payloads @ ..] = items.as_slice() else {
