@@ -40,7 +40,12 @@ fn assert_sound(reports: &[Value], workloads: &[&str]) {
         assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["errors"], serde_json::json!({}), "{r}");
         let w = r["workload"].as_str().unwrap();
-        if w.contains("rmw") || w.contains("hot") || w.starts_with("ops") || w == "bot-mix" {
+        if w.contains("rmw")
+            || w.contains("hot")
+            || w.starts_with("ops")
+            || w.starts_with("burst")
+            || w == "bot-mix"
+        {
             let check = r["check"].as_str().unwrap();
             assert!(check.starts_with("ok: counted"), "{r}");
         }
@@ -60,6 +65,8 @@ async fn closed_and_open_loop_workloads_lose_no_update() {
         "ops",
         "ops-hot",
         "bot-mix",
+        "burst",
+        "burst-debounce",
     ];
     let reports = tokio::task::spawn_blocking({
         let (target, list) = (target.clone(), closed.join(","));

@@ -14,6 +14,10 @@
 //! ops (the turn as field operations: UpdateSession incrementing the counter
 //! and appending to a list, no lock), ops-hot (ops, every caller on one
 //! session), bot-mix (70% cached reads, 25% locked rmw, 5% new sessions),
+//! burst (a chat's burst: 5 LockSessions at once on one session with
+//! LATEST_WINS, each carrying its message; a grant answers its own and the
+//! ones it carries, and every message sent must be answered once),
+//! burst-debounce (the same with DEBOUNCE, a 20 ms quiet period),
 //! health (the empty RPC through sessiond's own stack: its health service),
 //! empty (the baseline alone); and the locked turn against sessiond's peers,
 //! in the same run: etcd-rmw, etcd-hot, redis-lock-rmw, redis-lock-hot

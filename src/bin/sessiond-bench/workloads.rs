@@ -34,6 +34,10 @@ pub(crate) struct Run {
     value: Bytes,
     pub(crate) sessions: usize,
     created: AtomicU64,
+    /// The burst workloads: messages sent, and answered by a grant (its own
+    /// and the payloads it carried) whose write was acknowledged.
+    sent: AtomicU64,
+    answered: AtomicU64,
 }
 
 impl Run {
@@ -109,6 +113,7 @@ pub(crate) async fn run(args: &Args, workload: &str, chans: &[Chan]) -> anyhow::
         (None, "rmw" | "cas" | "hot" | "bot-mix" | "ops" | "ops-hot" | "watch") => {
             Some(check(&run, first).await?)
         }
+        (None, "burst" | "burst-debounce") => Some(burst_check(&run, first).await?),
         _ => None,
     };
     let rate = if peer.is_none() { args.rate } else { 0.0 };
@@ -141,6 +146,8 @@ impl Run {
             value: Bytes::from(vec![b'x'; value_bytes]),
             sessions,
             created: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 }
@@ -346,6 +353,8 @@ pub(crate) async fn once(
         "rmw" | "hot" => rmw(c, run, k).await,
         "cas" => cas(c, run, k).await,
         "ops" | "ops-hot" => ops(c, run, k).await,
+        "burst" => burst(c, run, k, TurnPolicy::LatestWins, 0).await,
+        "burst-debounce" => burst(c, run, k, TurnPolicy::Debounce, BURST_QUIET_MS).await,
         "bot-mix" => match rng.below(100) {
             0..70 => read(c, run, k, Consistency::Cached).await,
             70..95 => rmw(c, run, k).await,
@@ -419,6 +428,84 @@ async fn ops(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<
     c.update_session(req).await?;
     run.ack(k);
     Ok(())
+}
+
+/// Messages in a burst, and the quiet period of `burst-debounce`.
+const BURST: usize = 5;
+const BURST_QUIET_MS: u32 = 20;
+
+/// A chat's burst: `BURST` messages for session `k` at once, each a
+/// LockSession with `policy` carrying the message as its payload. A granted
+/// caller answers its own message and the payloads it carries in one turn:
+/// adds their number to the counter and releases. The others end
+/// SUPERSEDED, their messages carried on by a newer one (expected: not
+/// errors). Every message is answered once (`burst_check`).
+async fn burst(
+    c: &mut SessionServiceClient<Chan>,
+    run: &Run,
+    k: usize,
+    policy: TurnPolicy,
+    debounce_ms: u32,
+) -> Result<(), tonic::Status> {
+    let id = run.id(k);
+    let calls = (0..BURST).map(|i| {
+        let (mut c, id) = (c.clone(), id.clone());
+        let req = LockSessionRequest {
+            session_id: id.clone(),
+            lease_ms: 5000,
+            wait_ms: 30_000,
+            policy: policy as i32,
+            debounce_ms,
+            payload: Bytes::from(format!("message {i}")),
+            ..Default::default()
+        };
+        async move {
+            let l = match c.lock_session(req).await {
+                Ok(l) => l.into_inner(),
+                Err(s) if s.code() == tonic::Code::Aborted => return Ok(0),
+                Err(s) => return Err(s),
+            };
+            let answered = 1 + l.superseded_payloads.len() as u64 + u64::from(l.superseded_dropped);
+            let n = l.session.as_ref().map_or(0, counter);
+            let mut set = std::collections::HashMap::new();
+            set.insert("n".to_owned(), Bytes::from((n + answered).to_string()));
+            c.update_session(UpdateSessionRequest {
+                session_id: id,
+                set_fields: set,
+                lock_token: l.lock_token,
+                release_lock: true,
+                ..Default::default()
+            })
+            .await?;
+            Ok(answered)
+        }
+    });
+    run.sent.fetch_add(BURST as u64, Relaxed);
+    let mut first_error = None;
+    for outcome in futures::future::join_all(calls).await {
+        match outcome {
+            Ok(answered) => {
+                run.answered.fetch_add(answered, Relaxed);
+                if let Some(n) = run.acked.get(k) {
+                    n.fetch_add(answered, Relaxed);
+                }
+            }
+            Err(s) => first_error = first_error.or(Some(s)),
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The counters against the acknowledged answers, and every message sent
+/// against those answered.
+async fn burst_check(run: &Run, chan: &Chan) -> anyhow::Result<String> {
+    let counted = check(run, chan).await?;
+    let (sent, answered) = (run.sent.load(Relaxed), run.answered.load(Relaxed));
+    Ok(if sent == answered {
+        format!("{counted}; messages sent {sent}, answered {answered}")
+    } else {
+        format!("UNANSWERED MESSAGES: sent {sent}, answered {answered}; {counted}")
+    })
 }
 
 async fn cas(c: &mut SessionServiceClient<Chan>, run: &Run, k: usize) -> Result<(), tonic::Status> {
