@@ -250,7 +250,9 @@ impl Conns {
             let mut sent = 0u32;
             let answer = loop {
                 let conn = self.connection(target, slot).await?;
-                match command(conn).await {
+                // Boxed: redis-rs's futures are several KB, and every
+                // layer above would otherwise move them whole.
+                match Box::pin(command(conn)).await {
                     Err(e) if cluster && sent < REDIRECTS as u32 && never_ran(&e) => {
                         sent += 1;
                         tokio::time::sleep(Duration::from_millis(5 << sent.min(5))).await;
@@ -289,6 +291,13 @@ impl Conns {
         if let Some(conn) = slot.get() {
             return Ok(conn);
         }
+        // Boxed: opening a connection is a future of about 7 KB, which
+        // every call's future would otherwise carry and move.
+        Box::pin(self.open(target, slot)).await
+    }
+
+    /// Opens `slot`'s connection, unless another call did meanwhile.
+    async fn open(&self, target: &Target, slot: &Slot) -> Result<Conn, Fault> {
         let _opening = slot.opening.lock().await;
         if let Some(conn) = slot.get() {
             return Ok(conn);
