@@ -1,8 +1,9 @@
 //! The Redis store: any number of sessiond instances on one Redis.
 //!
-//! Each operation is one Lua script (`redis/*.lua`, each prefixed with
-//! `redis/prelude.lua`): one atomic step and one round trip. Reads are a plain
-//! `HGETALL`. All keys of a session share the hash tag `{<ns>/<id>}`, with
+//! Each operation is one Lua script (`redis/*.lua`, using the functions of
+//! `redis/prelude.lua`), called as a function of the library `library`
+//! loads: one atomic step and one round trip. Reads are a plain `HGETALL`.
+//! All keys of a session share the hash tag `{<ns>/<id>}`, with
 //! namespace and id percent-encoded so that the tag holds only
 //! `[A-Za-z0-9._~%/-]`: no id, however crafted, can close the tag early or
 //! reach another id's keys, and a session's keys stay in one Cluster slot.
@@ -19,11 +20,12 @@
 //! HEARTBEAT`) and covers wake-ups lost while the subscription was down.
 //!
 //! Here: `RedisStore`'s calls, each building one script's arguments and
-//! matching on its typed outcome. Beside it: `conns` (the shared connections,
-//! and running a command on them within the timeout), `wire` (key encoding,
-//! the data hash, and every script's reply parsed into its outcomes),
-//! `waiting` (the FIFO wait and what this instance does with a lock handed
-//! over), `feed` (the pub/sub connection), `durability` (the server's
+//! matching on its typed outcome. Beside it: `library` (the scripts as one
+//! Redis Functions library, and a call of one), `conns` (the shared
+//! connections, and running a command on them within the timeout), `wire`
+//! (key encoding, the data hash, and every script's reply parsed into its
+//! outcomes), `waiting` (the FIFO wait and what this instance does with a
+//! lock handed over), `feed` (the pub/sub connection), `durability` (the server's
 //! persistence settings, and the wait that makes a write durable before it
 //! is acknowledged) and `fault` (what can go wrong on the way, and which
 //! `Error` each fault becomes).
