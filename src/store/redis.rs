@@ -25,10 +25,10 @@
 //! connections, and running a command on them within the timeout), `wire`
 //! (key encoding, the data hash, and every script's reply parsed into its
 //! outcomes), `waiting` (the FIFO wait and what this instance does with a
-//! lock handed over), `feed` (the pub/sub connection), `durability` (the server's
-//! persistence settings, and the wait that makes a write durable before it
-//! is acknowledged) and `fault` (what can go wrong on the way, and which
-//! `Error` each fault becomes).
+//! lock handed over), `feed` (the pub/sub connection), `durability` (the
+//! server's persistence settings, and the wait that makes a write durable
+//! before it is acknowledged) and `fault` (what can go wrong on the way,
+//! and which `Error` each fault becomes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
